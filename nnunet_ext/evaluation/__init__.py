@@ -1,0 +1,1 @@
+"""Evaluation of segmentations and uncertainty maps (``nnext evaluate``)."""

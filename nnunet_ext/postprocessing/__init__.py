@@ -1,0 +1,1 @@
+"""Post-processing of segmentations (component filters, ROI handling)."""

@@ -1,0 +1,1 @@
+"""Predictors built on ``nnUNetPredictor`` that also export uncertainty maps (``nnext predict``)."""
