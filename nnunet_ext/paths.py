@@ -1,0 +1,49 @@
+"""nnU-Net's folder conventions (``nnUNet_raw`` / ``nnUNet_preprocessed`` / ``nnUNet_results``), read at call time."""
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from nnunet_ext.errors import InputError
+
+ENV_VARS = ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")
+
+
+def env_dir(name: str) -> Path:
+    """The folder named by nnU-Net env var ``name``; :class:`InputError` if unset."""
+    value = os.environ.get(name)
+    if not value:
+        raise InputError(f"environment variable {name} is not set (e.g. export {name}=/data/{name}); "
+                         "see nnU-Net's documentation/setting_up_paths.md")
+    return Path(value)
+
+
+def dataset_folders(root: Path) -> dict[int, Path]:
+    """``{id: folder}`` for every ``DatasetXXX_Name`` folder in ``root``."""
+    found = {}
+    if root.is_dir():
+        for p in sorted(root.iterdir()):
+            m = re.fullmatch(r"Dataset(\d{3})_.+", p.name)
+            if m and p.is_dir():
+                found[int(m.group(1))] = p
+    return found
+
+
+def find_dataset(dataset: "int | str", root_var: str = "nnUNet_raw") -> Path:
+    """Folder of dataset ``dataset`` (ID like 501 / '501' or full name) under ``$root_var``.
+
+    Raises :class:`InputError` naming the known datasets when it is missing.
+    """
+    root = env_dir(root_var)
+    folders = dataset_folders(root)
+    text = str(dataset)
+    if text.isdigit():
+        if int(text) in folders:
+            return folders[int(text)]
+    else:
+        for p in folders.values():
+            if p.name == text:
+                return p
+    known = ", ".join(p.name for p in folders.values()) or "none"
+    raise InputError(f"dataset {text} not found in {root_var}={root} (known: {known})")

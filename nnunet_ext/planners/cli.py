@@ -1,0 +1,30 @@
+"""``nnext plan``: plan + preprocess with an nnunet_ext planner (nnU-Net cannot find external ``-pl`` classes)."""
+from __future__ import annotations
+
+from nnunet_ext.planners.registry import PLANNERS
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("-d", required=True, help="dataset ID or name (as in nnUNet_raw)")
+    parser.add_argument("-pl", default="TinyPlanner",
+                        help="planner: " + "; ".join(f"{k} ({v[2]})" for k, v in PLANNERS.items()))
+    parser.add_argument("-c", nargs="+", default=None,
+                        help="configurations to preprocess (default: the planner's, e.g. 2d 3d_fullres)")
+    parser.add_argument("-np", type=int, default=2, help="processes for fingerprint and preprocessing (default 2)")
+    parser.add_argument("-gpu_memory_target", type=float, default=None, help="GPU memory target in GB (ResEnc presets)")
+    parser.add_argument("-overwrite_plans_name", default=None, help="custom plans identifier")
+    parser.add_argument("--dropout-p", type=float, default=None, help="dropout probability for the MC-dropout planners")
+    parser.add_argument("--verify_dataset_integrity", action="store_true", help="run nnU-Net's dataset check first")
+    parser.add_argument("--clean", action="store_true", help="recompute the fingerprint even if it exists")
+    parser.add_argument("--no_pp", action="store_true", help="plan only, do not preprocess")
+    parser.add_argument("--verbose", action="store_true")
+
+
+def run(args) -> int:
+    from nnunet_ext.planners.run import plan_and_preprocess
+
+    plans = plan_and_preprocess(args.d, args.pl, args.c, args.np, args.verify_dataset_integrity, args.clean,
+                                args.gpu_memory_target, args.dropout_p, args.overwrite_plans_name,
+                                preprocess=not args.no_pp, verbose=args.verbose)
+    print(f"plans identifier: {plans}  (use -p {plans} with nnUNetv2_train / nnUNetv2_predict)")
+    return 0

@@ -1,0 +1,62 @@
+"""``MCDropoutTrainer``: nnU-Net with dropout in every conv block, ready for Monte-Carlo sampling."""
+from __future__ import annotations
+
+import os
+
+import torch
+from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
+from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager, PlansManager
+
+from nnunet_ext.core.mc_dropout import check_dropout_p, dropout_arch_kwargs, planned_dropout_p
+from nnunet_ext.trainers.base import NnextTrainer
+
+#: environment variable overriding the dropout probability at training time
+DROPOUT_P_ENV = "NNEXT_DROPOUT_P"
+#: environment variable choosing ``channel`` (Dropout3d/2d, default) or ``element`` (nn.Dropout) dropout
+DROPOUT_KIND_ENV = "NNEXT_DROPOUT_KIND"
+
+
+class MCDropoutTrainer(NnextTrainer):
+    """nnUNetTrainer with dropout (default p = 0.05) in encoder and decoder conv blocks, for MC sampling.
+
+    Dropout probability, first match wins: env ``NNEXT_DROPOUT_P``; a dropout already configured in the
+    plans' architecture kwargs (e.g. by ``MCDropoutResEncPlannerM``); the class default ``default_dropout_p``
+    (0.05, as in HN-UISeg, chu2026 sec. 2.5). Works with PlainConvUNet and ResidualEncoderUNet plans. The
+    probability used is written to the training log and to ``checkpoint["nnext"]["dropout_p"]``.
+    """
+
+    default_dropout_p: float = 0.05
+    default_dropout_kind: str = "channel"
+
+    @classmethod
+    def resolve_dropout(cls, configuration_manager: ConfigurationManager) -> tuple[float, str]:
+        """(p, kind) this trainer builds its network with (see the class docstring for precedence)."""
+        kind = os.environ.get(DROPOUT_KIND_ENV, cls.default_dropout_kind)
+        if os.environ.get(DROPOUT_P_ENV, "").strip():
+            return check_dropout_p(os.environ[DROPOUT_P_ENV]), kind
+        planned = planned_dropout_p(configuration_manager.network_arch_init_kwargs)
+        return (planned if planned is not None else cls.default_dropout_p), kind
+
+    @classmethod
+    def build_network_architecture(cls, plans_manager: PlansManager, configuration_manager: ConfigurationManager,
+                                   num_input_channels: int, num_output_channels: int,
+                                   enable_deep_supervision: bool = True) -> torch.nn.Module:
+        p, kind = cls.resolve_dropout(configuration_manager)
+        kwargs, req = dropout_arch_kwargs(configuration_manager.network_arch_init_kwargs,
+                                          configuration_manager.network_arch_init_kwargs_req_import, p, kind)
+        return get_network_from_plans(configuration_manager.network_arch_class_name, kwargs, req,
+                                      num_input_channels, num_output_channels, allow_init=True,
+                                      deep_supervision=enable_deep_supervision)
+
+    @property
+    def dropout_p(self) -> float:
+        return self.resolve_dropout(self.configuration_manager)[0]
+
+    def on_train_start(self):
+        super().on_train_start()
+        p, kind = self.resolve_dropout(self.configuration_manager)
+        self.print_to_log_file(f"MC dropout: p = {p}, kind = {kind}")
+
+    def checkpoint_metadata(self) -> dict:
+        p, kind = self.resolve_dropout(self.configuration_manager)
+        return {**super().checkpoint_metadata(), "dropout_p": p, "dropout_kind": kind}

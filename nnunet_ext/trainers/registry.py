@@ -1,0 +1,23 @@
+"""The extension trainers known to ``nnUNetv2_train -tr`` (through the shim) and ``nnext trainers``.
+
+Kept free of torch imports: names, modules and one-line descriptions only.
+"""
+from __future__ import annotations
+
+import importlib
+
+#: trainer class name -> (module, one-line description)
+TRAINERS: dict[str, tuple[str, str]] = {
+    "MCDropoutTrainer": ("nnunet_ext.trainers.mc_dropout",
+                         "nnU-Net + dropout (p=0.05) in every conv block for Monte-Carlo sampling"),
+}
+
+
+def load_trainer(name: str):
+    module, _ = TRAINERS[name]
+    return getattr(importlib.import_module(module), name)
+
+
+def load_all() -> dict:
+    """``{name: class}`` for every registered trainer (imports torch and nnU-Net)."""
+    return {name: load_trainer(name) for name in TRAINERS}

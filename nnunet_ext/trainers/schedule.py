@@ -1,0 +1,39 @@
+"""Training-length overrides carried by the plans, honoured by every extension trainer.
+
+nnU-Net hard-codes 1000 epochs x 250 iterations in ``nnUNetTrainer.__init__``. Plans written by
+:class:`nnunet_ext.planners.tiny.TinyPlanner` carry a ``"nnext_training"`` block, at plans level and/or inside
+a configuration (the configuration wins), e.g. ``{"num_epochs": 2, "num_iterations_per_epoch": 10}``, so
+that the plain ``nnUNetv2_train ... -p nnextTinyPlans`` command trains for seconds, not days.
+"""
+from __future__ import annotations
+
+PLANS_KEY = "nnext_training"
+ALLOWED = {
+    "num_epochs": int,
+    "num_iterations_per_epoch": int,
+    "num_val_iterations_per_epoch": int,
+    "initial_lr": float,
+    "save_every": int,
+}
+
+
+def training_schedule(plans: dict, configuration: str) -> dict:
+    """Merged, validated ``nnext_training`` block for ``configuration`` (empty dict when absent)."""
+    merged = dict(plans.get(PLANS_KEY) or {})
+    merged.update((plans.get("configurations", {}).get(configuration, {}) or {}).get(PLANS_KEY) or {})
+    out = {}
+    for key, value in merged.items():
+        if key not in ALLOWED:
+            raise ValueError(f"unknown key {key!r} in plans['{PLANS_KEY}']; allowed: {sorted(ALLOWED)}")
+        out[key] = ALLOWED[key](value)
+        if out[key] <= 0:
+            raise ValueError(f"plans['{PLANS_KEY}']['{key}'] must be positive, got {value!r}")
+    return out
+
+
+def apply_training_schedule(trainer, plans: dict, configuration: str) -> dict:
+    """Set the schedule attributes on an ``nnUNetTrainer`` instance; returns what was applied."""
+    schedule = training_schedule(plans, configuration)
+    for key, value in schedule.items():
+        setattr(trainer, key, value)
+    return schedule
