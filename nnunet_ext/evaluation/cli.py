@@ -1,0 +1,115 @@
+"""``nnext evaluate``: Dice, IoU, sensitivity, specificity, HD, HD95, NSD, boundary Dice, ... per case and label.
+
+Writes ``summary.json`` (per-case metrics, NaN-aware mean / median per label or region) and ``summary.csv``
+(one row per case x label / region) beside it; both are replaced atomically. Module-level imports stay light.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+
+
+def _label(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"label {text!r} is not an integer") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"label {text!r} is negative")
+    return value
+
+
+def _region(text: str) -> tuple[int, ...]:
+    parts = [p for p in text.split(",") if p.strip()]
+    if not parts:
+        raise argparse.ArgumentTypeError(f"region {text!r} is empty")
+    return tuple(_label(p.strip()) for p in parts)
+
+
+def _non_negative(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be >= 0")
+    return value
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-ref", "--ref", dest="ref", required=True, metavar="REF_DIR", help="folder of reference segmentations")
+    p.add_argument("-pred", "--pred", dest="pred", required=True, metavar="PRED_DIR",
+                   help="folder of predicted segmentations (same file names)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("-l", "--labels", nargs="+", type=_label, metavar="LABEL",
+                   help="labels to evaluate (default: from -djfile, else every non-zero label in the references)")
+    g.add_argument("--regions", nargs="+", type=_region, metavar="R",
+                   help="regions as comma-separated labels, e.g. '1,2,3 2,3 3' (mask = isin(seg, region))")
+    p.add_argument("-djfile", "--dataset-json", dest="djfile", metavar="dataset.json",
+                   help="nnU-Net dataset.json: labels (regions if its label values are lists), names, file_ending")
+    p.add_argument("-o", "--output", metavar="summary.json",
+                   help="output JSON (default PRED_DIR/summary.json); summary.csv is written beside it")
+    p.add_argument("--tau", type=_non_negative, default=2.0, metavar="MM",
+                   help="NSD tolerance in mm (default 2)")
+    p.add_argument("--boundary-width", type=_non_negative, default=None, metavar="MM",
+                   help="width of the inner boundary bands for boundary Dice in mm (default: --tau)")
+    p.add_argument("--penalty", type=_non_negative, default=None, metavar="MM",
+                   help="HD / HD95 / ASSD when exactly one of reference and prediction is empty (default 374, as BraTS)")
+    p.add_argument("-np", "--num-processes", dest="num_processes", type=int, default=1, metavar="N",
+                   help="worker processes (default 1)")
+    p.add_argument("--file-ending", default=None, metavar="EXT",
+                   help="file ending of the segmentations (default: dataset.json's file_ending, else .nii.gz)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no printed summary")
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+    import os
+
+    from nnunet_ext.core.surface import DEFAULT_PENALTY_MM
+    from nnunet_ext.errors import InputError
+    from nnunet_ext.evaluation.evaluate import evaluate_folders
+    from nnunet_ext.evaluation.metrics import labels_from_dataset_json
+    from nnunet_ext.evaluation.summary_io import csv_path_for
+
+    if args.num_processes < 1:
+        raise InputError(f"-np must be >= 1, got {args.num_processes}")
+    labels, names, file_ending = args.labels or args.regions, None, args.file_ending
+    if args.djfile:
+        dj_labels, names = labels_from_dataset_json(args.djfile)
+        labels = labels or dj_labels
+        if file_ending is None:
+            try:
+                with open(args.djfile, encoding="utf-8") as f:
+                    file_ending = json.load(f).get("file_ending")
+            except (OSError, ValueError, AttributeError):
+                file_ending = None
+    output = args.output or os.path.join(args.pred, "summary.json")
+    if not output.lower().endswith(".json"):
+        raise InputError(f"-o {output}: the output file must end in .json")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        summary = evaluate_folders(args.ref, args.pred, labels, tau=args.tau,
+                                   penalty=DEFAULT_PENALTY_MM if args.penalty is None else args.penalty,
+                                   num_processes=args.num_processes, boundary_width=args.boundary_width,
+                                   file_ending=file_ending or ".nii.gz", output_file=output, label_names=names,
+                                   progress=not args.quiet)
+    for w in caught:
+        print(f"nnext evaluate: warning: {w.message}", file=sys.stderr)
+    if not args.quiet:
+        print(_table(summary))
+        print(f"wrote {output} and {csv_path_for(output)}")
+    return 0
+
+
+def _table(summary: dict) -> str:
+    cols = ("dice", "iou", "hd95", "nsd", "boundary_dice", "sensitivity")
+    n = summary["settings"]["num_cases"]
+    lines = [f"{n} case(s); mean (median) per label / region; NSD at {summary['settings']['tau_mm']:g} mm",
+             f"{'label':<12}" + "".join(f"{c:>20}" for c in cols)]
+    for key, info in summary["labels"].items():
+        name = f"{key} {info['name']}" if info.get("name") else key
+        cells = "".join(f"{summary['mean'][key][c]:>11.4g} ({summary['median'][key][c]:.4g})".rjust(20) for c in cols)
+        lines.append(f"{name[:12]:<12}{cells}")
+    return "\n".join(lines)

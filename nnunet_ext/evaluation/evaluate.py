@@ -1,0 +1,237 @@
+"""Evaluate a folder of predicted segmentations against a folder of references (``nnext evaluate``).
+
+Cases are matched by file name minus ``file_ending``. Before any metric is computed, every pair's header is
+checked: a case present on one side only, a differing shape or a differing spacing (relative tolerance 1e-3)
+is an :class:`InputError` naming the cases and both values (metrics would be wrong or meaningless). A
+differing origin or direction only gives a warning (``GeometryWarning``, also listed under ``"warnings"`` in
+the summary): metrics are computed in voxel space, so they stay well defined, but the pairing may be wrong.
+
+Summary layout (see :func:`evaluate_folders`)::
+
+    {"settings": {"reference_folder", "prediction_folder", "file_ending", "tau_mm", "penalty_mm",
+                  "boundary_width_mm", "hd_percentile", "percentile_method", "num_cases"},
+     "labels": {"1": {"name": ..., "values": [1], "region": false}, ...},       # "1,2,3" for a region
+     "metric_per_case": [{"case": "case_001", "reference_file": ..., "prediction_file": ...,
+                          "shape_zyx": [...], "spacing_zyx": [...], "labels_in_reference": [...],
+                          "metrics": {"1": {"dice": ..., ...}}}],              # keys: metrics.METRIC_NAMES
+     "mean": {"1": {"dice": ..., ...}}, "median": {...}, "foreground_mean": {"dice": ..., ...},
+     "warnings": [...]}
+
+``mean`` / ``median`` are NaN-aware (``nanmean`` / ``nanmedian`` over cases; NaN only if every case is NaN);
+``foreground_mean`` is the NaN-aware mean over the labels other than 0 of the per-label means.
+"""
+from __future__ import annotations
+
+import multiprocessing
+import os
+import warnings
+from typing import Iterable, Sequence
+
+import numpy as np
+import SimpleITK as sitk
+
+from nnunet_ext.core.surface import DEFAULT_PENALTY_MM
+from nnunet_ext.errors import InputError
+from nnunet_ext.evaluation.metrics import (METRIC_NAMES, compute_metrics, label_key, mask_of, normalize_labels)
+from nnunet_ext.imageio import Geometry, read_image
+from nnunet_ext.evaluation.summary_io import write_summary
+
+__all__ = ["GeometryWarning", "evaluate_folders", "evaluate_case", "find_cases", "aggregate"]
+
+_MAX_NAMED = 10  # cases named in one error message
+
+
+class GeometryWarning(UserWarning):
+    """Reference and prediction of a case differ in origin or direction."""
+
+
+def _name_list(names: Sequence[str]) -> str:
+    shown = ", ".join(names[:_MAX_NAMED])
+    return shown + (f", ... ({len(names) - _MAX_NAMED} more)" if len(names) > _MAX_NAMED else "")
+
+
+def find_cases(folder: str | os.PathLike, file_ending: str = ".nii.gz", role: str = "folder") -> dict[str, str]:
+    """``{case_id: path}`` of the files in ``folder`` ending in ``file_ending`` (hidden files skipped)."""
+    folder = os.fspath(folder)
+    if not os.path.isdir(folder):
+        raise InputError(f"{role} {folder}: no such folder")
+    return {name[: -len(file_ending)]: os.path.join(folder, name) for name in sorted(os.listdir(folder))
+            if name.endswith(file_ending) and not name.startswith(".") and len(name) > len(file_ending)
+            and os.path.isfile(os.path.join(folder, name))}
+
+
+def _header(path: str) -> tuple[tuple[int, ...], Geometry]:
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(path)
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError as e:
+        raise InputError(f"{path}: cannot be read as an image ({str(e).strip().splitlines()[-1]})") from None
+    geometry = Geometry(tuple(reader.GetSpacing()), tuple(reader.GetOrigin()), tuple(reader.GetDirection()))
+    return tuple(reader.GetSize()), geometry
+
+
+def _fmt(values: Iterable[float]) -> str:
+    return "(" + ", ".join(f"{v:g}" for v in values) + ")"
+
+
+def _check_pairs(pairs: dict[str, tuple[str, str]]) -> list[str]:
+    """Raise InputError for shape / spacing mismatches (all listed); return origin / direction warnings."""
+    errors, notes = [], []
+    for case, (ref_file, pred_file) in pairs.items():
+        (size_r, g_r), (size_p, g_p) = _header(ref_file), _header(pred_file)
+        if size_r != size_p:
+            errors.append(f"{case}: size (x,y,z) differs: REF {_fmt(size_r)} vs PRED {_fmt(size_p)}")
+        elif not np.allclose(g_r.spacing, g_p.spacing, rtol=1e-3, atol=0):
+            errors.append(f"{case}: spacing (x,y,z) differs: REF {_fmt(g_r.spacing)} vs PRED {_fmt(g_p.spacing)}")
+        else:
+            if not np.allclose(g_r.origin, g_p.origin, rtol=0, atol=1e-3):
+                notes.append(f"{case}: origin differs: REF {_fmt(g_r.origin)} vs PRED {_fmt(g_p.origin)}")
+            if g_r.direction and g_p.direction and not np.allclose(g_r.direction, g_p.direction, atol=1e-4):
+                notes.append(f"{case}: direction differs: REF {_fmt(g_r.direction)} vs PRED {_fmt(g_p.direction)}")
+    if errors:
+        more = f"; ... ({len(errors) - _MAX_NAMED} more)" if len(errors) > _MAX_NAMED else ""
+        raise InputError(f"geometry mismatch in {len(errors)} case(s): " + "; ".join(errors[:_MAX_NAMED]) + more)
+    return notes
+
+
+def _labels_present(seg: np.ndarray, case: str) -> list[int]:
+    values = np.unique(seg)
+    if np.issubdtype(values.dtype, np.floating) and not np.all(np.isfinite(values) & (values == np.round(values))):
+        raise InputError(f"{case}: reference holds non-integer values; is it a segmentation?")
+    return [int(v) for v in values if v > 0]
+
+
+def evaluate_case(case: str, ref_file: str, pred_file: str, labels_or_regions: list | None, tau: float = 2.0,
+                  penalty: float = DEFAULT_PENALTY_MM, boundary_width: float | None = None) -> dict:
+    """Metrics of one case for every label / region; ``None`` = every non-zero label in reference or prediction."""
+    ref, g_ref = read_image(ref_file)
+    pred, _ = read_image(pred_file)
+    if ref.shape != pred.shape:  # guards against files changed since the header check
+        raise InputError(f"{case}: shape (z,y,x) differs: REF {ref.shape} vs PRED {pred.shape}")
+    spacing_zyx = tuple(float(s) for s in g_ref.spacing[::-1])
+    labels_ref = _labels_present(ref, case)
+    todo = labels_or_regions
+    if todo is None:
+        todo = sorted(set(labels_ref) | set(_labels_present(pred, case)))
+    metrics = {label_key(lr): compute_metrics(mask_of(ref, lr), mask_of(pred, lr), spacing_zyx, tau=tau,
+                                              penalty=penalty, boundary_width=boundary_width) for lr in todo}
+    return {"case": case, "reference_file": os.path.abspath(ref_file), "prediction_file": os.path.abspath(pred_file),
+            "shape_zyx": list(ref.shape), "spacing_zyx": list(spacing_zyx), "labels_in_reference": labels_ref,
+            "metrics": metrics}
+
+
+def _evaluate_case_star(args: tuple) -> dict:
+    return evaluate_case(*args)
+
+
+def _quiet_stat(fn, values: list[float]) -> float:
+    arr = np.asarray(values, dtype=float)
+    if arr.size == 0 or np.all(np.isnan(arr)):
+        return float("nan")
+    return float(fn(arr))
+
+
+def aggregate(records: list[dict], keys: list[str]) -> tuple[dict, dict, dict]:
+    """NaN-aware per-label ``mean`` and ``median`` over cases, and ``foreground_mean`` over labels != "0"."""
+    mean, median = {}, {}
+    for key in keys:
+        mean[key], median[key] = {}, {}
+        for m in METRIC_NAMES:
+            values = [r["metrics"][key][m] for r in records]
+            mean[key][m] = _quiet_stat(np.nanmean, values)
+            median[key][m] = _quiet_stat(np.nanmedian, values)
+    fg = [k for k in keys if k != "0"]
+    foreground_mean = {m: _quiet_stat(np.nanmean, [mean[k][m] for k in fg]) for m in METRIC_NAMES}
+    return mean, median, foreground_mean
+
+
+def evaluate_folders(ref_dir: str | os.PathLike, pred_dir: str | os.PathLike,
+                     labels_or_regions: Sequence | None = None, tau: float = 2.0,
+                     penalty: float = DEFAULT_PENALTY_MM, num_processes: int = 1, *,
+                     boundary_width: float | None = None, file_ending: str = ".nii.gz",
+                     output_file: str | os.PathLike | None = None, label_names: dict[str, str] | None = None,
+                     progress: bool = True) -> dict:
+    """Evaluate every case of ``pred_dir`` against ``ref_dir``; return (and optionally write) the summary.
+
+    ``labels_or_regions``: ints (labels) and / or tuples of ints (regions); ``None`` = every non-zero label
+    found in the references. ``output_file``: ``summary.json`` path; ``summary.csv`` is written beside it.
+    Raises :class:`InputError` for missing folders, unmatched cases, no cases and shape / spacing mismatches.
+    """
+    if tau < 0 or penalty < 0 or (boundary_width is not None and boundary_width < 0):
+        raise InputError("tau, penalty and boundary width must be >= 0")
+    ref_dir, pred_dir = os.fspath(ref_dir), os.fspath(pred_dir)
+    refs = find_cases(ref_dir, file_ending, "REF_DIR")
+    preds = find_cases(pred_dir, file_ending, "PRED_DIR")
+    if not refs:
+        raise InputError(f"REF_DIR {ref_dir}: no '*{file_ending}' files (see --file-ending)")
+    if not preds:
+        raise InputError(f"PRED_DIR {pred_dir}: no '*{file_ending}' files (see --file-ending)")
+    problems = []
+    missing_pred = sorted(set(refs) - set(preds))
+    missing_ref = sorted(set(preds) - set(refs))
+    if missing_pred:
+        problems.append(f"{len(missing_pred)} case(s) missing in PRED_DIR {pred_dir}: {_name_list(missing_pred)}")
+    if missing_ref:
+        problems.append(f"{len(missing_ref)} case(s) missing in REF_DIR {ref_dir}: {_name_list(missing_ref)}")
+    if problems:
+        raise InputError("; ".join(problems))
+    chosen = None if labels_or_regions is None else normalize_labels(labels_or_regions)
+    pairs = {case: (refs[case], preds[case]) for case in sorted(refs)}
+    notes = _check_pairs(pairs)
+    for note in notes:
+        warnings.warn(note, GeometryWarning, stacklevel=2)
+
+    tasks = [(case, r, p, chosen, tau, penalty, boundary_width) for case, (r, p) in pairs.items()]
+    records = _run(tasks, num_processes, progress)
+
+    if chosen is None:
+        found = sorted({v for r in records for v in r["labels_in_reference"]})
+        if not found:
+            raise InputError(f"REF_DIR {ref_dir}: the references hold no non-zero label; pass -l or --regions")
+        chosen = found
+        for record in records:  # labels absent from this case on both sides: the both-empty values
+            shape, spacing = record["shape_zyx"], record["spacing_zyx"]
+            empty = np.zeros(shape, dtype=bool)
+            record["metrics"] = {label_key(lr): record["metrics"].get(label_key(lr)) or compute_metrics(
+                empty, empty, spacing, tau=tau, penalty=penalty, boundary_width=boundary_width) for lr in chosen}
+    keys = [label_key(lr) for lr in chosen]
+    names = label_names or {}
+    mean, median, foreground_mean = aggregate(records, keys)
+    summary = {
+        "settings": {"reference_folder": os.path.abspath(ref_dir), "prediction_folder": os.path.abspath(pred_dir),
+                     "file_ending": file_ending, "tau_mm": float(tau), "penalty_mm": float(penalty),
+                     "boundary_width_mm": float(tau if boundary_width is None else boundary_width),
+                     "hd_percentile": 95, "percentile_method": "numpy.percentile, method='linear'",
+                     "num_cases": len(records)},
+        "labels": {label_key(lr): {"name": names.get(label_key(lr)),
+                                   "values": list(lr) if isinstance(lr, tuple) else [lr],
+                                   "region": isinstance(lr, tuple)} for lr in chosen},
+        "metric_per_case": records, "mean": mean, "median": median, "foreground_mean": foreground_mean,
+        "warnings": notes,
+    }
+    if output_file is not None:
+        write_summary(summary, output_file)
+    return summary
+
+
+def _run(tasks: list[tuple], num_processes: int, progress: bool) -> list[dict]:
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(tasks), desc="evaluate", unit="case", disable=None if progress else True)
+    try:
+        n = max(1, min(int(num_processes), len(tasks)))
+        if n == 1:
+            records = []
+            for t in tasks:
+                records.append(evaluate_case(*t))
+                bar.update()
+            return records
+        with multiprocessing.get_context("spawn").Pool(n) as pool:
+            records = []
+            for record in pool.imap(_evaluate_case_star, tasks):
+                records.append(record)
+                bar.update()
+            return records
+    finally:
+        bar.close()

@@ -1,0 +1,114 @@
+"""Writing and reading evaluation summaries (``summary.json`` + ``summary.csv``), atomically.
+
+NaN (undefined metric, e.g. sensitivity with an empty reference) is written as JSON ``null`` (strict JSON)
+and read back as ``float('nan')``; in the CSV it is written as ``nan``.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+
+import numpy as np
+
+from nnunet_ext.errors import InputError
+from nnunet_ext.evaluation.metrics import METRIC_NAMES
+
+__all__ = ["json_safe", "atomic_write_text", "write_summary", "csv_path_for", "load_summary"]
+
+
+def json_safe(obj):
+    """Recursively turn numpy scalars / arrays into Python values and non-finite floats into None."""
+    if isinstance(obj, dict):
+        return {str(k): json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return json_safe(obj.tolist())
+    if isinstance(obj, (bool, np.bool_)):
+        return bool(obj)
+    if isinstance(obj, (int, np.integer)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if math.isfinite(obj) else None
+    return obj
+
+
+def _nan_from_json(obj):
+    if isinstance(obj, dict):
+        return {k: _nan_from_json(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_nan_from_json(v) for v in obj]
+    return float("nan") if obj is None else obj
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` to a temporary file beside ``path`` and rename it over ``path``."""
+    path = os.path.abspath(os.fspath(path))
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = os.path.join(os.path.dirname(path), f".tmp-{os.getpid()}-{os.path.basename(path)}")
+    try:
+        with open(tmp, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def csv_path_for(json_path: str | os.PathLike) -> str:
+    """``out/summary.json -> out/summary.csv``."""
+    root, ext = os.path.splitext(os.fspath(json_path))
+    return (root if ext.lower() == ".json" else os.fspath(json_path)) + ".csv"
+
+
+def _csv_text(summary: dict) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["case", "label", "name", *METRIC_NAMES])
+    labels = summary.get("labels", {})
+    for record in summary["metric_per_case"]:
+        for key, metrics in record["metrics"].items():
+            name = (labels.get(key) or {}).get("name") or ""
+            writer.writerow([record["case"], key, name, *(_csv_value(metrics.get(m)) for m in METRIC_NAMES)])
+    return buf.getvalue()
+
+
+def _csv_value(v) -> str:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "nan"
+    return repr(float(v)) if isinstance(v, float) else str(v)
+
+
+def write_summary(summary: dict, json_path: str | os.PathLike) -> tuple[str, str]:
+    """Write ``summary`` to ``json_path`` and the per-case table to the ``.csv`` beside it; return both paths."""
+    json_path = os.fspath(json_path)
+    csv_path = csv_path_for(json_path)
+    atomic_write_text(json_path, json.dumps(json_safe(summary), indent=2, allow_nan=False) + "\n")
+    atomic_write_text(csv_path, _csv_text(summary))
+    return json_path, csv_path
+
+
+def load_summary(path: str | os.PathLike) -> dict:
+    """Read a summary written by :func:`write_summary` (nulls back to NaN); InputError if it is not one."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise InputError(f"{path}: summary file not found")
+    try:
+        with open(path, encoding="utf-8") as f:
+            summary = json.load(f)
+    except (OSError, ValueError) as e:
+        raise InputError(f"{path}: not a readable JSON file ({e})") from None
+    cases = summary.get("metric_per_case") if isinstance(summary, dict) else None
+    if not isinstance(cases, list) or not all(isinstance(c, dict) and "case" in c and isinstance(c.get("metrics"), dict)
+                                              for c in cases):
+        raise InputError(f"{path}: not an evaluation summary (needs 'metric_per_case' entries with 'case' and "
+                         f"'metrics'; write one with 'nnext evaluate')")
+    for record in cases:
+        record["metrics"] = _nan_from_json(record["metrics"])
+    for key in ("mean", "median", "foreground_mean"):
+        if isinstance(summary.get(key), dict):
+            summary[key] = _nan_from_json(summary[key])
+    return summary
