@@ -1,1 +1,36 @@
-"""Seeded synthetic phantoms (chest CT, brain MR, lung nodule with raters, head-and-neck PET/CT)."""
+"""Seeded synthetic phantoms (chest CT, brain MR, lung nodule with raters, head-and-neck PET/CT).
+
+Public API (imported lazily, so ``import nnunet_ext.synthetic`` stays cheap)::
+
+    write_dataset(kind, dataset_id, num_train, num_test=0, seed=0, size=None, name=None,
+                  overwrite=False, raw_dir=None, progress=True, **kind_options) -> Path
+    generate_chest_case(rng, size_zyx) / generate_brain_case(rng, size_zyx)
+    generate_nodule_case(rng, size_zyx, raters=4) / generate_headneck_case(rng, size_zyx)  -> PhantomCase
+    KINDS  (kind -> KindSpec: generator, default name, channel_names, labels, extra dataset.json fields)
+"""
+from __future__ import annotations
+
+import importlib
+
+_LAZY = {
+    "write_dataset": "nnunet_ext.synthetic.dataset",
+    "PhantomCase": "nnunet_ext.synthetic.dataset",
+    "KINDS": "nnunet_ext.synthetic.dataset",
+    "case_seeds": "nnunet_ext.synthetic.dataset",
+    "generate_chest_case": "nnunet_ext.synthetic.chest",
+    "generate_brain_case": "nnunet_ext.synthetic.brain",
+    "generate_nodule_case": "nnunet_ext.synthetic.nodule",
+    "generate_headneck_case": "nnunet_ext.synthetic.headneck",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'nnunet_ext.synthetic' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + list(_LAZY))
