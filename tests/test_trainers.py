@@ -1,0 +1,115 @@
+"""MCDropoutTrainer network construction and the plans-driven training schedule (no training here)."""
+import copy
+
+import pytest
+import torch
+from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+from nnunet_ext.core.mc_dropout import dropout_arch_kwargs, dropout_modules, set_mc_dropout
+from nnunet_ext.trainers.mc_dropout import DROPOUT_P_ENV, MCDropoutTrainer
+from nnunet_ext.trainers.schedule import training_schedule
+
+PLAIN = {
+    "network_class_name": "dynamic_network_architectures.architectures.unet.PlainConvUNet",
+    "arch_kwargs": {
+        "n_stages": 3, "features_per_stage": [4, 8, 16], "conv_op": "torch.nn.modules.conv.Conv3d",
+        "kernel_sizes": [[3, 3, 3]] * 3, "strides": [[1, 1, 1], [2, 2, 2], [2, 2, 2]],
+        "n_conv_per_stage": [2, 2, 2], "n_conv_per_stage_decoder": [2, 2], "conv_bias": True,
+        "norm_op": "torch.nn.modules.instancenorm.InstanceNorm3d", "norm_op_kwargs": {"eps": 1e-5, "affine": True},
+        "dropout_op": None, "dropout_op_kwargs": None, "nonlin": "torch.nn.LeakyReLU",
+        "nonlin_kwargs": {"inplace": True}},
+    "_kw_requires_import": ["conv_op", "norm_op", "dropout_op", "nonlin"],
+}
+
+
+def _plans(arch, **extra):
+    arch = copy.deepcopy(arch)
+    plans = {
+        "dataset_name": "Dataset999_X", "plans_name": "p", "original_median_spacing_after_transp": [1, 1, 1],
+        "original_median_shape_after_transp": [16, 16, 16], "image_reader_writer": "SimpleITKIO",
+        "transpose_forward": [0, 1, 2], "transpose_backward": [0, 1, 2], "label_manager": "LabelManager",
+        "foreground_intensity_properties_per_channel": {},
+        "configurations": {"3d_fullres": {
+            "data_identifier": "x", "preprocessor_name": "DefaultPreprocessor", "batch_size": 2,
+            "patch_size": [16, 16, 16], "median_image_size_in_voxels": [16, 16, 16], "spacing": [1, 1, 1],
+            "normalization_schemes": ["ZScoreNormalization"], "use_mask_for_norm": [False],
+            "resampling_fn_data": "resample_data_or_seg_to_shape", "resampling_fn_seg": "resample_data_or_seg_to_shape",
+            "resampling_fn_data_kwargs": {}, "resampling_fn_seg_kwargs": {},
+            "resampling_fn_probabilities": "resample_data_or_seg_to_shape", "resampling_fn_probabilities_kwargs": {},
+            "architecture": arch, "batch_dice": False}},
+    }
+    plans.update(extra)
+    return plans
+
+
+def _resenc():
+    arch = copy.deepcopy(PLAIN)
+    arch["network_class_name"] = "dynamic_network_architectures.architectures.unet.ResidualEncoderUNet"
+    kw = arch["arch_kwargs"]
+    kw["n_blocks_per_stage"] = kw.pop("n_conv_per_stage")
+    return arch
+
+
+def _build(arch, **extra):
+    pm = PlansManager(_plans(arch, **extra))
+    cm = pm.get_configuration("3d_fullres")
+    return MCDropoutTrainer.build_network_architecture(pm, cm, 1, 2, enable_deep_supervision=False)
+
+
+@pytest.mark.parametrize("arch", [PLAIN, _resenc()], ids=["PlainConvUNet", "ResidualEncoderUNet"])
+def test_dropout_in_encoder_and_decoder(arch, monkeypatch):
+    monkeypatch.delenv(DROPOUT_P_ENV, raising=False)
+    net = _build(arch)
+    names = [n for n, m in net.named_modules() if isinstance(m, torch.nn.Dropout3d)]
+    assert any(n.startswith("encoder.") for n in names), names
+    assert any(n.startswith("decoder.") for n in names), names
+    assert all(m.p == pytest.approx(0.05) for m in dropout_modules(net))
+    # dropout adds no parameters: same tensors as nnU-Net's stock network from the same plans (the keys differ
+    # because dropout shifts module indices, so checkpoints must be loaded through MCDropoutTrainer)
+    from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
+    stock = get_network_from_plans(arch["network_class_name"], arch["arch_kwargs"], arch["_kw_requires_import"],
+                                   1, 2, deep_supervision=False)
+    assert [p.shape for p in stock.parameters()] == [p.shape for p in net.parameters()]
+
+
+def test_dropout_p_precedence(monkeypatch):
+    monkeypatch.delenv(DROPOUT_P_ENV, raising=False)
+    planned = copy.deepcopy(PLAIN)
+    planned["arch_kwargs"], planned["_kw_requires_import"] = dropout_arch_kwargs(
+        planned["arch_kwargs"], planned["_kw_requires_import"], 0.2)
+    assert {m.p for m in dropout_modules(_build(planned))} == {0.2}
+    monkeypatch.setenv(DROPOUT_P_ENV, "0.3")
+    assert {m.p for m in dropout_modules(_build(planned))} == {0.3}
+    monkeypatch.setenv(DROPOUT_P_ENV, "1.5")
+    with pytest.raises(ValueError, match=r"\[0, 1\)"):
+        _build(PLAIN)
+
+
+def test_mc_mode_only_switches_dropout():
+    torch.manual_seed(0)
+    net = _build(PLAIN)
+    n = set_mc_dropout(net, active=True)
+    assert n > 0
+    for m in net.modules():
+        if isinstance(m, torch.nn.Dropout3d):
+            assert m.training
+        elif isinstance(m, torch.nn.InstanceNorm3d):
+            assert not m.training
+    x = torch.randn(1, 1, 16, 16, 16)
+    with torch.no_grad():
+        a, b = net(x), net(x)
+    assert not torch.equal(a, b), "dropout active: two passes must differ"
+    set_mc_dropout(net, active=False)
+    with torch.no_grad():
+        assert torch.equal(net(x), net(x)), "eval mode must be deterministic"
+
+
+def test_schedule_merge_and_validation():
+    plans = _plans(PLAIN, nnext_training={"num_epochs": 3, "num_iterations_per_epoch": 5})
+    plans["configurations"]["3d_fullres"]["nnext_training"] = {"num_epochs": 4}
+    assert training_schedule(plans, "3d_fullres") == {"num_epochs": 4, "num_iterations_per_epoch": 5}
+    assert training_schedule(_plans(PLAIN), "3d_fullres") == {}
+    with pytest.raises(ValueError, match="unknown key"):
+        training_schedule(_plans(PLAIN, nnext_training={"epochs": 1}), "3d_fullres")
+    with pytest.raises(ValueError, match="positive"):
+        training_schedule(_plans(PLAIN, nnext_training={"num_epochs": 0}), "3d_fullres")
