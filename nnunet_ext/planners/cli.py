@@ -17,14 +17,19 @@ def add_arguments(parser) -> None:
     parser.add_argument("--verify_dataset_integrity", action="store_true", help="run nnU-Net's dataset check first")
     parser.add_argument("--clean", action="store_true", help="recompute the fingerprint even if it exists")
     parser.add_argument("--no_pp", action="store_true", help="plan only, do not preprocess")
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="training length written into the plans (honoured by every nnunet_ext trainer)")
+    parser.add_argument("--iterations", type=int, default=None, help="training iterations per epoch (ditto)")
     parser.add_argument("--verbose", action="store_true")
 
 
 def run(args) -> int:
     from nnunet_ext.planners.run import plan_and_preprocess
 
+    schedule = {k: v for k, v in (("num_epochs", args.epochs), ("num_iterations_per_epoch", args.iterations))
+                if v is not None}
     plans = plan_and_preprocess(args.d, args.pl, args.c, args.np, args.verify_dataset_integrity, args.clean,
                                 args.gpu_memory_target, args.dropout_p, args.overwrite_plans_name,
-                                preprocess=not args.no_pp, verbose=args.verbose)
+                                preprocess=not args.no_pp, verbose=args.verbose, schedule=schedule)
     print(f"plans identifier: {plans}  (use -p {plans} with nnUNetv2_train / nnUNetv2_predict)")
     return 0

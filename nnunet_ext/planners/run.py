@@ -18,13 +18,24 @@ def plan_and_preprocess(dataset: "int | str", planner: str = "TinyPlanner",
                         verify_dataset_integrity: bool = False, clean: bool = False,
                         gpu_memory_target: "float | None" = None, dropout_p: "float | None" = None,
                         plans_name: "str | None" = None, preprocess: bool = True,
-                        verbose: bool = False) -> str:
-    """Run fingerprint extraction, planning and preprocessing; return the plans identifier."""
+                        verbose: bool = False, schedule: "dict | None" = None) -> str:
+    """Run fingerprint extraction, planning and preprocessing; return the plans identifier.
+
+    ``schedule`` (e.g. ``{"num_epochs": 20}``) is merged into the plans' ``nnext_training`` block that every
+    nnunet_ext trainer honours (see :mod:`nnunet_ext.trainers.schedule`).
+    """
     if planner not in PLANNERS:
         raise InputError(f"unknown planner {planner!r}; known planners: {', '.join(PLANNERS)}")
     folder = find_dataset(dataset, "nnUNet_raw")
     env_dir("nnUNet_preprocessed")
     dataset_id = int(folder.name[7:10])
+    if schedule:
+        from nnunet_ext.trainers.schedule import PLANS_KEY, training_schedule
+
+        try:
+            training_schedule({PLANS_KEY: schedule}, "")
+        except ValueError as e:
+            raise InputError(str(e)) from e
     if num_processes < 1:
         raise InputError(f"-np must be >= 1, got {num_processes}")
     planner_cls = load_planner(planner)
@@ -49,6 +60,8 @@ def plan_and_preprocess(dataset: "int | str", planner: str = "TinyPlanner",
         instance.dropout_p = dropout_p
     with _positive_torch_threads():
         instance.plan_experiment()
+    if schedule:
+        _merge_schedule(folder.name, instance.plans_identifier, schedule)
     if preprocess:
         configs = list(configurations or PLANNERS[planner][1])
         preprocess_dataset(dataset_id, instance.plans_identifier, configs, [num_processes] * len(configs),
@@ -68,3 +81,16 @@ def _positive_torch_threads():
     finally:
         if old is not None:
             os.environ["nnUNet_n_proc_DA"] = old
+
+
+def _merge_schedule(dataset_name: str, plans_identifier: str, schedule: dict) -> None:
+    import json
+
+    from nnunet_ext.trainers.schedule import PLANS_KEY
+
+    path = env_dir("nnUNet_preprocessed") / dataset_name / f"{plans_identifier}.json"
+    plans = json.loads(path.read_text())
+    plans[PLANS_KEY] = {**(plans.get(PLANS_KEY) or {}), **schedule}
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(plans, indent=4))
+    os.replace(tmp, path)
