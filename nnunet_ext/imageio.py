@@ -78,3 +78,51 @@ def strip_ending(filename: str, endings: Sequence[str] = (".nii.gz", ".nii", ".n
         if filename.endswith(e):
             return filename[: -len(e)]
     return os.path.splitext(filename)[0]
+
+
+def write_probabilities(probs_czyx: np.ndarray, geometry: Geometry, path: str | os.PathLike) -> None:
+    """Write class probabilities ``(C, *spatial)`` (numpy order, e.g. ``(C, z, y, x)``) as one float32 image.
+
+    File format: a (D+1)-dimensional image (4D NIfTI for 3D data) whose first D SimpleITK axes are the
+    spatial axes with ``geometry`` and whose LAST SimpleITK axis (numpy axis 0) is the class, with spacing
+    1, origin 0 and an identity direction block. Viewers show it as a time series of C volumes.
+    """
+    probs = np.ascontiguousarray(probs_czyx, dtype=np.float32)
+    d = len(geometry.spacing)
+    if probs.ndim != d + 1:
+        raise ValueError(f"probabilities must be (C, *spatial) with {d} spatial axes; got shape {probs.shape}")
+    image = sitk.GetImageFromArray(probs, isVector=False)
+    image.SetSpacing([float(s) for s in geometry.spacing] + [1.0])
+    image.SetOrigin([float(o) for o in geometry.origin] + [0.0])
+    if geometry.direction:
+        direction = np.eye(d + 1)
+        direction[:d, :d] = np.asarray(geometry.direction, dtype=float).reshape(d, d)
+        image.SetDirection(direction.ravel().tolist())
+    path = os.fspath(path)
+    tmp = _tmp_name(path)
+    try:
+        sitk.WriteImage(image, tmp, True)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def read_probabilities(path: str | os.PathLike) -> tuple[np.ndarray, Geometry]:
+    """Read a file written by :func:`write_probabilities` -> ``(probs (C, *spatial) float32, spatial geometry)``."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise InputError(f"{path}: file not found")
+    try:
+        image = sitk.ReadImage(path)
+    except RuntimeError as e:
+        raise InputError(f"{path}: cannot be read as an image ({str(e).strip().splitlines()[-1]})") from e
+    n = image.GetDimension()
+    if image.GetNumberOfComponentsPerPixel() != 1 or n < 3:
+        raise InputError(f"{path}: expected a {n}D scalar image with classes on the last axis (4D NIfTI for 3D "
+                         f"data); got {n}D with {image.GetNumberOfComponentsPerPixel()} component(s)")
+    d = n - 1
+    direction = np.asarray(image.GetDirection(), dtype=float).reshape(n, n)[:d, :d]
+    geometry = Geometry(tuple(image.GetSpacing()[:d]), tuple(image.GetOrigin()[:d]),
+                        tuple(float(v) for v in direction.ravel()))
+    return sitk.GetArrayFromImage(image).astype(np.float32, copy=False), geometry

@@ -2,6 +2,10 @@
 
 Writes ``summary.json`` (per-case metrics, NaN-aware mean / median per label or region) and ``summary.csv``
 (one row per case x label / region) beside it; both are replaced atomically. Module-level imports stay light.
+
+``--uncertainty UNC_DIR`` / ``--probabilities PROB_DIR`` add uncertainty scores (AUROC of the uncertainty for
+voxel errors, top-uncertainty Dice, classwise ECE, Brier; see :mod:`.uncertainty_eval`) under ``"uncertainty"``
+and as ``unc_*`` CSV columns, and (with probabilities) a reliability diagram PNG.
 """
 from __future__ import annotations
 
@@ -61,6 +65,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--file-ending", default=None, metavar="EXT",
                    help="file ending of the segmentations (default: dataset.json's file_ending, else .nii.gz)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no printed summary")
+    u = p.add_argument_group("uncertainty (maps written by the nnunet_ext predictor)")
+    u.add_argument("--uncertainty", metavar="UNC_DIR",
+                   help="folder of CASE_uncertainty maps (often PRED_DIR): AUROC for voxel errors, top-uncertainty Dice")
+    u.add_argument("--probabilities", metavar="PROB_DIR",
+                   help="folder of CASE_probabilities (C,z,y,x) files: classwise ECE, Brier, reliability diagram")
+    u.add_argument("--unc-roi", choices=("bbox", "all"), default="bbox",
+                   help="voxels scored: bounding box of reference | prediction grown by --unc-margin (default), or all")
+    u.add_argument("--unc-margin", type=_non_negative, default=10.0, metavar="MM",
+                   help="margin of the bbox ROI in mm (default 10)")
+    u.add_argument("--ece-bins", type=int, default=15, metavar="N", help="equal-width confidence bins (default 15)")
+    u.add_argument("--ece-pooling", choices=("pooled", "mean"), default="pooled",
+                   help="one histogram for all foreground classes (default) or the mean of per-class ECEs")
+    u.add_argument("--top-fraction", type=float, default=None, metavar="F",
+                   help="top-uncertainty Dice region = this fraction of the ROI (default: as many voxels as errors)")
+    u.add_argument("--reliability-png", metavar="FILE",
+                   help="reliability diagram (default with --probabilities: <summary>_reliability.png beside -o)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -88,19 +108,45 @@ def run(args: argparse.Namespace) -> int:
     output = args.output or os.path.join(args.pred, "summary.json")
     if not output.lower().endswith(".json"):
         raise InputError(f"-o {output}: the output file must end in .json")
+    unc_options, reliability_png = None, None
+    if args.uncertainty or args.probabilities:
+        from nnunet_ext.evaluation.uncertainty_eval import UncertaintyOptions
+
+        unc_options = UncertaintyOptions(args.uncertainty, args.probabilities, roi=args.unc_roi,
+                                         margin_mm=args.unc_margin, n_bins=args.ece_bins,
+                                         ece_pooling=args.ece_pooling, top_fraction=args.top_fraction)
+        if args.probabilities:
+            reliability_png = args.reliability_png or os.path.splitext(output)[0] + "_reliability.png"
+    if args.reliability_png and not args.probabilities:
+        raise InputError("--reliability-png needs --probabilities (the diagram is built from class probabilities)")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         summary = evaluate_folders(args.ref, args.pred, labels, tau=args.tau,
                                    penalty=DEFAULT_PENALTY_MM if args.penalty is None else args.penalty,
                                    num_processes=args.num_processes, boundary_width=args.boundary_width,
                                    file_ending=file_ending or ".nii.gz", output_file=output, label_names=names,
-                                   progress=not args.quiet)
+                                   progress=not args.quiet, uncertainty=unc_options)
     for w in caught:
         print(f"nnext evaluate: warning: {w.message}", file=sys.stderr)
+    if reliability_png:
+        from nnunet_ext.evaluation.uncertainty_eval import save_reliability_diagram
+
+        pooled = summary["uncertainty"]["pooled"]
+        save_reliability_diagram(pooled["bins"], reliability_png,
+                                 title=f"{summary['settings']['num_cases']} case(s), ROI {args.unc_roi}")
     if not args.quiet:
         print(_table(summary))
-        print(f"wrote {output} and {csv_path_for(output)}")
+        if unc_options is not None:
+            print(_unc_line(summary["uncertainty"]))
+        print(f"wrote {output} and {csv_path_for(output)}" + (f" and {reliability_png}" if reliability_png else ""))
     return 0
+
+
+def _unc_line(unc: dict) -> str:
+    m = unc["mean"]
+    return (f"uncertainty (mean over cases, ROI {unc['settings']['roi']}): AUROC {m['auroc']:.4g}, "
+            f"top-uncertainty Dice {m['top_dice']:.4g}, ECE {m['ece']:.4g}, Brier {m['brier']:.4g}; "
+            f"pooled ECE {unc['pooled']['ece']:.4g}")
 
 
 def _table(summary: dict) -> str:

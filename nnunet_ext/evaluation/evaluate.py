@@ -19,6 +19,10 @@ Summary layout (see :func:`evaluate_folders`)::
 
 ``mean`` / ``median`` are NaN-aware (``nanmean`` / ``nanmedian`` over cases; NaN only if every case is NaN);
 ``foreground_mean`` is the NaN-aware mean over the labels other than 0 of the per-label means.
+
+With ``uncertainty=UncertaintyOptions(...)`` the summary also holds ``"uncertainty": {"settings", "per_case":
+{case: {...}}, "mean": {...}, "pooled": {"ece", "bins"}}`` (:mod:`.uncertainty_eval`). Predictor side outputs
+``CASE_uncertainty`` / ``CASE_probabilities`` in PRED_DIR are never taken for cases.
 """
 from __future__ import annotations
 
@@ -35,6 +39,8 @@ from nnunet_ext.errors import InputError
 from nnunet_ext.evaluation.metrics import (METRIC_NAMES, compute_metrics, label_key, mask_of, normalize_labels)
 from nnunet_ext.imageio import Geometry, read_image
 from nnunet_ext.evaluation.summary_io import write_summary
+from nnunet_ext.evaluation.uncertainty_eval import (UncertaintyOptions, case_uncertainty, check_uncertainty_inputs,
+                                                   drop_auxiliary, summarize_uncertainty)
 
 __all__ = ["GeometryWarning", "evaluate_folders", "evaluate_case", "find_cases", "aggregate"]
 
@@ -103,8 +109,12 @@ def _labels_present(seg: np.ndarray, case: str) -> list[int]:
 
 
 def evaluate_case(case: str, ref_file: str, pred_file: str, labels_or_regions: list | None, tau: float = 2.0,
-                  penalty: float = DEFAULT_PENALTY_MM, boundary_width: float | None = None) -> dict:
-    """Metrics of one case for every label / region; ``None`` = every non-zero label in reference or prediction."""
+                  penalty: float = DEFAULT_PENALTY_MM, boundary_width: float | None = None,
+                  uncertainty: tuple | None = None) -> dict:
+    """Metrics of one case for every label / region; ``None`` = every non-zero label in reference or prediction.
+
+    ``uncertainty``: ``(uncertainty file, probabilities file, UncertaintyOptions)`` adds ``record["uncertainty"]``.
+    """
     ref, g_ref = read_image(ref_file)
     pred, _ = read_image(pred_file)
     if ref.shape != pred.shape:  # guards against files changed since the header check
@@ -116,9 +126,12 @@ def evaluate_case(case: str, ref_file: str, pred_file: str, labels_or_regions: l
         todo = sorted(set(labels_ref) | set(_labels_present(pred, case)))
     metrics = {label_key(lr): compute_metrics(mask_of(ref, lr), mask_of(pred, lr), spacing_zyx, tau=tau,
                                               penalty=penalty, boundary_width=boundary_width) for lr in todo}
-    return {"case": case, "reference_file": os.path.abspath(ref_file), "prediction_file": os.path.abspath(pred_file),
-            "shape_zyx": list(ref.shape), "spacing_zyx": list(spacing_zyx), "labels_in_reference": labels_ref,
-            "metrics": metrics}
+    record = {"case": case, "reference_file": os.path.abspath(ref_file),
+              "prediction_file": os.path.abspath(pred_file), "shape_zyx": list(ref.shape),
+              "spacing_zyx": list(spacing_zyx), "labels_in_reference": labels_ref, "metrics": metrics}
+    if uncertainty is not None:
+        record["uncertainty"] = case_uncertainty(case, ref, pred, spacing_zyx, *uncertainty)
+    return record
 
 
 def _evaluate_case_star(args: tuple) -> dict:
@@ -151,18 +164,19 @@ def evaluate_folders(ref_dir: str | os.PathLike, pred_dir: str | os.PathLike,
                      penalty: float = DEFAULT_PENALTY_MM, num_processes: int = 1, *,
                      boundary_width: float | None = None, file_ending: str = ".nii.gz",
                      output_file: str | os.PathLike | None = None, label_names: dict[str, str] | None = None,
-                     progress: bool = True) -> dict:
+                     progress: bool = True, uncertainty: UncertaintyOptions | None = None) -> dict:
     """Evaluate every case of ``pred_dir`` against ``ref_dir``; return (and optionally write) the summary.
 
     ``labels_or_regions``: ints (labels) and / or tuples of ints (regions); ``None`` = every non-zero label
     found in the references. ``output_file``: ``summary.json`` path; ``summary.csv`` is written beside it.
     Raises :class:`InputError` for missing folders, unmatched cases, no cases and shape / spacing mismatches.
+    ``uncertainty``: also score the uncertainty maps / probabilities (:mod:`.uncertainty_eval`).
     """
     if tau < 0 or penalty < 0 or (boundary_width is not None and boundary_width < 0):
         raise InputError("tau, penalty and boundary width must be >= 0")
     ref_dir, pred_dir = os.fspath(ref_dir), os.fspath(pred_dir)
     refs = find_cases(ref_dir, file_ending, "REF_DIR")
-    preds = find_cases(pred_dir, file_ending, "PRED_DIR")
+    preds = drop_auxiliary(find_cases(pred_dir, file_ending, "PRED_DIR"), refs)
     if not refs:
         raise InputError(f"REF_DIR {ref_dir}: no '*{file_ending}' files (see --file-ending)")
     if not preds:
@@ -182,7 +196,9 @@ def evaluate_folders(ref_dir: str | os.PathLike, pred_dir: str | os.PathLike,
     for note in notes:
         warnings.warn(note, GeometryWarning, stacklevel=2)
 
-    tasks = [(case, r, p, chosen, tau, penalty, boundary_width) for case, (r, p) in pairs.items()]
+    aux = {} if uncertainty is None else check_uncertainty_inputs(pairs, uncertainty, file_ending)
+    tasks = [(case, r, p, chosen, tau, penalty, boundary_width,
+              None if uncertainty is None else (*aux[case], uncertainty)) for case, (r, p) in pairs.items()]
     records = _run(tasks, num_processes, progress)
 
     if chosen is None:
@@ -210,6 +226,8 @@ def evaluate_folders(ref_dir: str | os.PathLike, pred_dir: str | os.PathLike,
         "metric_per_case": records, "mean": mean, "median": median, "foreground_mean": foreground_mean,
         "warnings": notes,
     }
+    if uncertainty is not None:
+        summary["uncertainty"] = summarize_uncertainty(records, uncertainty)
     if output_file is not None:
         write_summary(summary, output_file)
     return summary

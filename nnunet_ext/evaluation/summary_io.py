@@ -1,7 +1,8 @@
 """Writing and reading evaluation summaries (``summary.json`` + ``summary.csv``), atomically.
 
 NaN (undefined metric, e.g. sensitivity with an empty reference) is written as JSON ``null`` (strict JSON)
-and read back as ``float('nan')``; in the CSV it is written as ``nan``.
+and read back as ``float('nan')``; in the CSV it is written as ``nan``. With an ``"uncertainty"`` section the
+CSV gains the case-level columns ``unc_auroc``, ``unc_top_dice``, ... (same value on every label row of a case).
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import numpy as np
 
 from nnunet_ext.errors import InputError
 from nnunet_ext.evaluation.metrics import METRIC_NAMES
+from nnunet_ext.evaluation.uncertainty_eval import UNCERTAINTY_METRICS
 
 __all__ = ["json_safe", "atomic_write_text", "write_summary", "csv_path_for", "load_summary"]
 
@@ -67,12 +69,16 @@ def csv_path_for(json_path: str | os.PathLike) -> str:
 def _csv_text(summary: dict) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["case", "label", "name", *METRIC_NAMES])
+    unc = (summary.get("uncertainty") or {}).get("per_case")
+    extra = [f"unc_{m}" for m in UNCERTAINTY_METRICS] if unc is not None else []
+    writer.writerow(["case", "label", "name", *METRIC_NAMES, *extra])
     labels = summary.get("labels", {})
     for record in summary["metric_per_case"]:
+        case_unc = [_csv_value((unc.get(record["case"]) or {}).get(m)) for m in UNCERTAINTY_METRICS] if extra else []
         for key, metrics in record["metrics"].items():
             name = (labels.get(key) or {}).get("name") or ""
-            writer.writerow([record["case"], key, name, *(_csv_value(metrics.get(m)) for m in METRIC_NAMES)])
+            writer.writerow([record["case"], key, name, *(_csv_value(metrics.get(m)) for m in METRIC_NAMES),
+                             *case_unc])
     return buf.getvalue()
 
 
@@ -111,4 +117,11 @@ def load_summary(path: str | os.PathLike) -> dict:
     for key in ("mean", "median", "foreground_mean"):
         if isinstance(summary.get(key), dict):
             summary[key] = _nan_from_json(summary[key])
+    if isinstance(summary.get("uncertainty"), dict):
+        unc = summary["uncertainty"]
+        for key in ("per_case", "mean"):
+            if isinstance(unc.get(key), dict):
+                unc[key] = _nan_from_json(unc[key])
+        if isinstance(unc.get("pooled"), dict) and unc["pooled"].get("ece") is None:
+            unc["pooled"]["ece"] = float("nan")
     return summary
