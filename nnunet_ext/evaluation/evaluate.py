@@ -22,7 +22,8 @@ Summary layout (see :func:`evaluate_folders`)::
 
 With ``uncertainty=UncertaintyOptions(...)`` the summary also holds ``"uncertainty": {"settings", "per_case":
 {case: {...}}, "mean": {...}, "pooled": {"ece", "bins"}}`` (:mod:`.uncertainty_eval`). Predictor side outputs
-``CASE_uncertainty`` / ``CASE_probabilities`` in PRED_DIR are never taken for cases.
+``CASE_uncertainty``, ``CASE_probabilities``, ``CASE_entropy``, ... (``CASE_<letters>`` beside a ``CASE``
+prediction, with no reference of that name) in PRED_DIR are skipped, not taken for cases.
 """
 from __future__ import annotations
 

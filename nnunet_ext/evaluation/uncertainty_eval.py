@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -81,10 +82,11 @@ def _abs(path):
 
 
 def drop_auxiliary(preds: dict[str, str], refs: dict[str, str]) -> dict[str, str]:
-    """Remove ``X_uncertainty`` / ``X_probabilities`` entries whose ``X`` is a prediction and which no reference has."""
+    """Drop predictor side outputs: ``X_<letters>`` (``X_uncertainty``, ``X_probabilities``, ``X_entropy``, ...)
+    when ``X`` is itself a prediction and no reference is named ``X_<letters>``."""
     def aux(case):
-        return case not in refs and any(case.endswith(s) and case[: -len(s)] in preds
-                                        for s in (UNCERTAINTY_SUFFIX, PROBABILITIES_SUFFIX))
+        m = re.fullmatch(r"(.+)_[A-Za-z]+", case)
+        return case not in refs and m is not None and m.group(1) in preds
     return {c: p for c, p in preds.items() if not aux(c)}
 
 
