@@ -1,0 +1,59 @@
+"""``nnext predict`` bad input: one-line errors naming the problem, nothing half-written."""
+import shutil
+import warnings
+
+import pytest
+import torch
+
+from nnunet_ext.cli.main import main
+
+BASE = ["-d", "501", "-c", "3d_fullres", "-p", "nnextTinyPlans", "-device", "cpu"]
+
+
+def _run(capsys, images, out, *extra):
+    code = main(["predict", "-i", str(images), "-o", str(out), *BASE, *extra])
+    return code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["-f", "3"], "fold 3 not found"),
+    (["-f", "0", "-chk", "checkpoint_best_typo.pth"], "checkpoint_best_typo.pth: checkpoint not found"),
+    (["-f", "0", "--n-samples", "0"], "--n-samples must be >= 1"),
+    (["-f", "0", "--dropout-p", "1.0"], "--dropout-p must be in [0, 1)"),
+    (["-f", "0", "--tta", "noise,shear"], "--tta"),
+    (["-f", "0", "-tr", "NoSuchTrainer"], "model folder"),
+    (["-f", "0", "--uncertainty", "variance", "-m", "stock"], "method stock provides entropy"),
+])
+def test_bad_options(trained_chest_model, chest_dataset, tmp_path, capsys, extra, message):
+    out = tmp_path / "out"
+    code, err = _run(capsys, chest_dataset / "imagesTs", out, *extra)
+    assert code == 2
+    assert message in err and len(err.strip().splitlines()) == 1, err
+    assert not out.exists() or not any(out.glob("*.nii.gz"))
+
+
+def test_wrong_channel_count_names_the_case(trained_chest_model, chest_dataset, tmp_path, capsys):
+    images = tmp_path / "images"
+    shutil.copytree(chest_dataset / "imagesTs", images)
+    first = sorted(images.glob("*_0000.nii.gz"))[0]
+    shutil.copy(first, images / first.name.replace("_0000", "_0001"))
+    case = first.name[: -len("_0000.nii.gz")]
+    out = tmp_path / "out"
+    code, err = _run(capsys, images, out, "-f", "0")
+    assert code == 2
+    assert f"case {case}" in err and "expects 1 channel" in err
+    assert not out.exists() or not any(out.glob("*.nii.gz"))
+
+
+def test_trainer_without_dropout_warns_pure_tta():
+    from nnunet_ext.core.tta import TTAPolicy
+    from nnunet_ext.predictors.tta_mc import TTAMCPredictor
+
+    p = TTAMCPredictor(n_samples=2, tta=TTAPolicy(), device=torch.device("cpu"), allow_tqdm=False)
+    p.network = torch.nn.Sequential(torch.nn.Conv3d(1, 2, 3), torch.nn.InstanceNorm3d(2))
+    p.trainer_name = "nnUNetTrainer"
+    with pytest.warns(UserWarning, match="pure TTA"):
+        p.on_parameters_loaded()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        p.on_parameters_loaded()  # warned once only
