@@ -6,6 +6,7 @@ nnU-Net's ``SimpleITKIO`` does, so files written here round-trip through nnU-Net
 """
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass, field
 from typing import Sequence
@@ -45,31 +46,58 @@ class Geometry:
 def write_image(array: np.ndarray, geometry: Geometry, path: str | os.PathLike) -> None:
     """Write ``array`` (z, y, x) with ``geometry`` to ``path`` atomically (temp file + rename)."""
     image = geometry.apply(sitk.GetImageFromArray(np.ascontiguousarray(array)))
-    path = os.fspath(path)
-    tmp = _tmp_name(path)
-    try:
+    with atomic_path(path) as tmp:
         sitk.WriteImage(image, tmp, True)
+
+
+def read_image(path: str | os.PathLike) -> tuple[np.ndarray, Geometry]:
+    """Read an image; raise :class:`InputError` naming the file if it cannot be read."""
+    image = _read_sitk(path)
+    return sitk.GetArrayFromImage(image), Geometry.of(image)
+
+
+def _read_sitk(path: str | os.PathLike) -> sitk.Image:
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise InputError(f"{path}: file not found")
+    try:
+        return sitk.ReadImage(path)
+    except RuntimeError as e:  # SimpleITK raises RuntimeError with a multi-line message
+        raise InputError(f"{path}: cannot be read as an image ({str(e).strip().splitlines()[-1]})") from None
+
+
+def read_header(path: str | os.PathLike) -> tuple[tuple[int, ...], Geometry]:
+    """``(shape in numpy (z, y, x) order, geometry)`` without reading the voxels."""
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(os.fspath(path))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError as e:
+        raise InputError(f"{path}: cannot be read as an image ({str(e).strip().splitlines()[-1]})") from None
+    geometry = Geometry(tuple(reader.GetSpacing()), tuple(reader.GetOrigin()), tuple(reader.GetDirection()))
+    return tuple(reader.GetSize())[::-1], geometry
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike):
+    """Yield a temporary name beside ``path`` (same extension); rename it to ``path`` if the block succeeds,
+    delete it otherwise, so readers never see a half-written file."""
+    path = os.fspath(path)
+    folder, name = os.path.split(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    tmp = os.path.join(folder, f".tmp-{os.getpid()}-{name}")
+    try:
+        yield tmp
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
 
 
-def read_image(path: str | os.PathLike) -> tuple[np.ndarray, Geometry]:
-    """Read an image; raise :class:`InputError` naming the file if it cannot be read."""
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise InputError(f"{path}: file not found")
-    try:
-        image = sitk.ReadImage(path)
-    except RuntimeError as e:  # SimpleITK raises RuntimeError with a multi-line message
-        raise InputError(f"{path}: cannot be read as an image ({str(e).strip().splitlines()[-1]})") from e
-    return sitk.GetArrayFromImage(image), Geometry.of(image)
-
-
-def _tmp_name(path: str) -> str:
-    head, tail = os.path.split(path)
-    return os.path.join(head, f".tmp-{os.getpid()}-{tail}")
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` to a temporary file beside ``path`` and rename it over ``path``."""
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline="") as f:
+        f.write(text)
 
 
 def strip_ending(filename: str, endings: Sequence[str] = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd")) -> str:
@@ -98,25 +126,13 @@ def write_probabilities(probs_czyx: np.ndarray, geometry: Geometry, path: str | 
         direction = np.eye(d + 1)
         direction[:d, :d] = np.asarray(geometry.direction, dtype=float).reshape(d, d)
         image.SetDirection(direction.ravel().tolist())
-    path = os.fspath(path)
-    tmp = _tmp_name(path)
-    try:
+    with atomic_path(path) as tmp:
         sitk.WriteImage(image, tmp, True)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def read_probabilities(path: str | os.PathLike) -> tuple[np.ndarray, Geometry]:
     """Read a file written by :func:`write_probabilities` -> ``(probs (C, *spatial) float32, spatial geometry)``."""
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise InputError(f"{path}: file not found")
-    try:
-        image = sitk.ReadImage(path)
-    except RuntimeError as e:
-        raise InputError(f"{path}: cannot be read as an image ({str(e).strip().splitlines()[-1]})") from e
+    image = _read_sitk(path)
     n = image.GetDimension()
     if image.GetNumberOfComponentsPerPixel() != 1 or n < 3:
         raise InputError(f"{path}: expected a {n}D scalar image with classes on the last axis (4D NIfTI for 3D "

@@ -2,7 +2,6 @@
 TinyPlanner and trained through plain ``nnUNetv2_train`` (built once per test session)."""
 import os
 import subprocess
-from pathlib import Path
 
 import pytest
 

@@ -33,12 +33,11 @@ import warnings
 from typing import Iterable, Sequence
 
 import numpy as np
-import SimpleITK as sitk
 
 from nnunet_ext.core.surface import DEFAULT_PENALTY_MM
 from nnunet_ext.errors import InputError
 from nnunet_ext.evaluation.metrics import (METRIC_NAMES, compute_metrics, label_key, mask_of, normalize_labels)
-from nnunet_ext.imageio import Geometry, read_image
+from nnunet_ext.imageio import read_header, read_image
 from nnunet_ext.evaluation.summary_io import write_summary
 from nnunet_ext.evaluation.uncertainty_eval import (UncertaintyOptions, case_uncertainty, check_uncertainty_inputs,
                                                    drop_auxiliary, summarize_uncertainty)
@@ -67,17 +66,6 @@ def find_cases(folder: str | os.PathLike, file_ending: str = ".nii.gz", role: st
             and os.path.isfile(os.path.join(folder, name))}
 
 
-def _header(path: str) -> tuple[tuple[int, ...], Geometry]:
-    reader = sitk.ImageFileReader()
-    reader.SetFileName(path)
-    try:
-        reader.ReadImageInformation()
-    except RuntimeError as e:
-        raise InputError(f"{path}: cannot be read as an image ({str(e).strip().splitlines()[-1]})") from None
-    geometry = Geometry(tuple(reader.GetSpacing()), tuple(reader.GetOrigin()), tuple(reader.GetDirection()))
-    return tuple(reader.GetSize()), geometry
-
-
 def _fmt(values: Iterable[float]) -> str:
     return "(" + ", ".join(f"{v:g}" for v in values) + ")"
 
@@ -86,7 +74,8 @@ def _check_pairs(pairs: dict[str, tuple[str, str]]) -> list[str]:
     """Raise InputError for shape / spacing mismatches (all listed); return origin / direction warnings."""
     errors, notes = [], []
     for case, (ref_file, pred_file) in pairs.items():
-        (size_r, g_r), (size_p, g_p) = _header(ref_file), _header(pred_file)
+        (shape_r, g_r), (shape_p, g_p) = read_header(ref_file), read_header(pred_file)
+        size_r, size_p = shape_r[::-1], shape_p[::-1]
         if size_r != size_p:
             errors.append(f"{case}: size (x,y,z) differs: REF {_fmt(size_r)} vs PRED {_fmt(size_p)}")
         elif not np.allclose(g_r.spacing, g_p.spacing, rtol=1e-3, atol=0):

@@ -16,6 +16,7 @@ from typing import Sequence
 import numpy as np
 
 from nnunet_ext.errors import InputError
+from nnunet_ext.imageio import atomic_path
 
 __all__ = ["largest_component_centroid", "choose_slices", "view_specs", "save_case_report", "report_folder"]
 
@@ -130,15 +131,8 @@ def save_case_report(image_zyx: np.ndarray, path: str | os.PathLike, *, spacing_
         if title:
             fig.suptitle(title)
         path = os.fspath(path)
-        folder = os.path.dirname(os.path.abspath(path))
-        os.makedirs(folder, exist_ok=True)
-        tmp = os.path.join(folder, f".tmp-{os.getpid()}-{os.path.basename(path)}")
-        try:
+        with atomic_path(path) as tmp:
             fig.savefig(tmp, dpi=100, format="png")
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
     finally:
         plt.close(fig)
     return path

@@ -17,6 +17,7 @@ import numpy as np
 from nnunet_ext.errors import InputError
 from nnunet_ext.evaluation.metrics import METRIC_NAMES
 from nnunet_ext.evaluation.uncertainty_eval import UNCERTAINTY_METRICS
+from nnunet_ext.imageio import atomic_write_text
 
 __all__ = ["json_safe", "atomic_write_text", "write_summary", "csv_path_for", "load_summary"]
 
@@ -44,20 +45,6 @@ def _nan_from_json(obj):
     if isinstance(obj, list):
         return [_nan_from_json(v) for v in obj]
     return float("nan") if obj is None else obj
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` to a temporary file beside ``path`` and rename it over ``path``."""
-    path = os.path.abspath(os.fspath(path))
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = os.path.join(os.path.dirname(path), f".tmp-{os.getpid()}-{os.path.basename(path)}")
-    try:
-        with open(tmp, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def csv_path_for(json_path: str | os.PathLike) -> str:

@@ -26,12 +26,11 @@ import re
 from dataclasses import dataclass
 
 import numpy as np
-import SimpleITK as sitk
 
 from nnunet_ext.core.calibration import (ECE_POOLING, ReliabilityBins, auroc, brier_score,
                                          expected_calibration_error, top_uncertainty_dice)
 from nnunet_ext.errors import InputError
-from nnunet_ext.imageio import read_image, read_probabilities
+from nnunet_ext.imageio import atomic_path, read_header, read_image, read_probabilities
 
 __all__ = ["UNCERTAINTY_SUFFIX", "PROBABILITIES_SUFFIX", "UNC_ROIS", "UNCERTAINTY_METRICS", "UncertaintyOptions",
            "drop_auxiliary", "check_uncertainty_inputs", "roi_slices", "case_uncertainty",
@@ -90,14 +89,9 @@ def drop_auxiliary(preds: dict[str, str], refs: dict[str, str]) -> dict[str, str
     return {c: p for c, p in preds.items() if not aux(c)}
 
 
-def _size_zyx(path: str) -> tuple[tuple[int, ...], tuple[float, ...]]:
-    reader = sitk.ImageFileReader()
-    reader.SetFileName(path)
-    try:
-        reader.ReadImageInformation()
-    except RuntimeError as e:
-        raise InputError(f"{path}: cannot be read as an image ({str(e).strip().splitlines()[-1]})") from None
-    return tuple(reader.GetSize())[::-1], tuple(reader.GetSpacing())[::-1]
+def _shape_spacing_zyx(path: str) -> tuple[tuple[int, ...], tuple[float, ...]]:
+    shape, geometry = read_header(path)
+    return shape, tuple(geometry.spacing)[::-1]
 
 
 def check_uncertainty_inputs(pairs: dict[str, tuple[str, str]], options: UncertaintyOptions,
@@ -120,15 +114,15 @@ def check_uncertainty_inputs(pairs: dict[str, tuple[str, str]], options: Uncerta
         out[case] = (files[0], files[1])
         if files[0] is None and files[1] is None:
             continue
-        ref_shape, ref_spacing = _size_zyx(ref_file)
+        ref_shape, ref_spacing = _shape_spacing_zyx(ref_file)
         if files[0] is not None:
-            shape, spacing = _size_zyx(files[0])
+            shape, spacing = _shape_spacing_zyx(files[0])
             if shape != ref_shape:
                 errors.append(f"{case}: uncertainty shape (z,y,x) {shape} != reference {ref_shape}")
             elif not np.allclose(spacing, ref_spacing, rtol=1e-3):
                 errors.append(f"{case}: uncertainty spacing (z,y,x) {spacing} != reference {ref_spacing}")
         if files[1] is not None:
-            shape, _ = _size_zyx(files[1])
+            shape, _ = _shape_spacing_zyx(files[1])
             if len(shape) != len(ref_shape) + 1 or shape[1:] != ref_shape:
                 errors.append(f"{case}: probabilities shape (C,z,y,x) {shape} does not match reference (z,y,x) "
                               f"{ref_shape}")
@@ -249,14 +243,8 @@ def save_reliability_diagram(bins: dict | ReliabilityBins, path: str | os.PathLi
         axh.set(xlabel="confidence (foreground class probability)", ylabel="count")
         fig.tight_layout()
         path = os.fspath(path)
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        tmp = os.path.join(os.path.dirname(os.path.abspath(path)), f".tmp-{os.getpid()}-{os.path.basename(path)}")
-        try:
+        with atomic_path(path) as tmp:
             fig.savefig(tmp, dpi=110, format="png")
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
     finally:
         plt.close(fig)
     return path

@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from nnunet_ext.imageio import atomic_write_text
 from nnunet_ext.predictors.export import case_done, export_case
 from nnunet_ext.predictors.inputs import Case
 
@@ -52,6 +53,4 @@ def predict_cases(predictor, cases: list[Case], output_dir: "str | os.PathLike",
 
 
 def _write_json(path: Path, obj) -> None:
-    tmp = path.with_name(f".tmp-{path.name}")
-    tmp.write_text(json.dumps(obj, indent=2, default=str))
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(obj, indent=2, default=str))

@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 
 from nnunet_ext import _autoregister
+from nnunet_ext.errors import InputError
 from nnunet_ext.trainers.registry import TRAINERS
 
 
@@ -23,6 +24,9 @@ def run(args) -> int:
         from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
 
         for name in TRAINERS:
-            cls = recursive_find_trainer_class_by_name(name)
+            try:
+                cls = recursive_find_trainer_class_by_name(name)
+            except RuntimeError as e:
+                raise InputError(f"nnU-Net's trainer lookup does not find {name} ({str(e).splitlines()[0]})") from None
             print(f"nnU-Net finds {name}: {cls.__module__}.{cls.__qualname__}")
     return 0
