@@ -113,3 +113,5 @@ def test_schedule_merge_and_validation():
         training_schedule(_plans(PLAIN, nnext_training={"epochs": 1}), "3d_fullres")
     with pytest.raises(ValueError, match="positive"):
         training_schedule(_plans(PLAIN, nnext_training={"num_epochs": 0}), "3d_fullres")
+    with pytest.raises(ValueError, match="<= 1"):
+        training_schedule(_plans(PLAIN, nnext_training={"oversample_foreground_percent": 1.5}), "3d_fullres")

@@ -6,8 +6,11 @@ Used by the tests and ``nnext demo``; never meant for real results. Differences 
 * 4 -> 32 features (base 4, doubled per stage, capped at 32), one conv per encoder and decoder stage;
 * patch size at most :attr:`patch_size_cap_3d` / :attr:`patch_size_cap_2d` voxels (then nnU-Net's own
   topology rules make it divisible by the pooling factors), batch size 2, no 3d_lowres / cascade;
-* a ``nnext_training`` block (see :mod:`nnunet_ext.trainers.schedule`) with a short training length that
-  every nnunet_ext trainer honours: by default 2 epochs x 10 iterations, 2 validation iterations.
+* a ``nnext_training`` block (see :mod:`nnunet_ext.trainers.schedule`) that every nnunet_ext trainer honours:
+  by default 2 epochs x 10 iterations, 2 validation iterations, and -- because such a small network on a few
+  small phantoms otherwise stays stuck predicting background for well over 1000 iterations (measured on the
+  chest phantoms, see benchmarks/RESULTS.md) -- initial learning rate 0.05 (nnU-Net: 0.01) and foreground
+  oversampling for every patch (nnU-Net: 33 %).
 """
 from __future__ import annotations
 
@@ -22,7 +25,8 @@ TINY_PLANS = "nnextTinyPlans"
 class TinyPlanner(ExperimentPlanner):
     patch_size_cap_3d = (32, 64, 64)
     patch_size_cap_2d = (64, 64)
-    training_schedule = {"num_epochs": 2, "num_iterations_per_epoch": 10, "num_val_iterations_per_epoch": 2}
+    training_schedule = {"num_epochs": 2, "num_iterations_per_epoch": 10, "num_val_iterations_per_epoch": 2,
+                         "initial_lr": 0.05, "oversample_foreground_percent": 1.0}
 
     def __init__(self, dataset_name_or_id, gpu_memory_target_in_gb: float = 8,
                  preprocessor_name: str = "DefaultPreprocessor", plans_name: str = TINY_PLANS,

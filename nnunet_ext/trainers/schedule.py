@@ -14,6 +14,7 @@ ALLOWED = {
     "num_val_iterations_per_epoch": int,
     "initial_lr": float,
     "save_every": int,
+    "oversample_foreground_percent": float,
 }
 
 
@@ -26,8 +27,9 @@ def training_schedule(plans: dict, configuration: str) -> dict:
         if key not in ALLOWED:
             raise ValueError(f"unknown key {key!r} in plans['{PLANS_KEY}']; allowed: {sorted(ALLOWED)}")
         out[key] = ALLOWED[key](value)
-        if out[key] <= 0:
-            raise ValueError(f"plans['{PLANS_KEY}']['{key}'] must be positive, got {value!r}")
+        if out[key] <= 0 or (key == "oversample_foreground_percent" and out[key] > 1):
+            raise ValueError(f"plans['{PLANS_KEY}']['{key}'] must be positive"
+                             f"{' and <= 1' if key == 'oversample_foreground_percent' else ''}, got {value!r}")
     return out
 
 
