@@ -2,7 +2,8 @@
 
 Prints, for each network: the time of nnU-Net's ``predict_sliding_window_return_logits`` (no mirroring) run N
 times, the time of one ``TTAMCPredictor`` call with N passes batched per window, their ratio (target <= 0.6),
-and the overhead of our float32 statistics accumulators at N = 1 vs one stock pass.
+and the overhead at N = 1 vs one stock pass, with one random TTA and without (the float32 statistics
+accumulators alone). Networks are randomly initialised (timing does not depend on the weights).
 
     python benchmarks/bench_tta_mc.py [--device cpu|cuda] [--n 8] [--nets tiny resenc_m] [--repeats 3]
 """
@@ -44,18 +45,20 @@ def bench(name, arch, n, device, repeats, image_shape, tta):
     x = torch.randn(1, *image_shape)
     t_stock = _time(lambda: stock.predict_sliding_window_return_logits(x), repeats, sync)
     rows = {}
-    for passes in (1, n):
-        mc = TTAMCPredictor(n_samples=passes, tta=TTAPolicy(kinds=tta), device=device, allow_tqdm=False)
+    for key, passes, kinds in (("plain1", 1, ()), (1, 1, tta), (n, n, tta)):
+        mc = TTAMCPredictor(n_samples=passes, tta=TTAPolicy(kinds=kinds), device=device, allow_tqdm=False)
         mc.perform_everything_on_device = device.type == "cuda"
         initialise(mc, arch, device)
         mc.set_seed(0)
-        rows[passes] = _time(lambda: mc.predict_statistics(x), repeats, sync)
+        rows[key] = _time(lambda: mc.predict_statistics(x), repeats, sync)
     windows = len(stock._internal_get_sliding_window_slicers(x.shape[1:]))
     print(f"{name:9s} image {tuple(image_shape)} windows {windows} device {device.type} tta {','.join(tta) or 'none'}")
     print(f"  stock x1            {t_stock:8.3f} s")
     print(f"  stock x{n} (sequential) {n * t_stock:8.3f} s")
     print(f"  tta_mc N={n} (batched) {rows[n]:8.3f} s   ratio {rows[n] / (n * t_stock):.2f}")
     print(f"  tta_mc N=1          {rows[1]:8.3f} s   overhead vs stock {100 * (rows[1] / t_stock - 1):+.0f} %")
+    print(f"  tta_mc N=1, no TTA  {rows['plain1']:8.3f} s   accumulator overhead vs stock "
+          f"{100 * (rows['plain1'] / t_stock - 1):+.0f} %")
     return rows[n] / (n * t_stock)
 
 
