@@ -22,7 +22,7 @@ def _predict(images, out, *extra):
 def mc_outputs(trained_chest_model, chest_dataset, tmp_path_factory):
     out = tmp_path_factory.mktemp("mc")
     _predict(chest_dataset / "imagesTs", out, "-m", "tta_mc", "--n-samples", "4", "--save-probabilities",
-             "--all-maps", "--seed", "1")
+             "--all-maps", "--seed", "1", "--png")
     return out
 
 
@@ -111,6 +111,13 @@ def test_outputs_keep_input_geometry(mc_outputs, chest_dataset):
         assert np.allclose(probs.sum(0), 1, atol=1e-4)
         seg, _ = read_image(mc_outputs / f"{case}.nii.gz")
         assert np.array_equal(seg, probs.argmax(0))
+
+
+def test_png_report_per_case(mc_outputs, chest_dataset):
+    cases = sorted(p.name[: -len("_0000.nii.gz")] for p in (chest_dataset / "imagesTs").glob("*_0000.nii.gz"))
+    pngs = sorted(p.stem for p in (mc_outputs / "png").glob("*.png"))
+    assert pngs == cases
+    assert all((mc_outputs / "png" / f"{c}.png").stat().st_size > 10_000 for c in cases)
 
 
 def test_mc_maps_are_consistent_and_nonzero(mc_outputs):
