@@ -18,6 +18,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("nnunet_ext.synthetic.cli", "write a synthetic phantom dataset (chest, brain, nodule, headneck) to nnUNet_raw"),
     "plan": ("nnunet_ext.planners.cli", "plan and preprocess a dataset with an nnunet_ext planner (e.g. TinyPlanner)"),
     "predict": ("nnunet_ext.predictors.cli", "predict with uncertainty maps (methods: stock, tta_mc)"),
+    "lungmask": ("nnunet_ext.postprocessing.lungmask_cli", "lung masks (1 = right, 2 = left) with lungmask or a classical HU algorithm"),
+    "postprocess": ("nnunet_ext.postprocessing.cli", "post-process segmentations (lung: anatomy-aware component filter)"),
     "trainers": ("nnunet_ext.trainers.cli", "list the extension trainers usable with nnUNetv2_train -tr"),
     "evaluate": ("nnunet_ext.evaluation.cli", "Dice / HD95 / NSD and more between reference and predicted segmentations"),
     "compare": ("nnunet_ext.evaluation.compare_cli", "paired comparison of two evaluation summaries (Wilcoxon, Spearman, Pearson)"),
