@@ -5,7 +5,7 @@ so it must stay light: no torch, numpy or nnU-Net imports here. Public classes a
 """
 from __future__ import annotations
 
-import importlib
+from nnunet_ext._lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -15,11 +15,4 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'nnunet_ext' has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(list(globals()) + list(_LAZY))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())

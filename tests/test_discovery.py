@@ -69,3 +69,10 @@ def test_nnext_trainers_lists_every_trainer(capsys):
     out = capsys.readouterr().out
     for name, (_, description) in TRAINERS.items():
         assert f"{name}  {description}" in out.replace("  ", "  ")
+
+
+def test_startup_hook_stays_light():
+    # the .pth hook runs in every Python process: it must not pull in torch, numpy or nnU-Net
+    code = "import sys, nnunet_ext; print(sorted(m for m in ('torch', 'numpy', 'nnunetv2') if m in sys.modules))"
+    loaded = _python(code)
+    assert loaded == "[]"

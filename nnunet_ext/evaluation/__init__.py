@@ -8,7 +8,7 @@ Public API (imported lazily so that ``nnext`` start-up stays light):
 """
 from __future__ import annotations
 
-import importlib
+from nnunet_ext._lazy import lazy_exports
 
 _LAZY = {
     "evaluate_folders": "nnunet_ext.evaluation.evaluate",
@@ -22,11 +22,4 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'nnunet_ext.evaluation' has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(list(globals()) + list(_LAZY))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())

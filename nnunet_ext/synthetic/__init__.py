@@ -10,7 +10,7 @@ Public API (imported lazily, so ``import nnunet_ext.synthetic`` stays cheap)::
 """
 from __future__ import annotations
 
-import importlib
+from nnunet_ext._lazy import lazy_exports
 
 _LAZY = {
     "write_dataset": "nnunet_ext.synthetic.dataset",
@@ -26,11 +26,4 @@ _LAZY = {
 __all__ = sorted(_LAZY)
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'nnunet_ext.synthetic' has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(list(globals()) + list(_LAZY))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())
