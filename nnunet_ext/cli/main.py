@@ -28,7 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 
 def _top_parser() -> argparse.ArgumentParser:
-    lines = "\n".join(f"  {name:<10} {helptext}" for name, (_, helptext) in COMMANDS.items())
+    lines = "\n".join(f"  {name:<12} {helptext}" for name, (_, helptext) in COMMANDS.items())
     p = argparse.ArgumentParser(
         prog="nnext", formatter_class=argparse.RawDescriptionHelpFormatter,
         description="nnunet_ext: uncertainty-aware extensions for nnU-Net v2",
