@@ -187,3 +187,98 @@ def test_merge_equals_full_dilation_grouping(radius):
     assert len(pairs) == len(set(a.tolist())) == len(set(b.tolist()))   # a bijection between the groupings
     assert len(pairs) < fg.sum()                                          # and some merging did happen
     assert not ours[~fg].any()
+
+
+# ---------------------------------------------------------------- CLI: nnext postprocess lung
+
+def _write(path, arr, spacing_xyz=(1.0, 1.0, 1.0), origin=(0.0, 0.0, 0.0)):
+    from nnunet_ext.imageio import Geometry, write_image
+    write_image(arr, Geometry(tuple(spacing_xyz), tuple(origin)), path)
+
+
+def _cli_case(tmp_path):
+    pred = np.zeros(SHAPE, np.uint8)
+    pred[8:12, 10:13, 10:13] = 1          # inside: kept, 36 voxels
+    pred[26:29, 10:13, 10:13] = 1         # far: dropped
+    pred[8:11, 10:13, 1:4] = 1            # rescued
+    for d in ("pred", "lung", "out"):
+        (tmp_path / d).mkdir()
+    _write(tmp_path / "pred" / "c1.nii.gz", pred, (0.8, 0.8, 2.0), (1.0, 2.0, 3.0))
+    _write(tmp_path / "lung" / "c1.nii.gz", lungs(), (0.8, 0.8, 2.0), (1.0, 2.0, 3.0))
+    return pred
+
+
+def _run(tmp_path, *extra):
+    from nnunet_ext.cli.main import main
+    return main(["postprocess", "lung", "-i", str(tmp_path / "pred"), "-l", str(tmp_path / "lung"),
+                 "-o", str(tmp_path / "out"), *extra])
+
+
+def test_cli_writes_filtered_mask_and_log(tmp_path, capsys):
+    import json
+
+    from nnunet_ext.imageio import read_image
+    pred = _cli_case(tmp_path)
+    assert _run(tmp_path) == 0
+    out, geo = read_image(tmp_path / "out" / "c1.nii.gz")
+    expected = pred.copy()
+    expected[26:29] = 0
+    assert out.dtype == np.uint8 and np.array_equal(out, expected)
+    assert np.allclose(geo.spacing, (0.8, 0.8, 2.0)) and np.allclose(geo.origin, (1.0, 2.0, 3.0))
+    log = json.loads((tmp_path / "out" / "postprocess_log.json").read_text())
+    assert log["config"]["overlap_threshold"] == 0.8 and log["config"]["top_k"] is None
+    c1 = log["cases"]["c1"]
+    assert (c1["n_components"], c1["n_kept"], c1["lung_resampled"]) == (3, 2, False)
+    assert np.allclose(c1["spacing_zyx"], [2.0, 0.8, 0.8])
+    assert sorted(c["reason"] for c in c1["components"]) == ["lung_overlap", "rescued", "too_far"]
+    # existing output kept without --overwrite (its log entry too); replaced with it
+    (tmp_path / "out" / "c1.nii.gz").write_bytes(b"sentinel")
+    assert _run(tmp_path, "--top-k", "1") == 0
+    assert (tmp_path / "out" / "c1.nii.gz").read_bytes() == b"sentinel"
+    assert json.loads((tmp_path / "out" / "postprocess_log.json").read_text())["cases"]["c1"]["n_kept"] == 2
+    assert _run(tmp_path, "--top-k", "1", "--overwrite", "--rescue-unit", "mm") == 0
+    out, _ = read_image(tmp_path / "out" / "c1.nii.gz")
+    assert out.sum() == 36 and out[8:12, 10:13, 10:13].all()
+    log = json.loads((tmp_path / "out" / "postprocess_log.json").read_text())
+    assert log["config"]["top_k"] == 1 and log["config"]["rescue_unit"] == "mm"
+    # 2 voxels along x at 0.8 mm = 1.6 mm: still rescued in mm, then removed by Top-1
+    assert sorted(c["reason"] for c in log["cases"]["c1"]["components"]) == ["lung_overlap", "too_far", "top_k"]
+    assert not list((tmp_path / "out").glob(".tmp-*"))
+
+
+def test_cli_missing_lung_mask_names_case(tmp_path, capsys):
+    _cli_case(tmp_path)
+    _write(tmp_path / "pred" / "c2.nii.gz", np.zeros(SHAPE, np.uint8))
+    assert _run(tmp_path) == 2
+    err = capsys.readouterr().err
+    assert "c2" in err and "lung mask missing" in err and err.count("\n") == 1
+    assert not (tmp_path / "out" / "c1.nii.gz").exists()
+
+
+def test_cli_resamples_lung_mask_with_warning_or_refuses(tmp_path, capsys):
+    import json
+
+    from nnunet_ext.imageio import read_image
+    pred = _cli_case(tmp_path)
+    # the same lungs at half the resolution in x (spacing doubled, size halved): resampled onto the prediction
+    half = lungs()[:, :, ::2]
+    _write(tmp_path / "lung" / "c1.nii.gz", half, (0.8 * 2, 0.8, 2.0), (1.0 + 0.4, 2.0, 3.0))
+    assert _run(tmp_path) == 0
+    err = capsys.readouterr().err
+    assert "c1" in err and "resampled with nearest neighbour" in err
+    c1 = json.loads((tmp_path / "out" / "postprocess_log.json").read_text())["cases"]["c1"]
+    assert c1["lung_resampled"] is True and "resampled" in c1["warnings"][0]
+    out, _ = read_image(tmp_path / "out" / "c1.nii.gz")
+    assert out[8:11, 10:13, 10:13].all() and not out[26:29].any()
+    # a lung mask placed far away: empty after resampling -> refused, naming the case
+    _write(tmp_path / "lung" / "c1.nii.gz", lungs(), (0.8, 0.8, 2.0), (500.0, 2.0, 3.0))
+    assert _run(tmp_path, "--overwrite") == 2
+    err = capsys.readouterr().err
+    assert "case c1" in err and "does not overlap" in err
+
+
+def test_cli_requires_filter_name(tmp_path, capsys):
+    from nnunet_ext.cli.main import main
+    with pytest.raises(SystemExit) as e:
+        main(["postprocess", "-i", "x"])
+    assert e.value.code == 2

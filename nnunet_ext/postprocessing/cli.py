@@ -1,0 +1,170 @@
+"""``nnext postprocess lung``: anatomy-aware component filter (see :mod:`.component_filter`) for a folder of
+binary tumour predictions (any label > 0 is tumour) with a folder of lung masks (1 = right, 2 = left).
+
+For every ``CASE{ending}`` in PRED_DIR, ``LUNG_DIR/CASE{ending}`` is read; a lung mask on a different grid
+(size, spacing, origin or direction) is resampled onto the prediction's grid with nearest neighbour (warning);
+if that leaves it empty while it was not, the case is refused (no overlap between the images). Writes
+``OUT/CASE{ending}`` (0/1 uint8, the prediction's geometry) and ``OUT/postprocess_log.json`` (config and per
+case the component log). Existing outputs are kept (and their log entries too) unless ``--overwrite``.
+Module-level imports stay light.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import warnings
+
+
+def _int_at_least(minimum: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{text!r} must be >= {minimum}")
+        return value
+    return parse
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be in [0, 1]")
+    return value
+
+
+def _non_negative(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be >= 0")
+    return value
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="filter", metavar="FILTER", required=True)
+    lung = sub.add_parser("lung", help="anatomy-aware component filter with lung masks",
+                          description=__doc__.split("\n\n")[0])
+    lung.add_argument("-i", "--input", required=True, metavar="PRED_DIR", help="folder of tumour predictions")
+    lung.add_argument("-l", "--lung", required=True, metavar="LUNG_DIR", help="folder of lung masks (same names)")
+    lung.add_argument("-o", "--output", required=True, metavar="OUT", help="output folder")
+    lung.add_argument("--top-k", type=_int_at_least(1), default=None, metavar="K",
+                      help="keep only the K largest kept components (default: all)")
+    lung.add_argument("--merge-radius", type=_int_at_least(0), default=1, metavar="R",
+                      help="dilation radius in voxels for merging nearby components (0 = off; default 1)")
+    lung.add_argument("--overlap", type=_fraction, default=0.8, help="min lung-overlap fraction (default 0.8)")
+    lung.add_argument("--central-overlap", type=_fraction, default=0.95,
+                      help="min lung-overlap fraction in the central (mediastinal) zone (default 0.95)")
+    lung.add_argument("--rescue-distance", type=_non_negative, default=5.0, metavar="D",
+                      help="keep low-overlap components within D of the lung (default 5)")
+    lung.add_argument("--rescue-unit", choices=("vox", "mm"), default="vox", help="unit of --rescue-distance")
+    lung.add_argument("--min-voxels", type=_int_at_least(0), default=10, metavar="N",
+                      help="min component size for the distance rescue (default 10)")
+    lung.add_argument("--file-ending", default=".nii.gz", help="image file ending (default .nii.gz)")
+    lung.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+
+
+def _load_lung(lung_path: str, pred_img, case: str):
+    """Lung mask as a numpy array on the prediction's grid; (array, resampled: bool)."""
+    import numpy as np
+    import SimpleITK as sitk
+
+    from nnunet_ext.errors import InputError
+    from nnunet_ext.imageio import Geometry, _read_sitk
+
+    lung_img = _read_sitk(lung_path)
+    if lung_img.GetDimension() != pred_img.GetDimension():
+        raise InputError(f"case {case}: lung mask is {lung_img.GetDimension()}D, prediction "
+                         f"{pred_img.GetDimension()}D")
+    same = (lung_img.GetSize() == pred_img.GetSize()
+            and Geometry.of(lung_img).matches(Geometry.of(pred_img)))
+    if same:
+        return sitk.GetArrayFromImage(lung_img), False
+    before = bool(np.any(sitk.GetArrayViewFromImage(lung_img)))
+    resampled = sitk.Resample(lung_img, pred_img, sitk.Transform(), sitk.sitkNearestNeighbor, 0,
+                              lung_img.GetPixelID())
+    arr = sitk.GetArrayFromImage(resampled)
+    if before and not arr.any():
+        raise InputError(f"case {case}: lung mask does not overlap the prediction's grid (empty after resampling "
+                         f"it onto the prediction)")
+    warnings.warn(f"case {case}: lung mask grid (size {lung_img.GetSize()}, spacing {lung_img.GetSpacing()}, "
+                  f"origin {lung_img.GetOrigin()}) differs from the prediction's (size {pred_img.GetSize()}, "
+                  f"spacing {pred_img.GetSpacing()}, origin {pred_img.GetOrigin()}); resampled with nearest "
+                  f"neighbour", stacklevel=2)
+    return arr, True
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+    from dataclasses import asdict
+
+    import numpy as np
+    import SimpleITK as sitk
+
+    from nnunet_ext.errors import InputError
+    from nnunet_ext.imageio import Geometry, _read_sitk, atomic_write_text, write_image
+    from nnunet_ext.postprocessing.component_filter import LungFilterConfig, filter_components
+
+    ending = args.file_ending
+    for name, folder in (("prediction", args.input), ("lung mask", args.lung)):
+        if not os.path.isdir(folder):
+            raise InputError(f"{name} folder {folder} does not exist")
+    cases = sorted(f[: -len(ending)] for f in os.listdir(args.input)
+                   if f.endswith(ending) and not f.startswith("."))
+    if not cases:
+        raise InputError(f"no *{ending} files in {args.input}")
+    missing = [c for c in cases if not os.path.isfile(os.path.join(args.lung, c + ending))]
+    if missing:
+        raise InputError(f"lung mask missing for case(s) {', '.join(missing)} in {args.lung}")
+    if os.path.abspath(args.output) == os.path.abspath(args.input):
+        raise InputError("output folder must differ from the prediction folder")
+
+    config = LungFilterConfig(merge_radius=args.merge_radius, overlap_threshold=args.overlap,
+                              central_overlap_threshold=args.central_overlap, rescue_distance=args.rescue_distance,
+                              rescue_unit=args.rescue_unit, min_voxels=args.min_voxels, top_k=args.top_k)
+    os.makedirs(args.output, exist_ok=True)
+    log_path = os.path.join(args.output, "postprocess_log.json")
+    previous: dict = {}
+    if os.path.isfile(log_path):
+        try:
+            with open(log_path, encoding="utf-8") as f:
+                previous = json.load(f).get("cases", {})
+        except (OSError, ValueError, AttributeError):
+            previous = {}
+    cases_log: dict = {}
+    for case in cases:
+        out_path = os.path.join(args.output, case + ending)
+        if os.path.exists(out_path) and not args.overwrite:
+            print(f"{case}: {out_path} exists, kept (use --overwrite to replace)")
+            if case in previous:
+                cases_log[case] = previous[case]
+            continue
+        pred_img = _read_sitk(os.path.join(args.input, case + ending))
+        if pred_img.GetDimension() != 3:
+            raise InputError(f"case {case}: prediction must be 3D, got {pred_img.GetDimension()}D")
+        pred = sitk.GetArrayFromImage(pred_img) > 0
+        spacing_zyx = tuple(pred_img.GetSpacing())[::-1]
+        # every warning (lung mask resampled, lung mask empty) goes to stderr once per case and into the log
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            lung, resampled = _load_lung(os.path.join(args.lung, case + ending), pred_img, case)
+            filtered, log = filter_components(pred, lung, spacing_zyx, config)
+        for w in caught:
+            print(f"{case}: warning: {w.message}", file=sys.stderr)
+        if resampled:
+            log["warnings"].insert(0, str(caught[0].message))
+        log.pop("config", None)
+        log["lung_resampled"] = resampled
+        write_image(filtered.astype(np.uint8), Geometry.of(pred_img), out_path)
+        cases_log[case] = log
+        print(f"{case}: {log['n_kept']} of {log['n_components']} component(s) kept")
+    atomic_write_text(log_path, json.dumps({"filter": "lung", "config": asdict(config), "cases": cases_log},
+                                           indent=1) + "\n")
+    return 0
