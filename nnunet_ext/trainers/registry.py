@@ -10,6 +10,8 @@ import importlib
 TRAINERS: dict[str, tuple[str, str]] = {
     "MCDropoutTrainer": ("nnunet_ext.trainers.mc_dropout",
                          "nnU-Net + dropout (p=0.05) in every conv block for Monte-Carlo sampling"),
+    "UncertaintyTrainer": ("nnunet_ext.trainers.uncertainty",
+                           "MC dropout + L = a*Dice + (1-a)*CE, a = exp(-U), U = MC-dropout variance (isler2025)"),
 }
 
 

@@ -1,0 +1,49 @@
+"""UncertaintyTrainer: the deep-supervision loss wrapper and a real nnUNetv2_train run."""
+import os
+import subprocess
+
+import pytest
+import torch
+
+from nnunet_ext.core.losses import uncertainty_adaptive_loss, weighted_soft_dice_loss
+from nnunet_ext.trainers.uncertainty import UncertaintyAdaptiveLoss
+
+
+def test_loss_falls_back_without_uncertainty_and_resizes_for_deep_supervision():
+    torch.manual_seed(0)
+    fallback = lambda o, t: torch.tensor(123.0)  # noqa: E731
+    loss = UncertaintyAdaptiveLoss(fallback, weight_factors=(0.6, 0.4, 0.0))
+    outs = [torch.randn(2, 2, 8, 8, 8), torch.randn(2, 2, 4, 4, 4), torch.randn(2, 2, 2, 2, 2)]
+    tgts = [torch.randint(0, 2, (2, 1, s, s, s)) for s in (8, 4, 2)]
+    assert loss(outs, tgts).item() == 123.0
+    u = torch.rand(2, 8, 8, 8)
+    loss.uncertainty = u
+    u_half = torch.nn.functional.interpolate(u[:, None], size=(4, 4, 4), mode="area")[:, 0]
+    expected = 0.6 * uncertainty_adaptive_loss(outs[0], tgts[0], u) + 0.4 * uncertainty_adaptive_loss(
+        outs[1], tgts[1], u_half)
+    assert torch.allclose(loss(outs, tgts), expected)
+    loss.uncertainty = torch.zeros(2, 8, 8, 8)  # U = 0 -> alpha = 1 -> pure soft Dice
+    plain = 0.6 * weighted_soft_dice_loss(outs[0], tgts[0], torch.ones(2, 8, 8, 8)) + 0.4 * weighted_soft_dice_loss(
+        outs[1], tgts[1], torch.ones(2, 4, 4, 4))
+    assert torch.allclose(loss(outs, tgts), plain, atol=1e-6)
+
+
+def test_nnunetv2_train_with_uncertainty_trainer(chest_dataset, nnunet_dirs):
+    env = {**os.environ, "NNEXT_UNC_SAMPLES": "3"}
+    proc = subprocess.run(["nnUNetv2_train", "501", "3d_fullres", "1", "-tr", "UncertaintyTrainer", "-p",
+                           "nnextTinyPlans", "-device", "cpu", "--disable_checkpointing"],
+                          capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    fold = nnunet_dirs["nnUNet_results"] / chest_dataset.name / "UncertaintyTrainer__nnextTinyPlans__3d_fullres" / "fold_1"
+    log = next(fold.glob("training_log_*.txt")).read_text()
+    assert "uncertainty-adaptive loss: K = 3 MC passes" in log
+    losses = [float(line.split()[-1]) for line in log.splitlines() if "train_loss" in line]
+    assert len(losses) == 2 and all(l == l for l in losses)  # finite, 2 epochs from the plans
+
+
+@pytest.mark.parametrize("samples", ["1"])
+def test_bad_sample_count_is_rejected(chest_dataset, nnunet_dirs, samples):
+    env = {**os.environ, "NNEXT_UNC_SAMPLES": samples}
+    proc = subprocess.run(["nnUNetv2_train", "501", "3d_fullres", "2", "-tr", "UncertaintyTrainer", "-p",
+                           "nnextTinyPlans", "-device", "cpu"], capture_output=True, text=True, env=env)
+    assert proc.returncode != 0 and "NNEXT_UNC_SAMPLES >= 2" in proc.stderr
