@@ -169,13 +169,15 @@ def test_bad_inputs_raise():
         LungFilterConfig(top_k=0)
 
 
-@pytest.mark.parametrize("radius", [1, 2])
-def test_merge_equals_full_dilation_grouping(radius):
-    """The union-find grouping gives the same partition as labelling the fully dilated mask."""
+@pytest.mark.parametrize("radius,union_find", [(1, True), (2, True), (1, False), (2, False)])
+def test_merge_equals_full_dilation_grouping(radius, union_find, monkeypatch):
+    """Both merge paths (union-find, full dilation for many specks) give the partition of the dilated mask."""
     import cc3d
     from scipy import ndimage
 
+    from nnunet_ext.postprocessing import component_filter as cf
     from nnunet_ext.postprocessing.component_filter import _label_components
+    monkeypatch.setattr(cf, "_UNION_FIND_MAX", 10**9 if union_find else 0)
 
     rng = np.random.default_rng(radius)
     fg = rng.random((24, 24, 24)) < 0.01
@@ -282,3 +284,13 @@ def test_cli_requires_filter_name(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         main(["postprocess", "-i", "x"])
     assert e.value.code == 2
+
+
+def test_cube_dilate_matches_scipy():
+    from scipy import ndimage
+
+    from nnunet_ext.postprocessing.component_filter import _cube_dilate
+    rng = np.random.default_rng(5)
+    m = rng.random((9, 7, 11)) < 0.02
+    for r in (1, 2, 3):
+        assert np.array_equal(_cube_dilate(m, r), ndimage.binary_dilation(m, np.ones((2 * r + 1,) * 3)))
