@@ -239,3 +239,14 @@ def test_cli_errors(tmp_path, capsys):
     assert main(["lungmask", "-i", str(flat), "-o", str(tmp_path / "o"), "--backend", "lungmask"]) == 2
     assert "not installed" in capsys.readouterr().err
     assert not (tmp_path / "o").exists() or not os.listdir(tmp_path / "o")
+
+
+def test_non_axial_storage(cases, masks):
+    """The same anatomy stored with numpy axes (y, z, x) (coronal slices) gives the transposed mask."""
+    ct, _, geo = cases[0]
+    d = np.asarray(geo.direction, float).reshape(3, 3)
+    # numpy (y, z, x) -> SimpleITK index (x, z, y): index axis 1 runs along physical z, axis 2 along y
+    geo_c = Geometry((geo.spacing[0], geo.spacing[2], geo.spacing[1]), geo.origin,
+                     tuple(d[:, [0, 2, 1]].ravel()))
+    m = L.threshold_lung_mask(np.ascontiguousarray(ct.transpose(1, 0, 2)), geo_c)
+    assert (m != masks[0].transpose(1, 0, 2)).sum() == 0

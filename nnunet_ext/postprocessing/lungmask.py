@@ -59,6 +59,24 @@ def _index_to_lps(geometry, idx_zyx: np.ndarray) -> np.ndarray:
     return origin + (idx_xyz * spacing) @ _direction_matrix(geometry).T
 
 
+def _as_axial(ct: np.ndarray, geometry):
+    """View a volume stored in any axis order as numpy (z, y, x) ~ physical (S-I, A-P, R-L).
+
+    Returns ``(array, geometry of that array, axes to transpose the result back)``; a no-op for axial storage.
+    Each index axis is matched to the physical axis its direction cosine points along most.
+    """
+    d = _direction_matrix(geometry)
+    phys_of_index = [int(np.argmax(np.abs(d[:, i]))) for i in range(3)]  # index axis (x, y, z) -> physical axis
+    if sorted(phys_of_index) != [0, 1, 2] or phys_of_index == [0, 1, 2]:
+        return ct, geometry, None
+    index_of_phys = [phys_of_index.index(p) for p in range(3)]
+    order = tuple(2 - index_of_phys[p] for p in (2, 1, 0))  # numpy axes giving (phys z, phys y, phys x)
+    spacing = tuple(float(geometry.spacing[i]) for i in index_of_phys)
+    direction = tuple(float(v) for v in d[:, index_of_phys].ravel())
+    view = type(geometry)(spacing, tuple(geometry.origin), direction)  # a Geometry, without importing it
+    return np.transpose(ct, order), view, tuple(np.argsort(order))
+
+
 def _superior_is_high_z(geometry) -> bool:
     """True if increasing numpy axis 0 (SimpleITK k) points to the patient's head (+z in LPS)."""
     return bool(_direction_matrix(geometry)[2, 2] >= 0)
@@ -163,12 +181,21 @@ def _trachea(cand: np.ndarray, midline_x: np.ndarray, spacing_zyx, superior_high
     return airway
 
 
+def _opposite_sides(pieces: list, midline_x: np.ndarray) -> bool:
+    """True if the two masks' mean x lie on opposite sides of the (per-slice) body midline."""
+    side = []
+    for p in pieces:
+        idx = np.argwhere(p)
+        side.append(np.mean(idx[:, 2] - midline_x[idx[:, 0]]))
+    return bool(side[0] * side[1] < 0)
+
+
 def _split_lungs(comp: np.ndarray, spacing_zyx, midline_x: np.ndarray, max_erosion_mm: float) -> list:
     """Split one component holding both lungs into two masks (order arbitrary).
 
     1. In-plane erosion: increase the depth (2D distance to the boundary, in mm) until the component falls
-       apart into two 3D pieces of similar size (the smaller >= 10 % of the larger); every voxel then goes to
-       its nearest piece.
+       apart into two 3D pieces on opposite sides of the midline, the smaller >= 10 % of the larger (so a lung
+       whose apex separates first is not mistaken for two lungs); every voxel then goes to its nearest piece.
     2. Fallback: per axial slice, cut at the valley (the fewest voxels) of the column projection within
        +-25 % of the width around the body midline.
     """
@@ -185,13 +212,13 @@ def _split_lungs(comp: np.ndarray, spacing_zyx, midline_x: np.ndarray, max_erosi
         if n >= 2:
             sizes = ndimage.sum_labels(core, lab, index=np.arange(1, n + 1))
             top = np.argsort(sizes)[::-1][:2]
-            if sizes[top[1]] >= 0.1 * sizes[top[0]]:
-                seeds = np.zeros(comp.shape, np.int8)
-                seeds[lab == top[0] + 1] = 1
-                seeds[lab == top[1] + 1] = 2
-                _, ind = ndimage.distance_transform_edt(seeds == 0, sampling=spacing_zyx, return_indices=True)
-                nearest = seeds[tuple(ind)]
-                return [comp & (nearest == 1), comp & (nearest == 2)]
+            pieces = [lab == t + 1 for t in top]
+            if sizes[top[1]] >= 0.1 * sizes[top[0]] and _opposite_sides(pieces, midline_x):
+                # every voxel goes to the nearer piece (two distance maps: lighter than EDT indices)
+                d0 = ndimage.distance_transform_edt(~pieces[0], sampling=spacing_zyx)
+                d1 = ndimage.distance_transform_edt(~pieces[1], sampling=spacing_zyx)
+                first = d0 <= d1
+                return [comp & first, comp & ~first]
         depth += step
     a = np.zeros_like(comp)
     for k in range(comp.shape[0]):
@@ -228,6 +255,9 @@ def threshold_lung_mask(ct_hu_zyx: np.ndarray, geometry, **options) -> np.ndarra
        flipped / mirrored directions give the same anatomical labels.
     6. per lung: holes filled per axial slice (vessels, nodules enclosed by lung) and a small in-plane closing
        (``closing_iterations``); voxels claimed by both lungs stay with the first one.
+
+    Volumes stored sagittally or coronally are transposed to axial order first (from the direction cosines)
+    and the mask is transposed back. Assumes a CT in HU with the patient lying roughly axis-aligned.
     """
     opts = dict(THRESHOLD_DEFAULTS)
     unknown = set(options) - set(opts)
@@ -237,6 +267,9 @@ def threshold_lung_mask(ct_hu_zyx: np.ndarray, geometry, **options) -> np.ndarra
     ct = np.asarray(ct_hu_zyx)
     if ct.ndim != 3:
         raise InputError(f"lung masks need a 3D CT; got an array of shape {ct.shape}")
+    ct, geometry, back = _as_axial(ct, geometry)
+    if back is not None:  # sagittal / coronal storage: work axially, return in the input's axis order
+        return np.ascontiguousarray(np.transpose(threshold_lung_mask(ct, geometry, **options), back))
     spacing_zyx = tuple(float(s) for s in geometry.spacing[::-1])
     voxel_ml = float(np.prod(spacing_zyx)) / 1000.0
     out = np.zeros(ct.shape, np.uint8)
@@ -271,7 +304,15 @@ def threshold_lung_mask(ct_hu_zyx: np.ndarray, geometry, **options) -> np.ndarra
         right_of_mid = (np.arange(ct.shape[2])[None, None, :] < midline_x[:, None, None]) & comp
         frac = right_of_mid.sum() / comp.sum()
         if min(frac, 1 - frac) >= 0.15:
-            kept = [m for m in _split_lungs(comp, spacing_zyx, midline_x, opts["split_max_erosion_mm"]) if m.any()]
+            box = ndimage.find_objects(comp.astype(np.uint8))[0]  # work on the bounding box only
+            halves = _split_lungs(comp[box], spacing_zyx, midline_x[box[0]] - box[2].start,
+                                  opts["split_max_erosion_mm"])
+            kept = []
+            for h in halves:
+                if h.any():
+                    full = np.zeros_like(comp)
+                    full[box] = h
+                    kept.append(full)
     body_x = _patient_x(geometry, body)
     if len(kept) == 2:
         xa, xb = _patient_x(geometry, kept[0]), _patient_x(geometry, kept[1])
