@@ -10,7 +10,10 @@ import time
 
 import numpy as np
 
-from nnunet_ext.postprocessing.component_filter import LungFilterConfig, filter_components
+from nnunet_ext.postprocessing.component_filter import (
+    LungFilterConfig,
+    filter_components,
+)
 
 
 def make_case(seed: int = 0, shape=(300, 512, 512), n_components: int = 50):

@@ -4,7 +4,11 @@ import warnings
 import numpy as np
 import pytest
 
-from nnunet_ext.postprocessing.component_filter import LungFilterConfig, central_zone_mask, filter_components
+from nnunet_ext.postprocessing.component_filter import (
+    LungFilterConfig,
+    central_zone_mask,
+    filter_components,
+)
 
 SHAPE = (30, 40, 60)
 SP = (1.0, 1.0, 1.0)
@@ -261,7 +265,7 @@ def test_cli_resamples_lung_mask_with_warning_or_refuses(tmp_path, capsys):
     import json
 
     from nnunet_ext.imageio import read_image
-    pred = _cli_case(tmp_path)
+    _cli_case(tmp_path)
     # the same lungs at half the resolution in x (spacing doubled, size halved): resampled onto the prediction
     half = lungs()[:, :, ::2]
     _write(tmp_path / "lung" / "c1.nii.gz", half, (0.8 * 2, 0.8, 2.0), (1.0 + 0.4, 2.0, 3.0))
@@ -294,3 +298,20 @@ def test_cube_dilate_matches_scipy():
     m = rng.random((9, 7, 11)) < 0.02
     for r in (1, 2, 3):
         assert np.array_equal(_cube_dilate(m, r), ndimage.binary_dilation(m, np.ones((2 * r + 1,) * 3)))
+
+
+def test_cli_empty_lung_mask_warns_and_applies_top_k(tmp_path, capsys):
+    import json
+
+    from nnunet_ext.imageio import read_image
+    pred = _cli_case(tmp_path)
+    _write(tmp_path / "lung" / "c1.nii.gz", np.zeros(SHAPE, np.uint8), (0.8, 0.8, 2.0), (1.0, 2.0, 3.0))
+    assert _run(tmp_path, "--top-k", "2") == 0
+    assert "c1: warning: lung mask is empty" in capsys.readouterr().err
+    out, _ = read_image(tmp_path / "out" / "c1.nii.gz")
+    expected = pred.copy()
+    expected[26:29] = 0                   # 36, 27, 27 voxels: the tie at 27 goes to the lower id (first in C order)
+    assert np.array_equal(out, expected)
+    c1 = json.loads((tmp_path / "out" / "postprocess_log.json").read_text())["cases"]["c1"]
+    assert sorted(c["reason"] for c in c1["components"]) == ["no_lung_mask", "no_lung_mask", "top_k"]
+    assert "lung mask is empty" in c1["warnings"][0]

@@ -51,7 +51,9 @@ def _non_negative(text: str) -> float:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="filter", metavar="FILTER", required=True)
     lung = sub.add_parser("lung", help="anatomy-aware component filter with lung masks",
-                          description=__doc__.split("\n\n")[0])
+                          description="Anatomy-aware component filter: dilation merge, lung overlap (stricter in "
+                          "the central mediastinal zone), distance rescue, optional Top-K. Writes OUT/CASE and "
+                          "OUT/postprocess_log.json.")
     lung.add_argument("-i", "--input", required=True, metavar="PRED_DIR", help="folder of tumour predictions")
     lung.add_argument("-l", "--lung", required=True, metavar="LUNG_DIR", help="folder of lung masks (same names)")
     lung.add_argument("-o", "--output", required=True, metavar="OUT", help="output folder")
@@ -110,7 +112,10 @@ def run(args: argparse.Namespace) -> int:
 
     from nnunet_ext.errors import InputError
     from nnunet_ext.imageio import Geometry, _read_sitk, atomic_write_text, write_image
-    from nnunet_ext.postprocessing.component_filter import LungFilterConfig, filter_components
+    from nnunet_ext.postprocessing.component_filter import (
+        LungFilterConfig,
+        filter_components,
+    )
 
     ending = args.file_ending
     for name, folder in (("prediction", args.input), ("lung mask", args.lung)):

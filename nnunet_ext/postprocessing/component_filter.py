@@ -36,12 +36,12 @@ only Top-K applies.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Optional, Sequence
 
 import numpy as np
 
-__all__ = ["LungFilterConfig", "filter_components", "central_zone_mask"]
+__all__ = ["LungFilterConfig", "central_zone_mask", "filter_components"]
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,7 @@ class LungFilterConfig:
     rescue_unit: str = "vox"                 #: "vox" or "mm"
     min_voxels: int = 10                     #: min component size for the rescue
     rescue_in_central_zone: bool = False     #: allow the distance rescue for central-zone components
-    top_k: Optional[int] = None              #: keep the K largest kept components (None = all)
+    top_k: int | None = None              #: keep the K largest kept components (None = all)
 
     def __post_init__(self):
         if int(self.merge_radius) != self.merge_radius or self.merge_radius < 0:
@@ -74,7 +74,7 @@ class LungFilterConfig:
 
 def _medial_edges(lung: np.ndarray):
     """Per z: (valid, lo_edge, hi_edge, y_min, y_max) arrays for the central zone; None without both lungs."""
-    nz, ny, nx = lung.shape
+    _, ny, nx = lung.shape
     r, l = lung == 1, lung == 2
     r_zx, l_zx = r.any(axis=1), l.any(axis=1)           # (z, x) projections
     if not r_zx.any() or not l_zx.any():

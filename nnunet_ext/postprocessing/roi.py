@@ -6,11 +6,11 @@ the component's bounding box grown by ``margin_vox`` on every side and clipped a
 """
 from __future__ import annotations
 
-from typing import Sequence, Union
+from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["roi_boxes", "crop", "paste"]
+__all__ = ["crop", "paste", "roi_boxes"]
 
 Box = tuple[slice, ...]
 
@@ -55,7 +55,7 @@ def crop(volume: np.ndarray, box: Box) -> np.ndarray:
     return volume[(Ellipsis,) + tuple(box)].copy()
 
 
-def paste(target: Union[np.ndarray, Sequence[int]], patch: np.ndarray, box: Box, fill=0) -> np.ndarray:
+def paste(target: np.ndarray | Sequence[int], patch: np.ndarray, box: Box, fill=0) -> np.ndarray:
     """Write ``patch`` into ``box`` of ``target``.
 
     ``target`` an array: it is modified IN PLACE and returned (everything outside the box untouched).
