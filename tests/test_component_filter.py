@@ -81,6 +81,10 @@ def test_central_zone_uses_stricter_threshold():
     assert (c_lateral["lung_overlap"], c_lateral["in_central_zone"]) == (0.9, False)
     assert (c_lateral["kept"], c_lateral["reason"]) == (True, "lung_overlap")
     assert out.sum() == 10 and out[12, 10, 4:14].all()
+    # the central component touches the lung (distance 0, 10 voxels): only the no-rescue-in-zone rule drops it
+    assert c_central["distance_to_lung_vox"] == 0.0
+    _, log_r = filter_components(pred, lungs(), SP, LungFilterConfig(rescue_in_central_zone=True))
+    assert sorted(c["reason"] for c in log_r["components"]) == ["lung_overlap", "rescued"]
     # with the central threshold lowered to the normal one, both are kept
     _, log2 = filter_components(pred, lungs(), SP, LungFilterConfig(central_overlap_threshold=0.8))
     assert log2["n_kept"] == 2
