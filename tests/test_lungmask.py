@@ -250,3 +250,20 @@ def test_non_axial_storage(cases, masks):
                      tuple(d[:, [0, 2, 1]].ravel()))
     m = L.threshold_lung_mask(np.ascontiguousarray(ct.transpose(1, 0, 2)), geo_c)
     assert (m != masks[0].transpose(1, 0, 2)).sum() == 0
+
+
+def test_bowel_gas_below_the_lungs_not_labelled(cases):
+    """A ~150 ml gas pocket in the upper abdomen (stomach bubble) is dropped by the component rules."""
+    ct, gt, geo = cases[0]
+    ct = ct.copy()
+    z = np.nonzero(gt.any(axis=(1, 2)))[0]
+    zz, yy, xx = np.ogrid[: ct.shape[0], : ct.shape[1], : ct.shape[2]]
+    zc = max(z.min() - 4, 3)
+    gas = ((zz - zc) * 10.0) ** 2 + ((yy - 28) * 4.5) ** 2 + ((xx - 40) * 4.5) ** 2 < 33.0 ** 2
+    assert not (gas & (gt > 0)).any() and gas.sum() * 0.2025 > 100  # ml, clear of the lungs
+    ct[gas] = -1000
+    for options in ({}, {"trachea_max_area_mm2": 0.0}):  # lungs as 2 components, or as 1 (2nd = the gas)
+        m = L.threshold_lung_mask(ct, geo, **options)
+        assert not m[gas].any(), options
+        for label in (1, 2):
+            assert dice(m == label, gt == label) >= 0.9
