@@ -174,6 +174,12 @@ def test_lungmask_backend_uses_local_weights_only(tmp_path, monkeypatch, cases):
     weights.write_bytes(b"x")
     m, used = L.compute_lung_mask(ct, geo, backend="auto", weights=str(weights))
     assert used == "lungmask" and calls == [("R231", str(weights))] and m.shape == ct.shape
+    def broken(self, image):
+        raise RuntimeError("Error(s) in loading state_dict\nunexpected key 'x'")
+
+    monkeypatch.setattr(FakeInferer, "apply", broken)
+    with pytest.raises(InputError, match="failed with weights .*unexpected key"):
+        L.compute_lung_mask(ct, geo, backend="lungmask", weights=str(weights))
     cached = tmp_path / "torch" / "hub" / "checkpoints" / L.R231_FILE
     cached.parent.mkdir(parents=True)
     cached.write_bytes(b"x")

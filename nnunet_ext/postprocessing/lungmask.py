@@ -251,8 +251,8 @@ def threshold_lung_mask(ct_hu_zyx: np.ndarray, geometry, **options) -> np.ndarra
        (bowel / stomach gas, oesophagus, residual airway) is dropped.
     5. left / right: a single kept component that lies substantially on both sides of the body midline (>= 15 %
        of its voxels on each side) is split (:func:`_split_lungs`: in-plane erosion, else the projection
-       valley). Each lung gets 1 (right) or 2 (left) from its mean physical x in LPS (patient right = -x), so
-       flipped / mirrored directions give the same anatomical labels.
+       valley). Each lung gets 1 (right) or 2 (left) by the side of the body's mean physical x its own mean x
+       lies on (LPS: patient right = -x), so flipped / mirrored directions give the same anatomical labels.
     6. per lung: holes filled per axial slice (vessels, nodules enclosed by lung) and a small in-plane closing
        (``closing_iterations``); voxels claimed by both lungs stay with the first one.
 
@@ -313,12 +313,10 @@ def threshold_lung_mask(ct_hu_zyx: np.ndarray, geometry, **options) -> np.ndarra
                     full = np.zeros_like(comp)
                     full[box] = h
                     kept.append(full)
+    # each lung by the side of the body midline its centroid lies on (LPS: patient right = smaller x); two
+    # pieces on the same side (e.g. one lung cut in two, the other collapsed) both get that side
     body_x = _patient_x(geometry, body)
-    if len(kept) == 2:
-        xa, xb = _patient_x(geometry, kept[0]), _patient_x(geometry, kept[1])
-        labels = (RIGHT, LEFT) if xa <= xb else (LEFT, RIGHT)
-    else:
-        labels = (RIGHT if _patient_x(geometry, kept[0]) <= body_x else LEFT,)
+    labels = tuple(RIGHT if _patient_x(geometry, m) <= body_x else LEFT for m in kept)
 
     for m, value in zip(kept, labels):                                              # step 6
         m = _closing_2d(_fill_holes_2d(m), int(opts["closing_iterations"]))
@@ -361,11 +359,16 @@ def _lungmask_predict(ct: np.ndarray, geometry, weights: str) -> np.ndarray:
 
     image = geometry.apply(sitk.GetImageFromArray(np.ascontiguousarray(ct).astype(np.int16)))
     try:
-        from lungmask import LMInferer  # lungmask >= 0.2.14
-        mask = LMInferer(modelname="R231", modelpath=weights).apply(image)
-    except ImportError:
-        from lungmask import mask as lm  # older releases
-        mask = lm.apply(image, lm.get_model("unet", "R231", modelpath=weights))
+        try:
+            from lungmask import LMInferer  # lungmask >= 0.2.14
+        except ImportError:
+            from lungmask import mask as lm  # older releases
+            mask = lm.apply(image, lm.get_model("unet", "R231", modelpath=weights))
+        else:
+            mask = LMInferer(modelname="R231", modelpath=weights).apply(image)
+    except (ImportError, OSError, RuntimeError, ValueError, KeyError) as e:  # e.g. a corrupt weights file
+        msg = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+        raise InputError(f"lungmask backend failed with weights {weights}: {msg}") from None
     mask = np.asarray(mask).astype(np.uint8)
     if mask.shape != ct.shape:
         raise InputError(f"lungmask returned shape {mask.shape} for a CT of shape {ct.shape}")

@@ -94,7 +94,10 @@ def run(args: argparse.Namespace) -> int:
         ct, geometry = read_image(ct_path)
         if ct.ndim != 3:
             raise InputError(f"{ct_path}: expected a 3D CT; got a {ct.ndim}D image of shape {ct.shape}")
-        mask, _ = compute_lung_mask(ct, geometry, backend=backend, weights=args.lungmask_weights)
+        try:
+            mask, _ = compute_lung_mask(ct, geometry, backend=backend, weights=args.lungmask_weights)
+        except InputError as e:
+            raise InputError(f"{ct_path}: {e}") from None
         write_image(mask.astype("uint8"), geometry, out_path)
     print(f"lungmask: wrote {len(todo)} mask(s) to {args.output}")
     return 0
