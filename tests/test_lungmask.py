@@ -37,7 +37,8 @@ def masks(cases):
 
 
 def test_threshold_dice_per_lung(cases, masks):
-    # measured (seeds 0, 1, 2): right 0.999 / 0.998 / 0.960, left 0.997 / 0.994 / 0.995
+    # measured (seeds 0, 1, 2): right 0.999 / 0.999 / 0.961, left 0.998 / 0.995 / 0.996 (seed 2: two pleural
+    # tumours at the right lung wall: 420 of the 424 missed voxels, not air-like and not enclosed)
     for (ct, gt, _), m in zip(cases, masks):
         assert m.dtype == np.uint8 and m.shape == ct.shape
         assert set(np.unique(m)) <= {0, 1, 2}
