@@ -18,19 +18,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from nnunet_ext.core.lovasz import _labels
 from nnunet_ext.core.lovasz import lovasz_grad, lovasz_softmax, lovasz_softmax_loss  # noqa: F401 (re-export)
 from nnunet_ext.core.mc_dropout import set_mc_dropout
 
 CE_NORMALIZATIONS = ("weight", "voxels")
-
-
-def _labels(target: torch.Tensor, ndim: int) -> torch.Tensor:
-    """``(B, 1, *S)`` or ``(B, *S)`` integer labels -> ``(B, *S)`` long."""
-    if target.ndim == ndim:
-        if target.shape[1] != 1:
-            raise ValueError(f"target must have one channel, got shape {tuple(target.shape)}")
-        target = target[:, 0]
-    return target.long()
 
 
 def _voxel_weight(weight, like: torch.Tensor) -> torch.Tensor:

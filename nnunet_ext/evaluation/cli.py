@@ -13,6 +13,8 @@ import argparse
 import sys
 import warnings
 
+from nnunet_ext.cli.argtypes import non_negative
+
 
 def _label(text: str) -> int:
     try:
@@ -31,16 +33,6 @@ def _region(text: str) -> tuple[int, ...]:
     return tuple(_label(p.strip()) for p in parts)
 
 
-def _non_negative(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be >= 0")
-    return value
-
-
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-ref", "--ref", dest="ref", required=True, metavar="REF_DIR", help="folder of reference segmentations")
     p.add_argument("-pred", "--pred", dest="pred", required=True, metavar="PRED_DIR",
@@ -54,11 +46,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="nnU-Net dataset.json: labels (regions if its label values are lists), names, file_ending")
     p.add_argument("-o", "--output", metavar="summary.json",
                    help="output JSON (default PRED_DIR/summary.json); summary.csv is written beside it")
-    p.add_argument("--tau", type=_non_negative, default=2.0, metavar="MM",
+    p.add_argument("--tau", type=non_negative, default=2.0, metavar="MM",
                    help="NSD tolerance in mm (default 2)")
-    p.add_argument("--boundary-width", type=_non_negative, default=None, metavar="MM",
+    p.add_argument("--boundary-width", type=non_negative, default=None, metavar="MM",
                    help="width of the inner boundary bands for boundary Dice in mm (default: --tau)")
-    p.add_argument("--penalty", type=_non_negative, default=None, metavar="MM",
+    p.add_argument("--penalty", type=non_negative, default=None, metavar="MM",
                    help="HD / HD95 / ASSD when exactly one of reference and prediction is empty (default 374, as BraTS)")
     p.add_argument("-np", "--num-processes", dest="num_processes", type=int, default=1, metavar="N",
                    help="worker processes (default 1)")
@@ -72,7 +64,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="folder of CASE_probabilities (C,z,y,x) files: classwise ECE, Brier, reliability diagram")
     u.add_argument("--unc-roi", choices=("bbox", "all"), default="bbox",
                    help="voxels scored: bounding box of reference | prediction grown by --unc-margin (default), or all")
-    u.add_argument("--unc-margin", type=_non_negative, default=10.0, metavar="MM",
+    u.add_argument("--unc-margin", type=non_negative, default=10.0, metavar="MM",
                    help="margin of the bbox ROI in mm (default 10)")
     u.add_argument("--ece-bins", type=int, default=15, metavar="N", help="equal-width confidence bins (default 15)")
     u.add_argument("--ece-pooling", choices=("pooled", "mean"), default="pooled",

@@ -15,37 +15,7 @@ import os
 import sys
 import warnings
 
-
-def _int_at_least(minimum: int):
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"{text!r} must be >= {minimum}")
-        return value
-    return parse
-
-
-def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be in [0, 1]")
-    return value
-
-
-def _non_negative(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be >= 0")
-    return value
+from nnunet_ext.cli.argtypes import fraction, int_at_least, non_negative
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -57,17 +27,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     lung.add_argument("-i", "--input", required=True, metavar="PRED_DIR", help="folder of tumour predictions")
     lung.add_argument("-l", "--lung", required=True, metavar="LUNG_DIR", help="folder of lung masks (same names)")
     lung.add_argument("-o", "--output", required=True, metavar="OUT", help="output folder")
-    lung.add_argument("--top-k", type=_int_at_least(1), default=None, metavar="K",
+    lung.add_argument("--top-k", type=int_at_least(1), default=None, metavar="K",
                       help="keep only the K largest kept components (default: all)")
-    lung.add_argument("--merge-radius", type=_int_at_least(0), default=1, metavar="R",
+    lung.add_argument("--merge-radius", type=int_at_least(0), default=1, metavar="R",
                       help="dilation radius in voxels for merging nearby components (0 = off; default 1)")
-    lung.add_argument("--overlap", type=_fraction, default=0.8, help="min lung-overlap fraction (default 0.8)")
-    lung.add_argument("--central-overlap", type=_fraction, default=0.95,
+    lung.add_argument("--overlap", type=fraction, default=0.8, help="min lung-overlap fraction (default 0.8)")
+    lung.add_argument("--central-overlap", type=fraction, default=0.95,
                       help="min lung-overlap fraction in the central (mediastinal) zone (default 0.95)")
-    lung.add_argument("--rescue-distance", type=_non_negative, default=5.0, metavar="D",
+    lung.add_argument("--rescue-distance", type=non_negative, default=5.0, metavar="D",
                       help="keep low-overlap components within D of the lung (default 5)")
     lung.add_argument("--rescue-unit", choices=("vox", "mm"), default="vox", help="unit of --rescue-distance")
-    lung.add_argument("--min-voxels", type=_int_at_least(0), default=10, metavar="N",
+    lung.add_argument("--min-voxels", type=int_at_least(0), default=10, metavar="N",
                       help="min component size for the distance rescue (default 10)")
     lung.add_argument("--file-ending", default=".nii.gz", help="image file ending (default .nii.gz)")
     lung.add_argument("--overwrite", action="store_true", help="replace existing outputs")
