@@ -1,8 +1,10 @@
 """nnU-Net's folder conventions (``nnUNet_raw`` / ``nnUNet_preprocessed`` / ``nnUNet_results``), read at call time."""
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import shutil
 from pathlib import Path
 
 from nnunet_ext.errors import InputError
@@ -47,3 +49,31 @@ def find_dataset(dataset: "int | str", root_var: str = "nnUNet_raw") -> Path:
                 return p
     known = ", ".join(p.name for p in folders.values()) or "none"
     raise InputError(f"dataset {text} not found in {root_var}={root} (known: {known})")
+
+
+@contextlib.contextmanager
+def staged_dataset(raw: Path, dataset_id: int, name: str, overwrite: bool = False):
+    """Yield a hidden temporary folder to build ``raw/DatasetXXX_name`` in; on success it replaces any
+    ``DatasetXXX_*`` (only with ``overwrite``, else :class:`InputError` up front) and is renamed into place; on
+    failure it is deleted, so no half-written dataset is ever visible."""
+    old = sorted(p for p in raw.glob(f"Dataset{dataset_id:03d}_*") if p.is_dir()) if raw.is_dir() else []
+    if old and not overwrite:
+        raise InputError(f"dataset ID {dataset_id} already exists: {old[0]}; pass --overwrite to replace it")
+    raw.mkdir(parents=True, exist_ok=True)
+    final = raw / f"Dataset{dataset_id:03d}_{name}"
+    tmp = raw / f".tmp-{final.name}-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    try:
+        yield tmp, final
+        trash = []
+        for i, p in enumerate(old):
+            t = raw / f".trash-{p.name}-{os.getpid()}-{i}"
+            os.replace(p, t)
+            trash.append(t)
+        os.replace(tmp, final)
+        for t in trash:
+            shutil.rmtree(t, ignore_errors=True)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)

@@ -10,7 +10,6 @@ import importlib
 import json
 import os
 import re
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -19,6 +18,7 @@ import numpy as np
 
 from nnunet_ext.errors import InputError
 from nnunet_ext.imageio import Geometry, write_image
+from nnunet_ext.paths import staged_dataset
 
 FILE_ENDING = ".nii.gz"
 INFO_FILE = "phantom_info.json"
@@ -89,13 +89,6 @@ def resolve_raw_dir(raw_dir: str | os.PathLike | None = None) -> Path:
     return path
 
 
-def existing_datasets(raw: Path, dataset_id: int) -> list[Path]:
-    """Folders ``Dataset{ID:03d}_*`` already in ``raw``."""
-    if not raw.is_dir():
-        return []
-    return sorted(p for p in raw.glob(f"Dataset{dataset_id:03d}_*") if p.is_dir())
-
-
 def case_seeds(seed: int, num_train: int, num_test: int) -> tuple[list, list]:
     """Independent per-case seed sequences: case k of a split never depends on the number of cases."""
     train_root, test_root = np.random.SeedSequence(seed).spawn(2)
@@ -136,27 +129,8 @@ def write_dataset(kind: str, dataset_id: int, num_train: int, num_test: int = 0,
     if validate_options is not None:
         validate_options(**kind_options)  # raises InputError
     raw = resolve_raw_dir(raw_dir)
-    old = existing_datasets(raw, dataset_id)
-    if old and not overwrite:
-        raise InputError(f"dataset ID {dataset_id} already exists: {old[0]}; pass --overwrite to replace it")
-    raw.mkdir(parents=True, exist_ok=True)
-    final = raw / f"Dataset{dataset_id:03d}_{name}"
-    tmp = raw / f".tmp-{final.name}-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    try:
+    with staged_dataset(raw, dataset_id, name, overwrite) as (tmp, final):
         _generate_into(tmp, final.name, kind, spec, num_train, num_test, seed, size, kind_options, progress)
-        trash = []
-        for i, p in enumerate(existing_datasets(raw, dataset_id) if overwrite else []):
-            t = raw / f".trash-{p.name}-{os.getpid()}-{i}"
-            os.replace(p, t)
-            trash.append(t)
-        os.replace(tmp, final)
-        for t in trash:
-            shutil.rmtree(t, ignore_errors=True)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return final
 
 
