@@ -36,6 +36,14 @@ class Geometry:
             image.SetDirection([float(d) for d in self.direction])
         return image
 
+    def cropped(self, start_zyx: Sequence[int]) -> "Geometry":
+        """Geometry of the sub-grid whose first voxel is array index ``start_zyx`` (origin moves along the
+        direction cosines: ``origin + D · (index_xyz * spacing)``)."""
+        d = len(self.spacing)
+        direction = np.asarray(self.direction or np.eye(d).ravel(), dtype=float).reshape(d, d)
+        offset = direction @ (np.asarray(start_zyx[::-1], dtype=float) * np.asarray(self.spacing, dtype=float))
+        return Geometry(self.spacing, tuple(float(v) for v in np.asarray(self.origin) + offset), self.direction)
+
     def matches(self, other: "Geometry", atol: float = 1e-4) -> bool:
         return (np.allclose(self.spacing, other.spacing, atol=atol)
                 and np.allclose(self.origin, other.origin, atol=atol)

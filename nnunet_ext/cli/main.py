@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("nnunet_ext.predictors.cli", "predict with uncertainty maps (methods: stock, tta_mc)"),
     "lungmask": ("nnunet_ext.postprocessing.lungmask_cli", "lung masks (1 = right, 2 = left) with lungmask or a classical HU algorithm"),
     "postprocess": ("nnunet_ext.postprocessing.cli", "post-process segmentations (lung: anatomy-aware component filter)"),
+    "roi-dataset": ("nnunet_ext.postprocessing.roi_dataset", "nnU-Net raw dataset of ROI crops (stage 2 of the lung cascade)"),
     "trainers": ("nnunet_ext.trainers.cli", "list the extension trainers usable with nnUNetv2_train -tr"),
     "evaluate": ("nnunet_ext.evaluation.cli", "Dice / HD95 / NSD and more between reference and predicted segmentations"),
     "compare": ("nnunet_ext.evaluation.compare_cli", "paired comparison of two evaluation summaries (Wilcoxon, Spearman, Pearson)"),

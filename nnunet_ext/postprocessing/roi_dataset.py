@@ -1,0 +1,88 @@
+"""Stage-2 training data of the lung cascade (isler2025 III.B): a new nnU-Net raw dataset of ROI crops.
+
+Every connected component of the mask (reference labels, or stage-1 predictions) gives one crop: its bounding
+box plus ``margin`` voxels, clipped at the image border (:func:`nnunet_ext.postprocessing.roi.roi_boxes`).
+All channels and the reference label are cropped with the same box; each crop keeps the physical placement of
+its voxels (origin moved along the direction cosines), so it overlays the source image exactly. ``roi_info.json``
+records, per crop, the source case and the box, for paste-back.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tqdm import tqdm
+
+from nnunet_ext.errors import InputError
+from nnunet_ext.imageio import atomic_write_text, read_image, write_image
+from nnunet_ext.paths import env_dir, find_dataset, staged_dataset
+from nnunet_ext.postprocessing.roi import crop, roi_boxes
+from nnunet_ext.predictors.inputs import list_cases
+
+
+def build_roi_dataset(source: "int | str", target_id: int, margin: int = 16, masks_from: str = "gt",
+                      name: "str | None" = None, overwrite: bool = False, progress: bool = True) -> Path:
+    """Write ``$nnUNet_raw/Dataset{target_id}_{name}`` with one training case per component; return it.
+
+    ``masks_from``: ``"gt"`` (the source's ``labelsTr``) or a folder of stage-1 predictions ``CASE<ending>``.
+    """
+    if margin < 0:
+        raise InputError(f"--margin must be >= 0, got {margin}")
+    src = find_dataset(source, "nnUNet_raw")
+    dataset_json = json.loads((src / "dataset.json").read_text())
+    ending = dataset_json["file_ending"]
+    mask_dir = src / "labelsTr" if masks_from == "gt" else Path(masks_from)
+    if not mask_dir.is_dir():
+        raise InputError(f"mask folder {mask_dir} not found")
+    cases = list_cases(src / "imagesTr", dataset_json)
+    missing = [c.case_id for c in cases if not (mask_dir / f"{c.case_id}{ending}").is_file()]
+    if missing:
+        raise InputError(f"{mask_dir}: no mask for case(s) {', '.join(missing[:10])}")
+    name = name or f"{src.name[11:]}ROI{margin}"
+    info, n = {"source": src.name, "margin_vox": margin, "masks_from": masks_from, "crops": {}}, 0
+    with staged_dataset(env_dir("nnUNet_raw"), target_id, name, overwrite) as (tmp, final):
+        for sub in ("imagesTr", "labelsTr"):
+            (tmp / sub).mkdir(parents=True)
+        for case in tqdm(cases, desc="ROI crops", disable=not progress):
+            mask, mask_geometry = read_image(mask_dir / f"{case.case_id}{ending}")
+            label, geometry = read_image(src / "labelsTr" / f"{case.case_id}{ending}")
+            if mask.shape != label.shape or not mask_geometry.matches(geometry):
+                raise InputError(f"case {case.case_id}: mask {mask.shape} does not match the label grid {label.shape}")
+            channels = [read_image(f)[0] for f in case.files]
+            for k, box in enumerate(roi_boxes(mask > 0, margin, per_component=True)):
+                crop_id = f"{case.case_id}_roi{k}"
+                start = [s.start for s in box]
+                g = geometry.cropped(start)
+                for c, image in enumerate(channels):
+                    write_image(crop(image, box), g, tmp / "imagesTr" / f"{crop_id}_{c:04d}{ending}")
+                write_image(crop(label, box), g, tmp / "labelsTr" / f"{crop_id}{ending}")
+                info["crops"][crop_id] = {"case": case.case_id, "box_zyx": [[s.start, s.stop] for s in box]}
+                n += 1
+        if n == 0:
+            raise InputError(f"no components in the masks of {mask_dir}: nothing to crop")
+        out_json = {k: v for k, v in dataset_json.items() if k not in ("numTraining", "name")}
+        out_json.update(numTraining=n, name=f"{name} (ROI crops of {src.name}, margin {margin})")
+        atomic_write_text(tmp / "dataset.json", json.dumps(out_json, indent=2))
+        atomic_write_text(tmp / "roi_info.json", json.dumps(info, indent=2))
+    print(f"wrote {n} ROI crops of {len(cases)} cases to {final}")
+    return final
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("-d", required=True, help="source dataset ID or name (in nnUNet_raw)")
+    parser.add_argument("-t", type=int, required=True, help="new dataset ID")
+    parser.add_argument("--margin", type=int, default=16, help="voxels added around each component (default 16)")
+    parser.add_argument("--from", dest="masks_from", default="gt",
+                        help="'gt' (the source labels, default) or a folder of stage-1 predictions")
+    parser.add_argument("--name", default=None, help="new dataset name (default <source name>ROI<margin>)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing dataset with ID -t")
+
+
+def run(args) -> int:
+    if not 1 <= args.t <= 999:
+        raise InputError(f"-t must be a dataset ID in 1..999, got {args.t}")
+    build_roi_dataset(args.d, args.t, args.margin, args.masks_from, args.name, args.overwrite)
+    return 0
+
+
+__all__ = ["build_roi_dataset"]
