@@ -15,7 +15,7 @@ from acvl_utils.cropping_and_padding.bounding_boxes import insert_crop_into_imag
 from nnunetv2.inference.export_prediction import convert_predicted_logits_to_segmentation_with_correct_shape
 
 from nnunet_ext.errors import InputError
-from nnunet_ext.imageio import Geometry, write_image
+from nnunet_ext.imageio import Geometry, write_image, write_probabilities
 
 
 def geometry_from_properties(properties: dict) -> Geometry:
@@ -55,16 +55,14 @@ def export_case(logits: torch.Tensor, maps: dict[str, torch.Tensor], properties:
     seg, probs = convert_predicted_logits_to_segmentation_with_correct_shape(
         logits, predictor.plans_manager, predictor.configuration_manager, predictor.label_manager, properties,
         return_probabilities=True)
-    written = {}
-    names = ([("uncertainty", uncertainty)] if uncertainty else []) + [(n, n) for n in extra_maps]
-    for suffix, name in names:
-        path = f"{output_truncated}_{suffix}{file_ending}"
-        full = map_to_original(maps[name], properties, predictor.configuration_manager, predictor.plans_manager)
-        write_image(_spatial(full, geometry), geometry, path)
+    written, resampled = {}, {}
+    for suffix, name, path in _map_files(output_truncated, file_ending, uncertainty, extra_maps):
+        if name not in resampled:  # --all-maps names the uncertainty map twice: resample it once
+            resampled[name] = _spatial(map_to_original(maps[name], properties, predictor.configuration_manager,
+                                                       predictor.plans_manager), geometry)
+        write_image(resampled[name], geometry, path)
         written[suffix] = path
     if save_probabilities:
-        from nnunet_ext.imageio import write_probabilities
-
         path = f"{output_truncated}_probabilities{file_ending}"
         write_probabilities(np.stack([_spatial(p, geometry) for p in probs]).astype(np.float32), geometry, path)
         written["probabilities"] = path
@@ -74,12 +72,18 @@ def export_case(logits: torch.Tensor, maps: dict[str, torch.Tensor], properties:
     return written
 
 
+def _map_files(output_truncated: str, file_ending: str, uncertainty: "str | None", extra_maps=()):
+    """``(suffix, map name, path)`` of every map file of a case."""
+    names = ([("uncertainty", uncertainty)] if uncertainty else []) + [(n, n) for n in extra_maps]
+    return [(suffix, name, f"{output_truncated}_{suffix}{file_ending}") for suffix, name in names]
+
+
 def case_outputs(output_truncated: str, file_ending: str, uncertainty: "str | None", extra_maps=(),
                  save_probabilities: bool = False) -> list[str]:
     """Every file :func:`export_case` writes for one case."""
-    suffixes = (["_uncertainty"] if uncertainty else []) + [f"_{n}" for n in extra_maps]
-    suffixes += ["_probabilities"] if save_probabilities else []
-    return [f"{output_truncated}{s}{file_ending}" for s in suffixes] + [f"{output_truncated}{file_ending}"]
+    paths = [path for _, _, path in _map_files(output_truncated, file_ending, uncertainty, extra_maps)]
+    paths += [f"{output_truncated}_probabilities{file_ending}"] if save_probabilities else []
+    return paths + [f"{output_truncated}{file_ending}"]
 
 
 def case_done(output_truncated: str, file_ending: str, **kwargs) -> bool:
