@@ -12,6 +12,10 @@ TRAINERS: dict[str, tuple[str, str]] = {
                          "nnU-Net + dropout (p=0.05) in every conv block for Monte-Carlo sampling"),
     "UncertaintyTrainer": ("nnunet_ext.trainers.uncertainty",
                            "MC dropout + L = a*Dice + (1-a)*CE, a = exp(-U), U = MC-dropout variance (isler2025)"),
+    "UncertaintyLovaszTrainer": ("nnunet_ext.trainers.lovasz",
+                                 "MC dropout + L = Lovasz-softmax[w = 1 + U] + CE, U = MC-dropout variance (isler2025)"),
+    "DistanceTransformTrainer": ("nnunet_ext.trainers.distance",
+                                 "MC dropout + Dice[w] + CE[w], w = 1 + 10*exp(-d^2/2s^2), d = mm to boundary (isler2025)"),
 }
 
 

@@ -10,41 +10,53 @@ interpolation) to each output and the terms are weighted like nnU-Net's ``DeepSu
 Knobs (class attributes, or env ``NNEXT_UNC_SAMPLES`` / ``NNEXT_UNC_REFRESH``): K = ``mc_samples`` (default 4),
 ``refresh`` (default 1 = a fresh U for every batch; with n > 1, U is recomputed every n-th batch and the other
 batches use the batch-mean of the last U, i.e. the released code's scalar α). Validation uses nnU-Net's plain
-Dice + CE. Label-based (softmax) datasets only.
+Dice + CE. Label-based (softmax) datasets only, no ignore label. :class:`UncertaintyWeightedLoss` and the
+``_uncertainty_loss`` / ``loss_summary`` hooks are shared with ``UncertaintyLovaszTrainer`` (``lovasz.py``).
 """
 from __future__ import annotations
-
-import os
 
 import torch
 import torch.nn.functional as F
 
 from nnunet_ext.core.losses import mc_dropout_variance, uncertainty_adaptive_loss
+from nnunet_ext.trainers.ds_loss import DeepSupervisionLoss, env_knob, require_plain_labels
 from nnunet_ext.trainers.mc_dropout import MCDropoutTrainer
 
 
-class UncertaintyAdaptiveLoss(torch.nn.Module):
+class UncertaintyWeightedLoss(DeepSupervisionLoss):
+    """Deep-supervision loss driven by a per-batch uncertainty map; nnU-Net's ``fallback`` while it is None.
+
+    Subclasses define ``uncertainty_loss(logits, target, u)``; ``u`` is :attr:`uncertainty` resized (area
+    interpolation) to the output's spatial shape.
+    """
+
+    def __init__(self, fallback: torch.nn.Module, weight_factors=None):
+        super().__init__(fallback, weight_factors)
+        self.uncertainty: "torch.Tensor | None" = None  # (B, *spatial) at full resolution, set per batch
+
+    @property
+    def active(self) -> bool:
+        return self.uncertainty is not None
+
+    def output_loss(self, logits, target, index):
+        u = self.uncertainty
+        if u.shape[1:] != logits.shape[2:]:
+            u = F.interpolate(u[:, None], size=logits.shape[2:], mode="area")[:, 0]
+        return self.uncertainty_loss(logits.float(), target, u)
+
+    def uncertainty_loss(self, logits, target, u) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class UncertaintyAdaptiveLoss(UncertaintyWeightedLoss):
     """Deep-supervision-aware adaptive loss; falls back to nnU-Net's loss while :attr:`uncertainty` is None."""
 
     def __init__(self, fallback: torch.nn.Module, weight_factors=None, batch_dice: bool = False):
-        super().__init__()
-        self.fallback = fallback
-        self.weight_factors = None if weight_factors is None else tuple(weight_factors)
+        super().__init__(fallback, weight_factors)
         self.batch_dice = batch_dice
-        self.uncertainty: "torch.Tensor | None" = None  # (B, *spatial) at full resolution, set per batch
 
-    def _one(self, logits, target, u):
-        if u.shape[1:] != logits.shape[2:]:
-            u = F.interpolate(u[:, None], size=logits.shape[2:], mode="area")[:, 0]
-        return uncertainty_adaptive_loss(logits.float(), target, u, batch_dice=self.batch_dice)
-
-    def forward(self, output, target):
-        if self.uncertainty is None:
-            return self.fallback(output, target)
-        if not isinstance(output, (list, tuple)):
-            return self._one(output, target, self.uncertainty)
-        weights = self.weight_factors or (1.0,) * len(output)
-        return sum(w * self._one(o, t, self.uncertainty) for w, o, t in zip(weights, output, target) if w != 0)
+    def uncertainty_loss(self, logits, target, u):
+        return uncertainty_adaptive_loss(logits, target, u, batch_dice=self.batch_dice)
 
 
 class UncertaintyTrainer(MCDropoutTrainer):
@@ -54,26 +66,31 @@ class UncertaintyTrainer(MCDropoutTrainer):
     refresh: int = 1
 
     def initialize(self):
-        self.mc_samples = int(os.environ.get("NNEXT_UNC_SAMPLES", self.mc_samples))
-        self.refresh = int(os.environ.get("NNEXT_UNC_REFRESH", self.refresh))
-        if self.mc_samples < 2 or self.refresh < 1:
-            raise ValueError(f"need NNEXT_UNC_SAMPLES >= 2 and NNEXT_UNC_REFRESH >= 1, got {self.mc_samples}, "
-                             f"{self.refresh}")
-        if self.label_manager.has_regions:
-            raise ValueError("UncertaintyTrainer supports label-based (softmax) datasets, not region-based plans")
+        self.mc_samples = env_knob("NNEXT_UNC_SAMPLES", self.mc_samples, int, lambda k: k >= 2, ">= 2")
+        self.refresh = env_knob("NNEXT_UNC_REFRESH", self.refresh, int, lambda n: n >= 1, ">= 1")
+        require_plain_labels(self)
         super().initialize()
         self._iteration = 0
         self._last_u = None
 
     def _build_loss(self):
         fallback = super()._build_loss()
-        return UncertaintyAdaptiveLoss(fallback, getattr(fallback, "weight_factors", None),
-                                       bool(self.configuration_manager.batch_dice))
+        return self._uncertainty_loss(fallback, getattr(fallback, "weight_factors", None))
+
+    def _uncertainty_loss(self, fallback, weight_factors) -> UncertaintyWeightedLoss:
+        """The training loss (subclasses swap it); ``fallback`` = nnU-Net's Dice + CE, used for validation."""
+        return UncertaintyAdaptiveLoss(fallback, weight_factors, bool(self.configuration_manager.batch_dice))
+
+    def loss_summary(self) -> str:
+        """One line for the training log."""
+        return f"uncertainty-adaptive loss: {self._mc_summary()}"
+
+    def _mc_summary(self) -> str:
+        return f"K = {self.mc_samples} MC passes, refresh every {self.refresh} batch(es)"
 
     def on_train_start(self):
         super().on_train_start()
-        self.print_to_log_file(f"uncertainty-adaptive loss: K = {self.mc_samples} MC passes, refresh every "
-                               f"{self.refresh} batch(es)")
+        self.print_to_log_file(self.loss_summary())
 
     def train_step(self, batch: dict) -> dict:
         if self._iteration % self.refresh == 0 or self._last_u is None:
