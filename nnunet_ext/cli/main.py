@@ -17,7 +17,7 @@ from nnunet_ext.errors import InputError
 COMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("nnunet_ext.synthetic.cli", "write a synthetic phantom dataset (chest, brain, nodule, headneck) to nnUNet_raw"),
     "plan": ("nnunet_ext.planners.cli", "plan and preprocess a dataset with an nnunet_ext planner (e.g. TinyPlanner)"),
-    "predict": ("nnunet_ext.predictors.cli", "predict with uncertainty maps (methods: stock, tta_mc)"),
+    "predict": ("nnunet_ext.predictors.cli", "predict with uncertainty maps (methods: stock, tta_mc, cascade)"),
     "lungmask": ("nnunet_ext.postprocessing.lungmask_cli", "lung masks (1 = right, 2 = left) with lungmask or a classical HU algorithm"),
     "postprocess": ("nnunet_ext.postprocessing.cli", "post-process segmentations (lung: anatomy-aware component filter)"),
     "roi-dataset": ("nnunet_ext.postprocessing.roi_dataset", "nnU-Net raw dataset of ROI crops (stage 2 of the lung cascade)"),

@@ -6,6 +6,10 @@ Used by the tests and ``nnext demo``; never meant for real results. Differences 
 * 4 -> 32 features (base 4, doubled per stage, capped at 32), one conv per encoder and decoder stage;
 * patch size at most :attr:`patch_size_cap_3d` / :attr:`patch_size_cap_2d` voxels (then nnU-Net's own
   topology rules make it divisible by the pooling factors), batch size 2, no 3d_lowres / cascade;
+* patch size at least :attr:`patch_size_floor_3d` / :attr:`patch_size_floor_2d` (smaller images, e.g. the
+  ROI crops of the lung cascade, are padded by nnU-Net): this guarantees >= 3 resolution stages. With only 2
+  stages nnU-Net 2.8.1's deep-supervision weights are ``[1, 0] / sum`` -> ``[nan]`` and every loss is NaN
+  (measured on margin-0 ROI crops of the chest phantoms, median 4x10x9 voxels);
 * a ``nnext_training`` block (see :mod:`nnunet_ext.trainers.schedule`) that every nnunet_ext trainer honours:
   by default 2 epochs x 10 iterations, 2 validation iterations, and -- because such a small network on a few
   small phantoms otherwise stays stuck predicting background for well over 1000 iterations (measured on the
@@ -25,6 +29,8 @@ TINY_PLANS = "nnextTinyPlans"
 class TinyPlanner(ExperimentPlanner):
     patch_size_cap_3d = (32, 64, 64)
     patch_size_cap_2d = (64, 64)
+    patch_size_floor_3d = (8, 16, 16)
+    patch_size_floor_2d = (16, 16)
     training_schedule = {"num_epochs": 2, "num_iterations_per_epoch": 10, "num_val_iterations_per_epoch": 2,
                          "initial_lr": 0.05, "oversample_foreground_percent": 1.0}
 
@@ -44,7 +50,8 @@ class TinyPlanner(ExperimentPlanner):
                                     _cache):
         # nnU-Net clips its initial patch to the median shape: clipping that shape to the cap bounds the patch.
         cap = self.patch_size_cap_2d if len(spacing) == 2 else self.patch_size_cap_3d
-        capped = np.minimum(np.asarray(median_shape, dtype=float)[: len(spacing)], cap)
+        floor = self.patch_size_floor_2d if len(spacing) == 2 else self.patch_size_floor_3d
+        capped = np.clip(np.asarray(median_shape, dtype=float)[: len(spacing)], floor, cap)
         plan = super().get_plans_for_configuration(spacing, capped, data_identifier,
                                                    approximate_n_voxels_dataset, _cache)
         plan["median_image_size_in_voxels"] = median_shape

@@ -27,23 +27,45 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     lung.add_argument("-i", "--input", required=True, metavar="PRED_DIR", help="folder of tumour predictions")
     lung.add_argument("-l", "--lung", required=True, metavar="LUNG_DIR", help="folder of lung masks (same names)")
     lung.add_argument("-o", "--output", required=True, metavar="OUT", help="output folder")
-    lung.add_argument("--top-k", type=int_at_least(1), default=None, metavar="K",
-                      help="keep only the K largest kept components (default: all)")
-    lung.add_argument("--merge-radius", type=int_at_least(0), default=1, metavar="R",
-                      help="dilation radius in voxels for merging nearby components (0 = off; default 1)")
-    lung.add_argument("--overlap", type=fraction, default=0.8, help="min lung-overlap fraction (default 0.8)")
-    lung.add_argument("--central-overlap", type=fraction, default=0.95,
-                      help="min lung-overlap fraction in the central (mediastinal) zone (default 0.95)")
-    lung.add_argument("--rescue-distance", type=non_negative, default=5.0, metavar="D",
-                      help="keep low-overlap components within D of the lung (default 5)")
-    lung.add_argument("--rescue-unit", choices=("vox", "mm"), default="vox", help="unit of --rescue-distance")
-    lung.add_argument("--min-voxels", type=int_at_least(0), default=10, metavar="N",
-                      help="min component size for the distance rescue (default 10)")
+    add_filter_arguments(lung, top_k_default=None)
     lung.add_argument("--file-ending", default=".nii.gz", help="image file ending (default .nii.gz)")
     lung.add_argument("--overwrite", action="store_true", help="replace existing outputs")
 
 
-def _load_lung(lung_path: str, pred_img, case: str):
+def top_k(text: str) -> "int | None":
+    """``--top-k``: an integer >= 1, or ``all`` (no Top-K: every valid component)."""
+    if text.strip().lower() == "all":
+        return None
+    return int_at_least(1)(text)
+
+
+def add_filter_arguments(parser, top_k_default: "int | None" = None) -> None:
+    """The component-filter options, shared by ``nnext postprocess lung`` and ``nnext predict -m cascade``."""
+    parser.add_argument("--top-k", type=top_k, default=top_k_default, metavar="K",
+                        help="keep only the K largest kept components, or 'all' (default: "
+                        f"{'all' if top_k_default is None else top_k_default})")
+    parser.add_argument("--merge-radius", type=int_at_least(0), default=1, metavar="R",
+                        help="dilation radius in voxels for merging nearby components (0 = off; default 1)")
+    parser.add_argument("--overlap", type=fraction, default=0.8, help="min lung-overlap fraction (default 0.8)")
+    parser.add_argument("--central-overlap", type=fraction, default=0.95,
+                        help="min lung-overlap fraction in the central (mediastinal) zone (default 0.95)")
+    parser.add_argument("--rescue-distance", type=non_negative, default=5.0, metavar="D",
+                        help="keep low-overlap components within D of the lung (default 5)")
+    parser.add_argument("--rescue-unit", choices=("vox", "mm"), default="vox", help="unit of --rescue-distance")
+    parser.add_argument("--min-voxels", type=int_at_least(0), default=10, metavar="N",
+                        help="min component size for the distance rescue (default 10)")
+
+
+def filter_config(args: argparse.Namespace):
+    """:class:`LungFilterConfig` from the options of :func:`add_filter_arguments`."""
+    from nnunet_ext.postprocessing.component_filter import LungFilterConfig
+
+    return LungFilterConfig(merge_radius=args.merge_radius, overlap_threshold=args.overlap,
+                            central_overlap_threshold=args.central_overlap, rescue_distance=args.rescue_distance,
+                            rescue_unit=args.rescue_unit, min_voxels=args.min_voxels, top_k=args.top_k)
+
+
+def load_lung_on_grid(lung_path: str, pred_img, case: str):
     """Lung mask as a numpy array on the prediction's grid; (array, resampled: bool)."""
     import numpy as np
     import SimpleITK as sitk
@@ -82,10 +104,7 @@ def run(args: argparse.Namespace) -> int:
 
     from nnunet_ext.errors import InputError
     from nnunet_ext.imageio import Geometry, _read_sitk, atomic_write_text, write_image
-    from nnunet_ext.postprocessing.component_filter import (
-        LungFilterConfig,
-        filter_components,
-    )
+    from nnunet_ext.postprocessing.component_filter import filter_components
 
     ending = args.file_ending
     for name, folder in (("prediction", args.input), ("lung mask", args.lung)):
@@ -101,9 +120,7 @@ def run(args: argparse.Namespace) -> int:
     if os.path.abspath(args.output) == os.path.abspath(args.input):
         raise InputError("output folder must differ from the prediction folder")
 
-    config = LungFilterConfig(merge_radius=args.merge_radius, overlap_threshold=args.overlap,
-                              central_overlap_threshold=args.central_overlap, rescue_distance=args.rescue_distance,
-                              rescue_unit=args.rescue_unit, min_voxels=args.min_voxels, top_k=args.top_k)
+    config = filter_config(args)
     os.makedirs(args.output, exist_ok=True)
     log_path = os.path.join(args.output, "postprocess_log.json")
     previous: dict = {}
@@ -129,7 +146,7 @@ def run(args: argparse.Namespace) -> int:
         # every warning (lung mask resampled, lung mask empty) goes to stderr once per case and into the log
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            lung, resampled = _load_lung(os.path.join(args.lung, case + ending), pred_img, case)
+            lung, resampled = load_lung_on_grid(os.path.join(args.lung, case + ending), pred_img, case)
             filtered, log = filter_components(pred, lung, spacing_zyx, config)
         for w in caught:
             print(f"{case}: warning: {w.message}", file=sys.stderr)

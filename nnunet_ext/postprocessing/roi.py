@@ -10,13 +10,23 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["crop", "paste", "roi_boxes"]
+__all__ = ["RoiBlend", "crop", "grow_box", "paste", "roi_boxes"]
 
 Box = tuple[slice, ...]
 
 
 def _grow(lo: Sequence[int], hi: Sequence[int], margin: int, shape: Sequence[int]) -> Box:
     return tuple(slice(max(int(a) - margin, 0), min(int(b) + margin, int(s))) for a, b, s in zip(lo, hi, shape))
+
+
+def grow_box(bbox: Sequence[Sequence[int]], margin_vox: int, shape: Sequence[int]) -> Box:
+    """Box of a ``[[start, stop), ...]`` bounding box (as in the component filter's log) grown by ``margin_vox``
+    on every side and clipped at the border of an array of ``shape``."""
+    if int(margin_vox) != margin_vox or margin_vox < 0:
+        raise ValueError(f"margin_vox must be an integer >= 0, got {margin_vox!r}")
+    if len(bbox) != len(shape):
+        raise ValueError(f"bbox has {len(bbox)} axes, shape {tuple(shape)} has {len(shape)}")
+    return _grow([b[0] for b in bbox], [b[1] for b in bbox], int(margin_vox), shape)
 
 
 def roi_boxes(mask: np.ndarray, margin_vox: int = 0, per_component: bool = True, connectivity: int = 26) -> list[Box]:
@@ -71,3 +81,39 @@ def paste(target: np.ndarray | Sequence[int], patch: np.ndarray, box: Box, fill=
         raise ValueError(f"patch shape {np.shape(patch)} does not match box region shape {region.shape}")
     out[(Ellipsis,) + tuple(box)] = patch
     return out
+
+
+class RoiBlend:
+    """Paste-back of per-ROI predictions into the full image when ROIs may overlap (ROI-16margin boxes of
+    nearby components do).
+
+    Every ROI adds its class probabilities ``(K, *box)`` and scalar maps ``(*box)``; a voxel covered by n ROIs
+    gets the mean of the n values (``sum / count``). Outside every ROI the probabilities are ``outside``
+    (background = 1 for softmax outputs, all 0 for sigmoid regions) and the maps are 0. With a single ROI, or
+    non-overlapping ROIs, this is exactly :func:`paste` of each ROI's values.
+    """
+
+    def __init__(self, shape: Sequence[int], num_classes: int, map_names: Sequence[str] = (),
+                 outside: "Sequence[float] | None" = None):
+        self.shape = tuple(int(s) for s in shape)
+        self.probs = np.zeros((num_classes, *self.shape), np.float32)
+        self.maps = {n: np.zeros(self.shape, np.float32) for n in dict.fromkeys(map_names)}
+        self.count = np.zeros(self.shape, np.uint16)
+        self.outside = np.zeros(num_classes, np.float32) if outside is None else np.asarray(outside, np.float32)
+
+    def add(self, box: Box, probs: np.ndarray, maps: "dict[str, np.ndarray] | None" = None) -> None:
+        region = (slice(None),) + tuple(box)
+        if self.probs[region].shape != np.shape(probs):
+            raise ValueError(f"probabilities {np.shape(probs)} do not match the box {self.probs[region].shape}")
+        self.probs[region] += probs
+        for name, values in (maps or {}).items():
+            self.maps[name][tuple(box)] += values
+        self.count[tuple(box)] += 1
+
+    def result(self) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
+        """``(probabilities (K, *shape), {name: map}, covered mask)``."""
+        covered = self.count > 0
+        n = np.maximum(self.count, 1).astype(np.float32)
+        probs = self.probs / n
+        probs[:, ~covered] = self.outside[:, None]
+        return probs, {k: v / n for k, v in self.maps.items()}, covered

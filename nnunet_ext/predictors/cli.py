@@ -10,8 +10,8 @@ def add_arguments(parser) -> None:
                         help="method: " + "; ".join(f"{k}: {v[1]}" for k, v in METHODS.items()))
     parser.add_argument("-i", required=True, help="input folder (nnU-Net naming CASE_XXXX.nii.gz)")
     parser.add_argument("-o", required=True, help="output folder")
-    parser.add_argument("-d", required=True, help="dataset ID or name")
-    parser.add_argument("-c", required=True, help="configuration, e.g. 3d_fullres")
+    parser.add_argument("-d", default=None, help="dataset ID or name (stock, tta_mc)")
+    parser.add_argument("-c", default=None, help="configuration, e.g. 3d_fullres (stock, tta_mc)")
     parser.add_argument("-tr", default="MCDropoutTrainer", help="trainer (default MCDropoutTrainer)")
     parser.add_argument("-p", default="nnUNetPlans", help="plans identifier (default nnUNetPlans)")
     parser.add_argument("-f", nargs="+", default=None, help="folds (default: every fold with the checkpoint)")
@@ -26,17 +26,40 @@ def add_arguments(parser) -> None:
     parser.add_argument("--overwrite", action="store_true", help="redo cases whose outputs exist")
     parser.add_argument("--save-probabilities", action="store_true", help="also write CASE_probabilities (float32)")
     parser.add_argument("--uncertainty", default=None, help="map written as CASE_uncertainty: "
-                        "entropy (default) | variance | mi (tta_mc); entropy (stock)")
+                        "entropy | variance | mi (tta_mc, default entropy; cascade, default variance); entropy (stock)")
     parser.add_argument("--all-maps", action="store_true", help="also write every map as CASE_<map>")
     parser.add_argument("--seed", type=int, default=0, help="random seed (per case derived from it)")
-    parser.add_argument("--disable_tta", action="store_true", help="stock: no mirroring")
+    parser.add_argument("--disable_tta", action="store_true", help="stock and cascade stage 1: no mirroring")
     parser.add_argument("--png", action="store_true", help="write a per-case PNG report into OUT/png")
-    g = parser.add_argument_group("tta_mc")
+    g = parser.add_argument_group("tta_mc (and cascade stage 2)")
     g.add_argument("--n-samples", type=int, default=10, help="stochastic passes per window (default 10)")
     g.add_argument("--dropout-p", type=float, default=None,
                    help="dropout probability at inference (default: the trained one)")
-    g.add_argument("--tta", default="noise,flip,rotate", help="augmentations drawn per pass, or 'none'")
+    g.add_argument("--tta", default=None, help="augmentations drawn per pass, or 'none' (default "
+                   "noise,flip,rotate for tta_mc; none for cascade: MC dropout alone, as isler2025)")
     g.add_argument("--pass-batch-size", type=int, default=None, help="passes per forward batch (default all)")
+    from nnunet_ext.predictors.cascade_run import add_cascade_arguments
+
+    add_cascade_arguments(parser)
+
+
+#: method -> (default --tta, default --uncertainty)
+DEFAULTS = {"stock": ("none", "entropy"), "tta_mc": ("noise,flip,rotate", "entropy"), "cascade": ("none", "variance")}
+
+
+def tta_mc_kwargs(args) -> dict:
+    """Validated constructor arguments of :class:`TTAMCPredictor` from the tta_mc options."""
+    from nnunet_ext.core.tta import TTAPolicy, parse_tta
+
+    if args.n_samples < 1:
+        raise InputError(f"--n-samples must be >= 1, got {args.n_samples}")
+    if args.dropout_p is not None and not 0 <= args.dropout_p < 1:
+        raise InputError(f"--dropout-p must be in [0, 1), got {args.dropout_p}")
+    try:
+        policy = TTAPolicy(kinds=parse_tta(args.tta or DEFAULTS[args.m][0]))
+    except ValueError as e:
+        raise InputError(f"--tta: {e}") from e
+    return dict(n_samples=args.n_samples, dropout_p=args.dropout_p, tta=policy, pass_batch_size=args.pass_batch_size)
 
 
 def build_predictor(args):
@@ -51,18 +74,7 @@ def build_predictor(args):
     common = dict(tile_step_size=args.step_size, device=device, allow_tqdm=True)
     cls = load_method(args.m)
     if args.m == "tta_mc":
-        from nnunet_ext.core.tta import TTAPolicy, parse_tta
-
-        if args.n_samples < 1:
-            raise InputError(f"--n-samples must be >= 1, got {args.n_samples}")
-        if args.dropout_p is not None and not 0 <= args.dropout_p < 1:
-            raise InputError(f"--dropout-p must be in [0, 1), got {args.dropout_p}")
-        try:
-            policy = TTAPolicy(kinds=parse_tta(args.tta))
-        except ValueError as e:
-            raise InputError(f"--tta: {e}") from e
-        return cls(n_samples=args.n_samples, dropout_p=args.dropout_p, tta=policy,
-                   pass_batch_size=args.pass_batch_size, **common)
+        return cls(**tta_mc_kwargs(args), **common)
     return cls(use_mirroring=not args.disable_tta, **common)
 
 
@@ -72,6 +84,24 @@ def run(args) -> int:
 
     if args.num_parts < 1 or not 0 <= args.part_id < args.num_parts:
         raise InputError(f"-part_id must be in [0, -num_parts), got {args.part_id} with -num_parts {args.num_parts}")
+    if args.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise InputError("-device cuda requested but no CUDA device is available (use -device cpu)")
+    if args.m == "cascade":
+        from nnunet_ext.core.uncertainty import MAP_NAMES
+        from nnunet_ext.predictors.cascade_run import run_cascade
+
+        args.uncertainty = args.uncertainty or DEFAULTS["cascade"][1]
+        if args.uncertainty not in MAP_NAMES:
+            raise InputError(f"--uncertainty {args.uncertainty}: method cascade provides {', '.join(MAP_NAMES)}")
+        args.extra_maps = tuple(n for n in MAP_NAMES if n != args.uncertainty) if args.all_maps else ()
+        if args.all_maps:
+            args.extra_maps = (args.uncertainty, *args.extra_maps)
+        return run_cascade(args, tta_mc_kwargs(args))
+    if args.d is None or args.c is None:
+        raise InputError(f"-m {args.m} needs -d DATASET and -c CONFIGURATION")
     folder = model_folder(args.d, args.tr, args.p, args.c)
     folds = check_folds(folder, args.f, args.chk)
     predictor = build_predictor(args)

@@ -45,24 +45,40 @@ def _spatial(array: np.ndarray, geometry: Geometry) -> np.ndarray:
     return array[0] if len(geometry.spacing) == 2 and array.ndim == 3 else array
 
 
+def to_original(logits: torch.Tensor, maps: dict[str, torch.Tensor], properties: dict, predictor,
+                names: "tuple[str, ...] | list[str]" = ()) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """Network-resolution outputs -> (segmentation, probabilities ``(K, *spatial)``, ``{name: map}``) in the
+    original image grid (numpy order; 2D images still as ``(1, y, x)``), through nnU-Net's own export path."""
+    seg, probs = convert_predicted_logits_to_segmentation_with_correct_shape(
+        logits, predictor.plans_manager, predictor.configuration_manager, predictor.label_manager, properties,
+        return_probabilities=True)
+    resampled = {n: map_to_original(maps[n], properties, predictor.configuration_manager, predictor.plans_manager)
+                 for n in dict.fromkeys(names)}  # --all-maps names the uncertainty map twice: resample it once
+    return np.asarray(seg), np.asarray(probs), resampled
+
+
 def export_case(logits: torch.Tensor, maps: dict[str, torch.Tensor], properties: dict, predictor,
                 output_truncated: str, file_ending: str, uncertainty: "str | None",
                 extra_maps: tuple[str, ...] = (), save_probabilities: bool = False) -> dict[str, str]:
     """Write ``CASE{file_ending}`` (segmentation, last: its presence marks the case as done),
     ``CASE_uncertainty{file_ending}`` (map ``uncertainty``), ``CASE_<name>`` for ``extra_maps`` and optionally
     ``CASE_probabilities{file_ending}`` (float32, classes first). Returns ``{kind: path}``."""
-    geometry = geometry_from_properties(properties)
-    seg, probs = convert_predicted_logits_to_segmentation_with_correct_shape(
-        logits, predictor.plans_manager, predictor.configuration_manager, predictor.label_manager, properties,
-        return_probabilities=True)
-    written, resampled = {}, {}
+    files = _map_files(output_truncated, file_ending, uncertainty, extra_maps)
+    seg, probs, resampled = to_original(logits, maps, properties, predictor, [name for _, name, _ in files])
+    return write_case(seg, probs if save_probabilities else None, resampled, geometry_from_properties(properties),
+                      output_truncated, file_ending, uncertainty, extra_maps)
+
+
+def write_case(seg: np.ndarray, probs: "np.ndarray | None", maps: dict[str, np.ndarray], geometry: Geometry,
+               output_truncated: str, file_ending: str, uncertainty: "str | None",
+               extra_maps: tuple[str, ...] = ()) -> dict[str, str]:
+    """Write the arrays of one case (original grid) with the file names of :func:`case_outputs`; maps first,
+    probabilities (when given) next, the segmentation last. Returns ``{kind: path}``."""
+    written = {}
     for suffix, name, path in _map_files(output_truncated, file_ending, uncertainty, extra_maps):
-        if name not in resampled:  # --all-maps names the uncertainty map twice: resample it once
-            resampled[name] = _spatial(map_to_original(maps[name], properties, predictor.configuration_manager,
-                                                       predictor.plans_manager), geometry)
-        write_image(resampled[name], geometry, path)
+        write_image(_spatial(maps[name], geometry), geometry, path)
         written[suffix] = path
-    if save_probabilities:
+    if probs is not None:
         path = f"{output_truncated}_probabilities{file_ending}"
         write_probabilities(np.stack([_spatial(p, geometry) for p in probs]).astype(np.float32), geometry, path)
         written["probabilities"] = path

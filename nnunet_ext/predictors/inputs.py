@@ -68,3 +68,34 @@ def list_cases(input_dir: "str | os.PathLike", dataset_json: dict) -> list[Case]
                              f"{n} channel(s) ({names})")
         cases.append(Case(case_id, tuple(by_channel[i] for i in range(n))))
     return cases
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One trained model: ``D,C,TR,PLANS[,FOLDS]`` on the command line (folds joined by ``+``, e.g. ``0+1+2``
+    or ``all``; omitted = every fold that has the checkpoint)."""
+
+    dataset: str
+    configuration: str
+    trainer: str
+    plans: str
+    folds: "tuple[str, ...] | None" = None
+
+    @classmethod
+    def parse(cls, text: str, flag: str = "--model") -> "ModelSpec":
+        parts = [p.strip() for p in str(text).split(",")]
+        if len(parts) not in (4, 5) or not all(parts):
+            raise InputError(f"{flag} {text!r}: expected D,C,TR,PLANS[,FOLDS], e.g. "
+                             f"501,3d_fullres,MCDropoutTrainer,nnUNetPlans,0+1")
+        folds = None
+        if len(parts) == 5:
+            folds = tuple(f.strip() for f in parts[4].split("+"))
+            bad = [f for f in folds if not (f.isdigit() or f == "all")]
+            if bad:
+                raise InputError(f"{flag} {text!r}: fold(s) {', '.join(bad)} are not integers or 'all'")
+        return cls(parts[0], parts[1], parts[2], parts[3], folds)
+
+    def resolve(self, checkpoint: str) -> tuple[Path, list[str]]:
+        """(model folder, folds to use), validated like ``nnext predict -d -c -tr -p -f``."""
+        folder = model_folder(self.dataset, self.trainer, self.plans, self.configuration)
+        return folder, check_folds(folder, None if self.folds is None else list(self.folds), checkpoint)

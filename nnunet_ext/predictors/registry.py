@@ -9,6 +9,8 @@ METHODS: dict[str, tuple[str, str]] = {
               "nnU-Net's prediction (mirroring TTA) + softmax-entropy map"),
     "tta_mc": ("nnunet_ext.predictors.tta_mc:TTAMCPredictor",
                "N passes of MC dropout + one random TTA each; entropy / variance / MI maps (chu2026)"),
+    "cascade": ("nnunet_ext.predictors.cascade:CascadePredictor",
+                "stage 1 full volume -> lung-aware component filter -> ROI crops -> stage-2 MC dropout (isler2025)"),
 }
 
 
