@@ -111,15 +111,10 @@ def main() -> int:
     args = ap.parse_args()
     losses = args.losses.split(",")
     root = Path(args.o).resolve()
-    dirs = {k: root / k for k in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")}
-    for d in dirs.values():
-        d.mkdir(parents=True, exist_ok=True)
-    os.environ.update({k: str(v) for k, v in dirs.items()})
-    os.environ.setdefault("nnUNet_def_n_proc", "1")
-    os.environ.setdefault("nnUNet_n_proc_DA", "0")
-
     from nnunet_ext.imageio import read_image
-    from nnunet_ext.paths import dataset_folders
+    from nnunet_ext.paths import dataset_folders, use_workspace
+
+    dirs = use_workspace(root)
     from nnunet_ext.postprocessing.component_filter import LungFilterConfig
     from nnunet_ext.postprocessing.roi_dataset import build_roi_dataset
     from nnunet_ext.predictors.cascade import CascadePredictor
@@ -194,7 +189,7 @@ def main() -> int:
     d_dice = np.array([c["dice"] for c in top1]) - np.array([s["dice"] for s in s1rows])
     d_hd = np.array([c["hd95"] for c in top1]) - np.array([s["hd95"] for s in s1rows])
     lines += [f"Component reduction (stage-1 components − ROIs, {main_key}) vs Dice gain: " + _corr(reduction, d_dice),
-              f"Component reduction vs HD95 change: " + _corr(reduction, d_hd)]
+              "Component reduction vs HD95 change: " + _corr(reduction, d_hd)]
     for group, sel in (("1 component", n == 1), ("2 components", n == 2), ("3+ components", n >= 3)):
         if sel.any():
             lines.append(f"stage 1 with {group}: {int(sel.sum())} cases, Dice {np.mean([r['dice'] for r, s in zip(s1rows, sel) if s]):.3f}, "

@@ -52,13 +52,9 @@ def run(args) -> int:
     root = Path(args.o).resolve()
     if args.overwrite and root.exists():
         shutil.rmtree(root)
-    dirs = {v: root / v for v in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")}
-    for d in dirs.values():
-        d.mkdir(parents=True, exist_ok=True)
-    os.environ.update({k: str(v) for k, v in dirs.items()})
-    # few CPU cores: one export process, data loading in the main process
-    os.environ.setdefault("nnUNet_def_n_proc", "1")
-    os.environ.setdefault("nnUNet_n_proc_DA", "0")
+    from nnunet_ext.paths import use_workspace
+
+    dirs = use_workspace(root)
     timings = {}
 
     from nnunet_ext.paths import dataset_folders

@@ -21,6 +21,19 @@ def env_dir(name: str) -> Path:
     return Path(value)
 
 
+def use_workspace(root: Path) -> dict[str, Path]:
+    """Create ``root/nnUNet_raw|nnUNet_preprocessed|nnUNet_results``, point nnU-Net's env vars at them (this
+    process and its children) and, unless already set, ask for one export process and in-process data
+    loading (spawning torch workers costs more than it saves on a few CPU cores). Returns ``{var: folder}``."""
+    dirs = {v: Path(root) / v for v in ENV_VARS}
+    for d in dirs.values():
+        d.mkdir(parents=True, exist_ok=True)
+    os.environ.update({k: str(v) for k, v in dirs.items()})
+    os.environ.setdefault("nnUNet_def_n_proc", "1")
+    os.environ.setdefault("nnUNet_n_proc_DA", "0")
+    return dirs
+
+
 def dataset_folders(root: Path) -> dict[int, Path]:
     """``{id: folder}`` for every ``DatasetXXX_Name`` folder in ``root``."""
     found = {}
