@@ -78,6 +78,18 @@ def _scores(ref: np.ndarray, pred: np.ndarray, spacing_zyx) -> dict:
     return {"dice": m["dice"], "hd95": m["hd95"], "boundary_dice": m["boundary_dice"]}
 
 
+def _calibration(probs, variance, ref, err, covered) -> dict:
+    """ECE (15 bins), Brier and the AUROC of the variance for voxel errors, inside the ROIs (NaN without ROI)."""
+    from nnunet_ext.core.calibration import auroc, brier_score, expected_calibration_error
+
+    if not covered.any():
+        return {"ece_roi": float("nan"), "brier_roi": float("nan"), "auroc_err_roi": float("nan")}
+    labels = (ref > 0).astype(np.int64)
+    return {"ece_roi": expected_calibration_error(probs, labels, mask=covered)[0],
+            "brier_roi": brier_score(probs, labels, mask=covered),
+            "auroc_err_roi": auroc(variance[covered], err[covered])}
+
+
 def _mean(rows: list[dict], key: str) -> str:
     v = np.array([r[key] for r in rows], dtype=float)
     return f"{np.nanmean(v):.3f} ± {np.nanstd(v):.3f}"
@@ -142,27 +154,33 @@ def main() -> int:
     dataset_json = json.loads((raw / "dataset.json").read_text())
     cases = list_cases(raw / "imagesTs", dataset_json)
     refs = {c.case_id: read_image(raw / "labelsTs" / f"{c.case_id}.nii.gz") for c in cases}
-    runs = [(m, loss, k) for (m, loss) in stage2 for k in ((1, 2, None) if loss in ("uncertainty", "dicece") else (1,))]
+    runs = [(m, loss, k, "phantom") for (m, loss) in stage2
+            for k in ((1, 2, None) if loss in ("uncertainty", "dicece") else (1,))]
+    runs += [(m, "uncertainty", 1, "threshold") for m in ROI_IDS if (m, "uncertainty") in stage2]  # Table IV
     rows, stage1_rows, coarse = {}, {}, {}
     t1 = time.perf_counter()
-    for margin, loss, top_k in runs:
+    for margin, loss, top_k, lung in runs:
         s1, s2 = _predictors(stage1, stage2[(margin, loss)], args.n_samples)
-        cascade = CascadePredictor(s1, s2, LungFilterConfig(top_k=top_k), margin, str(raw / "lungmasksTs"),
-                                   map_names=("variance",))
-        key = f"margin{margin}/{loss}/top{top_k or 'all'}"
+        cascade = CascadePredictor(s1, s2, LungFilterConfig(top_k=top_k), margin,
+                                   str(raw / "lungmasksTs") if lung == "phantom" else lung, map_names=("variance",))
+        key = f"margin{margin}/{loss}/top{top_k or 'all'}" + ("" if lung == "phantom" else f"/lung={lung}")
         rows[key] = []
         for case in cases:
             ref, g = refs[case.case_id]
             spacing = g.spacing[::-1]
-            if case.case_id not in coarse:  # stage 1 and the lung mask do not depend on the stage-2 settings
-                coarse[case.case_id] = cascade.coarse(case)
-            res = cascade.refine(coarse[case.case_id], seed=args.seed)
+            if (case.case_id, lung) not in coarse:  # stage 1 and the lung mask do not depend on stage 2
+                coarse[(case.case_id, lung)] = cascade.coarse(case)
+            res = cascade.refine(coarse[(case.case_id, lung)], seed=args.seed)
             flog = res.log["filter"]
             if case.case_id not in stage1_rows:
                 stage1_rows[case.case_id] = {**_scores(ref, res.stage1, spacing), "n_components": flog["n_components"]}
             err = (res.segmentation > 0) != (ref > 0)
             inside = res.maps["variance"] > 0
+            covered = np.zeros(ref.shape, bool)
+            for r in res.log["rois"]:
+                covered[tuple(slice(a, b) for a, b in r["box_zyx"])] = True
             rows[key].append({"case": case.case_id, **_scores(ref, res.segmentation, spacing),
+                              **_calibration(res.probabilities, res.maps["variance"], ref, err, covered),
                               "n_kept_filter": sum(c["kept"] or c["reason"] == "top_k" for c in flog["components"]),
                               "n_rois": len(res.log["rois"]),
                               "u_in_error": float(res.maps["variance"][err].mean()) if err.any() else float("nan"),
@@ -175,11 +193,13 @@ def main() -> int:
     lines = [f"{len(cases)} test cases; stage 1 = {args.stage1_config} MCDropoutTrainer "
              f"({args.stage1_epochs}x{args.stage1_iterations} it), stage 2 = {args.stage2_config} "
              f"({args.stage2_epochs}x{args.stage2_iterations} it), MC passes {args.n_samples}", "",
-             "| system | Dice | HD95 (mm) | boundary Dice |", "|---|---|---|---|",
+             "| system | Dice | HD95 (mm) | boundary Dice | ECE in ROIs | Brier in ROIs | AUROC(variance, error) |",
+             "|---|---|---|---|---|---|---|",
              f"| stage 1 alone (full volume) | {_mean(s1rows, 'dice')} | {_mean(s1rows, 'hd95')} | "
-             f"{_mean(s1rows, 'boundary_dice')} |"]
+             f"{_mean(s1rows, 'boundary_dice')} | | | |"]
     for key, r in rows.items():
-        lines.append(f"| cascade {key} | {_mean(r, 'dice')} | {_mean(r, 'hd95')} | {_mean(r, 'boundary_dice')} |")
+        lines.append(f"| cascade {key} | {_mean(r, 'dice')} | {_mean(r, 'hd95')} | {_mean(r, 'boundary_dice')} | "
+                     f"{_mean(r, 'ece_roi')} | {_mean(r, 'brier_roi')} | {_mean(r, 'auroc_err_roi')} |")
     n = np.array([r["n_components"] for r in s1rows], float)
     lines += ["", "Stage-1 component count vs stage-1 scores: Dice: " + _corr(n, [r["dice"] for r in s1rows])
               + "; HD95: " + _corr(n, [r["hd95"] for r in s1rows])]
