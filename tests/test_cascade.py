@@ -90,8 +90,18 @@ def deterministic_run(stage1_model, stage2_model, chest_dataset, tmp_path_factor
     out = tmp_path_factory.mktemp("cascade_det")
     assert _cascade(chest_dataset / "imagesTs", out, "--n-samples", "1", "--dropout-p", "0", "--tta", "none",
                     "--uncertainty", "entropy", "--lung-masks", "none", "--top-k", "all", "--save-intermediates",
-                    "--save-probabilities") == 0
+                    "--save-probabilities", "--png") == 0
     return out
+
+
+def test_evaluate_and_png_see_only_the_final_segmentation(deterministic_run, chest_dataset, tmp_path):
+    """Side outputs (coarse, lung mask, maps) are not mistaken for predictions; one PNG per case."""
+    assert sorted(p.name for p in (deterministic_run / "png").glob("*.png")) == ["chest_test_000.png",
+                                                                              "chest_test_001.png"]
+    assert main(["evaluate", "-ref", str(chest_dataset / "labelsTs"), "-pred", str(deterministic_run), "-o",
+                 str(tmp_path / "summary.json"), "-q"]) == 0
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert sorted(c["case"] for c in summary["metric_per_case"]) == ["chest_test_000", "chest_test_001"]
 
 
 def test_stage1_is_the_plain_deterministic_prediction(deterministic_run, chest_dataset, tmp_path):
@@ -100,7 +110,7 @@ def test_stage1_is_the_plain_deterministic_prediction(deterministic_run, chest_d
     n_components = 0
     for seg_file in sorted(tmp_path.glob("chest_test_*[0-9].nii.gz")):
         stock, _ = read_image(seg_file)
-        stage1, _ = read_image(deterministic_run / seg_file.name.replace(".nii.gz", "_stage1.nii.gz"))
+        stage1, _ = read_image(deterministic_run / seg_file.name.replace(".nii.gz", "_coarse.nii.gz"))
         assert np.array_equal(stock, stage1)
         n_components += json.loads((deterministic_run / seg_file.name.replace(".nii.gz", "_cascade.json"))
                                    .read_text())["filter"]["n_components"]
@@ -131,8 +141,8 @@ def test_stage2_only_sees_rois_and_equals_a_direct_prediction_of_each_crop(deter
             write_image(crop(image, box), g.cropped([s.start for s in box]), crops_in / f"{case}_roi{k}_0000.nii.gz")
             expected[f"{case}_roi{k}"] = (seg[box], unc[box], count[box] == 1)  # compare where no other ROI blends in
         assert not seg[~covered].any() and not unc[~covered].any()
-        filtered, _ = read_image(deterministic_run / f"{case}_stage1_filtered.nii.gz")
-        stage1, _ = read_image(deterministic_run / f"{case}_stage1.nii.gz")
+        filtered, _ = read_image(deterministic_run / f"{case}_coarse_filtered.nii.gz")
+        stage1, _ = read_image(deterministic_run / f"{case}_coarse.nii.gz")
         assert np.array_equal(filtered, (stage1 > 0).astype(np.uint8))  # no lung mask, Top-K all: all kept
     assert expected, "no ROI was predicted"
     assert main(["predict", "-m", "tta_mc", "-i", str(crops_in), "-o", str(crops_out), "-d", str(ROI_ID), "-c",
@@ -182,7 +192,7 @@ def test_lung_filter_top1_margin16_mc_uncertainty_and_resume(stage1_model, stage
     for f in sorted((chest_dataset / "lungmasksTs").glob("*.nii.gz")):
         case = f.name[: -len(".nii.gz")]
         log = json.loads((out / f"{case}_cascade.json").read_text())
-        stage1, g = read_image(out / f"{case}_stage1.nii.gz")
+        stage1, g = read_image(out / f"{case}_coarse.nii.gz")
         lung, _ = read_image(out / f"{case}_lungmask.nii.gz")
         assert np.array_equal(lung, read_image(f)[0]) and log["lung"]["resampled"]
         _, expected = filter_components(stage1 > 0, lung, g.spacing[::-1], LungFilterConfig(top_k=1))

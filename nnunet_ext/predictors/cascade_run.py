@@ -2,8 +2,9 @@
 
 Per case, in ``-o``: ``CASE_cascade.json`` (component log of the filter, lung-mask source, ROI boxes, per-ROI
 stage-2 statistics), ``CASE_uncertainty`` (stage-2 map, 0 outside the ROIs), optionally ``CASE_<map>``,
-``CASE_probabilities`` and, with ``--save-intermediates``, ``CASE_stage1`` (raw stage-1 segmentation),
-``CASE_stage1_filtered`` (the filter's output) and ``CASE_lungmask``; ``CASE<ending>`` (the segmentation) last.
+``CASE_probabilities`` and, with ``--save-intermediates``, ``CASE_coarse`` (raw stage-1 segmentation; named with
+letters only so that ``nnext evaluate`` recognises it as a side output),
+``CASE_coarse_filtered`` (the filter's output) and ``CASE_lungmask``; ``CASE<ending>`` (the segmentation) last.
 A case counts as done when all its files exist (skipped unless ``--overwrite``), so an interrupted run resumes.
 """
 from __future__ import annotations
@@ -20,7 +21,7 @@ from nnunet_ext.predictors.export import case_outputs, write_case
 from nnunet_ext.predictors.inputs import ModelSpec, list_cases
 from nnunet_ext.predictors.runner import case_seed
 
-INTERMEDIATES = ("stage1", "stage1_filtered", "lungmask")
+INTERMEDIATES = ("coarse", "coarse_filtered", "lungmask")
 
 
 def add_cascade_arguments(parser) -> None:
@@ -38,7 +39,7 @@ def add_cascade_arguments(parser) -> None:
     g.add_argument("--margin", type=int, default=0, help="ROI margin in voxels (0 = ROI-0margin, 16 = "
                    "ROI-16margin; use the margin the stage-2 model was trained with; default 0)")
     g.add_argument("--save-intermediates", action="store_true",
-                   help="also write CASE_stage1, CASE_stage1_filtered and CASE_lungmask")
+                   help="also write CASE_coarse, CASE_coarse_filtered and CASE_lungmask")
     add_filter_arguments(g, top_k_default=1)
 
 

@@ -99,7 +99,8 @@ def run(args) -> int:
         args.extra_maps = tuple(n for n in MAP_NAMES if n != args.uncertainty) if args.all_maps else ()
         if args.all_maps:
             args.extra_maps = (args.uncertainty, *args.extra_maps)
-        return run_cascade(args, tta_mc_kwargs(args))
+        run_cascade(args, tta_mc_kwargs(args))
+        return _png(args)
     if args.d is None or args.c is None:
         raise InputError(f"-m {args.m} needs -d DATASET and -c CONFIGURATION")
     folder = model_folder(args.d, args.tr, args.p, args.c)
@@ -118,6 +119,10 @@ def run(args) -> int:
     predict_cases(predictor, cases, args.o, uncertainty=uncertainty, extra_maps=extra,
                   save_probabilities=args.save_probabilities, overwrite=args.overwrite,
                   num_parts=args.num_parts, part_id=args.part_id, seed=args.seed, settings=settings)
+    return _png(args)
+
+
+def _png(args) -> int:
     if args.png:
         from nnunet_ext.evaluation.report import report_folder
 
