@@ -68,10 +68,7 @@ def build_predictor(args):
 
     from nnunet_ext.predictors.registry import load_method
 
-    device = torch.device(args.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise InputError("-device cuda requested but no CUDA device is available (use -device cpu)")
-    common = dict(tile_step_size=args.step_size, device=device, allow_tqdm=True)
+    common = dict(tile_step_size=args.step_size, device=torch.device(args.device), allow_tqdm=True)
     cls = load_method(args.m)
     if args.m == "tta_mc":
         return cls(**tta_mc_kwargs(args), **common)
