@@ -15,6 +15,12 @@ __all__ = ["RoiBlend", "crop", "grow_box", "paste", "roi_boxes"]
 Box = tuple[slice, ...]
 
 
+def _check_margin(margin_vox) -> int:
+    if int(margin_vox) != margin_vox or margin_vox < 0:
+        raise ValueError(f"margin_vox must be an integer >= 0, got {margin_vox!r}")
+    return int(margin_vox)
+
+
 def _grow(lo: Sequence[int], hi: Sequence[int], margin: int, shape: Sequence[int]) -> Box:
     return tuple(slice(max(int(a) - margin, 0), min(int(b) + margin, int(s))) for a, b, s in zip(lo, hi, shape))
 
@@ -22,11 +28,10 @@ def _grow(lo: Sequence[int], hi: Sequence[int], margin: int, shape: Sequence[int
 def grow_box(bbox: Sequence[Sequence[int]], margin_vox: int, shape: Sequence[int]) -> Box:
     """Box of a ``[[start, stop), ...]`` bounding box (as in the component filter's log) grown by ``margin_vox``
     on every side and clipped at the border of an array of ``shape``."""
-    if int(margin_vox) != margin_vox or margin_vox < 0:
-        raise ValueError(f"margin_vox must be an integer >= 0, got {margin_vox!r}")
+    margin = _check_margin(margin_vox)
     if len(bbox) != len(shape):
         raise ValueError(f"bbox has {len(bbox)} axes, shape {tuple(shape)} has {len(shape)}")
-    return _grow([b[0] for b in bbox], [b[1] for b in bbox], int(margin_vox), shape)
+    return _grow([b[0] for b in bbox], [b[1] for b in bbox], margin, shape)
 
 
 def roi_boxes(mask: np.ndarray, margin_vox: int = 0, per_component: bool = True, connectivity: int = 26) -> list[Box]:
@@ -34,9 +39,7 @@ def roi_boxes(mask: np.ndarray, margin_vox: int = 0, per_component: bool = True,
     ``connectivity`` 26 in 3D / 8 in 2D by default), in cc3d label order (first voxel in C order); with
     ``per_component=False`` one box around all foreground. Empty mask -> ``[]``."""
     mask = np.asarray(mask)
-    if int(margin_vox) != margin_vox or margin_vox < 0:
-        raise ValueError(f"margin_vox must be an integer >= 0, got {margin_vox!r}")
-    margin = int(margin_vox)
+    margin = _check_margin(margin_vox)
     fg = mask > 0
     if not fg.any():
         return []

@@ -170,9 +170,8 @@ class CascadePredictor:
             fg = (probs > 0.5).any(0) if sigmoid else probs.argmax(0) > 0
             rois.append({"component": c["id"], "box_zyx": [[s.start, s.stop] for s in box],
                          "stage2_voxels": int(fg.sum()), **{f"mean_{n}": float(maps[n].mean()) for n in self.map_names}})
-        probs, maps, covered = blend.result()
-        seg = np.asarray(self.stage2.label_manager.convert_probabilities_to_segmentation(probs))
-        seg[~covered] = 0
+        probs, maps, _ = blend.result()
+        seg = np.asarray(self.stage2.label_manager.convert_probabilities_to_segmentation(probs))  # 0 where ~covered
         log = {"stage1_voxels": int((seg1 > 0).sum()), "lung": coarse.lung_log, "margin_vox": self.margin,
                "filter": flog, "rois": rois, "warnings": [str(w.message) for w in caught]}
         return CascadeResult(geometry, seg.astype(np.uint8), probs, maps, seg1, filtered, lung, log)

@@ -18,7 +18,7 @@ from tqdm import tqdm
 from nnunet_ext.errors import InputError
 from nnunet_ext.imageio import atomic_write_text, write_image
 from nnunet_ext.predictors.export import case_outputs, write_case
-from nnunet_ext.predictors.inputs import ModelSpec, list_cases
+from nnunet_ext.predictors.inputs import ModelSpec, fold_ids, list_cases
 from nnunet_ext.predictors.runner import case_seed
 
 INTERMEDIATES = ("coarse", "coarse_filtered", "lungmask")
@@ -56,8 +56,7 @@ def _stage(spec_text: "str | None", flag: str, args, cls_kwargs: dict, cls):
     spec = ModelSpec.parse(spec_text, flag)
     folder, folds = spec.resolve(args.chk)
     predictor = cls(**cls_kwargs)
-    predictor.initialize_from_trained_model_folder(str(folder), [f if f == "all" else int(f) for f in folds],
-                                                   args.chk)
+    predictor.initialize_from_trained_model_folder(str(folder), fold_ids(folds), args.chk)
     return predictor, {"spec": spec_text, "model_folder": str(folder), "folds": folds,
                        "training_metadata": predictor.training_metadata}
 
@@ -77,8 +76,6 @@ def build_cascade(args, stage2_kwargs: dict):
         raise InputError(f"--lung-masks {args.lung_masks}: neither a folder nor one of {', '.join(LUNG_BACKENDS)}")
     if args.lungmask_weights is not None and not os.path.isfile(args.lungmask_weights):
         raise InputError(f"{args.lungmask_weights}: lungmask weights file not found")
-    if args.margin < 0:
-        raise InputError(f"--margin must be >= 0, got {args.margin}")
     common = dict(tile_step_size=args.step_size, device=torch.device(args.device), allow_tqdm=False)
     stage1, s1 = _stage(args.stage1, "--stage1", args, dict(use_mirroring=not args.disable_tta, **common),
                         StockPredictor)

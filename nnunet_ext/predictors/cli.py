@@ -76,7 +76,7 @@ def build_predictor(args):
 
 
 def run(args) -> int:
-    from nnunet_ext.predictors.inputs import check_folds, list_cases, model_folder
+    from nnunet_ext.predictors.inputs import check_folds, fold_ids, list_cases, model_folder
     from nnunet_ext.predictors.runner import predict_cases
 
     if args.num_parts < 1 or not 0 <= args.part_id < args.num_parts:
@@ -90,12 +90,7 @@ def run(args) -> int:
         from nnunet_ext.core.uncertainty import MAP_NAMES
         from nnunet_ext.predictors.cascade_run import run_cascade
 
-        args.uncertainty = args.uncertainty or DEFAULTS["cascade"][1]
-        if args.uncertainty not in MAP_NAMES:
-            raise InputError(f"--uncertainty {args.uncertainty}: method cascade provides {', '.join(MAP_NAMES)}")
-        args.extra_maps = tuple(n for n in MAP_NAMES if n != args.uncertainty) if args.all_maps else ()
-        if args.all_maps:
-            args.extra_maps = (args.uncertainty, *args.extra_maps)
+        args.uncertainty, args.extra_maps = _select_maps(args, MAP_NAMES)
         run_cascade(args, tta_mc_kwargs(args))
         return _png(args)
     if args.d is None or args.c is None:
@@ -103,20 +98,25 @@ def run(args) -> int:
     folder = model_folder(args.d, args.tr, args.p, args.c)
     folds = check_folds(folder, args.f, args.chk)
     predictor = build_predictor(args)
-    uncertainty = args.uncertainty or "entropy"
-    if uncertainty not in predictor.map_names:
-        raise InputError(f"--uncertainty {uncertainty}: method {args.m} provides {', '.join(predictor.map_names)}")
-    predictor.initialize_from_trained_model_folder(str(folder), [f if f == "all" else int(f) for f in folds], args.chk)
+    uncertainty, extra = _select_maps(args, predictor.map_names)
+    predictor.initialize_from_trained_model_folder(str(folder), fold_ids(folds), args.chk)
     cases = list_cases(args.i, predictor.dataset_json)
-    extra = tuple(n for n in predictor.map_names if n != uncertainty) if args.all_maps else ()
-    if args.all_maps:
-        extra = (uncertainty, *extra)
     settings = {k: v for k, v in vars(args).items()}
     settings.update(model_folder=str(folder), folds=folds, training_metadata=predictor.training_metadata)
     predict_cases(predictor, cases, args.o, uncertainty=uncertainty, extra_maps=extra,
                   save_probabilities=args.save_probabilities, overwrite=args.overwrite,
                   num_parts=args.num_parts, part_id=args.part_id, seed=args.seed, settings=settings)
     return _png(args)
+
+
+def _select_maps(args, available) -> tuple[str, tuple[str, ...]]:
+    """(map written as CASE_uncertainty, maps also written as CASE_<name>) from --uncertainty / --all-maps."""
+    uncertainty = args.uncertainty or DEFAULTS[args.m][1]
+    if uncertainty not in available:
+        raise InputError(f"--uncertainty {uncertainty}: method {args.m} provides {', '.join(available)}")
+    if not args.all_maps:
+        return uncertainty, ()
+    return uncertainty, (uncertainty, *(n for n in available if n != uncertainty))
 
 
 def _png(args) -> int:

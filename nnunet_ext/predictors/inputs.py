@@ -70,6 +70,11 @@ def list_cases(input_dir: "str | os.PathLike", dataset_json: dict) -> list[Case]
     return cases
 
 
+def fold_ids(folds) -> list:
+    """Fold names as nnU-Net's ``initialize_from_trained_model_folder`` takes them (ints, or ``"all"``)."""
+    return [f if f == "all" else int(f) for f in folds]
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """One trained model: ``D,C,TR,PLANS[,FOLDS]`` on the command line (folds joined by ``+``, e.g. ``0+1+2``
