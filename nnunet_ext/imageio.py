@@ -58,32 +58,50 @@ def write_image(array: np.ndarray, geometry: Geometry, path: str | os.PathLike) 
         sitk.WriteImage(image, tmp, True)
 
 
-def read_image(path: str | os.PathLike) -> tuple[np.ndarray, Geometry]:
-    """Read an image; raise :class:`InputError` naming the file if it cannot be read."""
-    image = _read_sitk(path)
-    return sitk.GetArrayFromImage(image), Geometry.of(image)
+def read_image(path: str | os.PathLike, *, ndim=None, kind: str = "map", nan_policy: str = "refuse",
+               min_value: float | None = None, max_value: float | None = None) -> tuple[np.ndarray, Geometry]:
+    """Read an image -> ``(array (z, y, x), Geometry)`` through the integrity layer
+    (:func:`nnunet_ext.integrity.read_image_checked`): a missing, empty, truncated (gzip stream checked) or
+    unreadable file, implausible spacing, NaN / Inf voxels (``nan_policy``), the wrong dimension (``ndim``) and
+    values a ``kind`` cannot hold (``"image"``: |v| <= 1e7; ``"label"`` / ``"mask"``: non-negative integers;
+    ``"map"`` (default): finite, within ``min_value`` / ``max_value``) raise :class:`InputError` naming the file."""
+    from nnunet_ext.integrity import read_image_checked
+
+    return read_image_checked(path, ndim=ndim, kind=kind, nan_policy=nan_policy, min_value=min_value,
+                              max_value=max_value)
+
+
+def sitk_error_text(error: Exception) -> str:
+    """The informative line of SimpleITK's multi-line RuntimeError (truncation reported as such)."""
+    text = str(error).strip()
+    lower = text.lower()
+    if "not read completely" in lower or ("expected" in lower and "bytes" in lower and "received" in lower):
+        return "truncated file: the voxel data ends early"
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    for ln in lines:
+        if "unable to determine imageio reader" in ln.lower():
+            return "unknown or corrupt image format"
+    return lines[-1] if lines else type(error).__name__
 
 
 def _read_sitk(path: str | os.PathLike) -> sitk.Image:
+    """SimpleITK image of ``path`` after the file-completeness check; InputError naming the file otherwise."""
+    from nnunet_ext.integrity import check_file_complete
+
     path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise InputError(f"{path}: file not found")
+    check_file_complete(path)
     try:
         return sitk.ReadImage(path)
     except RuntimeError as e:  # SimpleITK raises RuntimeError with a multi-line message
-        raise InputError(f"{path}: cannot be read as an image ({str(e).strip().splitlines()[-1]})") from None
+        raise InputError(f"{path}: cannot be read as an image ({sitk_error_text(e)})") from None
 
 
 def read_header(path: str | os.PathLike) -> tuple[tuple[int, ...], Geometry]:
-    """``(shape in numpy (z, y, x) order, geometry)`` without reading the voxels."""
-    reader = sitk.ImageFileReader()
-    reader.SetFileName(os.fspath(path))
-    try:
-        reader.ReadImageInformation()
-    except RuntimeError as e:
-        raise InputError(f"{path}: cannot be read as an image ({str(e).strip().splitlines()[-1]})") from None
-    geometry = Geometry(tuple(reader.GetSpacing()), tuple(reader.GetOrigin()), tuple(reader.GetDirection()))
-    return tuple(reader.GetSize())[::-1], geometry
+    """``(shape in numpy (z, y, x) order, geometry)`` without reading the voxels (file completeness and spacing
+    checked: :func:`nnunet_ext.integrity.read_header_checked`)."""
+    from nnunet_ext.integrity import read_header_checked
+
+    return read_header_checked(path)
 
 
 @contextlib.contextmanager
@@ -140,6 +158,8 @@ def write_probabilities(probs_czyx: np.ndarray, geometry: Geometry, path: str | 
 
 def read_probabilities(path: str | os.PathLike) -> tuple[np.ndarray, Geometry]:
     """Read a file written by :func:`write_probabilities` -> ``(probs (C, *spatial) float32, spatial geometry)``."""
+    from nnunet_ext.integrity import check_values
+
     image = _read_sitk(path)
     n = image.GetDimension()
     if image.GetNumberOfComponentsPerPixel() != 1 or n < 3:
@@ -149,4 +169,5 @@ def read_probabilities(path: str | os.PathLike) -> tuple[np.ndarray, Geometry]:
     direction = np.asarray(image.GetDirection(), dtype=float).reshape(n, n)[:d, :d]
     geometry = Geometry(tuple(image.GetSpacing()[:d]), tuple(image.GetOrigin()[:d]),
                         tuple(float(v) for v in direction.ravel()))
-    return sitk.GetArrayFromImage(image).astype(np.float32, copy=False), geometry
+    probs = check_values(sitk.GetArrayFromImage(image), path, kind="map", min_value=-1e-3, max_value=1.0 + 1e-3)
+    return probs.astype(np.float32, copy=False), geometry

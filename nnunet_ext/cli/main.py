@@ -2,13 +2,17 @@
 
 Each sub-command lives in its own module that defines ``add_arguments(parser)`` and ``run(args) -> int``.
 Only the module of the requested command is imported, so ``nnext trainers`` does not pay for torch.
-Errors of type :class:`nnunet_ext.errors.InputError` are printed as one line and give exit status 2.
+Errors of type :class:`nnunet_ext.errors.InputError` and operating-system errors (:class:`OSError`) are printed
+as one line and give exit status 2; Ctrl-C gives one line and 130; other exceptions one line and 1, with the
+traceback behind ``--debug`` / ``NNEXT_DEBUG=1`` (see :func:`main`).
 """
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
+import traceback
 
 from nnunet_ext import __version__
 from nnunet_ext.errors import InputError
@@ -40,8 +44,41 @@ def _top_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _debug(argv: list[str]) -> tuple[bool, list[str]]:
+    """``--debug`` (anywhere on the command line) or ``NNEXT_DEBUG=1``: unexpected errors keep their traceback."""
+    on = os.environ.get("NNEXT_DEBUG", "").strip().lower() not in ("", "0", "false", "no")
+    if "--debug" in argv:
+        on, argv = True, [a for a in argv if a != "--debug"]
+    return on, argv
+
+
+def describe_os_error(e: OSError) -> str:
+    """One line for an operating-system error: the file(s) and the problem (errno name and text)."""
+    import errno as _errno
+
+    reason = e.strerror or str(e) or type(e).__name__
+    names = [n for n in (e.filename, e.filename2) if n is not None]
+    if e.errno == _errno.ENOSPC:
+        reason = "no space left on the device (disk full)"
+    elif e.errno in (_errno.EACCES, _errno.EPERM, _errno.EROFS):
+        reason = f"not writable / readable ({e.strerror or 'permission denied'})"
+    elif e.errno == _errno.ENOTDIR:
+        reason = "a path component is a file, not a folder"
+    elif e.errno == _errno.EEXIST:
+        reason = "already exists (is an output path an existing file?)"
+    elif e.errno == _errno.EISDIR:
+        reason = "is a folder, expected a file"
+    where = " -> ".join(os.fspath(n) for n in names)
+    return f"{where}: {reason}" if where else reason
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one ``nnext`` command. Exit status: 0 ok, 2 bad input or an operational error (one line on stderr
+    naming the file and the problem: :class:`InputError`, :class:`OSError` such as unreadable / unwritable paths,
+    an output path that is a file, disk full, corrupt files), 130 on Ctrl-C. Unexpected exceptions print their
+    traceback only with ``--debug`` or ``NNEXT_DEBUG=1``; otherwise one line (exit 1) that says how to get it."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    debug, argv = _debug(argv)
     top = _top_parser()
     if not argv or argv[0] in ("-h", "--help", "--version"):
         top.parse_args(argv or ["-h"])
@@ -49,15 +86,40 @@ def main(argv: list[str] | None = None) -> int:
     name, rest = argv[0], argv[1:]
     if name not in COMMANDS:
         top.error(f"unknown command {name!r}; known commands: {', '.join(COMMANDS)}")
-    module = importlib.import_module(COMMANDS[name][0])
-    parser = argparse.ArgumentParser(prog=f"nnext {name}", description=COMMANDS[name][1])
-    module.add_arguments(parser)
-    args = parser.parse_args(rest)
+    prefix = f"nnext {name}: error:"
     try:
+        module = importlib.import_module(COMMANDS[name][0])
+        parser = argparse.ArgumentParser(prog=f"nnext {name}", description=COMMANDS[name][1])
+        module.add_arguments(parser)
+        parser.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+        args = parser.parse_args(rest)
         return int(module.run(args) or 0)
+    except KeyboardInterrupt:
+        print(f"nnext {name}: interrupted (Ctrl-C); finished outputs are kept, re-run to resume", file=sys.stderr)
+        return 130
     except InputError as e:
-        print(f"nnext {name}: error: {e}", file=sys.stderr)
+        if debug:
+            traceback.print_exc()
+        print(f"{prefix} {e}", file=sys.stderr)
         return 2
+    except OSError as e:
+        if debug:
+            traceback.print_exc()
+        print(f"{prefix} {describe_os_error(e)}", file=sys.stderr)
+        return 2
+    except (EOFError, MemoryError) as e:  # truncated pickles / archives; arrays too large for this machine
+        if debug:
+            traceback.print_exc()
+        what = "out of memory" if isinstance(e, MemoryError) else f"truncated or corrupt file ({e})"
+        print(f"{prefix} {what}", file=sys.stderr)
+        return 2
+    except Exception as e:  # noqa: BLE001 - unexpected: one line, traceback behind --debug
+        if debug:
+            raise
+        text = str(e).strip().splitlines()[0][:300] if str(e).strip() else ""
+        print(f"nnext {name}: internal error: {type(e).__name__}{': ' + text if text else ''} "
+              f"(re-run with --debug or NNEXT_DEBUG=1 for the traceback)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":
