@@ -111,21 +111,40 @@ def run(args: argparse.Namespace) -> int:
             reliability_png = args.reliability_png or os.path.splitext(output)[0] + "_reliability.png"
     if args.reliability_png and not args.probabilities:
         raise InputError("--reliability-png needs --probabilities (the diagram is built from class probabilities)")
+    from nnunet_ext.integrity import check_output_file
+
+    for path, what in ((output, "summary file (-o)"), (csv_path_for(output), "summary CSV"),
+                       (reliability_png, "reliability diagram (--reliability-png)")):
+        if path:
+            check_output_file(path, what)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         summary = evaluate_folders(args.ref, args.pred, labels, tau=args.tau,
                                    penalty=DEFAULT_PENALTY_MM if args.penalty is None else args.penalty,
                                    num_processes=args.num_processes, boundary_width=args.boundary_width,
-                                   file_ending=file_ending or ".nii.gz", output_file=output, label_names=names,
+                                   file_ending=file_ending or ".nii.gz", output_file=None, label_names=names,
                                    progress=not args.quiet, uncertainty=unc_options)
     for w in caught:
         print(f"nnext evaluate: warning: {w.message}", file=sys.stderr)
-    if reliability_png:
+    if reliability_png:  # the diagram first: if it cannot be written, no summary is left behind either
         from nnunet_ext.evaluation.uncertainty_eval import save_reliability_diagram
 
         pooled = summary["uncertainty"]["pooled"]
         save_reliability_diagram(pooled["bins"], reliability_png,
                                  title=f"{summary['settings']['num_cases']} case(s), ROI {args.unc_roi}")
+    from nnunet_ext.evaluation.summary_io import write_summary
+
+    try:
+        write_summary(summary, output)
+    except BaseException:
+        if reliability_png and os.path.isfile(reliability_png):
+            os.remove(reliability_png)
+        raise
+    if summary.get("absent_cases"):
+        print("nnext evaluate: note: " + "; ".join(f"label {k} absent from reference and prediction in {n} of "
+                                                  f"{len(summary['metric_per_case'])} case(s) (scored as both-empty: "
+                                                  "Dice 1, HD 0; see 'absent' per case)"
+                                                  for k, n in summary["absent_cases"].items()), file=sys.stderr)
     if not args.quiet:
         print(_table(summary))
         if unc_options is not None:

@@ -102,6 +102,10 @@ def run(args: argparse.Namespace) -> int:
 
     from nnunet_ext.evaluation.summary_io import atomic_write_text, json_safe, load_summary
 
+    if args.output:
+        from nnunet_ext.integrity import check_output_file
+
+        check_output_file(args.output, "output file (-o)")
     a, b = load_summary(args.a), load_summary(args.b)
     result = compare_summaries(a, b, args.metrics, args.labels)
     result = {"a": args.a, "b": args.b, **result}

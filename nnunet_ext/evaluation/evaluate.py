@@ -92,10 +92,9 @@ def _check_pairs(pairs: dict[str, tuple[str, str]]) -> list[str]:
 
 
 def _labels_present(seg: np.ndarray, case: str) -> list[int]:
-    values = np.unique(seg)
-    if np.issubdtype(values.dtype, np.floating) and not np.all(np.isfinite(values) & (values == np.round(values))):
-        raise InputError(f"{case}: reference holds non-integer values; is it a segmentation?")
-    return [int(v) for v in values if v > 0]
+    """Non-zero labels of a segmentation read with ``kind="label"`` (integer-valued, >= 0: the integrity layer
+    names the offending file, reference or prediction)."""
+    return [int(v) for v in np.unique(seg) if v > 0]
 
 
 def evaluate_case(case: str, ref_file: str, pred_file: str, labels_or_regions: list | None, tau: float = 2.0,
@@ -105,8 +104,8 @@ def evaluate_case(case: str, ref_file: str, pred_file: str, labels_or_regions: l
 
     ``uncertainty``: ``(uncertainty file, probabilities file, UncertaintyOptions)`` adds ``record["uncertainty"]``.
     """
-    ref, g_ref = read_image(ref_file)
-    pred, _ = read_image(pred_file)
+    ref, g_ref = read_image(ref_file, kind="label")
+    pred, _ = read_image(pred_file, kind="label")
     if ref.shape != pred.shape:  # guards against files changed since the header check
         raise InputError(f"{case}: shape (z,y,x) differs: REF {ref.shape} vs PRED {pred.shape}")
     spacing_zyx = tuple(float(s) for s in g_ref.spacing[::-1])
@@ -116,12 +115,23 @@ def evaluate_case(case: str, ref_file: str, pred_file: str, labels_or_regions: l
         todo = sorted(set(labels_ref) | set(_labels_present(pred, case)))
     metrics = {label_key(lr): compute_metrics(mask_of(ref, lr), mask_of(pred, lr), spacing_zyx, tau=tau,
                                               penalty=penalty, boundary_width=boundary_width) for lr in todo}
+    absent = [label_key(lr) for lr in todo if not mask_of(ref, lr).any() and not mask_of(pred, lr).any()]
     record = {"case": case, "reference_file": os.path.abspath(ref_file),
               "prediction_file": os.path.abspath(pred_file), "shape_zyx": list(ref.shape),
-              "spacing_zyx": list(spacing_zyx), "labels_in_reference": labels_ref, "metrics": metrics}
+              "spacing_zyx": list(spacing_zyx), "labels_in_reference": labels_ref,
+              "labels_in_prediction": _labels_present(pred, case), "absent": absent, "metrics": metrics}
     if uncertainty is not None:
         record["uncertainty"] = case_uncertainty(case, ref, pred, spacing_zyx, *uncertainty)
     return record
+
+
+def _absent_in(record: dict, key: str) -> bool:
+    """Label ``key`` (a single label, auto-detected mode) in neither the case's reference nor its prediction."""
+    from nnunet_ext.evaluation.metrics import parse_label_key
+
+    values = parse_label_key(key)
+    values = set(values if isinstance(values, tuple) else (values,))
+    return not (values & set(record["labels_in_reference"])) and not (values & set(record["labels_in_prediction"]))
 
 
 def _evaluate_case_star(args: tuple) -> dict:
@@ -202,6 +212,17 @@ def evaluate_folders(ref_dir: str | os.PathLike, pred_dir: str | os.PathLike,
             record["metrics"] = {label_key(lr): record["metrics"].get(label_key(lr)) or compute_metrics(
                 empty, empty, spacing, tau=tau, penalty=penalty, boundary_width=boundary_width) for lr in chosen}
     keys = [label_key(lr) for lr in chosen]
+    for record in records:
+        record["absent"] = [k for k in keys if k in record.get("absent", []) or k not in record["metrics"]
+                            or (labels_or_regions is None and _absent_in(record, k))]
+    nowhere = [k for k in keys if all(k in r["absent"] for r in records)]
+    if nowhere:
+        found = sorted({v for r in records for v in r["labels_in_reference"] + r["labels_in_prediction"]})
+        raise InputError(f"label / region {', '.join(nowhere)} is absent from every reference and every prediction "
+                         f"(labels present: {', '.join(map(str, found)) or 'none'}); its Dice would be the "
+                         "meaningless both-empty value 1: check -l / --regions")
+    absent_cases = {k: sum(k in r["absent"] for r in records) for k in keys}
+    absent_cases = {k: n for k, n in absent_cases.items() if n}
     names = label_names or {}
     mean, median, foreground_mean = aggregate(records, keys)
     summary = {
@@ -214,7 +235,7 @@ def evaluate_folders(ref_dir: str | os.PathLike, pred_dir: str | os.PathLike,
                                    "values": list(lr) if isinstance(lr, tuple) else [lr],
                                    "region": isinstance(lr, tuple)} for lr in chosen},
         "metric_per_case": records, "mean": mean, "median": median, "foreground_mean": foreground_mean,
-        "warnings": notes,
+        "absent_cases": absent_cases, "warnings": notes,
     }
     if uncertainty is not None:
         summary["uncertainty"] = summarize_uncertainty(records, uncertainty)

@@ -79,28 +79,39 @@ def write_summary(summary: dict, json_path: str | os.PathLike) -> tuple[str, str
     """Write ``summary`` to ``json_path`` and the per-case table to the ``.csv`` beside it; return both paths."""
     json_path = os.fspath(json_path)
     csv_path = csv_path_for(json_path)
-    atomic_write_text(json_path, json.dumps(json_safe(summary), indent=2, allow_nan=False) + "\n")
-    atomic_write_text(csv_path, _csv_text(summary))
+    json_text, csv_text = json.dumps(json_safe(summary), indent=2, allow_nan=False) + "\n", _csv_text(summary)
+    existed = os.path.exists(json_path)
+    atomic_write_text(json_path, json_text)
+    try:
+        atomic_write_text(csv_path, csv_text)
+    except BaseException:  # no summary.json without its CSV (unless one was there before)
+        if not existed and os.path.isfile(json_path):
+            os.remove(json_path)
+        raise
     return json_path, csv_path
 
 
 def load_summary(path: str | os.PathLike) -> dict:
     """Read a summary written by :func:`write_summary` (nulls back to NaN); InputError if it is not one."""
+    from nnunet_ext.integrity import load_json_checked
+
     path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise InputError(f"{path}: summary file not found")
-    try:
-        with open(path, encoding="utf-8") as f:
-            summary = json.load(f)
-    except (OSError, ValueError) as e:
-        raise InputError(f"{path}: not a readable JSON file ({e})") from None
-    cases = summary.get("metric_per_case") if isinstance(summary, dict) else None
+    if os.path.exists(path) and not os.path.isdir(path) and not os.path.isfile(path):
+        raise InputError(f"{path}: not a regular file (a device or pipe?); expected a summary.json of nnext evaluate")
+    summary = load_json_checked(path, what="evaluation summary")
+    cases = summary.get("metric_per_case")
     if not isinstance(cases, list) or not all(isinstance(c, dict) and "case" in c and isinstance(c.get("metrics"), dict)
                                               for c in cases):
         raise InputError(f"{path}: not an evaluation summary (needs 'metric_per_case' entries with 'case' and "
                          f"'metrics'; write one with 'nnext evaluate')")
     for record in cases:
         record["metrics"] = _nan_from_json(record["metrics"])
+        for key, metrics in record["metrics"].items():
+            bad = [m for m, v in (metrics.items() if isinstance(metrics, dict) else [("?", metrics)])
+                   if not isinstance(v, (int, float)) or isinstance(v, bool)]
+            if bad:
+                raise InputError(f"{path}: case {record['case']!r}, label {key!r}: non-numeric value(s) for "
+                                 f"{', '.join(bad)} (e.g. {metrics.get(bad[0]) if isinstance(metrics, dict) else metrics!r})")
     for key in ("mean", "median", "foreground_mean"):
         if isinstance(summary.get(key), dict):
             summary[key] = _nan_from_json(summary[key])

@@ -161,9 +161,12 @@ def case_uncertainty(case: str, ref: np.ndarray, pred: np.ndarray, spacing_zyx, 
     out.update(roi_voxels=int(errors.size), error_fraction=float(errors.mean()) if errors.size else float("nan"),
                error_voxels=int(errors.sum()), roi_box_zyx=[[s.start, s.stop] for s in box], _bins=None)
     if unc_file is not None:
-        unc, _ = read_image(unc_file)
+        unc, _ = read_image(unc_file, kind="map")
         if unc.shape != ref.shape:
             raise InputError(f"{case}: uncertainty shape (z,y,x) {unc.shape} != reference {ref.shape}")
+        if unc.min() < 0:  # entropy, variance and MI are >= 0: a negative map is not an uncertainty map
+            raise InputError(f"{unc_file}: {int((unc < 0).sum())} negative uncertainty value(s) (min {float(unc.min()):.4g});"
+                             " uncertainty maps (entropy, variance, mutual information) are >= 0")
         u = unc[box].astype(np.float64)
         if not np.isfinite(u).all():
             raise InputError(f"{case}: {unc_file} holds NaN or infinite values")
