@@ -243,7 +243,9 @@ def test_cli_writes_filtered_mask_and_log(tmp_path, capsys):
     assert sorted(c["reason"] for c in c1["components"]) == ["lung_overlap", "rescued", "too_far"]
     # existing output kept without --overwrite (its log entry too); replaced with it
     (tmp_path / "out" / "c1.nii.gz").write_bytes(b"sentinel")
-    assert _run(tmp_path, "--top-k", "1") == 0
+    assert _run(tmp_path, "--top-k", "1") == 2  # other settings: refused by the stale-output guard, nothing touched
+    assert (tmp_path / "out" / "c1.nii.gz").read_bytes() == b"sentinel"
+    assert _run(tmp_path) == 0  # same settings: the existing output is kept
     assert (tmp_path / "out" / "c1.nii.gz").read_bytes() == b"sentinel"
     assert json.loads((tmp_path / "out" / "postprocess_log.json").read_text())["cases"]["c1"]["n_kept"] == 2
     assert _run(tmp_path, "--top-k", "1", "--overwrite", "--rescue-unit", "mm") == 0

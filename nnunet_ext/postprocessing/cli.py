@@ -79,6 +79,9 @@ def load_lung_on_grid(lung_path: str, pred_img, case: str):
                          f"{pred_img.GetDimension()}D")
     same = (lung_img.GetSize() == pred_img.GetSize()
             and Geometry.of(lung_img).matches(Geometry.of(pred_img)))
+    from nnunet_ext.integrity import check_values
+
+    check_values(sitk.GetArrayViewFromImage(lung_img), lung_path, kind="mask")
     if same:
         return sitk.GetArrayFromImage(lung_img), False
     before = bool(np.any(sitk.GetArrayViewFromImage(lung_img)))
@@ -120,8 +123,16 @@ def run(args: argparse.Namespace) -> int:
     if os.path.abspath(args.output) == os.path.abspath(args.input):
         raise InputError("output folder must differ from the prediction folder")
 
+    from nnunet_ext.integrity import SETTINGS_FILE, check_output_dir, check_settings, check_values, \
+        read_header_checked, record_settings
+
+    check_output_dir(args.output, "output folder (-o)")
+    for case in cases:  # every input complete, 3D, plausible spacing, before anything is written
+        read_header_checked(os.path.join(args.input, case + ending), ndim=3)
+        read_header_checked(os.path.join(args.lung, case + ending), ndim=3)
     config = filter_config(args)
-    os.makedirs(args.output, exist_ok=True)
+    settings = {"filter": "lung", "config": asdict(config), "lung_folder": os.path.abspath(args.lung)}
+    check_settings(args.output, settings, args.overwrite, what="post-processing folder")
     log_path = os.path.join(args.output, "postprocess_log.json")
     previous: dict = {}
     if os.path.isfile(log_path):
@@ -138,10 +149,12 @@ def run(args: argparse.Namespace) -> int:
             if case in previous:
                 cases_log[case] = previous[case]
             continue
-        pred_img = _read_sitk(os.path.join(args.input, case + ending))
+        pred_path = os.path.join(args.input, case + ending)
+        pred_img = _read_sitk(pred_path)
         if pred_img.GetDimension() != 3:
             raise InputError(f"case {case}: prediction must be 3D, got {pred_img.GetDimension()}D")
-        pred = sitk.GetArrayFromImage(pred_img) > 0
+        # a float map (probabilities, an image) is not a segmentation: refused, not turned into one component
+        pred = check_values(sitk.GetArrayFromImage(pred_img), pred_path, kind="label") > 0
         spacing_zyx = tuple(pred_img.GetSpacing())[::-1]
         # every warning (lung mask resampled, lung mask empty) goes to stderr once per case and into the log
         with warnings.catch_warnings(record=True) as caught:
@@ -154,6 +167,8 @@ def run(args: argparse.Namespace) -> int:
             log["warnings"].insert(0, str(caught[0].message))
         log.pop("config", None)
         log["lung_resampled"] = resampled
+        if not cases_log or not os.path.isfile(os.path.join(args.output, SETTINGS_FILE)):
+            record_settings(args.output, settings, command="nnext postprocess lung")
         write_image(filtered.astype(np.uint8), Geometry.of(pred_img), out_path)
         cases_log[case] = log
         print(f"{case}: {log['n_kept']} of {log['n_components']} component(s) kept")

@@ -22,7 +22,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="auto (default): lungmask when installed with local weights, else threshold")
     parser.add_argument("--lungmask-weights", default=None, metavar="PATH",
                         help="local R231 weights file for the lungmask backend (never downloaded)")
-    parser.add_argument("--overwrite", action="store_true", help="recompute masks that already exist")
+    parser.add_argument("--nan-policy", choices=("refuse", "zero"), default="refuse",
+                        help="CT voxels that are NaN / Inf: refuse the file (default) or set them to 0")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="recompute masks that already exist (also needed to change the backend of a folder)")
 
 
 def _stem(filename: str) -> str:
@@ -65,6 +68,8 @@ def run(args: argparse.Namespace) -> int:
 
     from nnunet_ext.errors import InputError
     from nnunet_ext.imageio import read_image, write_image
+    from nnunet_ext.integrity import (check_output_dir, check_output_file, check_settings, read_header_checked,
+                                      record_settings)
     from nnunet_ext.postprocessing.lungmask import compute_lung_mask, lungmask_available
 
     if args.lungmask_weights is not None and not os.path.isfile(args.lungmask_weights):
@@ -72,7 +77,11 @@ def run(args: argparse.Namespace) -> int:
     jobs = collect_jobs(args.input, args.output)
     if not jobs:
         raise InputError(f"{args.input}: no CASE_0000 images in this folder")
-    todo = [(i, o) for i, o in jobs if args.overwrite or not os.path.exists(o)]
+    single_file = len(jobs) == 1 and jobs[0][1] == args.output
+    if single_file:
+        check_output_file(args.output, "output mask file (-o)")
+    else:
+        check_output_dir(args.output, "output folder (-o)")
 
     backend = args.backend
     if backend in ("auto", "lungmask"):
@@ -87,17 +96,25 @@ def run(args: argparse.Namespace) -> int:
             print(f"lungmask: backend threshold (lungmask unusable: {reason})")
     else:
         print("lungmask: backend threshold")
+    for ct_path, _ in jobs:  # every input checked (complete file, 3D, plausible spacing) before any output
+        read_header_checked(ct_path, ndim=3)
+    settings = {"backend": backend, "lungmask_weights": os.path.abspath(args.lungmask_weights)
+                if args.lungmask_weights else None, "nan_policy": args.nan_policy}
+    folder = os.path.dirname(os.path.abspath(args.output)) if single_file else args.output
+    if not single_file:  # stale-output guard: masks of another backend are not mixed into this folder
+        check_settings(folder, settings, args.overwrite, what="lung-mask folder")
+    todo = [(i, o) for i, o in jobs if args.overwrite or not os.path.exists(o)]
     if len(todo) < len(jobs):
         print(f"lungmask: skipping {len(jobs) - len(todo)} existing mask(s) (use --overwrite to recompute)")
 
     for ct_path, out_path in tqdm(todo, desc="lung masks", unit="case", disable=not todo, file=sys.stderr):
-        ct, geometry = read_image(ct_path)
-        if ct.ndim != 3:
-            raise InputError(f"{ct_path}: expected a 3D CT; got a {ct.ndim}D image of shape {ct.shape}")
+        ct, geometry = read_image(ct_path, ndim=3, kind="image", nan_policy=args.nan_policy)
         try:
             mask, _ = compute_lung_mask(ct, geometry, backend=backend, weights=args.lungmask_weights)
         except InputError as e:
             raise InputError(f"{ct_path}: {e}") from None
+        if not single_file and todo and ct_path == todo[0][0]:
+            record_settings(args.output, settings, command="nnext lungmask")
         write_image(mask.astype("uint8"), geometry, out_path)
     print(f"lungmask: wrote {len(todo)} mask(s) to {args.output}")
     return 0
