@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "roi-dataset": ("nnunet_ext.postprocessing.roi_dataset", "nnU-Net raw dataset of ROI crops (stage 2 of the lung cascade)"),
     "trainers": ("nnunet_ext.trainers.cli", "list the extension trainers usable with nnUNetv2_train -tr"),
     "evaluate": ("nnunet_ext.evaluation.cli", "Dice / HD95 / NSD and more between reference and predicted segmentations"),
+    "calibrate": ("nnunet_ext.evaluation.calibrate_cli", "fit temperature scaling on nnU-Net's cross-validation outputs (calibration.json)"),
     "compare": ("nnunet_ext.evaluation.compare_cli", "paired comparison of two evaluation summaries (Wilcoxon, Spearman, Pearson)"),
     "convert": ("nnunet_ext.conversion.cli", "convert public collections to nnU-Net raw datasets (nsclc)"),
     "demo": ("nnunet_ext.demo", "end-to-end demo on a synthetic chest dataset (synth, plan, train, predict, evaluate)"),

@@ -1,0 +1,262 @@
+"""Temperature scaling: the fit recovers known temperatures, apply_temperature against hand computations, the
+``nnext calibrate`` command on an exact-format fake nnU-Net results folder (fold_0 / fold_1 validation npz + pkl,
+gt_segmentations with a non-identity direction), the model-identity check of ``calibration.json``, and one run
+on real ``nnUNetv2_train --val --npz`` output of the fixture model."""
+import json
+import os
+import pickle
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from nnunet_ext.cli.main import main
+from nnunet_ext.core.calibration_file import CALIBRATION_FILE, load_calibration
+from nnunet_ext.core.temperature import VoxelSampler, apply_temperature, fit_temperature
+from nnunet_ext.errors import InputError
+
+
+def _softmax(s):
+    e = np.exp(s - s.max(0))
+    return e / e.sum(0)
+
+
+def _draw(q, rng):
+    """One label per column of probabilities q (C, N)."""
+    return (q.cumsum(0) < rng.random(q.shape[1])).sum(0)
+
+
+# ---------------------------------------------------------------- core
+def test_fit_recovers_known_temperature():
+    rng = np.random.default_rng(0)
+    z = rng.normal(0.0, 3.0, (3, 100_000))
+    for t_true in (0.5, 2.5):
+        y = _draw(_softmax(z / t_true), rng)
+        fit = fit_temperature(z, y)
+        assert abs(fit.temperature - t_true) < 0.05 * t_true
+        assert fit.nll_after < fit.nll_before
+    # log-probabilities give the same T as logits (softmax is shift invariant)
+    y = _draw(_softmax(z / 2.0), rng)
+    logp = z - np.log(np.exp(z).sum(0))
+    assert fit_temperature(logp, y).temperature == pytest.approx(fit_temperature(z, y).temperature, rel=1e-4)
+
+
+def test_fit_per_class_and_sigmoid():
+    rng = np.random.default_rng(1)
+    z = rng.normal(0.0, 3.0, (3, 100_000))
+    t_true = np.array([1.0, 2.0, 0.5])
+    y = _draw(_softmax(z / t_true[:, None]), rng)
+    fit = fit_temperature(z, y, per_class=True)
+    np.testing.assert_allclose(fit.temperature, t_true, rtol=0.06)
+    zr = rng.normal(0.0, 4.0, (2, 100_000))
+    tr = np.array([3.0, 0.7])
+    targets = (rng.random(zr.shape) < 1 / (1 + np.exp(-zr / tr[:, None]))).astype(np.uint8)
+    np.testing.assert_allclose(fit_temperature(zr, targets, sigmoid=True, per_class=True).temperature, tr, rtol=0.06)
+
+
+def test_apply_temperature_by_hand():
+    import torch
+
+    p = np.array([[0.7, 0.0, 0.25], [0.2, 0.5, 0.25], [0.1, 0.5, 0.5]], dtype=np.float32)
+    # T = 2: p ** 0.5 renormalised
+    hand = np.sqrt(p.astype(np.float64))
+    hand /= hand.sum(0)
+    np.testing.assert_allclose(apply_temperature(p, 2.0), hand, rtol=1e-6)
+    # per class T = (1, 2, 0.5): p_c ** (1 / T_c) renormalised; zeros stay zero
+    hand = p.astype(np.float64) ** np.array([1.0, 0.5, 2.0])[:, None]
+    hand /= hand.sum(0)
+    out = apply_temperature(p, [1.0, 2.0, 0.5])
+    np.testing.assert_allclose(out, hand, rtol=1e-6)
+    assert out.dtype == np.float32 and out[0, 1] == 0
+    t_out = apply_temperature(torch.from_numpy(p.copy()), [1.0, 2.0, 0.5])
+    assert isinstance(t_out, torch.Tensor) and t_out.dtype == torch.float32
+    np.testing.assert_allclose(t_out.numpy(), hand, rtol=1e-5)
+    # sigmoid: sigmoid(logit(p) / T); p = 0.8, T = 2 -> sqrt(4) / (1 + sqrt(4)) = 2 / 3
+    s = apply_temperature(np.array([[0.8, 0.0, 1.0]]), 2.0, sigmoid=True)
+    np.testing.assert_allclose(s, [[2 / 3, 0.0, 1.0]], atol=1e-12)
+    # T = 1 is the identity; a 4D (C, z, y, x) array keeps its shape
+    vol = _softmax(np.random.default_rng(2).normal(size=(3, 4, 5, 6))).astype(np.float32)
+    np.testing.assert_allclose(apply_temperature(vol, 1.0), vol, atol=1e-6)
+
+
+def test_voxel_sampler_is_uniform_over_the_union_and_order_free():
+    s1, s2 = VoxelSampler(budget=50, seed=3), VoxelSampler(budget=50, seed=3)
+    data = {c: np.arange(i * 100, i * 100 + 100, dtype=np.float32)[None] for i, c in enumerate("abc")}
+    for c in "abc":
+        s1.add("g0" if c != "c" else "g1", c, data[c], np.zeros(100, np.int64))
+    for c in "cba":
+        s2.add("g0" if c != "c" else "g1", c, data[c], np.zeros(100, np.int64))
+    a, _, n = s1.sample(["g0", "g1"])
+    b, _, _ = s2.sample(["g1", "g0"])
+    assert n == 300 and a.shape == (1, 50)
+    np.testing.assert_array_equal(np.sort(a), np.sort(b))
+    # the union sample equals the 50 smallest keys of all 300 voxels (brute force)
+    keys = np.concatenate([np.random.default_rng([3, __import__("zlib").crc32(c.encode())]).random(100) for c in "abc"])
+    values = np.concatenate([data[c][0] for c in "abc"])
+    np.testing.assert_array_equal(np.sort(a[0]), np.sort(values[np.argsort(keys)[:50]]))
+
+
+# ---------------------------------------------------------------- fake nnU-Net results folder
+TR, PL, CF = "nnUNetTrainer", "nnUNetPlans", "3d_fullres"
+SHAPE = (6, 9, 7)                      # (z, y, x): non-cubic so a transposed npz cannot pass
+DIRECTION = (0.0, 1.0, 0.0, -1.0, 0.0, 0.0, 0.0, 0.0, 1.0)
+T_TRUE = 2.0                           # written probabilities are softmax(l * T_TRUE): over-confident
+
+
+def _write_label(arr, path):
+    img = sitk.GetImageFromArray(arr.astype(np.uint8))
+    img.SetSpacing((0.8, 0.7, 2.5))
+    img.SetOrigin((10.0, -5.0, 3.0))
+    img.SetDirection(DIRECTION)
+    sitk.WriteImage(img, str(path), True)
+
+
+@pytest.fixture
+def fake_results(tmp_path, monkeypatch):
+    """Dataset777: model folder with fold_0 / fold_1 validation outputs exactly as nnU-Net 2.8.1 writes them
+    (``np.savez_compressed(CASE.npz, probabilities=(C, z, y, x) float32)``, ``CASE.pkl`` properties,
+    ``CASE.nii.gz`` segmentation) and references in nnUNet_preprocessed/.../gt_segmentations."""
+    roots = {k: tmp_path / k for k in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")}
+    for k, v in roots.items():
+        monkeypatch.setenv(k, str(v))
+    name = "Dataset777_Fake"
+    model = roots["nnUNet_results"] / name / f"{TR}__{PL}__{CF}"
+    gt = roots["nnUNet_preprocessed"] / name / "gt_segmentations"
+    gt.mkdir(parents=True)
+    model.mkdir(parents=True)
+    (model / "plans.json").write_text(json.dumps({"plans_name": PL, "configurations": {CF: {"patch_size": [8, 8, 8]}}}))
+    (model / "dataset.json").write_text(json.dumps({"labels": {"background": 0, "a": 1, "b": 2}, "file_ending": ".nii.gz",
+                                                    "channel_names": {"0": "CT"}, "numTraining": 8}))
+    rng = np.random.default_rng(0)
+    for fold in (0, 1):
+        vdir = model / f"fold_{fold}" / "validation"
+        vdir.mkdir(parents=True)
+        for i in range(4):
+            case = f"case_{fold}{i}"
+            logits = rng.normal(0.0, 1.5, (3,) + SHAPE)
+            logits[1, 1:4, 2:6, 1:5] += 2.0          # a foreground blob so the bbox ROI is a proper sub-box
+            labels = _draw(_softmax(logits.reshape(3, -1)), rng).reshape(SHAPE)
+            probs = _softmax(logits * T_TRUE).astype(np.float32)
+            np.savez_compressed(vdir / f"{case}.npz", probabilities=probs)
+            with open(vdir / f"{case}.pkl", "wb") as f:
+                pickle.dump({"spacing": [2.5, 0.7, 0.8], "shape_before_cropping": SHAPE,
+                             "bbox_used_for_cropping": [[0, s] for s in SHAPE]}, f)
+            _write_label(probs.argmax(0), vdir / f"{case}.nii.gz")
+            _write_label(labels, gt / f"{case}.nii.gz")
+    return model
+
+
+def _calibrate(*extra):
+    return main(["calibrate", "-d", "777", "-c", CF, "-tr", TR, "-p", PL, "-q", *extra])
+
+
+def test_calibrate_on_fake_nnunet_validation(fake_results):
+    assert _calibrate("--roi", "all") == 0
+    data = json.loads((fake_results / CALIBRATION_FILE).read_text())
+    assert abs(data["temperature"] - T_TRUE) < 0.25
+    assert data["fitted_on"]["n_cases"] == 8 and data["fitted_on"]["voxels"] == 8 * np.prod(SHAPE)
+    assert data["model"]["trainer"] == TR and data["model"]["plans_identifier"] == PL
+    held = data["held_out"]["per_group"]
+    assert set(held) == {"fold_0", "fold_1"} and held["fold_0"]["fitted_on"] == ["fold_1"]
+    for v in held.values():                  # cross-fitted T lowers ECE, Brier and NLL on the held-out fold
+        assert v["ece_after"] < v["ece_before"] and v["brier_after"] < v["brier_before"]
+        assert v["nll_after"] < v["nll_before"]
+    # the predictor side: loaded for the same model and applied
+    cal = load_calibration(fake_results, PL, TR, CF)
+    probs = np.load(fake_results / "fold_0" / "validation" / "case_00.npz")["probabilities"]
+    np.testing.assert_allclose(cal.apply(probs, sigmoid=False), apply_temperature(probs, data["temperature"]), atol=1e-7)
+    # existing file kept without --overwrite; per-class fit with --fit-folds 0 evaluates fold 1 with that T
+    assert _calibrate() == 2
+    assert _calibrate("--per-class", "--fit-folds", "0", "--overwrite") == 0
+    data = json.loads((fake_results / CALIBRATION_FILE).read_text())
+    assert len(data["temperature"]) == 3 and data["fitted_on"]["groups"] == ["fold_0"]
+    assert list(data["held_out"]["per_group"]) == ["fold_1"]
+    assert data["held_out"]["per_group"]["fold_1"]["temperature"] == data["temperature"]
+
+
+def test_foreign_calibration_file_is_refused(fake_results, tmp_path):
+    assert _calibrate() == 0
+    assert load_calibration(fake_results, PL, TR, CF) is not None
+    with pytest.raises(InputError, match="another model.*trainer 'nnUNetTrainer'"):
+        load_calibration(fake_results, PL, "MCDropoutTrainer", CF)
+    with pytest.raises(InputError, match="another model.*plans"):
+        load_calibration(fake_results, "nnextTinyPlans", TR, CF)
+    plans = json.loads((fake_results / "plans.json").read_text())
+    plans["configurations"][CF]["patch_size"] = [16, 16, 16]       # same names, other plans content
+    (fake_results / "plans.json").write_text(json.dumps(plans))
+    with pytest.raises(InputError, match="plans.json content"):
+        load_calibration(fake_results, PL, TR, CF)
+    # no file -> None
+    assert load_calibration(tmp_path, PL, TR, CF) is None
+
+
+def test_calibrate_folder_mode(fake_results, tmp_path, capsys):
+    vdir = fake_results / "fold_0" / "validation"
+    ref = fake_results.parents[2] / "nnUNet_preprocessed" / "Dataset777_Fake" / "gt_segmentations"
+    out = tmp_path / "cal.json"
+    assert main(["calibrate", "--probabilities", str(vdir), "-ref", str(ref), "-o", str(out), "--n-splits", "2"]) == 0
+    data = json.loads(out.read_text())
+    assert data["model"] is None and set(data["held_out"]["per_group"]) == {"split_0", "split_1"}
+    assert data["fitted_on"]["n_cases"] == 4
+    assert "T = " in capsys.readouterr().out
+    # a file without a model is refused by the predictor
+    shutil.copy(out, fake_results / CALIBRATION_FILE)
+    with pytest.raises(InputError, match="without a model"):
+        load_calibration(fake_results, PL, TR, CF)
+
+
+def _one_line_error(capsys, argv, pattern):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and pattern in err, err
+
+
+def test_calibrate_bad_input(fake_results, capsys):
+    base = ["calibrate", "-d", "777", "-c", CF, "-tr", TR, "-p", PL, "-q"]
+    _one_line_error(capsys, base[:5] + ["-tr", "Nope"], "no such model folder")
+    _one_line_error(capsys, base + ["-f", "3"], "no validation folder; train with nnUNetv2_train 777 3d_fullres 3")
+    vdir = fake_results / "fold_1" / "validation"
+    for f in vdir.glob("*.npz"):
+        f.unlink()
+    _one_line_error(capsys, base, "fold_1/validation: no .npz probabilities")
+    _one_line_error(capsys, base + ["-f", "0", "--fit-folds", "1"], "only fold 0 is read")
+    # a transposed (C, x, y, z) npz: one line naming the file and both shapes
+    f0 = fake_results / "fold_0" / "validation" / "case_00.npz"
+    p = np.load(f0)["probabilities"]
+    np.savez_compressed(f0, probabilities=p.transpose(0, 3, 2, 1))
+    _one_line_error(capsys, base + ["-f", "0"], "case_00.npz have shape (C, *S) (3, 7, 9, 6)")
+    np.savez_compressed(f0, softmax=p)
+    _one_line_error(capsys, base + ["-f", "0"], "no 'probabilities' array")
+    _one_line_error(capsys, ["calibrate", "-q"], "give a model")
+
+
+# ---------------------------------------------------------------- real nnUNetv2_train --npz output
+@pytest.mark.slow
+def test_calibrate_real_nnunet_validation_npz(trained_chest_model, tmp_path):
+    """Rerun only the validation of the fixture model with ``--val --npz`` (in a copy of nnUNet_results, so the
+    shared fixture stays untouched) and calibrate on nnU-Net's own files."""
+    trainer, plans, _ = trained_chest_model.name.split("__")
+    dataset_id = trained_chest_model.parent.name[len("Dataset"):len("Dataset") + 3]
+    results = tmp_path / "results"
+    shutil.copytree(trained_chest_model.parents[1], results)
+    env = {**os.environ, "nnUNet_results": str(results)}
+    exe = os.path.join(os.path.dirname(sys.executable), "nnUNetv2_train")
+    proc = subprocess.run([exe, dataset_id, "3d_fullres", "0", "-tr", trainer, "-p", plans,
+                           "-device", "cpu", "--val", "--npz"], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    model = results / trained_chest_model.name
+    os.environ["nnUNet_results"], old = str(results), os.environ["nnUNet_results"]
+    try:
+        assert main(["calibrate", "-d", dataset_id, "-c", "3d_fullres", "-tr", trainer, "-p", plans,
+                     "-q", "--n-splits", "2"]) == 0
+    finally:
+        os.environ["nnUNet_results"] = old
+    data = json.loads((model / CALIBRATION_FILE).read_text())
+    assert data["source"]["folds"] == ["0"] and data["fitted_on"]["n_cases"] >= 2
+    assert 0.01 < data["temperature"] < 100 and data["fitted_on"]["nll_after"] <= data["fitted_on"]["nll_before"]
+    assert set(data["held_out"]["per_group"]) == {"split_0", "split_1"}
+    cal = load_calibration(model, plans, trainer, "3d_fullres")
+    assert cal is not None and cal.temperature.size == 2
