@@ -28,9 +28,14 @@ def build_roi_dataset(source: "int | str", target_id: int, margin: int = 16, mas
     """
     if margin < 0:
         raise InputError(f"--margin must be >= 0, got {margin}")
+    from nnunet_ext.integrity import check_output_dir, load_json_checked, read_header_checked
+
     src = find_dataset(source, "nnUNet_raw")
-    dataset_json = json.loads((src / "dataset.json").read_text())
+    dataset_json = load_json_checked(src / "dataset.json", ("file_ending",))
+    if not (dataset_json.get("channel_names") or dataset_json.get("modality")):
+        raise InputError(f"{src / 'dataset.json'}: dataset.json lacks required key 'channel_names'")
     ending = dataset_json["file_ending"]
+    check_output_dir(env_dir("nnUNet_raw"), "nnUNet_raw folder")
     mask_dir = src / "labelsTr" if masks_from == "gt" else Path(masks_from)
     if not mask_dir.is_dir():
         raise InputError(f"mask folder {mask_dir} not found")
@@ -38,17 +43,26 @@ def build_roi_dataset(source: "int | str", target_id: int, margin: int = 16, mas
     missing = [c.case_id for c in cases if not (mask_dir / f"{c.case_id}{ending}").is_file()]
     if missing:
         raise InputError(f"{mask_dir}: no mask for case(s) {', '.join(missing[:10])}")
+    for case in cases:  # every file complete, 3D, plausible spacing, on the label's grid: before writing anything
+        label_file = src / "labelsTr" / f"{case.case_id}{ending}"
+        grid = read_header_checked(label_file, ndim=3)
+        for f in (mask_dir / f"{case.case_id}{ending}", *case.files):
+            shape, g = read_header_checked(f, ndim=3)
+            if shape != grid[0] or not g.matches(grid[1]):
+                raise InputError(f"{f}: grid {shape} (spacing {tuple(round(v, 4) for v in g.spacing)}) does not match "
+                                 f"the label {label_file.name} {grid[0]} (spacing "
+                                 f"{tuple(round(v, 4) for v in grid[1].spacing)})")
     name = name or f"{src.name[11:]}ROI{margin}"
     info, n = {"source": src.name, "margin_vox": margin, "masks_from": masks_from, "crops": {}}, 0
     with staged_dataset(env_dir("nnUNet_raw"), target_id, name, overwrite) as (tmp, final):
         for sub in ("imagesTr", "labelsTr"):
             (tmp / sub).mkdir(parents=True)
         for case in tqdm(cases, desc="ROI crops", disable=not progress):
-            mask, mask_geometry = read_image(mask_dir / f"{case.case_id}{ending}")
-            label, geometry = read_image(src / "labelsTr" / f"{case.case_id}{ending}")
+            mask, mask_geometry = read_image(mask_dir / f"{case.case_id}{ending}", kind="mask")
+            label, geometry = read_image(src / "labelsTr" / f"{case.case_id}{ending}", kind="label")
             if mask.shape != label.shape or not mask_geometry.matches(geometry):
                 raise InputError(f"case {case.case_id}: mask {mask.shape} does not match the label grid {label.shape}")
-            channels = [read_image(f)[0] for f in case.files]
+            channels = [read_image(f, kind="image")[0] for f in case.files]
             for k, box in enumerate(roi_boxes(mask > 0, margin, per_component=True)):
                 crop_id = f"{case.case_id}_roi{k}"
                 start = [s.start for s in box]
