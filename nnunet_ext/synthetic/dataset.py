@@ -129,6 +129,9 @@ def write_dataset(kind: str, dataset_id: int, num_train: int, num_test: int = 0,
     if validate_options is not None:
         validate_options(**kind_options)  # raises InputError
     raw = resolve_raw_dir(raw_dir)
+    from nnunet_ext.integrity import check_output_dir
+
+    check_output_dir(raw, "nnUNet_raw folder")
     with staged_dataset(raw, dataset_id, name, overwrite) as (tmp, final):
         _generate_into(tmp, final.name, kind, spec, num_train, num_test, seed, size, kind_options, progress)
     return final
