@@ -30,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "calibrate": ("nnunet_ext.evaluation.calibrate_cli", "fit temperature scaling on nnU-Net's cross-validation outputs (calibration.json)"),
     "compare": ("nnunet_ext.evaluation.compare_cli", "paired comparison of two evaluation summaries (Wilcoxon, Spearman, Pearson)"),
     "convert": ("nnunet_ext.conversion.cli", "convert public collections to nnU-Net raw datasets (nsclc)"),
+    "kernels": ("nnunet_ext.kernels_cli", "high-uncertainty kernels of an uncertainty map (yang2025 kernel search)"),
     "demo": ("nnunet_ext.demo", "end-to-end demo on a synthetic chest dataset (synth, plan, train, predict, evaluate)"),
 }
 
