@@ -1,0 +1,1 @@
+"""nnU-Net-compatible network classes (buildable by dotted path from plans)."""

@@ -1,0 +1,102 @@
+"""``UGSNetTrainer``: UGS-Net (Yang & Wang, sec. III) on nnU-Net's U-Net, trained with eq. 4 on a rater-set
+dataset.
+
+    L = α1 L_MCM + α2 Φ_a + α3 Φ_b,   α = (0.5, 0.5, 1)  (``NNEXT_UGS_ALPHAS="a1,a2,a3"``)
+
+L_MCM and Φ_a on the full-resolution heads ∪(GT)', ∩(GT)', GT'_uni; Φ_b on X_S. With deep supervision the
+backbone's lower-resolution logits are supervised by Φ as well, with nnU-Net's weights (λ_0 on X_S), i.e.
+Φ_b = Σ_i λ_i Φ(o_i) — at one output this is exactly eq. 4. ``NNEXT_UGS_DICE_WEIGHT`` (default 0 = the
+paper) adds a soft Dice against the mean rater mask to every Φ_b term. ``NNEXT_UGS_MAX_TOKENS`` (4096)
+bounds the self-attention grid. Validation loss is Φ_b alone (the network returns X_S only in eval mode).
+
+The network (:class:`nnunet_ext.networks.ugsnet.UGSNet`) is built through nnU-Net's
+``get_network_from_plans`` by its dotted path, with the plans' backbone class and kwargs, so
+``nnUNetv2_predict`` (which calls this trainer's ``build_network_architecture``) rebuilds it and writes X_S.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
+
+from nnunet_ext.core.fusion_loss import DEFAULT_ALPHAS, decode_targets, fusion_bce, mcm_loss, soft_dice_loss
+from nnunet_ext.networks.ugsnet import DEFAULT_MAX_TOKENS
+from nnunet_ext.trainers.ds_loss import env_knob
+from nnunet_ext.trainers.multi_annotation import RaterSetTrainer
+
+NETWORK_CLASS = "nnunet_ext.networks.ugsnet.UGSNet"
+ALPHAS_ENV, DICE_ENV, TOKENS_ENV = "NNEXT_UGS_ALPHAS", "NNEXT_UGS_DICE_WEIGHT", "NNEXT_UGS_MAX_TOKENS"
+
+
+def _alphas(text) -> tuple:
+    values = tuple(float(v) for v in str(text).split(","))
+    if len(values) != 3:
+        raise ValueError("three comma-separated weights")
+    return values
+
+
+def ugs_alphas() -> tuple:
+    return env_knob(ALPHAS_ENV, ",".join(map(str, DEFAULT_ALPHAS)), _alphas,
+                    lambda v: all(a >= 0 for a in v), "(three comma-separated weights >= 0)")
+
+
+class UGSLoss(torch.nn.Module):
+    """Eq. 4 with deep supervision on X_S (module docstring). ``output`` is UGSNet's dict (training) or X_S."""
+
+    def __init__(self, alphas=DEFAULT_ALPHAS, dice_weight: float = 0.0, batch_dice: bool = False,
+                 weight_factors=None):
+        super().__init__()
+        self.alphas, self.dice_weight, self.batch_dice = tuple(alphas), dice_weight, batch_dice
+        self.weight_factors = None if weight_factors is None else tuple(weight_factors)
+
+    def phi_b(self, xs, target) -> torch.Tensor:
+        outs = list(xs) if isinstance(xs, (list, tuple)) else [xs]
+        targets = list(target) if isinstance(target, (list, tuple)) else [target]
+        weights = self.weight_factors if len(outs) > 1 and self.weight_factors else (1.0,) + (0.0,) * (len(outs) - 1)
+        total = 0.0
+        for w, o, t in zip(weights, outs, targets):
+            if w == 0:
+                continue
+            mean = decode_targets(t)["mean"]
+            term = fusion_bce(o, mean)
+            if self.dice_weight:
+                term = term + self.dice_weight * soft_dice_loss(o, mean, self.batch_dice)
+            total = total + w * term
+        return total
+
+    def forward(self, output, target):
+        a1, a2, a3 = self.alphas
+        if not isinstance(output, dict):
+            return a3 * self.phi_b(output, target)
+        full = target[0] if isinstance(target, (list, tuple)) else target
+        t = decode_targets(full)
+        return (a1 * mcm_loss(output["union"], output["inter"], t["union"], t["intersection"])
+                + a2 * fusion_bce(output["uni"], t["mean"]) + a3 * self.phi_b(output["xs"], target))
+
+
+class UGSNetTrainer(RaterSetTrainer):
+    """nnU-Net U-Net (Feature Extracting Module) + UGS-Net UAM / IUCM head; L = eq. 4 (module docstring)."""
+
+    @classmethod
+    def build_network_architecture(cls, plans_manager, configuration_manager, num_input_channels,
+                                   num_output_channels, enable_deep_supervision=True):
+        kwargs = dict(configuration_manager.network_arch_init_kwargs)
+        kwargs["backbone_class_name"] = configuration_manager.network_arch_class_name
+        kwargs["max_tokens"] = env_knob(TOKENS_ENV, DEFAULT_MAX_TOKENS, int, lambda v: v >= 1, ">= 1")
+        return get_network_from_plans(NETWORK_CLASS, kwargs, configuration_manager.network_arch_init_kwargs_req_import,
+                                      num_input_channels, num_output_channels, allow_init=True,
+                                      deep_supervision=enable_deep_supervision)
+
+    def _build_loss(self):
+        weights = None
+        if self.enable_deep_supervision:
+            n = len(self._get_deep_supervision_scales())
+            w = np.array([1 / (2 ** i) for i in range(n)])
+            w[-1] = 0
+            weights = w / w.sum()
+        dice = env_knob(DICE_ENV, 0.0, float, lambda v: v >= 0, ">= 0")
+        return UGSLoss(ugs_alphas(), dice, self.configuration_manager.batch_dice, weights)
+
+    def checkpoint_metadata(self) -> dict:
+        return {**super().checkpoint_metadata(), "alphas": list(ugs_alphas()),
+                "dice_weight": env_knob(DICE_ENV, 0.0, float), "network": NETWORK_CLASS}
