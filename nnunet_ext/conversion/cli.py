@@ -61,8 +61,32 @@ def _run_nsclc(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_raters(p):
+    from nnunet_ext.conversion import raters_cli
+    raters_cli.add_raters(p, _common)
+
+
+def _run_raters(args):
+    from nnunet_ext.conversion import raters_cli
+    return raters_cli.run_raters(args, _check_common)
+
+
+def _add_lidc(p):
+    from nnunet_ext.conversion import raters_cli
+    raters_cli.add_lidc(p, _common)
+
+
+def _run_lidc(args):
+    from nnunet_ext.conversion import raters_cli
+    return raters_cli.run_lidc(args, _check_common)
+
+
 #: collection -> (help, add_arguments, run). brats / lidc / hecktor go here.
 CONVERTERS = {
+    "raters": ("images + per-rater masks (CASE_rater{k}.nii.gz) -> rater-set labels (all raters in one map)",
+               _add_raters, _run_raters),
+    "lidc": ("LIDC-IDRI (TCIA) via pylidc: nodule crops with every radiologist's mask (rater-set labels)",
+             _add_lidc, _run_lidc),
     "nsclc": ("NSCLC-Radiomics (TCIA): CT DICOM + RTSTRUCT GTV-1 -> CT image + tumour label "
               "(+ lung masks)", _add_nsclc, _run_nsclc),
 }

@@ -16,6 +16,11 @@ TRAINERS: dict[str, tuple[str, str]] = {
                                  "MC dropout + L = Lovasz-softmax[w = 1 + U] + CE, U = MC-dropout variance (isler2025)"),
     "DistanceTransformTrainer": ("nnunet_ext.trainers.distance",
                                  "MC dropout + Dice[w] + CE[w], w = 1 + 10*exp(-d^2/2s^2), d = mm to boundary (isler2025)"),
+    "ClickPromptTrainer": ("nnunet_ext.trainers.click_prompt", "MC dropout + one click-prompt channel per class, stage 1: clicks from the reference with p = 0.5 (chu2026)"),
+    "ClickPromptAutoTrainer": ("nnunet_ext.trainers.click_prompt", "click-prompt network, stage 2: automatic fine-tuning, prompts zero (chu2026)"),
+    "ClickPromptErrorTrainer": ("nnunet_ext.trainers.click_prompt", "click-prompt network, stage 3: clicks in the errors of its own prediction (chu2026)"),
+    "MultiAnnotationTrainer": ("nnunet_ext.trainers.multi_annotation", "rater-set dataset: Phi = mean_j BCE(X, GT_j) + Dice vs mean rater mask (yang-wang eq. 3)"),
+    "UGSNetTrainer": ("nnunet_ext.trainers.ugsnet", "UGS-Net head (UAM + IUCM, Gabor / Otsu FAABs) on nnU-Net's U-Net, L = .5 L_MCM + .5 Phi_a + Phi_b (yang-wang)"),
 }
 
 
