@@ -28,7 +28,7 @@ from typing import Sequence
 import numpy as np
 
 __all__ = ["Kernel", "kernel_size_voxels", "window_sums", "summed_volume_table", "search_kernels",
-           "search_kernels_bruteforce", "DEFAULT_OVERLAP", "DEFAULT_MIN_FRACTION"]
+           "search_kernels_bruteforce", "direct_window_sums", "greedy_walk", "DEFAULT_OVERLAP", "DEFAULT_MIN_FRACTION"]
 
 DEFAULT_OVERLAP = 0.4
 DEFAULT_MIN_FRACTION = 0.1
@@ -142,6 +142,41 @@ def search_kernels(u: np.ndarray, size: Sequence[int], overlap: float = DEFAULT_
     return kernels
 
 
+def direct_window_sums(u: np.ndarray, size: Sequence[int], starts=None) -> np.ndarray:
+    """Reference: the sum of every window (or of ``starts``), each summed voxel by voxel with numpy."""
+    u = np.asarray(u, dtype=np.float64)
+    if starts is None:
+        starts = list(np.ndindex(*[a - b + 1 for a, b in zip(u.shape, size)]))
+    return np.array([u[tuple(slice(s, s + k) for s, k in zip(st, size))].sum() for st in starts])
+
+
+def greedy_walk(sums: np.ndarray, starts: np.ndarray, size: Sequence[int], overlap: float,
+                min_fraction: float | None, min_sum: float | None, max_kernels: int | None) -> list[Kernel]:
+    """Reference greedy selection: stable descending sort, then every candidate checked against every
+    selected kernel."""
+    order = np.argsort(-sums, kind="stable")
+    volume = float(np.prod(size))
+    kernels: list[Kernel] = []
+    chosen = np.zeros((0, len(size)), dtype=np.int64)
+    threshold = min_sum
+    for i in order:
+        if max_kernels is not None and len(kernels) >= max_kernels:
+            break
+        best = float(sums[i])
+        if not best > 0 or (threshold is not None and best < threshold):
+            break
+        st = starts[i]
+        if len(chosen):
+            ov = np.prod(np.clip(np.asarray(size) - np.abs(chosen - st), 0, None), axis=1)
+            if (ov > overlap * volume).any():  # overlap with every selected kernel, checked explicitly
+                continue
+        kernels.append(Kernel(tuple(int(v) for v in st), tuple(size), best))
+        chosen = np.vstack([chosen, st[None]])
+        if threshold is None:
+            threshold = min_fraction * best
+    return kernels
+
+
 def search_kernels_bruteforce(u: np.ndarray, size: Sequence[int], overlap: float = DEFAULT_OVERLAP,
                               min_fraction: float | None = None, min_sum: float | None = None,
                               max_kernels: int | None = None) -> list[Kernel]:
@@ -150,26 +185,6 @@ def search_kernels_bruteforce(u: np.ndarray, size: Sequence[int], overlap: float
     u = np.asarray(u, dtype=np.float64)
     min_fraction, min_sum = _check_threshold(min_fraction, min_sum)
     size = _clip_size(u.shape, size)
-    n = [a - b + 1 for a, b in zip(u.shape, size)]
-    starts = list(np.ndindex(*n))
-    sums = np.array([u[tuple(slice(s, s + k) for s, k in zip(st, size))].sum() for st in starts])
-    order = np.argsort(-sums, kind="stable")
-    volume = float(np.prod(size))
-    kernels: list[Kernel] = []
-    threshold = min_sum
-    for i in order:
-        if max_kernels is not None and len(kernels) >= max_kernels:
-            break
-        best = float(sums[i])
-        if not best > 0 or (threshold is not None and best < threshold):
-            break
-        st = np.asarray(starts[i])
-        if kernels:
-            chosen = np.array([k.start for k in kernels])
-            ov = np.prod(np.clip(np.asarray(size) - np.abs(chosen - st), 0, None), axis=1)
-            if (ov > overlap * volume).any():  # overlap with every selected kernel, checked explicitly
-                continue
-        kernels.append(Kernel(tuple(int(v) for v in st), size, best))
-        if threshold is None:
-            threshold = min_fraction * best
-    return kernels
+    starts = np.array(list(np.ndindex(*[a - b + 1 for a, b in zip(u.shape, size)])), dtype=np.int64)
+    return greedy_walk(direct_window_sums(u, size, starts), starts, size, overlap, min_fraction, min_sum,
+                       max_kernels)
