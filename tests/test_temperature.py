@@ -208,6 +208,34 @@ def test_calibrate_folder_mode(fake_results, tmp_path, capsys):
         load_calibration(fake_results, PL, TR, CF)
 
 
+def test_calibrate_regions_on_nifti_probabilities(tmp_path):
+    """Sigmoid (region) outputs as our CASE_probabilities.nii.gz: per-region T recovered, ECE lowered."""
+    from nnunet_ext.imageio import Geometry, write_probabilities
+
+    rng = np.random.default_rng(5)
+    prob_dir, ref_dir = tmp_path / "pred", tmp_path / "ref"
+    ref_dir.mkdir()
+    geometry = Geometry((0.8, 0.7, 2.5), (10.0, -5.0, 3.0), DIRECTION)
+    sig = lambda x: 1 / (1 + np.exp(-x))  # noqa: E731
+    for i in range(6):
+        l0, l1 = rng.normal(0.0, 2.0, (2,) + SHAPE)
+        t0, t1 = rng.random(SHAPE) < sig(l0), rng.random(SHAPE) < sig(l1)
+        labels = np.where(t1, 2, np.where(t0, 1, 0))
+        q_whole = 1 - (1 - sig(l0)) * (1 - sig(l1))                 # P(label in {1, 2})
+        logit_whole = np.log(q_whole) - np.log1p(-q_whole)
+        probs = np.stack([sig(T_TRUE * logit_whole), sig(T_TRUE * l1)])  # over-confident by T_TRUE
+        write_probabilities(probs, geometry, prob_dir / f"c{i}_probabilities.nii.gz")
+        _write_label(labels, ref_dir / f"c{i}.nii.gz")
+    out = tmp_path / "cal.json"
+    assert main(["calibrate", "--probabilities", str(prob_dir), "-ref", str(ref_dir), "--regions", "1,2", "2",
+                 "--per-class", "--roi", "all", "--n-splits", "3", "-o", str(out), "-q"]) == 0
+    data = json.loads(out.read_text())
+    assert data["nonlinearity"] == "sigmoid" and data["regions"] == [[1, 2], [2]]
+    np.testing.assert_allclose(data["temperature"], [T_TRUE, T_TRUE], rtol=0.15)
+    for v in data["held_out"]["per_group"].values():
+        assert v["ece_after"] < v["ece_before"] and v["nll_after"] < v["nll_before"]
+
+
 def _one_line_error(capsys, argv, pattern):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
