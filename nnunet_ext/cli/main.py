@@ -31,6 +31,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "compare": ("nnunet_ext.evaluation.compare_cli", "paired comparison of two evaluation summaries (Wilcoxon, Spearman, Pearson)"),
     "convert": ("nnunet_ext.conversion.cli", "convert public collections to nnU-Net raw datasets (nsclc)"),
     "kernels": ("nnunet_ext.kernels_cli", "high-uncertainty kernels of an uncertainty map (yang2025 kernel search)"),
+    "fusion-fit": ("nnunet_ext.fusion_cli", "PSO fit of the 2D/3D sigmoid fusion weights per region (yang2025 eq. 2)"),
     "demo": ("nnunet_ext.demo", "end-to-end demo on a synthetic chest dataset (synth, plan, train, predict, evaluate)"),
 }
 
