@@ -81,6 +81,26 @@ def _run_lidc(args):
     return raters_cli.run_lidc(args, _check_common)
 
 
+def _add_brats(p):
+    from nnunet_ext.conversion import brats_cli
+    brats_cli.add_brats(p, _common)
+
+
+def _run_brats(args):
+    from nnunet_ext.conversion import brats_cli
+    return brats_cli.run_brats(args, _check_common)
+
+
+def _add_brats_back(p):
+    from nnunet_ext.conversion import brats_cli
+    brats_cli.add_brats_back(p)
+
+
+def _run_brats_back(args):
+    from nnunet_ext.conversion import brats_cli
+    return brats_cli.run_brats_back(args)
+
+
 #: collection -> (help, add_arguments, run). brats / lidc / hecktor go here.
 CONVERTERS = {
     "raters": ("images + per-rater masks (CASE_rater{k}.nii.gz) -> rater-set labels (all raters in one map)",
@@ -89,6 +109,9 @@ CONVERTERS = {
              _add_lidc, _run_lidc),
     "nsclc": ("NSCLC-Radiomics (TCIA): CT DICOM + RTSTRUCT GTV-1 -> CT image + tumour label "
               "(+ lung masks)", _add_nsclc, _run_nsclc),
+    "brats": ("BraTS 2020 / 2021 / 2023 glioma MRI -> region-based dataset (WT, TC, ET)", _add_brats, _run_brats),
+    "brats-back": ("predictions of a converted BraTS dataset -> that year's label values", _add_brats_back,
+                   _run_brats_back),
 }
 
 _EPILOG = """examples:
