@@ -3,12 +3,23 @@
 distractor blobs outside the lungs. Also yields the lung mask (1 = right lung, 2 = left lung, as lungmask R231).
 
 Coordinates: LPS, +x = patient left, +y = posterior, +z = superior; the right lung is at low x index.
+
+Options reproducing the conditions under which lung masks fail on real CT (all off by default; the default
+case is unchanged): ``fov`` (``chest`` / ``thorax-abdomen`` / ``abdomen``: the scan window moved down so the
+lower lungs + upper abdomen, or only the lung bases, are in the field of view), ``slice_mm`` (slice spacing,
+e.g. 0.6 or 5 mm, same anatomy), ``n_slices`` + ``slab_level`` (a slab of 1-5 slices at a height of the lungs,
+0 = bases, 1 = apices), ``gas`` (``stomach`` / ``colon`` / ``bowel`` gas pockets below the diaphragm; the colon
+holds mottled stool, so its air is not pure), ``touching_lungs`` (lungs joined at the anterior junction),
+``table`` (patient table, foam mattress and a blanket enclosing air around the body) and ``direction``
+(``flipped``: stored with x and y reversed, direction diag(-1, -1, 1); ``oblique``: direction cosines rotated
+12 deg about z and 15 deg about x). See :mod:`nnunet_ext.synthetic.chest_variants`.
 """
 from __future__ import annotations
 
 import numpy as np
 from scipy import ndimage
 
+from nnunet_ext.synthetic import chest_variants as V
 from nnunet_ext.synthetic import shapes as S
 from nnunet_ext.synthetic.dataset import PhantomCase
 
@@ -23,11 +34,27 @@ LOCATIONS = ("inside", "pleural", "crossing")
 LOCATION_P = (0.55, 0.3, 0.15)
 
 
-def generate_chest_case(rng: np.random.Generator, size_zyx=DEFAULT_SIZE) -> PhantomCase:
-    """One chest CT (int16 HU) with its tumour label, lung mask and metadata."""
-    grid, scale, iso = S.scaled_grid(size_zyx, DEFAULT_SIZE, SPACING, CENTRE_XYZ)
+def generate_chest_case(rng: np.random.Generator, size_zyx=DEFAULT_SIZE, *, fov: str = "chest",
+                        slice_mm: "float | None" = None, n_slices: "int | None" = None, slab_level: float = 0.5,
+                        gas=(), touching_lungs: bool = False, table: bool = False,
+                        direction: str = "identity") -> PhantomCase:
+    """One chest CT (int16 HU) with its tumour label, lung mask and metadata (options: module docstring).
+
+    ``size_zyx`` sets the anatomy's scale as before (z extent = size_z x 10 mm); ``slice_mm`` / ``n_slices``
+    / ``fov`` only change how that anatomy is sampled. With gas pockets, ``side_maps["gasmasks"]`` holds them.
+    """
+    V.validate_options(fov=fov, slice_mm=slice_mm, n_slices=n_slices, slab_level=slab_level, gas=gas,
+                       direction=direction)
+    grid, scale, iso, ref_fz, shift = V.scan_grid(size_zyx, DEFAULT_SIZE, SPACING, CENTRE_XYZ, fov, slice_mm,
+                                                  n_slices, slab_level)
+    z, y, x = grid.axes()
+    anat = _anatomy(rng, grid, (z + shift, y, x), scale, ref_fz, shift, touching_lungs)
     axes = grid.axes()
-    anat = _anatomy(rng, grid, axes, scale)
+    extra_maps = {}
+    if gas:
+        extra_maps["gasmasks"] = V.add_gas(rng, anat, (z + shift, y, x), grid, scale, tuple(gas))
+    if table:
+        V.add_table(anat, (z + shift, y, x), grid)
     hu, lung = anat["hu"], anat["lung"]
 
     lung_lr = np.zeros(grid.shape, np.uint8)
@@ -37,13 +64,13 @@ def generate_chest_case(rng: np.random.Generator, size_zyx=DEFAULT_SIZE) -> Phan
     label = np.zeros(grid.shape, np.uint8)
     tumours, distractors = [], []
     lung_dist = ndimage.distance_transform_edt(lung, sampling=grid.spacing)
-    for _ in range(int(rng.integers(1, 3))):
+    for _ in range(int(rng.integers(1, 3)) if lung.any() else 0):
         t = _place_tumour(rng, grid, axes, iso, lung, lung_dist, anat["cavity"], label)
         if t is not None:
             mask, info = t
             label[mask] = 1
             tumours.append(info)
-    if not tumours:  # tiny grids: force one small tumour at the deepest lung point
+    if not tumours and lung.any():  # tiny grids: force one small tumour at the deepest lung point
         mask, info = _deepest_tumour(rng, grid, axes, lung, lung_dist)
         label[mask] = 1
         tumours.append(info)
@@ -70,15 +97,23 @@ def generate_chest_case(rng: np.random.Generator, size_zyx=DEFAULT_SIZE) -> Phan
         _describe(info, grid, label_mask=info.pop("_mask"), lung=lung)
 
     ct = S.to_int16_hu(S.add_ct_noise(rng, hu, sd=20.0, psf_vox=(0.3, 0.5, 0.5)))
-    return PhantomCase(images=[ct], label=label, side_maps={"lungmasks": lung_lr}, geometry=grid.geometry(),
-                       info={"tumours": tumours, "distractors": distractors})
+    info = {"tumours": tumours, "distractors": distractors}
+    options = V.describe_options(fov=fov, slice_mm=slice_mm, n_slices=n_slices, slab_level=slab_level, gas=gas,
+                                 touching_lungs=touching_lungs, table=table, direction=direction)
+    if options:
+        info["options"] = options
+    maps = {"lungmasks": lung_lr, **extra_maps}
+    ct, label, maps, geometry = V.apply_direction(direction, ct, label, maps, grid.geometry())
+    return PhantomCase(images=[ct], label=label, side_maps=maps, geometry=geometry, info=info)
 
 
-def _anatomy(rng, grid, axes, scale) -> dict:
-    """Body, fat shell, ribs, spine, aorta, heart, lungs with vessels and airways (float HU + masks)."""
+def _anatomy(rng, grid, axes, scale, fz=None, shift=0.0, touching_lungs=False) -> dict:
+    """Body, fat shell, ribs, spine, aorta, heart, lungs with vessels and airways (float HU + masks).
+
+    ``axes`` are anatomical mm (grid axes with z moved by ``shift``); ``fz`` is the anatomy's z extent."""
     z, y, x = axes
     sz, sy, sx = scale
-    fz = grid.fov[0]
+    fz = grid.fov[0] if fz is None else fz
     shape = grid.shape
     ax, ay = 130.0 * sx * rng.uniform(0.92, 1.04), 95.0 * sy * rng.uniform(0.9, 1.06)
     body = S.elliptic_cylinder(axes, (0.0, 0.0), (ay, ax))
@@ -126,6 +161,8 @@ def _anatomy(rng, grid, axes, scale) -> dict:
         ell = (S.ellipsoid_radius(axes, c, r) + deform) < 1.0
         mediastinum = np.abs(x + 6.0 * sx * deform / 0.06) < (13.0 + 10.0 * np.clip(-y / cav_ay, 0, 1)) * sx
         lungs[side] = ell & cavity & ~heart & ~mediastinum & ~vertebra & ~aorta & (sign * x > 0)
+    if touching_lungs:
+        V.join_at_anterior_junction(lungs, axes, cavity, heart | aorta | vertebra, lung_z, lung_hz, cav_ay, sx)
     lung = lungs["right"] | lungs["left"]
     gradient = 30.0 * np.clip(y / max(cav_ay, 1.0), -1, 1)  # dependent (posterior) lung is denser
     parenchyma = HU_LUNG + gradient + 12.0 * S.smooth_field(rng, shape, S.sigma_vox(grid.spacing, 8.0))
@@ -146,6 +183,10 @@ def _anatomy(rng, grid, axes, scale) -> dict:
         for _ in range(4):
             d = np.array([rng.uniform(-1.2, 1.2), rng.uniform(-0.8, 0.8), sign * rng.uniform(0.4, 1.0)])
             vessel_segments += S.branching_tree(rng, hila[side], d, 42.0 * min(sx, sy), 4.5 * min(sx, sy), 3)
+    to_grid = np.array([shift, 0.0, 0.0])  # segments are in anatomical mm; the renderer wants grid mm
+    if shift:
+        vessel_segments = [(a - to_grid, b - to_grid, r) for a, b, r in vessel_segments]
+        air_segments = [(a - to_grid, b - to_grid, r) for a, b, r in air_segments]
     vessels = S.render_tubes(grid, vessel_segments)
     walls = S.render_tubes(grid, air_segments, extra_radius=2.0)
     lumen = S.render_tubes(grid, air_segments)
@@ -155,7 +196,9 @@ def _anatomy(rng, grid, axes, scale) -> dict:
     hu = np.where(body, hu * (1 - lumen) + HU_AIR * lumen, hu)
     return {"hu": hu.astype(np.float32), "lung": lung, "lung_right": lungs["right"], "lung_left": lungs["left"],
             "body": body, "cavity": cavity, "bone": bone, "airway": airway, "chest_wall": body & ~muscle,
-            "mediastinum": cavity & thorax & ~lung & ~airway & ~heart & ~aorta & ~bone}
+            "mediastinum": cavity & thorax & ~lung & ~airway & ~heart & ~aorta & ~bone,
+            "frame": {"fz": fz, "lung_z": lung_z, "lung_hz": lung_hz, "ax": ax, "ay": ay, "cav_ax": cav_ax,
+                      "cav_ay": cav_ay}}
 
 
 def _tumour_blob(rng, grid, axes, centre, radius):
