@@ -261,30 +261,86 @@ def test_calibrate_bad_input(fake_results, capsys):
     _one_line_error(capsys, ["calibrate", "-q"], "give a model")
 
 
-# ---------------------------------------------------------------- real nnUNetv2_train --npz output
-@pytest.mark.slow
-def test_calibrate_real_nnunet_validation_npz(trained_chest_model, tmp_path):
-    """Rerun only the validation of the fixture model with ``--val --npz`` (in a copy of nnUNet_results, so the
-    shared fixture stays untouched) and calibrate on nnU-Net's own files."""
-    trainer, plans, _ = trained_chest_model.name.split("__")
-    dataset_id = trained_chest_model.parent.name[len("Dataset"):len("Dataset") + 3]
-    results = tmp_path / "results"
-    shutil.copytree(trained_chest_model.parents[1], results)
-    env = {**os.environ, "nnUNet_results": str(results)}
-    exe = os.path.join(os.path.dirname(sys.executable), "nnUNetv2_train")
-    proc = subprocess.run([exe, dataset_id, "3d_fullres", "0", "-tr", trainer, "-p", plans,
-                           "-device", "cpu", "--val", "--npz"], capture_output=True, text=True, env=env)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    model = results / trained_chest_model.name
-    os.environ["nnUNet_results"], old = str(results), os.environ["nnUNet_results"]
-    try:
-        assert main(["calibrate", "-d", dataset_id, "-c", "3d_fullres", "-tr", trainer, "-p", plans,
-                     "-q", "--n-splits", "2"]) == 0
-    finally:
-        os.environ["nnUNet_results"] = old
+# ---------------------------------------------------------------- nnU-Net's own exporter
+def test_calibrate_reads_npz_written_by_nnunet_exporter(tmp_path, monkeypatch):
+    """nnU-Net 2.8.1's ``export_prediction_from_logits`` (what ``nnUNetv2_train --npz`` calls for every validation
+    case) writes the npz from network logits in the transposed, cropped grid (transpose_forward = [2, 0, 1], a
+    crop box); calibrate must read it in the reference's geometry and recover the over-confidence T.
+    (Training a model with --npz costs minutes on 2 cores, so the exporter is driven directly.)"""
+    from nnunetv2.imageio.simpleitk_reader_writer import SimpleITKIO
+    from nnunetv2.inference.export_prediction import export_prediction_from_logits
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+    roots = {k: tmp_path / k for k in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")}
+    for k, v in roots.items():
+        monkeypatch.setenv(k, str(v))
+    name, shape = "Dataset778_Exported", (10, 14, 12)
+    gt = roots["nnUNet_preprocessed"] / name / "gt_segmentations"
+    model = roots["nnUNet_results"] / name / f"{TR}__{PL}__{CF}"
+    gt.mkdir(parents=True)
+    dataset_json = {"labels": {"background": 0, "tumour": 1}, "file_ending": ".nii.gz", "channel_names": {"0": "CT"},
+                    "numTraining": 4}
+    tf, tb = [2, 0, 1], [1, 2, 0]
+    box = [[1, 9], [2, 13], [0, 11]]                       # crop in the original (z, y, x) array
+    spacing_zyx = [2.5, 0.7, 0.8]
+    plans = {"dataset_name": name, "plans_name": PL, "original_median_spacing_after_transp": [1, 1, 1],
+             "original_median_shape_after_transp": [1, 1, 1], "image_reader_writer": "SimpleITKIO",
+             "transpose_forward": tf, "transpose_backward": tb, "label_manager": "LabelManager",
+             "foreground_intensity_properties_per_channel": {},
+             "configurations": {CF: {"data_identifier": "x", "preprocessor_name": "DefaultPreprocessor",
+                                     "batch_size": 2, "patch_size": [8, 8, 8], "median_image_size_in_voxels": [8, 8, 8],
+                                     "spacing": [spacing_zyx[i] for i in tf], "normalization_schemes": ["CTNormalization"],
+                                     "use_mask_for_norm": [False], "resampling_fn_data": "resample_data_or_seg_to_shape",
+                                     "resampling_fn_seg": "resample_data_or_seg_to_shape",
+                                     "resampling_fn_data_kwargs": {"is_seg": False, "order": 3, "order_z": 0, "force_separate_z": None},
+                                     "resampling_fn_seg_kwargs": {"is_seg": True, "order": 1, "order_z": 0, "force_separate_z": None},
+                                     "resampling_fn_probabilities": "resample_data_or_seg_to_shape",
+                                     "resampling_fn_probabilities_kwargs": {"is_seg": False, "order": 1, "order_z": 0, "force_separate_z": None},
+                                     "batch_dice": False, "architecture": {}}}}
+    model.mkdir(parents=True)
+    (model / "plans.json").write_text(json.dumps(plans))
+    (model / "dataset.json").write_text(json.dumps(dataset_json))
+    pm = PlansManager(plans)
+    cm = pm.get_configuration(CF)
+    rng = np.random.default_rng(7)
+    crop = tuple(slice(a, b) for a, b in box)
+    inside = np.zeros(shape, bool)
+    inside[crop] = True
+    for fold in (0, 1):
+        vdir = model / f"fold_{fold}" / "validation"
+        vdir.mkdir(parents=True)
+        for i in range(3):
+            case = f"ex_{fold}{i}"
+            logits = rng.normal(0.0, 1.5, (2,) + shape)
+            logits[1] -= 1.0
+            labels = np.zeros(shape, np.int64)
+            labels[crop] = _draw(_softmax(logits[(slice(None),) + crop].reshape(2, -1)), rng).reshape(
+                [b - a for a, b in box])
+            img = sitk.GetImageFromArray(labels.astype(np.uint8))
+            img.SetSpacing(spacing_zyx[::-1])
+            img.SetDirection(DIRECTION)
+            sitk.WriteImage(img, str(gt / f"{case}.nii.gz"))
+            _, props = SimpleITKIO().read_seg(str(gt / f"{case}.nii.gz"))
+            # nnU-Net transposes first, then crops: shape and box are in the transposed frame
+            props.update(shape_before_cropping=[shape[j] for j in tf], bbox_used_for_cropping=[box[j] for j in tf],
+                         shape_after_cropping_and_before_resampling=[box[j][1] - box[j][0] for j in tf])
+            net = (T_TRUE * logits[(slice(None),) + crop]).transpose([0] + [j + 1 for j in tf])  # network grid
+            export_prediction_from_logits(torch_tensor(net), props, cm, pm, dataset_json, str(vdir / case),
+                                          save_probabilities=True, num_threads_torch=1)
+            written = np.load(vdir / f"{case}.npz")["probabilities"]
+            assert written.shape == (2,) + shape                          # original axis order, uncropped
+            np.testing.assert_array_equal(written[0][~inside], 1.0)       # background outside nnU-Net's crop
+            np.testing.assert_allclose(written[(slice(None),) + crop],
+                                       _softmax(T_TRUE * logits[(slice(None),) + crop]), atol=1e-5)
+    assert main(["calibrate", "-d", "778", "-c", CF, "-tr", TR, "-p", PL, "-q", "--roi", "all"]) == 0
     data = json.loads((model / CALIBRATION_FILE).read_text())
-    assert data["source"]["folds"] == ["0"] and data["fitted_on"]["n_cases"] >= 2
-    assert 0.01 < data["temperature"] < 100 and data["fitted_on"]["nll_after"] <= data["fitted_on"]["nll_before"]
-    assert set(data["held_out"]["per_group"]) == {"split_0", "split_1"}
-    cal = load_calibration(model, plans, trainer, "3d_fullres")
-    assert cal is not None and cal.temperature.size == 2
+    assert abs(data["temperature"] - T_TRUE) < 0.3
+    for v in data["held_out"]["per_group"].values():
+        assert v["ece_after"] < v["ece_before"] and v["nll_after"] < v["nll_before"]
+    assert load_calibration(model, PL, TR, CF).temperature.tolist() == [data["temperature"]] * 2
+
+
+def torch_tensor(a):
+    import torch
+
+    return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))

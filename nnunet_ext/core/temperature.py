@@ -139,7 +139,7 @@ def apply_temperature(probabilities, temperature, sigmoid: bool = False):
 
     Softmax: ``p_T,c = p_c ** (1 / T_c) / sum_k p_k ** (1 / T_k)`` (= ``softmax(log p / T)``; zeros stay zero).
     Sigmoid: ``p_T,r = sigmoid(logit(p_r) / T_r)``. ``temperature``: a scalar or one value per channel.
-    Computed in float32 (float64 input: float64), in chunks of voxels.
+    Computed in float32 (float64 input: float64), in chunks of voxels; float16 input comes back as float16.
     """
     t = np.asarray(temperature, dtype=np.float64).reshape(-1)
     n_ch = probabilities.shape[0]
@@ -173,7 +173,7 @@ def apply_temperature(probabilities, temperature, sigmoid: bool = False):
                 s -= s.max(axis=0, keepdims=True)
                 e = np.exp(s)
                 out[:, start:start + _CHUNK] = e / e.sum(axis=0, keepdims=True)
-    return out.reshape(p.shape)
+    return out.reshape(p.shape).astype(p.dtype if p.dtype.kind == "f" else dtype, copy=False)
 
 
 @dataclass

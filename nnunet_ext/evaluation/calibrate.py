@@ -103,11 +103,14 @@ def _read_npz(path: str) -> np.ndarray:
 
 def load_case(src: CaseSource, spec: LabelSpec) -> tuple[np.ndarray, np.ndarray, tuple[float, ...]]:
     """``(probabilities (C, *S) float32, reference S, spacing of S)`` with all checks (one-line InputErrors)."""
+    ref, geometry = read_image(src.reference)
     if src.probabilities.endswith(".npz"):
         probs = _read_npz(src.probabilities)
     else:
-        probs, _ = read_probabilities(src.probabilities)
-    ref, geometry = read_image(src.reference)
+        probs, prob_geometry = read_probabilities(src.probabilities)
+        if not prob_geometry.matches(geometry, atol=1e-3):
+            raise InputError(f"{src.case}: {src.probabilities} and {src.reference} differ in spacing / origin / "
+                             "direction")
     spacing = tuple(float(s) for s in geometry.spacing)[::-1]
     if probs.ndim == ref.ndim + 2 and probs.shape[1] == 1:   # 2D data: nnU-Net adds a leading singleton axis
         ref, spacing = ref[None], (1.0,) + spacing
