@@ -36,11 +36,13 @@ PLANS = "nnextTinyPlans"
 
 
 def _train(dataset_id: int, config: str, trainer: str, results: Path, dataset_name: str) -> Path:
+    from nnunet_ext.paths import nnunet_command
+
     model = results / dataset_name / f"{trainer}__{PLANS}__{config}"
     if (model / "fold_all" / "checkpoint_final.pth").is_file():
         return model
     t = time.perf_counter()
-    cmd = ["nnUNetv2_train", str(dataset_id), config, "all", "-tr", trainer, "-p", PLANS, "-device", "cpu"]
+    cmd = [nnunet_command("nnUNetv2_train"), str(dataset_id), config, "all", "-tr", trainer, "-p", PLANS, "-device", "cpu"]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy())
     if proc.returncode != 0:
         sys.exit(f"{' '.join(cmd)} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}")

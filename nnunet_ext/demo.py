@@ -82,7 +82,9 @@ def run(args) -> int:
     t = _step(3, f"train: nnUNetv2_train {DATASET_ID} {config} 0 -tr {TRAINER} -p {PLANS} -device cpu")
     model = dirs["nnUNet_results"] / raw.name / f"{TRAINER}__{PLANS}__{config}"
     if not (model / "fold_0" / "checkpoint_final.pth").is_file():
-        cmd = [shutil.which("nnUNetv2_train") or "nnUNetv2_train", str(DATASET_ID), config, "0", "-tr", TRAINER,
+        from nnunet_ext.paths import nnunet_command
+
+        cmd = [nnunet_command("nnUNetv2_train"), str(DATASET_ID), config, "0", "-tr", TRAINER,
                "-p", PLANS, "-device", "cpu"]
         if subprocess.run(cmd, env=os.environ.copy()).returncode != 0:
             print("nnext demo: error: nnUNetv2_train failed (see its output above)", file=sys.stderr)

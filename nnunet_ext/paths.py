@@ -5,6 +5,7 @@ import contextlib
 import os
 import re
 import shutil
+import sys
 from pathlib import Path
 
 from nnunet_ext.errors import InputError
@@ -19,6 +20,23 @@ def env_dir(name: str) -> Path:
         raise InputError(f"environment variable {name} is not set (e.g. export {name}=/data/{name}); "
                          "see nnU-Net's documentation/setting_up_paths.md")
     return Path(value)
+
+
+def nnunet_command(name: str) -> str:
+    """Full path of the nnU-Net console script ``name`` (e.g. ``nnUNetv2_train``) to run as a subprocess.
+
+    Looked up next to the running interpreter first (``<venv>/bin`` or ``Scripts`` on Windows: the scripts of the
+    environment nnunetv2 is installed in, also when that environment is not activated and PATH lacks it), then on
+    PATH. :class:`InputError` naming both places when neither has it."""
+    folder = Path(sys.executable).parent
+    for candidate in (folder / name, folder / f"{name}.exe", folder / "Scripts" / f"{name}.exe"):
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
+    found = shutil.which(name)
+    if found:
+        return found
+    raise InputError(f"nnU-Net command {name} not found next to {sys.executable} nor on PATH; is nnunetv2 "
+                     "installed in this environment (pip install nnunetv2)?")
 
 
 def use_workspace(root: Path) -> dict[str, Path]:

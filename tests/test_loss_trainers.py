@@ -15,6 +15,7 @@ from nnunet_ext.core.losses import (
     weighted_cross_entropy,
     weighted_soft_dice_loss,
 )
+from nnunet_ext.paths import nnunet_command
 from nnunet_ext.trainers.distance import DistanceWeightedLoss, deep_supervision_spacings
 from nnunet_ext.trainers.lovasz import UncertaintyLovaszLoss
 
@@ -225,7 +226,7 @@ def test_distance_trainer_weights_at_deep_supervision_resolution(chest_dataset, 
      "distance-transform loss: L = Dice[w] + CE[w], w = 1 + 5.0 * exp(-d^2 / (2 * 8.0^2)), d in mm"),
 ])
 def test_nnunetv2_train_runs(chest_dataset, nnunet_dirs, trainer, fold, env, log_line):
-    proc = subprocess.run(["nnUNetv2_train", "501", "3d_fullres", fold, "-tr", trainer, "-p", "nnextTinyPlans",
+    proc = subprocess.run([nnunet_command("nnUNetv2_train"), "501", "3d_fullres", fold, "-tr", trainer, "-p", "nnextTinyPlans",
                            "-device", "cpu", "--disable_checkpointing"],
                           capture_output=True, text=True, env={**os.environ, **env})
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from nnunet_ext.core.losses import uncertainty_adaptive_loss, weighted_soft_dice_loss
+from nnunet_ext.paths import nnunet_command
 from nnunet_ext.trainers.uncertainty import UncertaintyAdaptiveLoss
 
 
@@ -30,7 +31,7 @@ def test_loss_falls_back_without_uncertainty_and_resizes_for_deep_supervision():
 
 def test_nnunetv2_train_with_uncertainty_trainer(chest_dataset, nnunet_dirs):
     env = {**os.environ, "NNEXT_UNC_SAMPLES": "3"}
-    proc = subprocess.run(["nnUNetv2_train", "501", "3d_fullres", "1", "-tr", "UncertaintyTrainer", "-p",
+    proc = subprocess.run([nnunet_command("nnUNetv2_train"), "501", "3d_fullres", "1", "-tr", "UncertaintyTrainer", "-p",
                            "nnextTinyPlans", "-device", "cpu", "--disable_checkpointing"],
                           capture_output=True, text=True, env=env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -44,6 +45,6 @@ def test_nnunetv2_train_with_uncertainty_trainer(chest_dataset, nnunet_dirs):
 @pytest.mark.parametrize("samples", ["1"])
 def test_bad_sample_count_is_rejected(chest_dataset, nnunet_dirs, samples):
     env = {**os.environ, "NNEXT_UNC_SAMPLES": samples}
-    proc = subprocess.run(["nnUNetv2_train", "501", "3d_fullres", "2", "-tr", "UncertaintyTrainer", "-p",
+    proc = subprocess.run([nnunet_command("nnUNetv2_train"), "501", "3d_fullres", "2", "-tr", "UncertaintyTrainer", "-p",
                            "nnextTinyPlans", "-device", "cpu"], capture_output=True, text=True, env=env)
     assert proc.returncode != 0 and "NNEXT_UNC_SAMPLES >= 2" in proc.stderr
