@@ -1,0 +1,157 @@
+"""Rater-set labels through nnU-Net: nnext convert raters, nnU-Net preprocessing (with and without resampling)
+and the multi-annotation trainers' augmentation keep the decoded raters exact."""
+import json
+import shutil
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from nnunet_ext.core import raters as R
+from nnunet_ext.errors import InputError
+
+RAW_ID, RATER_ID = 611, 612
+#: rater count kept per training case (the phantom writes 4): K varies between cases, 1..4
+KEEP = {0: 4, 1: 2, 2: 3, 3: 1, 4: 4, 5: 2}
+
+
+def _read(path):
+    return sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
+
+
+@pytest.fixture(scope="module")
+def rater_dataset(nnunet_dirs, tmp_path_factory):
+    """Nodule phantoms with 1-4 raters per case -> nnext convert raters -> planned + preprocessed (2d)."""
+    from nnunet_ext.cli.main import main
+    from nnunet_ext.planners.run import plan_and_preprocess
+    from nnunet_ext.synthetic.dataset import write_dataset
+
+    src = write_dataset("nodule", RAW_ID, num_train=len(KEEP), num_test=1, seed=3, size=(16, 32, 32),
+                        progress=False, raters=4)
+    for i, k in KEEP.items():
+        for j in range(k, 4):
+            (src / "labelsTr_raters" / f"nodule_{i:03d}_rater{j}.nii.gz").unlink()
+    assert main(["convert", "raters", "-i", str(src), "-d", str(RATER_ID), "--no-progress"]) == 0
+    folder = next(nnunet_dirs["nnUNet_raw"].glob(f"Dataset{RATER_ID}_*"))
+    plan_and_preprocess(RATER_ID, "TinyPlanner", ["2d"], num_processes=1, verify_dataset_integrity=True,
+                        schedule={"num_epochs": 1, "num_iterations_per_epoch": 4, "num_val_iterations_per_epoch": 2})
+    return src, folder
+
+
+def _raters(src, case, split="Tr"):
+    files = sorted((src / f"labels{split}_raters").glob(f"{case}_rater*.nii.gz"))
+    return np.stack([_read(f) for f in files]).astype(bool)
+
+
+def test_convert_raters_writes_exact_codes_and_valid_dataset_json(rater_dataset):
+    src, folder = rater_dataset
+    ds = json.loads((folder / "dataset.json").read_text())
+    assert ds["labels"]["nodule"] == list(range(1, R.max_label(4) + 1)) and ds["regions_class_order"] == [1]
+    assert ds["nnext_raters"]["n_raters"] == {f"nodule_{i:03d}": k for i, k in KEEP.items()} | {"nodule_test_000": 4}
+    for i, k in KEEP.items():
+        case = f"nodule_{i:03d}"
+        label = sitk.ReadImage(str(folder / "labelsTr" / f"{case}.nii.gz"))
+        image = sitk.ReadImage(str(src / "imagesTr" / f"{case}_0000.nii.gz"))
+        assert label.GetOrigin() == image.GetOrigin() and label.GetDirection() == image.GetDirection()
+        np.testing.assert_array_equal(R.decode_raters(sitk.GetArrayFromImage(label), k), _raters(src, case))
+
+
+def test_decoding_exact_after_nnunet_preprocessing(rater_dataset, nnunet_dirs):
+    """Same spacing as the plans: nnU-Net's preprocessed seg decodes to exactly the raters (transposed)."""
+    from nnunetv2.training.dataloading.nnunet_dataset import infer_dataset_class
+
+    src, folder = rater_dataset
+    pre = nnunet_dirs["nnUNet_preprocessed"] / folder.name
+    plans = json.loads((pre / "nnextTinyPlans.json").read_text())
+    tf = plans["transpose_forward"]
+    data_dir = pre / "nnextTinyPlans_2d"
+    dataset = infer_dataset_class(str(data_dir))(str(data_dir))
+    for i, k in KEEP.items():
+        case = f"nodule_{i:03d}"
+        _, seg, _, props = dataset.load_case(case)
+        seg = np.asarray(seg[0])
+        assert seg.min() >= -1
+        seg = np.where(seg < 0, 0, seg)  # -1 = outside nnU-Net's nonzero crop: no rater there
+        bbox = props["bbox_used_for_cropping"]
+        expected = _raters(src, case).transpose([0, *[t + 1 for t in tf]])
+        expected = expected[(slice(None),) + tuple(slice(a, b) for a, b in bbox)]
+        np.testing.assert_array_equal(R.decode_raters(seg, k), expected)
+
+
+@pytest.mark.parametrize("order", [0, 1])
+def test_decoding_after_nnunet_resampling(rater_dataset, order):
+    """nnU-Net's segmentation resampling to another spacing: order 0 (nearest) commutes exactly with decoding
+    (decode(resample(codes)) == resample(rater_j) for every j); order 1 (nnU-Net's default, argmax of
+    interpolated per-label indicators) keeps every voxel a valid code of its case, so U ⊇ raters ⊇ I."""
+    from nnunetv2.preprocessing.resampling.default_resampling import resample_data_or_seg_to_shape
+
+    src, folder = rater_dataset
+    for i, k in KEEP.items():
+        case = f"nodule_{i:03d}"
+        codes = _read(folder / "labelsTr" / f"{case}.nii.gz")[None].astype(np.int16)
+        spacing, target = (0.8, 0.7, 0.7), (1.1, 0.55, 0.9)
+        new_shape = [int(round(s * a / b)) for s, a, b in zip(codes.shape[1:], spacing, target)]
+        kw = dict(is_seg=True, order=order, order_z=0, force_separate_z=None)
+        out = resample_data_or_seg_to_shape(codes, new_shape, spacing, target, **kw)[0]
+        decoded = R.decode_raters(out, k)  # raises if a code of another K appeared
+        if order == 0:
+            per_rater = np.stack([resample_data_or_seg_to_shape(m[None].astype(np.int16), new_shape, spacing,
+                                                                target, **kw)[0] for m in _raters(src, case)])
+            np.testing.assert_array_equal(decoded, per_rater.astype(bool))
+        maps = R.consensus_maps(out)
+        assert np.all(maps["union"] >= decoded.any(0)) and np.all(decoded.all(0) >= maps["intersection"])
+        np.testing.assert_allclose(maps["mean"], decoded.mean(0), atol=1e-6)
+
+
+def test_trainer_augmentation_keeps_codes_exact(rater_dataset):
+    """The multi-annotation trainers' spatial augmentation samples seg by nearest neighbour: pushing codes and
+    rater masks through the *same* random transform, the codes still decode to the transformed raters."""
+    import torch
+
+    from nnunet_ext.trainers.multi_annotation import RaterSetTrainer
+
+    src, folder = rater_dataset
+    case, k = "nodule_000", KEEP[0]
+    codes = _read(folder / "labelsTr" / f"{case}.nii.gz")
+    masks = _raters(src, case)
+    image = _read(src / "imagesTr" / f"{case}_0000.nii.gz").astype(np.float32)
+    transforms = RaterSetTrainer.get_training_transforms(
+        (24, 24), (-np.pi / 3, np.pi / 3), [[1, 1], [0.5, 0.5]], (0, 1), False)
+    torch.manual_seed(0)
+    checked = 0
+    for z in range(4, 12):
+        seg = torch.as_tensor(np.concatenate([codes[z][None], masks[:, z]]).astype(np.int16))
+        out = transforms(image=torch.as_tensor(image[z][None]), segmentation=seg)
+        for target in out["segmentation"]:  # every deep-supervision scale
+            target = target.numpy()
+            np.testing.assert_array_equal(R.decode_raters(target[0], k), target[1:].astype(bool))
+            checked += int(target[0].any())
+    assert checked > 0
+
+
+def test_convert_raters_bad_input(rater_dataset, tmp_path):
+    from nnunet_ext.conversion.raters import convert_raters
+
+    src, _ = rater_dataset
+    bad = tmp_path / "bad"
+    shutil.copytree(src, bad)
+    f = bad / "labelsTr_raters" / "nodule_001_rater1.nii.gz"
+    img = sitk.ReadImage(str(f))
+    img.SetOrigin((0.0, 0.0, 0.0))
+    sitk.WriteImage(img, str(f))
+    with pytest.raises(InputError, match="nodule_001_rater1.nii.gz: geometry differs"):
+        convert_raters(bad, 613, progress=False)
+    for j in range(1, 7):
+        shutil.copy(bad / "labelsTr_raters" / "nodule_000_rater0.nii.gz",
+                    bad / "labelsTr_raters" / f"nodule_000_rater{j}.nii.gz")
+    with pytest.raises(InputError, match="7 raters, the rater-set encoding supports at most 6"):
+        convert_raters(bad, 613, progress=False)
+    empty = tmp_path / "empty"
+    (empty / "labelsTr_raters").mkdir(parents=True)
+    with pytest.raises(InputError, match="no CASE_rater"):
+        convert_raters(empty, 613, progress=False)
+    # a case with zero raters cannot reach the encoder either
+    from nnunet_ext.conversion.raters import read_rater_masks
+    with pytest.raises(InputError, match="zero raters"):
+        read_rater_masks(src / "imagesTr" / "nodule_000_0000.nii.gz", {})
+    assert not list(tmp_path.glob("Dataset613*"))
