@@ -24,10 +24,21 @@ def plan_and_preprocess(dataset: "int | str", planner: str = "TinyPlanner",
     ``schedule`` (e.g. ``{"num_epochs": 20}``) is merged into the plans' ``nnext_training`` block that every
     nnunet_ext trainer honours (see :mod:`nnunet_ext.trainers.schedule`).
     """
+    import math
+
     if planner not in PLANNERS:
         raise InputError(f"unknown planner {planner!r}; known planners: {', '.join(PLANNERS)}")
+    unknown = [c for c in configurations or () if c not in KNOWN_CONFIGURATIONS]
+    if unknown:
+        raise InputError(f"-c {' '.join(unknown)}: unknown configuration(s); nnU-Net preprocesses "
+                         f"{', '.join(KNOWN_CONFIGURATIONS)}")
+    if gpu_memory_target is not None and not (math.isfinite(gpu_memory_target) and 0 < gpu_memory_target <= 1024):
+        raise InputError(f"-gpu_memory_target must be a number of GB in (0, 1024], got {gpu_memory_target:g}")
     folder = find_dataset(dataset, "nnUNet_raw")
-    env_dir("nnUNet_preprocessed")
+    check_raw_dataset(folder, full=verify_dataset_integrity)
+    from nnunet_ext.integrity import check_output_dir
+
+    check_output_dir(env_dir("nnUNet_preprocessed") / folder.name, "preprocessed dataset folder")
     dataset_id = int(folder.name[7:10])
     if schedule:
         from nnunet_ext.trainers.schedule import PLANS_KEY, training_schedule
@@ -45,11 +56,97 @@ def plan_and_preprocess(dataset: "int | str", planner: str = "TinyPlanner",
         if not 0 <= dropout_p < 1:
             raise InputError(f"--dropout-p must be in [0, 1), got {dropout_p}")
 
+    with _remove_new_outputs(env_dir("nnUNet_preprocessed") / folder.name):
+        return _plan(dataset_id, folder, planner, planner_cls, configurations, num_processes, verify_dataset_integrity,
+                     clean, gpu_memory_target, dropout_p, plans_name, preprocess, verbose, schedule)
+
+
+#: configurations nnU-Net v2 preprocesses (``-c``); which of them a planner plans is checked after planning
+KNOWN_CONFIGURATIONS = ("2d", "3d_fullres", "3d_lowres")
+
+
+def check_raw_dataset(folder, full: bool = False) -> None:
+    """dataset.json with nnU-Net's keys and every image / label file complete (gzip stream checked: truncated
+    files are otherwise read as half-zero images); ``full`` (``--verify_dataset_integrity``) decompresses every
+    stream to its end and reads every file: images finite with plausible spacing, labels integer-valued."""
+    from nnunet_ext.integrity import check_file_complete, load_json_checked, read_image_checked
+
+    dj = load_json_checked(folder / "dataset.json", ("labels", "file_ending"))
+    if not (dj.get("channel_names") or dj.get("modality")):
+        raise InputError(f"{folder / 'dataset.json'}: dataset.json lacks required key 'channel_names'")
+    ending = dj["file_ending"]
+    files = {}
+    for sub, kind in (("imagesTr", "image"), ("labelsTr", "label")):
+        if not (folder / sub).is_dir():
+            raise InputError(f"{folder / sub}: folder not found (nnU-Net raw datasets need imagesTr and labelsTr)")
+        files[sub] = sorted(p for p in (folder / sub).iterdir() if p.name.endswith(ending) and not p.name.startswith("."))
+        if not files[sub]:
+            raise InputError(f"{folder / sub}: no '*{ending}' files")
+        for p in files[sub]:
+            if full:
+                read_image_checked(p, kind=kind, full_gzip=True)
+            else:
+                check_file_complete(p)
+    _check_pairs(folder, files, ending)
+
+
+def _check_pairs(folder, files: dict, ending: str) -> None:
+    """Every label has its images and every image its label, on the same grid (size and spacing)."""
+    import re
+
+    from nnunet_ext.integrity import read_header_checked
+
+    images: dict[str, list] = {}
+    for p in files["imagesTr"]:
+        m = re.fullmatch(r"(.+)_(\d{4})" + re.escape(ending), p.name)
+        if not m:
+            raise InputError(f"{p}: image not named CASE_XXXX{ending} (nnU-Net's naming, XXXX = channel)")
+        images.setdefault(m.group(1), []).append(p)
+    labels = {p.name[: -len(ending)]: p for p in files["labelsTr"]}
+    only_images, only_labels = sorted(set(images) - set(labels)), sorted(set(labels) - set(images))
+    if only_images or only_labels:
+        raise InputError(f"{folder}: " + "; ".join(
+            t for t in (f"no label for case(s) {', '.join(only_images[:5])}" if only_images else "",
+                        f"no images for label(s) {', '.join(only_labels[:5])}" if only_labels else "") if t))
+    for case, label in labels.items():
+        shape, g = read_header_checked(label)
+        for p in images[case]:
+            shape_i, g_i = read_header_checked(p)
+            if shape_i != shape or not all(abs(a - b) <= 1e-3 * max(abs(a), 1e-6) for a, b in zip(g_i.spacing, g.spacing)):
+                raise InputError(f"{p}: grid (z,y,x) {shape_i}, spacing {tuple(round(v, 4) for v in g_i.spacing)} does "
+                                 f"not match its label {label.name}: {shape}, spacing {tuple(round(v, 4) for v in g.spacing)}")
+
+
+@contextlib.contextmanager
+def _remove_new_outputs(out_dir):
+    """On failure (or Ctrl-C) delete what this run added to ``out_dir`` (the whole folder if it is new)."""
+    import shutil
+
+    existed = out_dir.is_dir()
+    before = set(os.listdir(out_dir)) if existed else set()
+    try:
+        yield
+    except BaseException:
+        if not existed:
+            shutil.rmtree(out_dir, ignore_errors=True)
+        elif out_dir.is_dir():
+            for name in set(os.listdir(out_dir)) - before:
+                p = out_dir / name
+                shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+        raise
+
+
+def _plan(dataset_id, folder, planner, planner_cls, configurations, num_processes, verify_dataset_integrity, clean,
+          gpu_memory_target, dropout_p, plans_name, preprocess, verbose, schedule) -> str:
     from nnunetv2.experiment_planning.dataset_fingerprint.fingerprint_extractor import DatasetFingerprintExtractor
     from nnunetv2.experiment_planning.plan_and_preprocess_api import extract_fingerprint_dataset, preprocess_dataset
 
-    extract_fingerprint_dataset(dataset_id, DatasetFingerprintExtractor, num_processes,
-                                check_dataset_integrity=verify_dataset_integrity, clean=clean, verbose=verbose)
+    try:
+        extract_fingerprint_dataset(dataset_id, DatasetFingerprintExtractor, num_processes,
+                                    check_dataset_integrity=verify_dataset_integrity, clean=clean, verbose=verbose)
+    except (AssertionError, RuntimeError) as e:  # nnU-Net's integrity check raises these with its findings
+        text = " ".join(str(e).split())[:400] or type(e).__name__
+        raise InputError(f"{folder}: nnU-Net's dataset check failed: {text}") from None
     kwargs = {}
     if gpu_memory_target is not None:
         kwargs["gpu_memory_target_in_gb"] = gpu_memory_target
@@ -64,6 +161,14 @@ def plan_and_preprocess(dataset: "int | str", planner: str = "TinyPlanner",
         _merge_schedule(folder.name, instance.plans_identifier, schedule)
     if preprocess:
         configs = list(configurations or PLANNERS[planner][1])
+        planned = list(instance.plans.get("configurations", {})) if isinstance(getattr(instance, "plans", None),
+                                                                              dict) else configs
+        if configurations is None:  # the planner's defaults: those it planned for this dataset
+            configs = [c for c in configs if c in planned]
+        missing = [c for c in configs if c not in planned]
+        if missing:
+            raise InputError(f"-c {' '.join(missing)}: not planned by {planner} for {folder.name} "
+                             f"(planned: {', '.join(planned)})")
         preprocess_dataset(dataset_id, instance.plans_identifier, configs, [num_processes] * len(configs),
                            verbose=verbose)
     return instance.plans_identifier
