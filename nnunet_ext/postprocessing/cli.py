@@ -15,7 +15,7 @@ import os
 import sys
 import warnings
 
-from nnunet_ext.cli.argtypes import fraction, int_at_least, non_negative
+from nnunet_ext.postprocessing.filter_options import add_filter_arguments, filter_config, top_k  # noqa: F401
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -30,39 +30,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_filter_arguments(lung, top_k_default=None)
     lung.add_argument("--file-ending", default=".nii.gz", help="image file ending (default .nii.gz)")
     lung.add_argument("--overwrite", action="store_true", help="replace existing outputs")
-
-
-def top_k(text: str) -> "int | None":
-    """``--top-k``: an integer >= 1, or ``all`` (no Top-K: every valid component)."""
-    if text.strip().lower() == "all":
-        return None
-    return int_at_least(1)(text)
-
-
-def add_filter_arguments(parser, top_k_default: "int | None" = None) -> None:
-    """The component-filter options, shared by ``nnext postprocess lung`` and ``nnext predict -m cascade``."""
-    parser.add_argument("--top-k", type=top_k, default=top_k_default, metavar="K",
-                        help="keep only the K largest kept components, or 'all' (default: "
-                        f"{'all' if top_k_default is None else top_k_default})")
-    parser.add_argument("--merge-radius", type=int_at_least(0), default=1, metavar="R",
-                        help="dilation radius in voxels for merging nearby components (0 = off; default 1)")
-    parser.add_argument("--overlap", type=fraction, default=0.8, help="min lung-overlap fraction (default 0.8)")
-    parser.add_argument("--central-overlap", type=fraction, default=0.95,
-                        help="min lung-overlap fraction in the central (mediastinal) zone (default 0.95)")
-    parser.add_argument("--rescue-distance", type=non_negative, default=5.0, metavar="D",
-                        help="keep low-overlap components within D of the lung (default 5)")
-    parser.add_argument("--rescue-unit", choices=("vox", "mm"), default="vox", help="unit of --rescue-distance")
-    parser.add_argument("--min-voxels", type=int_at_least(0), default=10, metavar="N",
-                        help="min component size for the distance rescue (default 10)")
-
-
-def filter_config(args: argparse.Namespace):
-    """:class:`LungFilterConfig` from the options of :func:`add_filter_arguments`."""
-    from nnunet_ext.postprocessing.component_filter import LungFilterConfig
-
-    return LungFilterConfig(merge_radius=args.merge_radius, overlap_threshold=args.overlap,
-                            central_overlap_threshold=args.central_overlap, rescue_distance=args.rescue_distance,
-                            rescue_unit=args.rescue_unit, min_voxels=args.min_voxels, top_k=args.top_k)
 
 
 def load_lung_on_grid(lung_path: str, pred_img, case: str):

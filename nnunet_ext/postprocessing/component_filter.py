@@ -28,7 +28,12 @@ Steps (each configurable in :class:`LungFilterConfig`, each decision logged per 
    the centre of a lung voxel (``scipy.ndimage.distance_transform_edt`` of ``lung == 0``; a voxel face-adjacent
    to the lung is at distance 1 voxel). Computed in a crop around the component that is large enough for the
    threshold; distances beyond the crop's reach are logged as ``None``.
-5. **Top-K** by voxel count among the kept components (``top_k=None`` keeps all; ties broken by lower id).
+5. **Valid components and Top-K.** Kept components smaller than ``min_size`` (voxels or mm^3) are dropped
+   (``below_min_size``) for every Top-K, All included (isler2025: Top-K among valid components); then Top-K by
+   voxel count among the rest (``top_k=None`` keeps all; ties broken by lower id).
+
+``preset="isler-code"`` replaces steps 1-4 by the rules of the authors' released code
+(:mod:`.component_filter_isler`).
 
 Empty lung mask: the lung steps (2-4) are skipped with a ``warnings.warn`` and an entry in ``log["warnings"]``;
 only Top-K applies.
@@ -54,6 +59,31 @@ class LungFilterConfig:
     min_voxels: int = 10                     #: min component size for the rescue
     rescue_in_central_zone: bool = False     #: allow the distance rescue for central-zone components
     top_k: int | None = None              #: keep the K largest kept components (None = all)
+    min_size: float = 0.0                    #: components below this size are invalid for every Top-K (All too)
+    min_size_unit: str = "vox"               #: "vox" or "mm3"
+    preset: str = "paper"                    #: "paper" (steps above) or "isler-code" (component_filter_isler.py)
+    band_axis: str = "x"                     #: isler-code: axis of the central centroid band
+
+    #: argparse / keyword names (add_filter_arguments) -> field names
+    _OPTION_NAMES = {"overlap": "overlap_threshold", "central_overlap": "central_overlap_threshold"}
+
+    @classmethod
+    def from_options(cls, **options) -> "LungFilterConfig":
+        """Config from the command-line option names of ``filter_options.add_filter_arguments`` (``top_k``,
+        ``min_size``, ``min_size_unit``, ``preset``, ``merge_radius``, ``overlap``, ``central_overlap``,
+        ``rescue_distance``, ``rescue_unit``, ``min_voxels``, ``band_axis``) or field names; other keys are
+        ignored (so ``**vars(args)`` works); missing ones keep the command line's defaults (min_size 10 vox)."""
+        from dataclasses import fields
+
+        from nnunet_ext.postprocessing.filter_options import DEFAULT_MIN_SIZE
+
+        names = {f.name for f in fields(cls)}
+        kw = {"min_size": DEFAULT_MIN_SIZE}
+        for key, value in options.items():
+            key = cls._OPTION_NAMES.get(key, key)
+            if key in names:
+                kw[key] = value
+        return cls(**kw)
 
     def __post_init__(self):
         if int(self.merge_radius) != self.merge_radius or self.merge_radius < 0:
@@ -70,6 +100,17 @@ class LungFilterConfig:
             raise ValueError(f"min_voxels must be an integer >= 0, got {self.min_voxels!r}")
         if self.top_k is not None and (int(self.top_k) != self.top_k or self.top_k < 1):
             raise ValueError(f"top_k must be None or an integer >= 1, got {self.top_k!r}")
+        if not self.min_size >= 0 or self.min_size_unit not in ("vox", "mm3"):
+            raise ValueError(f"min_size must be >= 0 with unit 'vox' or 'mm3', got {self.min_size!r} "
+                             f"{self.min_size_unit!r}")
+        if self.preset not in ("paper", "isler-code"):
+            raise ValueError(f"preset must be 'paper' or 'isler-code', got {self.preset!r}")
+        if self.band_axis not in ("x", "y", "z"):
+            raise ValueError(f"band_axis must be 'x', 'y' or 'z', got {self.band_axis!r}")
+
+    def min_size_voxels(self, spacing_zyx) -> float:
+        """``min_size`` in voxels (mm^3 divided by the voxel volume)."""
+        return self.min_size / float(np.prod(spacing_zyx)) if self.min_size_unit == "mm3" else self.min_size
 
 
 def _medial_edges(lung: np.ndarray):
@@ -200,6 +241,20 @@ def _distance_to_lung(lung_bin: np.ndarray, coords: np.ndarray, spacing: np.ndar
     return out[0], out[1]
 
 
+def apply_min_size_and_top_k(comps: list, cfg: LungFilterConfig, spacing) -> None:
+    """Valid components (>= ``min_size``; smaller kept ones become ``too_small_for_top_k``), then Top-K by
+    voxel count among the valid kept ones (ties: lower id)."""
+    min_vox = cfg.min_size_voxels(spacing)
+    for e in comps:
+        if e["kept"] and e["voxels"] < min_vox:
+            e.update(kept=False, reason="below_min_size", detail=f"{e['voxels']} voxels < min_size {cfg.min_size:g} "
+                     f"{cfg.min_size_unit}")
+    if cfg.top_k is not None:
+        kept = sorted((e for e in comps if e["kept"]), key=lambda e: (-e["voxels"], e["id"]))
+        for rank, e in enumerate(kept[cfg.top_k:], start=cfg.top_k + 1):
+            e.update(kept=False, reason="top_k", detail=f"rank {rank} by volume > top_k {cfg.top_k}")
+
+
 def filter_components(pred: np.ndarray, lung: np.ndarray, spacing_zyx: Sequence[float],
                       config: LungFilterConfig = LungFilterConfig()) -> tuple[np.ndarray, dict]:
     """Filter the connected components of the binary ``pred`` (z, y, x) with the lung mask ``lung`` (same shape).
@@ -210,7 +265,7 @@ def filter_components(pred: np.ndarray, lung: np.ndarray, spacing_zyx: Sequence[
     central_fraction, in_central_zone, distance_to_lung_vox, distance_to_lung_mm, kept, reason, detail).
 
     Reasons: kept -> ``"lung_overlap"``, ``"rescued"``, ``"no_lung_mask"``; dropped -> ``"low_overlap_central"``,
-    ``"too_small"``, ``"too_far"``, ``"top_k"``.
+    ``"too_small"``, ``"too_far"``, ``"below_min_size"``, ``"top_k"``.
     """
     pred = np.asarray(pred)
     lung = np.asarray(lung)
@@ -222,6 +277,10 @@ def filter_components(pred: np.ndarray, lung: np.ndarray, spacing_zyx: Sequence[
     if spacing.shape != (3,) or not np.all(spacing > 0):
         raise ValueError(f"spacing_zyx must be 3 positive numbers, got {spacing_zyx!r}")
     cfg = config
+    if cfg.preset == "isler-code":
+        from nnunet_ext.postprocessing.component_filter_isler import filter_components_isler_code
+
+        return filter_components_isler_code(pred, lung, spacing, cfg)
     log: dict = {"config": asdict(cfg), "spacing_zyx": [float(s) for s in spacing], "warnings": [],
                  "n_components": 0, "n_kept": 0, "components": []}
     out = np.zeros(pred.shape, dtype=np.uint8)
@@ -300,10 +359,7 @@ def filter_components(pred: np.ndarray, lung: np.ndarray, spacing_zyx: Sequence[
                                  f"{dtxt} > {cfg.rescue_distance} {cfg.rescue_unit}")
         comps.append(entry)
 
-    if cfg.top_k is not None:
-        kept = sorted((e for e in comps if e["kept"]), key=lambda e: (-e["voxels"], e["id"]))
-        for rank, e in enumerate(kept[cfg.top_k:], start=cfg.top_k + 1):
-            e.update(kept=False, reason="top_k", detail=f"rank {rank} by volume > top_k {cfg.top_k}")
+    apply_min_size_and_top_k(comps, cfg, spacing)
 
     for e, s, c in zip(comps, starts, counts):
         if e["kept"]:

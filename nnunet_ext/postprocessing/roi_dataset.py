@@ -20,7 +20,7 @@ from nnunet_ext.postprocessing.roi import crop, roi_boxes
 from nnunet_ext.predictors.inputs import list_cases
 
 
-def build_roi_dataset(source: "int | str", target_id: int, margin: int = 16, masks_from: str = "gt",
+def build_roi_dataset(source: "int | str", target_id: int, margin: int = 0, masks_from: str = "gt",
                       name: "str | None" = None, overwrite: bool = False, progress: bool = True) -> Path:
     """Write ``$nnUNet_raw/Dataset{target_id}_{name}`` with one training case per component; return it.
 
@@ -85,7 +85,11 @@ def build_roi_dataset(source: "int | str", target_id: int, margin: int = 16, mas
 def add_arguments(parser) -> None:
     parser.add_argument("-d", required=True, help="source dataset ID or name (in nnUNet_raw)")
     parser.add_argument("-t", type=int, required=True, help="new dataset ID")
-    parser.add_argument("--margin", type=int, default=16, help="voxels added around each component (default 16)")
+    from nnunet_ext.postprocessing.filter_options import DEFAULT_MARGIN
+
+    parser.add_argument("--margin", type=int, default=DEFAULT_MARGIN,
+                        help=f"voxels added around each component (default {DEFAULT_MARGIN}, isler2025's best "
+                        "ROI-0margin; the cascade's --margin must match it, roi_info.json records it)")
     parser.add_argument("--from", dest="masks_from", default="gt",
                         help="'gt' (the source labels, default) or a folder of stage-1 predictions")
     parser.add_argument("--name", default=None, help="new dataset name (default <source name>ROI<margin>)")
