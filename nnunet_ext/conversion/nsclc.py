@@ -17,14 +17,19 @@ fractions), ``labelsTr/CASE.nii.gz`` (uint8, 1 = tumour, the image's geometry), 
 ``lungmasksTr/CASE.nii.gz`` (1 = right, 2 = left lung), ``dataset.json`` (rewritten at the end from the cases
 present) and ``conversion_log.json`` (per case: CT series, RTSTRUCT, ROI, voxels, or why it was skipped).
 
-Every file is written atomically and the label last, so an interrupted run resumes: cases whose image and
-label exist are kept unless ``overwrite`` (which deletes the dataset folder first). Bad cases (no CT, no
+Cases are converted in a hidden resume folder ``$nnUNet_raw/.nnext-resume-DatasetXXX_NAME`` (every file written
+atomically, the label last); the visible dataset is swapped in as a whole (``paths.staged_dataset``) only when
+the conversion is complete and valid, so a failed or interrupted run never leaves a half-written
+``DatasetXXX_NAME`` (a previous complete one stays as it was). The next run resumes: finished cases (of the
+resume folder, or of the existing dataset, hard-linked) are kept unless ``overwrite`` (which starts afresh).
+A resume with other ROI names is refused (stale-output guard) unless ``overwrite``. Bad cases (no CT, no
 RTSTRUCT, no matching ROI, empty mask, contours off the CT grid, uneven slices) raise :class:`InputError`,
 or with ``skip_invalid`` are logged and skipped. Nothing is ever downloaded.
 """
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 from collections import Counter
@@ -50,24 +55,63 @@ def case_id(patient_id: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", patient_id.strip()).strip("._") or "case"
 
 
-def _prepare_folder(raw: Path, dataset_id: int, name: str, overwrite: bool) -> Path:
-    """``raw/DatasetXXX_name`` ready to (re)fill; refuses other datasets with this ID unless ``overwrite``
-    (which deletes every ``DatasetXXX_*``)."""
+def _check_target(raw: Path, dataset_id: int, name: str, overwrite: bool) -> Path:
+    """The final ``raw/DatasetXXX_name``; refuses other datasets with this ID, or a folder of this name not written
+    by this converter, unless ``overwrite``. Creates nothing."""
     final = raw / f"Dataset{dataset_id:03d}_{name}"
     old = sorted(p for p in raw.glob(f"Dataset{dataset_id:03d}_*") if p.is_dir()) if raw.is_dir() else []
-    if overwrite:
-        for p in old:
-            shutil.rmtree(p)
-    else:
+    if not overwrite:
         others = [p for p in old if p != final]
         if others:
             raise InputError(f"dataset ID {dataset_id} already exists as {others[0]}; pass --overwrite to replace "
                              "it or choose another ID")
         if final.is_dir() and any(final.iterdir()) and not (final / LOG_NAME).is_file():
             raise InputError(f"{final} exists and was not written by nnext convert nsclc; pass --overwrite")
-    for sub in ("imagesTr", "labelsTr"):
-        (final / sub).mkdir(parents=True, exist_ok=True)
     return final
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    """Hard link (same file system: instant, no extra disk, mtime kept), else a copy with its metadata."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    if dst.exists():
+        dst.unlink()
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def _link_tree(src: Path, dst: Path, skip_existing: bool = False) -> None:
+    for p in sorted(src.rglob("*")):
+        if p.is_file() and not p.name.startswith(".tmp-"):
+            target = dst / p.relative_to(src)
+            if not (skip_existing and target.exists()):
+                _link_or_copy(p, target)
+
+
+def _work_folder(raw: Path, final: Path, settings: dict, overwrite: bool) -> Path:
+    """The hidden resume folder ``raw/.nnext-resume-DatasetXXX_name`` in which cases are converted.
+
+    Staging and resume combined: the visible dataset is only ever replaced as a whole (``paths.staged_dataset``)
+    once it is valid, while finished cases of an interrupted or failed run live on here (each file atomic, the
+    label last), so the next run keeps them. A finished dataset seeds it by hard links. Refuses a resume with
+    other settings (ROI names) unless ``overwrite``, which starts afresh (the old dataset stays visible until the
+    new one is complete)."""
+    from nnunet_ext.integrity import check_settings, record_settings
+
+    work = raw / f".nnext-resume-{final.name}"
+    if overwrite:
+        shutil.rmtree(work, ignore_errors=True)
+    else:
+        for folder in (work, final):
+            check_settings(folder, settings, False, what="dataset")
+    fresh = not work.is_dir()
+    for sub in ("imagesTr", "labelsTr"):
+        (work / sub).mkdir(parents=True, exist_ok=True)
+    if fresh and not overwrite and final.is_dir():
+        _link_tree(final, work)
+    record_settings(work, settings, command="nnext convert nsclc")
+    return work
 
 
 def _convert_patient(patient, roi_names: Sequence[str], root: Path) -> tuple:
@@ -113,7 +157,30 @@ def _convert_patient(patient, roi_names: Sequence[str], root: Path) -> tuple:
     return hu, geometry, mask.astype(np.uint8), entry
 
 
-def convert_nsclc(tcia_dir: str | Path, dataset_id: int, name: str = "NSCLCRadiomics",
+def convert_nsclc(tcia_dir: str | Path, dataset_id: int, name: str = "NSCLCRadiomics", **options) -> Path:
+    """Convert the NSCLC-Radiomics DICOM tree (see :func:`_convert_nsclc` for the options); on failure the resume
+    folder is removed again unless it holds finished cases or case reasons (a later run resumes from those)."""
+    try:
+        return _convert_nsclc(tcia_dir, dataset_id, name, **options)
+    except BaseException:
+        import os as _os
+
+        raw = _os.environ.get("nnUNet_raw")
+        try:
+            work = Path(raw) / f".nnext-resume-Dataset{int(dataset_id):03d}_{name}" if raw else None
+        except (TypeError, ValueError):
+            work = None
+        if work is not None and work.is_dir() and not any((work / "labelsTr").glob("*.nii.gz")):
+            try:
+                cases = json.loads((work / LOG_NAME).read_text()).get("cases")
+            except (OSError, ValueError, AttributeError):
+                cases = None
+            if not cases:
+                shutil.rmtree(work, ignore_errors=True)
+        raise
+
+
+def _convert_nsclc(tcia_dir: str | Path, dataset_id: int, name: str = "NSCLCRadiomics",
                   roi_names: Sequence[str] = ("GTV-1",), lung_masks: str | None = None,
                   lungmask_weights: str | None = None, overwrite: bool = False, skip_invalid: bool = False,
                   progress: bool = True) -> Path:
@@ -161,7 +228,11 @@ def convert_nsclc(tcia_dir: str | Path, dataset_id: int, name: str = "NSCLCRadio
             raise InputError(f"patients {ids[case_id(pid)]!r} and {pid!r} give the same case id {case_id(pid)!r}")
         ids[case_id(pid)] = pid
 
-    out = _prepare_folder(raw, int(dataset_id), name, overwrite)
+    from nnunet_ext.integrity import check_output_dir
+
+    check_output_dir(raw, "nnUNet_raw folder")
+    final = _check_target(raw, int(dataset_id), name, overwrite)
+    out = _work_folder(raw, final, {"roi_names": list(roi_names)}, overwrite)
     log_path = out / LOG_NAME
     log = json.loads(log_path.read_text()) if log_path.is_file() else {}
     log.update(source=str(tcia_dir.resolve()), roi_names=list(roi_names), lung_masks=lung_masks)
@@ -212,12 +283,20 @@ def convert_nsclc(tcia_dir: str | Path, dataset_id: int, name: str = "NSCLCRadio
                 p.unlink()
     if not present:
         raise InputError(f"no case could be converted from {tcia_dir}; reasons in {log_path}")
+    for case in present:  # what goes into the dataset is complete and sane (labels integer, images finite)
+        read_image(out / "labelsTr" / f"{case}.nii.gz", kind="label", ndim=3)
     dataset_json = {"channel_names": {"0": "CT"}, "labels": {"background": 0, "tumour": 1},
                     "numTraining": len(present), "file_ending": ".nii.gz", "name": name, **DATASET_INFO,
                     "roi_names": list(roi_names)}
     if lung_masks is not None or (out / "lungmasksTr").is_dir():
         dataset_json["lung_masks"] = "lungmasksTr/CASE.nii.gz: 1 = right lung, 2 = left lung"
     atomic_write_text(out / "dataset.json", json.dumps(dataset_json, indent=2))
+    from nnunet_ext.paths import staged_dataset
+
+    with staged_dataset(raw, int(dataset_id), name, overwrite=True) as (tmp, final):  # checked by _check_target
+        _link_tree(out, tmp)
+    shutil.rmtree(out, ignore_errors=True)
+    out = final
     print(f"{out}: {counts['converted']} converted, {counts['kept']} kept, {counts['skipped']} skipped; "
           f"{len(present)} cases in dataset.json")
     return out
