@@ -101,6 +101,16 @@ def _run_brats_back(args):
     return brats_cli.run_brats_back(args)
 
 
+def _add_hecktor(p):
+    from nnunet_ext.conversion import hecktor
+    hecktor.add_hecktor(p, _common)
+
+
+def _run_hecktor(args):
+    from nnunet_ext.conversion import hecktor
+    return hecktor.run_hecktor(args, _check_common)
+
+
 #: collection -> (help, add_arguments, run). brats / lidc / hecktor go here.
 CONVERTERS = {
     "raters": ("images + per-rater masks (CASE_rater{k}.nii.gz) -> rater-set labels (all raters in one map)",
@@ -112,6 +122,8 @@ CONVERTERS = {
     "brats": ("BraTS 2020 / 2021 / 2023 glioma MRI -> region-based dataset (WT, TC, ET)", _add_brats, _run_brats),
     "brats-back": ("predictions of a converted BraTS dataset -> that year's label values", _add_brats_back,
                    _run_brats_back),
+    "hecktor": ("HECKTOR 2022 PET/CT -> CT [-1024, 3071] HU + PET on the CT grid [0, 50] SUV, GTVp / GTVn",
+                _add_hecktor, _run_hecktor),
 }
 
 _EPILOG = """examples:
