@@ -51,6 +51,10 @@ def test_fit_per_class_and_sigmoid():
     y = _draw(_softmax(z / t_true[:, None]), rng)
     fit = fit_temperature(z, y, per_class=True)
     np.testing.assert_allclose(fit.temperature, t_true, rtol=0.06)
+    # a class absent from the labels keeps the shared T (instead of running to a bound)
+    y2 = np.where(y == 2, 1, y)
+    shared, per = fit_temperature(z, y2).temperature, fit_temperature(z, y2, per_class=True).temperature
+    assert per[2] == pytest.approx(shared, rel=1e-9) and 0.1 < per[0] < 10
     zr = rng.normal(0.0, 4.0, (2, 100_000))
     tr = np.array([3.0, 0.7])
     targets = (rng.random(zr.shape) < 1 / (1 + np.exp(-zr / tr[:, None]))).astype(np.uint8)

@@ -92,7 +92,8 @@ def fit_temperature(scores, targets, *, per_class: bool = False, sigmoid: bool =
 
     ``scores``: ``(C, N)`` logits or log-probabilities (softmax) / logits (sigmoid, see
     :func:`scores_from_probabilities`). ``targets``: ``(N,)`` integer labels in ``[0, C)`` (softmax) or ``(C, N)``
-    0/1 region memberships (sigmoid). ``per_class``: one T per channel. T is searched in ``bounds``.
+    0/1 region memberships (sigmoid). ``per_class``: one T per channel; a channel without positive (or, for
+    regions, without negative) voxels keeps the shared T. T is searched in ``bounds``.
     """
     from scipy.optimize import minimize, minimize_scalar
 
@@ -124,7 +125,14 @@ def fit_temperature(scores, targets, *, per_class: bool = False, sigmoid: bool =
         nll, g_beta = nll_grad(beta)
         return nll, -beta * g_beta                # d/du = d/dbeta * dbeta/du, beta = exp(-u)
 
-    res = minimize(objective, np.full(n_ch, u_shared), jac=True, method="L-BFGS-B", bounds=[(lo, hi)] * n_ch,
+    # a channel whose outcome never (or, for regions, always) occurs would drive its T to a bound: keep it at the
+    # shared T instead
+    if sigmoid:
+        seen = (t.max(axis=1) > 0) & (t.min(axis=1) < 1)
+    else:
+        seen = np.bincount(y, minlength=n_ch) > 0
+    bounds_u = [(lo, hi) if ok else (u_shared, u_shared) for ok in seen]
+    res = minimize(objective, np.full(n_ch, u_shared), jac=True, method="L-BFGS-B", bounds=bounds_u,
                    options={"maxiter": 500, "ftol": 1e-12, "gtol": 1e-8})
     return TemperatureFit(tuple(float(v) for v in np.exp(res.x)), nll_before, float(res.fun), n,
                           bool(res.success) and converged)
