@@ -3,7 +3,10 @@
 synth (chest phantoms) -> ``nnext plan`` (TinyPlanner) -> plain ``nnUNetv2_train -tr MCDropoutTrainer`` ->
 ``nnext predict -m tta_mc`` (MC dropout + TTA, entropy map) -> ``nnext evaluate`` (Dice, HD95, NSD,
 calibration) -> an overview PNG per test case and ``summary.json``. Everything lives in ``-o DIR`` (nnU-Net's
-env vars point there); finished steps are reused when the demo is run again (``--overwrite`` starts afresh).
+env vars point there). Every option is checked before the first step. A finished step is reused when the demo
+is run again only if the settings it was made with (recorded in ``DIR/.nnext_demo_<step>.json``; a step's
+settings include those of the steps before it) match; otherwise it is redone and the changed settings are
+named. ``--overwrite`` starts afresh.
 
 The demo trains the ``2d`` configuration by default: on 2 CPU cores the tiny 2D network segments the
 phantoms' tumours (validation Dice ~0.8) after 30 x 50 iterations in about a minute, while the tiny 3D network
@@ -25,15 +28,24 @@ TRAINER, PLANS = "MCDropoutTrainer", "nnextTinyPlans"
 
 
 def add_arguments(parser) -> None:
+    from nnunet_ext.cli.argtypes import int_at_least
+
     parser.add_argument("-o", default="nnext_demo", help="working folder (default ./nnext_demo)")
-    parser.add_argument("-n", type=int, default=8, help="training cases (default 8; nnU-Net's 5-fold split needs >= 5)")
-    parser.add_argument("--n-test", type=int, default=3, help="test cases (default 3)")
+    parser.add_argument("-n", type=int_at_least(5), default=8,
+                        help="training cases (default 8; nnU-Net's 5-fold split needs >= 5)")
+    parser.add_argument("--n-test", type=int_at_least(1), default=3, help="test cases (default 3)")
     parser.add_argument("-c", default="2d", choices=["2d", "3d_fullres"], help="configuration (default 2d)")
-    parser.add_argument("--epochs", type=int, default=30, help="training epochs (default 30)")
-    parser.add_argument("--iterations", type=int, default=50, help="iterations per epoch (default 50)")
-    parser.add_argument("--n-samples", type=int, default=8, help="MC/TTA passes at prediction (default 8)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--epochs", type=int_at_least(1), default=30, help="training epochs (default 30)")
+    parser.add_argument("--iterations", type=int_at_least(1), default=50, help="iterations per epoch (default 50)")
+    parser.add_argument("--n-samples", type=int_at_least(2), default=8,
+                        help="MC/TTA passes at prediction (default 8; >= 2, one pass has no spread)")
+    parser.add_argument("--seed", type=int_at_least(0), default=0)
     parser.add_argument("--overwrite", action="store_true", help="delete the working folder first")
+
+
+#: hidden per-step settings records in the working folder (stale-settings guard)
+STEP_RECORD = ".nnext_demo_{}.json"
+MAX_CASES = 200
 
 
 def _step(i: int, text: str) -> float:
@@ -41,15 +53,40 @@ def _step(i: int, text: str) -> float:
     return time.perf_counter()
 
 
+def _reusable(root: Path, step: str, settings: dict, outputs_exist: bool) -> bool:
+    """Reuse a finished step only when its outputs exist and its recorded settings match; otherwise say why it is
+    redone (the names of the changed settings)."""
+    from nnunet_ext.integrity import differing_settings
+
+    if not outputs_exist:
+        return False
+    diff = differing_settings(root, settings, filename=STEP_RECORD.format(step))
+    if diff == []:
+        return True
+    why = "no settings record" if diff is None else "settings changed: " + ", ".join(diff)
+    print(f"redoing {step} ({why})")
+    return False
+
+
+def _done(root: Path, step: str, settings: dict) -> None:
+    from nnunet_ext.integrity import record_settings
+
+    record_settings(root, settings, filename=STEP_RECORD.format(step), command=f"nnext demo: {step}")
+
+
 def run(args) -> int:
     from nnunet_ext.errors import InputError
+    from nnunet_ext.integrity import check_output_dir
 
-    if args.n < 5:
-        raise InputError(f"-n must be >= 5 (nnU-Net's 5-fold cross-validation), got {args.n}")
+    # every option is checked before the first step (argparse checks the ranges)
+    if args.n > MAX_CASES or args.n_test > MAX_CASES:
+        raise InputError(f"-n / --n-test must be <= {MAX_CASES} for the demo, got {args.n} / {args.n_test}")
     config = args.c
-    if args.n_test < 1:
-        raise InputError(f"--n-test must be >= 1, got {args.n_test}")
     root = Path(args.o).resolve()
+    check_output_dir(root, "demo working folder (-o)")
+    if root.is_dir() and any(root.iterdir()) and not any(root.glob(STEP_RECORD.format("*"))) \
+            and not (root / "nnUNet_raw").is_dir():
+        raise InputError(f"{root}: folder exists and was not made by nnext demo; choose another -o")
     if args.overwrite and root.exists():
         shutil.rmtree(root)
     from nnunet_ext.paths import use_workspace
@@ -61,41 +98,54 @@ def run(args) -> int:
     from nnunet_ext.synthetic.dataset import write_dataset
 
     t = _step(1, f"synthetic chest CT phantoms: {args.n} training + {args.n_test} test cases")
+    s_synth = {"n": args.n, "n_test": args.n_test, "seed": args.seed}
     raw = dataset_folders(dirs["nnUNet_raw"]).get(DATASET_ID)
-    if raw is None:
-        raw = write_dataset("chest", DATASET_ID, args.n, args.n_test, seed=args.seed, name="NnextDemoChest")
-    else:
+    if _reusable(root, "synth", s_synth, raw is not None):
         print(f"reusing {raw}")
+    else:
+        raw = write_dataset("chest", DATASET_ID, args.n, args.n_test, seed=args.seed, name="NnextDemoChest",
+                            overwrite=True)
+        _done(root, "synth", s_synth)
     timings["synth_s"] = time.perf_counter() - t
 
     t = _step(2, "plan + preprocess with TinyPlanner (nnext plan)")
+    s_plan = {**s_synth, "config": config, "epochs": args.epochs, "iterations": args.iterations}
     plans_file = dirs["nnUNet_preprocessed"] / raw.name / f"{PLANS}.json"
-    if not (plans_file.is_file() and (plans_file.parent / f"{PLANS}_{config}").is_dir()):
+    if _reusable(root, "plan", s_plan, plans_file.is_file() and (plans_file.parent / f"{PLANS}_{config}").is_dir()):
+        print(f"reusing {plans_file}")
+    else:
         from nnunet_ext.planners.run import plan_and_preprocess
 
+        shutil.rmtree(plans_file.parent, ignore_errors=True)  # no preprocessed cases of an older dataset
         plan_and_preprocess(DATASET_ID, "TinyPlanner", [config], num_processes=1,
                             schedule={"num_epochs": args.epochs, "num_iterations_per_epoch": args.iterations})
-    else:
-        print(f"reusing {plans_file}")
+        _done(root, "plan", s_plan)
     timings["plan_s"] = time.perf_counter() - t
 
     t = _step(3, f"train: nnUNetv2_train {DATASET_ID} {config} 0 -tr {TRAINER} -p {PLANS} -device cpu")
     model = dirs["nnUNet_results"] / raw.name / f"{TRAINER}__{PLANS}__{config}"
-    if not (model / "fold_0" / "checkpoint_final.pth").is_file():
+    if _reusable(root, "train", s_plan, (model / "fold_0" / "checkpoint_final.pth").is_file()):
+        print(f"reusing {model / 'fold_0' / 'checkpoint_final.pth'}")
+    else:
         from nnunet_ext.paths import nnunet_command
 
+        shutil.rmtree(model, ignore_errors=True)
         cmd = [nnunet_command("nnUNetv2_train"), str(DATASET_ID), config, "0", "-tr", TRAINER,
                "-p", PLANS, "-device", "cpu"]
         if subprocess.run(cmd, env=os.environ.copy()).returncode != 0:
             print("nnext demo: error: nnUNetv2_train failed (see its output above)", file=sys.stderr)
             return 1
-    else:
-        print(f"reusing {model / 'fold_0' / 'checkpoint_final.pth'}")
+        _done(root, "train", s_plan)
     timings["train_s"] = time.perf_counter() - t
 
     t = _step(4, f"predict the test cases: nnext predict -m tta_mc --n-samples {args.n_samples}")
     pred = root / "predictions"
     from nnunet_ext.cli.main import main as nnext
+
+    s_pred = {**s_plan, "n_samples": args.n_samples}
+    if pred.is_dir() and not _reusable(root, "predict", s_pred, True):
+        shutil.rmtree(pred)  # predictions of another model / settings: redone (a matching folder resumes)
+    _done(root, "predict", s_pred)
 
     code = nnext(["predict", "-m", "tta_mc", "-i", str(raw / "imagesTs"), "-o", str(pred), "-d", str(DATASET_ID),
                   "-c", config, "-tr", TRAINER, "-p", PLANS, "-f", "0", "-device", "cpu", "--n-samples",

@@ -95,7 +95,10 @@ def main(argv: list[str] | None = None) -> int:
         parser = argparse.ArgumentParser(prog=f"nnext {name}", description=COMMANDS[name][1])
         module.add_arguments(parser)
         parser.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
-        args = parser.parse_args(rest)
+        try:
+            args = parser.parse_args(rest)
+        except SystemExit as e:  # argparse: usage + one error line (exit 2), or -h (exit 0); a status, not an exit
+            return int(e.code or 0) if not isinstance(e.code, str) else 2
         return int(module.run(args) or 0)
     except KeyboardInterrupt:
         print(f"nnext {name}: interrupted (Ctrl-C); finished outputs are kept, re-run to resume", file=sys.stderr)
