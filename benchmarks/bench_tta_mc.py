@@ -1,11 +1,13 @@
 """Cost of MC/TTA sampling: N batched passes (``-m tta_mc``) vs N sequential stock nnU-Net passes.
 
 Prints, for each network: the time of nnU-Net's ``predict_sliding_window_return_logits`` (no mirroring) run N
-times, the time of one ``TTAMCPredictor`` call with N passes batched per window, their ratio (target <= 0.6),
+times, the time of one engine call (``-m tta_mc``) with N passes batched per window, their ratio (target <= 0.6),
 and the overhead at N = 1 vs one stock pass, with one random TTA and without (the float32 statistics
-accumulators alone). Networks are randomly initialised (timing does not depend on the weights).
+accumulators alone). ``--tta-scope volume`` (the paper, default) transforms the whole volume per pass;
+``window`` draws per window. Networks are randomly initialised (timing does not depend on the weights).
 
     python benchmarks/bench_tta_mc.py [--device cpu|cuda] [--n 8] [--nets tiny resenc_m] [--repeats 3]
+        [--tta-scope volume|window]
 """
 from __future__ import annotations
 
@@ -20,7 +22,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _models import initialise, resenc_m_arch, tiny_arch  # noqa: E402
 
 from nnunet_ext.core.tta import TTAPolicy  # noqa: E402
-from nnunet_ext.predictors.tta_mc import TTAMCPredictor  # noqa: E402
+from nnunet_ext.predictors.engine import Sampling, SlidingWindowEngine  # noqa: E402
+from nnunet_ext.predictors.method import CaseContext  # noqa: E402
+from nnunet_ext.predictors.tta_mc import TTAMCMethod  # noqa: E402
 
 
 def _time(fn, repeats: int, sync) -> float:
@@ -35,7 +39,7 @@ def _time(fn, repeats: int, sync) -> float:
     return best
 
 
-def bench(name, arch, n, device, repeats, image_shape, tta):
+def bench(name, arch, n, device, repeats, image_shape, tta, scope):
     from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
@@ -46,13 +50,16 @@ def bench(name, arch, n, device, repeats, image_shape, tta):
     t_stock = _time(lambda: stock.predict_sliding_window_return_logits(x), repeats, sync)
     rows = {}
     for key, passes, kinds in (("plain1", 1, ()), (1, 1, tta), (n, n, tta)):
-        mc = TTAMCPredictor(n_samples=passes, tta=TTAPolicy(kinds=kinds), device=device, allow_tqdm=False)
-        mc.perform_everything_on_device = device.type == "cuda"
-        initialise(mc, arch, device)
-        mc.set_seed(0)
-        rows[key] = _time(lambda: mc.predict_statistics(x), repeats, sync)
+        engine = SlidingWindowEngine(device=device, allow_tqdm=False, perform_everything_on_device=device.type == "cuda")
+        initialise(engine, arch, device)
+        engine.training_metadata = {"dropout_p": 0.05}
+        sampling = Sampling(n_passes=passes, tta=TTAPolicy(kinds=kinds), tta_scope=scope, blend="probabilities")
+        method = TTAMCMethod(engine, sampling, {})
+        rows[key] = _time(lambda: engine.run(x, CaseContext.for_case("b", 0), method, sampling,
+                                             ("entropy", "variance", "mi")), repeats, sync)
     windows = len(stock._internal_get_sliding_window_slicers(x.shape[1:]))
-    print(f"{name:9s} image {tuple(image_shape)} windows {windows} device {device.type} tta {','.join(tta) or 'none'}")
+    print(f"{name:9s} image {tuple(image_shape)} windows {windows} device {device.type} tta {','.join(tta) or 'none'} "
+          f"scope {scope}")
     print(f"  stock x1            {t_stock:8.3f} s")
     print(f"  stock x{n} (sequential) {n * t_stock:8.3f} s")
     print(f"  tta_mc N={n} (batched) {rows[n]:8.3f} s   ratio {rows[n] / (n * t_stock):.2f}")
@@ -69,6 +76,7 @@ def main():
     ap.add_argument("--nets", nargs="+", default=["tiny", "resenc_m"])
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--tta", default="noise,flip,rotate")
+    ap.add_argument("--tta-scope", default="volume", choices=("volume", "window"))
     args = ap.parse_args()
     device = torch.device(args.device)
     tta = tuple(k for k in args.tta.split(",") if k and k != "none")
@@ -77,7 +85,7 @@ def main():
     nets = {"tiny": (tiny_arch(), (40, 64, 64)), "resenc_m": (resenc_m_arch(), (128, 128, 128))}
     for name in args.nets:
         arch, shape = nets[name]
-        bench(name, arch, args.n, device, args.repeats if name == "tiny" else 1, shape, tta)
+        bench(name, arch, args.n, device, args.repeats if name == "tiny" else 1, shape, tta, args.tta_scope)
 
 
 if __name__ == "__main__":

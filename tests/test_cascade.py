@@ -30,18 +30,20 @@ STAGE2 = "610,3d_fullres,UncertaintyTrainer,nnextTinyPlans,0"
 def stage1_model(trained_chest_model, chest_dataset):
     """Copy of the tiny chest model (plans renamed) whose last seg layer's foreground bias is raised so that
     0.5 % of the first test case's voxels are foreground."""
-    from nnunet_ext.predictors.stock import StockPredictor
+    from nnunet_ext.predictors.engine import Sampling, SlidingWindowEngine
+    from nnunet_ext.predictors.method import CaseContext
+    from nnunet_ext.predictors.stock import StockMethod
 
     folder = trained_chest_model.parent / f"MCDropoutTrainer__{BIASED}__3d_fullres"
     if folder.exists():
         shutil.rmtree(folder)
     shutil.copytree(trained_chest_model, folder)
-    p = StockPredictor(use_mirroring=True, device=torch.device("cpu"), allow_tqdm=False)
-    p.initialize_from_trained_model_folder(str(folder), [0])
+    p = SlidingWindowEngine(use_mirroring=True, device=torch.device("cpu"), allow_tqdm=False)
+    p.load(str(folder), [0])
     files = [str(sorted((chest_dataset / "imagesTs").glob("*_0000.nii.gz"))[0])]
     data, _, _ = p.configuration_manager.preprocessor_class().run_case(
         files, None, p.plans_manager, p.configuration_manager, p.dataset_json)
-    logits, _ = p.predict_statistics(torch.from_numpy(data))
+    logits = StockMethod(p, Sampling(), {}).predict_network(data, CaseContext.for_case("x", 0)).logits
     shift = -float(torch.quantile((logits[1] - logits[0]).flatten(), 0.995))
     ckpt_path = folder / "fold_0" / "checkpoint_final.pth"
     ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
@@ -158,6 +160,12 @@ def test_stage2_only_sees_rois_and_equals_a_direct_prediction_of_each_crop(deter
     assert compared > 100
 
 
+def test_margin_defaults_to_the_stage2_training_crops(deterministic_run):
+    settings = json.loads((deterministic_run / "predict_settings.json").read_text())["method_settings"]
+    assert settings["stage2_training_margin"] == 0 and settings["margin_vox"] == 0  # roi_info.json of ROI_ID
+    assert settings["stage1"]["method"] == "stock" and settings["stage2"]["method"] == "tta_mc"
+
+
 def test_probabilities_are_background_outside_rois(deterministic_run):
     from nnunet_ext.imageio import read_probabilities
 
@@ -185,7 +193,8 @@ def test_lung_filter_top1_margin16_mc_uncertainty_and_resume(stage1_model, stage
         lungs.mkdir(exist_ok=True)
         sitk.WriteImage(sitk.Resample(img, ref, sitk.Transform(), sitk.sitkNearestNeighbor, 0), str(lungs / f.name))
     out = tmp_path / "out"
-    args = ["--lung-masks", str(lungs), "--margin", "16", "--n-samples", "3", "--save-intermediates"]
+    args = ["--lung-masks", str(lungs), "--margin", "16", "--force-margin", "--n-samples", "3",
+            "--save-intermediates"]
     with pytest.warns(UserWarning, match="resampled with nearest neighbour"):
         assert _cascade(chest_dataset / "imagesTs", out, *args) == 0
     n_rois = 0
@@ -236,14 +245,17 @@ def test_no_component_gives_empty_outputs(trained_chest_model, stage2_model, che
     (["--stage1", "501,3d_fullres,MCDropoutTrainer,nnextTinyPlans,x"], "are not integers or 'all'"),
     (["--stage1", "501,3d_fullres,MCDropoutTrainer,NoPlans"], "not found"),
     (["--stage2", STAGE2], "needs --stage1"),
-    (["--stage1", STAGE1, "--stage2", STAGE2, "-d", "501"], "do not pass -d / -c"),
+    (["--stage1", STAGE1, "--stage2", STAGE2, "-d", "501"], "it takes its models from --stage1 / --stage2"),
+    (["--stage1", STAGE1, "--stage2", STAGE2, "--margin", "16"], "trained on ROI crops with margin 0"),
     (["--stage1", STAGE1, "--stage2", STAGE2, "--lung-masks", "/no/such/dir"], "neither a folder nor one of"),
     (["--stage1", STAGE1, "--stage2", STAGE2, "--uncertainty", "bogus"], "--uncertainty bogus"),
 ])
 def test_bad_cascade_arguments(stage1_model, stage2_model, chest_dataset, tmp_path, capsys, extra, message):
     code = main(["predict", "-m", "cascade", "-i", str(chest_dataset / "imagesTs"), "-o", str(tmp_path / "o"),
                  "-device", "cpu", *extra])
-    assert code == 2 and message in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "o").exists()
 
 
 def test_missing_lung_mask_file_is_named(stage1_model, stage2_model, chest_dataset, tmp_path, capsys):

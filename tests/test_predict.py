@@ -34,18 +34,31 @@ def _stock_nnunet_predictor(model):
     return q
 
 
+def stock_method(model, mirroring=False):
+    """``-m stock`` on ``model`` fold 0 through the Python API: (method, its engine)."""
+    from nnunet_ext.predictors.engine import Sampling, SlidingWindowEngine
+    from nnunet_ext.predictors.stock import StockMethod
+
+    e = SlidingWindowEngine(use_mirroring=mirroring, device=torch.device("cpu"), allow_tqdm=False)
+    e.load(str(model), [0])
+    return StockMethod(e, Sampling(), {}), e
+
+
+def engine_logits(method, data):
+    from nnunet_ext.predictors.method import CaseContext
+
+    return method.predict_network(data, CaseContext.for_case("x", 0)).logits
+
+
 def test_engine_blend_equals_float64_reference(trained_chest_model, chest_dataset):
     from nnunetv2.inference.sliding_window_prediction import compute_gaussian
 
-    from nnunet_ext.predictors.stock import StockPredictor
-
-    p = StockPredictor(use_mirroring=False, device=torch.device("cpu"), allow_tqdm=False)
-    p.initialize_from_trained_model_folder(str(trained_chest_model), [0])
+    m, p = stock_method(trained_chest_model)
     files = sorted(str(f) for f in (chest_dataset / "imagesTs").glob("*_0000.nii.gz"))[:1]
     data, _, _ = p.configuration_manager.preprocessor_class().run_case(
         files, None, p.plans_manager, p.configuration_manager, p.dataset_json)
     x = torch.from_numpy(data)
-    logits, _ = p.predict_statistics(x)
+    logits = engine_logits(m, data)
     slicers = p._internal_get_sliding_window_slicers(x.shape[1:])
     assert len(slicers) > 1, "the case must need overlapping windows for this test to mean something"
     g = compute_gaussian(tuple(p.configuration_manager.patch_size), 1 / 8, 10, device="cpu").double()
@@ -62,7 +75,7 @@ def test_engine_blend_equals_float64_reference(trained_chest_model, chest_datase
 def test_tta_mc_without_sampling_reproduces_nnunet_predict(trained_chest_model, chest_dataset, tmp_path):
     ours, theirs = tmp_path / "ours", tmp_path / "nnunet"
     _predict(chest_dataset / "imagesTs", ours, "-m", "tta_mc", "--n-samples", "1", "--dropout-p", "0",
-             "--tta", "none")
+             "--tta", "none", "--blend", "logits")
     proc = subprocess.run(["nnUNetv2_predict", "-i", str(chest_dataset / "imagesTs"), "-o", str(theirs),
                            "-tr", "MCDropoutTrainer", *MODEL_ARGS, "--disable_tta", "-npp", "1", "-nps", "1"],
                           capture_output=True, text=True, env=os.environ.copy())
@@ -83,11 +96,7 @@ def test_tta_mc_without_sampling_reproduces_nnunet_predict(trained_chest_model, 
                 [str(image)], None, q.plans_manager, q.configuration_manager, q.dataset_json)
             assert props["shape_before_cropping"] == list(a.shape) or tuple(props["shape_before_cropping"]) == a.shape
             fp16 = q.predict_logits_from_preprocessed_data(torch.from_numpy(data)).float().numpy()
-            from nnunet_ext.predictors.stock import StockPredictor
-
-            p = StockPredictor(use_mirroring=False, device=torch.device("cpu"), allow_tqdm=False)
-            p.initialize_from_trained_model_folder(str(trained_chest_model), [0])
-            exact = p.predict_statistics(torch.from_numpy(data))[0].numpy()
+            exact = engine_logits(stock_method(trained_chest_model)[0], data).numpy()
             margin = exact[1] - exact[0]
             rounding = np.abs((fp16[1] - fp16[0]) - margin)
             assert np.all(np.abs(margin[diff]) <= rounding[diff]), "a difference not explained by float16 rounding"
@@ -131,7 +140,7 @@ def test_mc_maps_are_consistent_and_nonzero(mc_outputs):
     assert np.all(mi <= ent + 1e-4), "mutual information is a part of the predictive entropy"
 
 
-def test_seeded_and_resumable(mc_outputs, chest_dataset, tmp_path, capsys):
+def test_seeded_resumable_and_stale_guard(mc_outputs, chest_dataset, tmp_path, capsys):
     out = tmp_path / "again"
     _predict(chest_dataset / "imagesTs", out, "-m", "tta_mc", "--n-samples", "4", "--seed", "1")
     case = next(out.glob("*_uncertainty.nii.gz")).name
@@ -139,8 +148,14 @@ def test_seeded_and_resumable(mc_outputs, chest_dataset, tmp_path, capsys):
     b, _ = read_image(mc_outputs / case)
     assert np.array_equal(a, b), "same seed, same maps"
     mtime = (out / case).stat().st_mtime_ns
-    _predict(chest_dataset / "imagesTs", out, "-m", "tta_mc", "--n-samples", "4", "--seed", "2")
+    _predict(chest_dataset / "imagesTs", out, "-m", "tta_mc", "--n-samples", "4", "--seed", "1")
     assert "already predicted" in capsys.readouterr().out
+    assert (out / case).stat().st_mtime_ns == mtime
+    # other settings into the same folder: refused, naming the setting, nothing touched
+    code = main(["predict", "-i", str(chest_dataset / "imagesTs"), "-o", str(out), *MODEL_ARGS, "-m", "tta_mc",
+                 "--n-samples", "4", "--seed", "2"])
+    err = capsys.readouterr().err
+    assert code == 2 and "seed: 1 -> 2" in err and len(err.strip().splitlines()) == 1, err
     assert (out / case).stat().st_mtime_ns == mtime
     _predict(chest_dataset / "imagesTs", out, "-m", "tta_mc", "--n-samples", "4", "--seed", "2", "--overwrite")
     c, _ = read_image(out / case)

@@ -46,12 +46,13 @@ def test_wrong_channel_count_names_the_case(trained_chest_model, chest_dataset, 
 
 
 def test_trainer_without_dropout_warns_pure_tta():
-    from nnunet_ext.core.tta import TTAPolicy
-    from nnunet_ext.predictors.tta_mc import TTAMCPredictor
+    from nnunet_ext.predictors.engine import Sampling, SlidingWindowEngine
+    from nnunet_ext.predictors.tta_mc import TTAMCMethod
 
-    p = TTAMCPredictor(n_samples=2, tta=TTAPolicy(), device=torch.device("cpu"), allow_tqdm=False)
-    p.network = torch.nn.Sequential(torch.nn.Conv3d(1, 2, 3), torch.nn.InstanceNorm3d(2))
-    p.trainer_name = "nnUNetTrainer"
+    e = SlidingWindowEngine(device=torch.device("cpu"), allow_tqdm=False)
+    e.network = torch.nn.Sequential(torch.nn.Conv3d(1, 2, 3), torch.nn.InstanceNorm3d(2))
+    e.trainer_name = "nnUNetTrainer"
+    p = TTAMCMethod(e, Sampling(n_passes=2), {})
     with pytest.warns(UserWarning, match="pure TTA"):
         p.on_parameters_loaded()
     with warnings.catch_warnings():

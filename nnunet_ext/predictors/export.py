@@ -3,11 +3,10 @@
 Pooled logits go through ``convert_predicted_logits_to_segmentation_with_correct_shape`` (resampling with the
 plans' probability resampling function, crop reversal, transpose) exactly as nnU-Net's logits do; scalar maps
 take the same route (``resampling_fn_probabilities``, ``insert_crop_into_image``, ``transpose_backward``) and are 0
-outside nnU-Net's non-zero crop. Files are written with the input's spacing / origin / direction.
+outside nnU-Net's non-zero crop. The case loop (:mod:`nnunet_ext.predictors.loop`) writes them with the input's
+spacing / origin / direction.
 """
 from __future__ import annotations
-
-import os
 
 import numpy as np
 import torch
@@ -15,7 +14,7 @@ from acvl_utils.cropping_and_padding.bounding_boxes import insert_crop_into_imag
 from nnunetv2.inference.export_prediction import convert_predicted_logits_to_segmentation_with_correct_shape
 
 from nnunet_ext.errors import InputError
-from nnunet_ext.imageio import Geometry, write_image, write_probabilities
+from nnunet_ext.imageio import Geometry
 
 
 def geometry_from_properties(properties: dict) -> Geometry:
@@ -40,11 +39,6 @@ def map_to_original(values: torch.Tensor, properties: dict, configuration_manage
     return np.ascontiguousarray(full.transpose(plans_manager.transpose_backward))
 
 
-def _spatial(array: np.ndarray, geometry: Geometry) -> np.ndarray:
-    """nnU-Net stores 2D images as (1, y, x); write them back as 2D."""
-    return array[0] if len(geometry.spacing) == 2 and array.ndim == 3 else array
-
-
 def to_original(logits: torch.Tensor, maps: dict[str, torch.Tensor], properties: dict, predictor,
                 names: "tuple[str, ...] | list[str]" = ()) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
     """Network-resolution outputs -> (segmentation, probabilities ``(K, *spatial)``, ``{name: map}``) in the
@@ -55,52 +49,3 @@ def to_original(logits: torch.Tensor, maps: dict[str, torch.Tensor], properties:
     resampled = {n: map_to_original(maps[n], properties, predictor.configuration_manager, predictor.plans_manager)
                  for n in dict.fromkeys(names)}  # --all-maps names the uncertainty map twice: resample it once
     return np.asarray(seg), np.asarray(probs), resampled
-
-
-def export_case(logits: torch.Tensor, maps: dict[str, torch.Tensor], properties: dict, predictor,
-                output_truncated: str, file_ending: str, uncertainty: "str | None",
-                extra_maps: tuple[str, ...] = (), save_probabilities: bool = False) -> dict[str, str]:
-    """Write ``CASE{file_ending}`` (segmentation, last: its presence marks the case as done),
-    ``CASE_uncertainty{file_ending}`` (map ``uncertainty``), ``CASE_<name>`` for ``extra_maps`` and optionally
-    ``CASE_probabilities{file_ending}`` (float32, classes first). Returns ``{kind: path}``."""
-    files = _map_files(output_truncated, file_ending, uncertainty, extra_maps)
-    seg, probs, resampled = to_original(logits, maps, properties, predictor, [name for _, name, _ in files])
-    return write_case(seg, probs if save_probabilities else None, resampled, geometry_from_properties(properties),
-                      output_truncated, file_ending, uncertainty, extra_maps)
-
-
-def write_case(seg: np.ndarray, probs: "np.ndarray | None", maps: dict[str, np.ndarray], geometry: Geometry,
-               output_truncated: str, file_ending: str, uncertainty: "str | None",
-               extra_maps: tuple[str, ...] = ()) -> dict[str, str]:
-    """Write the arrays of one case (original grid) with the file names of :func:`case_outputs`; maps first,
-    probabilities (when given) next, the segmentation last. Returns ``{kind: path}``."""
-    written = {}
-    for suffix, name, path in _map_files(output_truncated, file_ending, uncertainty, extra_maps):
-        write_image(_spatial(maps[name], geometry), geometry, path)
-        written[suffix] = path
-    if probs is not None:
-        path = f"{output_truncated}_probabilities{file_ending}"
-        write_probabilities(np.stack([_spatial(p, geometry) for p in probs]).astype(np.float32), geometry, path)
-        written["probabilities"] = path
-    path = f"{output_truncated}{file_ending}"
-    write_image(_spatial(np.asarray(seg), geometry), geometry, path)
-    written["segmentation"] = path
-    return written
-
-
-def _map_files(output_truncated: str, file_ending: str, uncertainty: "str | None", extra_maps=()):
-    """``(suffix, map name, path)`` of every map file of a case."""
-    names = ([("uncertainty", uncertainty)] if uncertainty else []) + [(n, n) for n in extra_maps]
-    return [(suffix, name, f"{output_truncated}_{suffix}{file_ending}") for suffix, name in names]
-
-
-def case_outputs(output_truncated: str, file_ending: str, uncertainty: "str | None", extra_maps=(),
-                 save_probabilities: bool = False) -> list[str]:
-    """Every file :func:`export_case` writes for one case."""
-    paths = [path for _, _, path in _map_files(output_truncated, file_ending, uncertainty, extra_maps)]
-    paths += [f"{output_truncated}_probabilities{file_ending}"] if save_probabilities else []
-    return paths + [f"{output_truncated}{file_ending}"]
-
-
-def case_done(output_truncated: str, file_ending: str, **kwargs) -> bool:
-    return all(os.path.isfile(p) for p in case_outputs(output_truncated, file_ending, **kwargs))

@@ -28,20 +28,29 @@ def model_folder(dataset: "int | str", trainer: str, plans: str, configuration: 
 
 
 def check_folds(folder: Path, folds: "list[str] | None", checkpoint: str) -> list[str]:
-    """The folds to use (all with ``checkpoint`` when ``folds`` is None); names the missing fold / file."""
-    available = sorted(p.name[5:] for p in folder.glob("fold_*") if (p / checkpoint).is_file())
+    """The folds to use: when ``folds`` is None exactly those ``nnUNetPredictor.auto_detect_available_folds`` picks
+    (``fold_<int>`` with ``checkpoint``, never ``fold_all``), in numeric order; names a missing fold / file."""
+    from nnunet_ext.predictors.engine import detect_folds
+
     if folds is None:
+        available = [str(f) for f in detect_folds(str(folder), checkpoint)]
         if not available:
-            raise InputError(f"{folder}: no fold has {checkpoint} (is training finished? try -chk checkpoint_best.pth)")
+            extra = " (only fold_all: pass -f all)" if (folder / "fold_all" / checkpoint).is_file() else ""
+            raise InputError(f"{folder}: no fold has {checkpoint}{extra} (is training finished? try -chk "
+                             "checkpoint_best.pth)")
         return available
+    have_any = sorted((p.name[5:] for p in folder.glob("fold_*") if (p / checkpoint).is_file()),
+                      key=lambda f: (not f.isdigit(), int(f) if f.isdigit() else 0, f))
     for f in folds:
+        if not (f.isdigit() or f == "all"):
+            raise InputError(f"-f {f}: folds are integers or 'all'")
         if not (folder / f"fold_{f}").is_dir():
-            raise InputError(f"{folder}: fold {f} not found (folds with {checkpoint}: {', '.join(available) or 'none'})")
+            raise InputError(f"{folder}: fold {f} not found (folds with {checkpoint}: {', '.join(have_any) or 'none'})")
         if not (folder / f"fold_{f}" / checkpoint).is_file():
             have = sorted(p.name for p in (folder / f"fold_{f}").glob("*.pth"))
             raise InputError(f"{folder / f'fold_{f}' / checkpoint}: checkpoint not found "
                              f"(present: {', '.join(have) or 'none'})")
-    return list(folds)
+    return list(dict.fromkeys(folds))
 
 
 def list_cases(input_dir: "str | os.PathLike", dataset_json: dict) -> list[Case]:
@@ -100,7 +109,43 @@ class ModelSpec:
                 raise InputError(f"{flag} {text!r}: fold(s) {', '.join(bad)} are not integers or 'all'")
         return cls(parts[0], parts[1], parts[2], parts[3], folds)
 
+    @classmethod
+    def from_args(cls, args) -> "ModelSpec":
+        """From ``nnext predict -d -c -tr -p -f``."""
+        if getattr(args, "d", None) is None or getattr(args, "c", None) is None:
+            raise InputError(f"-m {args.m} needs -d DATASET and -c CONFIGURATION")
+        return cls(str(args.d), args.c, args.tr, args.p, None if args.f is None else tuple(str(f) for f in args.f))
+
     def resolve(self, checkpoint: str) -> tuple[Path, list[str]]:
         """(model folder, folds to use), validated like ``nnext predict -d -c -tr -p -f``."""
         folder = model_folder(self.dataset, self.trainer, self.plans, self.configuration)
         return folder, check_folds(folder, None if self.folds is None else list(self.folds), checkpoint)
+
+
+def read_case_checked(case: Case, plans_manager, configuration_manager, nan_policy: str = "refuse"):
+    """Read one case with the plans' reader after the integrity checks of :mod:`nnunet_ext.integrity` (complete
+    gzip streams, sane spacing, finite values, one scalar image per channel, matching grids, 2D / 3D as the
+    configuration needs) -> ``(image (C, *spatial), properties)``; one-line InputError naming the file."""
+    from nnunet_ext.integrity import check_file_complete, check_values, read_header_checked
+
+    shapes = []
+    for f in case.files:
+        check_file_complete(f)
+        shape, geometry = read_header_checked(f, ndim=(2, 3))
+        shapes.append((f, shape, geometry))
+    f0, shape0, g0 = shapes[0]
+    for f, shape, g in shapes[1:]:
+        if shape != shape0 or not g.matches(g0):
+            raise InputError(f"{f}: channel grid {shape} / spacing {g.spacing} differs from {f0} ({shape0} / "
+                             f"{g0.spacing}); all channels of a case must share one grid")
+    if len(configuration_manager.patch_size) == 3 and len(shape0) != 3:
+        raise InputError(f"{f0}: a 2D image of size {shape0[::-1]}, but the model is 3D (patch "
+                         f"{tuple(configuration_manager.patch_size)}); use a 2d model or a 3D image")
+    reader = plans_manager.image_reader_writer_class()
+    try:
+        image, properties = reader.read_images(list(case.files))
+    except Exception as e:  # nnU-Net readers raise assorted errors on foreign files
+        raise InputError(f"{f0}: cannot be read by {type(reader).__name__} ({type(e).__name__}: {e})") from None
+    for c, f in enumerate(case.files):
+        image[c] = check_values(image[c], f, kind="image", nan_policy=nan_policy)
+    return image, properties

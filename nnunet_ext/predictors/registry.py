@@ -1,19 +1,25 @@
-"""Prediction methods of ``nnext predict -m`` (names, modules, descriptions; no heavy imports)."""
+"""Prediction methods of ``nnext predict -m``: one line per method (no heavy imports here).
+
+A method is one module with one :class:`~nnunet_ext.predictors.method.Method` subclass; add it here as
+``"name": ("module:Class", "one-line description")``.
+"""
 from __future__ import annotations
 
 import importlib
 
-#: method -> ("module:Class", one-line description)
 METHODS: dict[str, tuple[str, str]] = {
-    "stock": ("nnunet_ext.predictors.stock:StockPredictor",
-              "nnU-Net's prediction (mirroring TTA) + softmax-entropy map"),
-    "tta_mc": ("nnunet_ext.predictors.tta_mc:TTAMCPredictor",
-               "N passes of MC dropout + one random TTA each; entropy / variance / MI maps (chu2026)"),
-    "cascade": ("nnunet_ext.predictors.cascade:CascadePredictor",
-                "stage 1 full volume -> lung-aware component filter -> ROI crops -> stage-2 MC dropout (isler2025)"),
+    "stock": ("nnunet_ext.predictors.stock:StockMethod", "nnU-Net's prediction (mirroring TTA) + softmax-entropy map"),
+    "tta_mc": ("nnunet_ext.predictors.tta_mc:TTAMCMethod", "N passes of MC dropout + random TTA; entropy / variance / MI (chu2026)"),
+    "ensemble": ("nnunet_ext.predictors.ensemble:EnsembleMethod", "cross-validation folds as a deep ensemble; entropy / MI / variance across folds"),
+    "cascade": ("nnunet_ext.predictors.cascade:CascadeMethod", "stage 1 -> lung-aware component filter -> ROI crops -> stage-2 MC dropout (isler2025)"),
 }
 
 
 def load_method(name: str):
+    """The method class registered as ``name``."""
+    from nnunet_ext.errors import InputError
+
+    if name not in METHODS:
+        raise InputError(f"unknown method {name!r}; known methods: {', '.join(METHODS)}")
     module, cls = METHODS[name][0].split(":")
     return getattr(importlib.import_module(module), cls)

@@ -1,24 +1,26 @@
-"""``-m stock``: nnU-Net's own prediction (mirroring TTA, logit blending) through the nnunet_ext engine.
+"""``-m stock``: nnU-Net's own prediction (mirroring TTA, logit blending of one deterministic pass).
 
-Differences from ``nnUNetv2_predict``: float32 instead of float16 accumulation, and an uncertainty map -- the
-entropy of each window's softmax (the classic single-model baseline) -- next to the segmentation.
+Differences from ``nnUNetv2_predict``: float32 accumulation by default (``--accumulator-dtype float16`` for
+nnU-Net's), and an uncertainty map -- the entropy of the final softmax (the classic single-model baseline).
+Several folds are averaged as nnU-Net does (their logits are blended like more windows).
 """
 from __future__ import annotations
 
-import torch
-
-from nnunet_ext.core.uncertainty import entropy
-from nnunet_ext.predictors.sliding_window import StatisticsPredictor
+from nnunet_ext.predictors.model_method import ModelMethod
 
 
-class StockPredictor(StatisticsPredictor):
+class StockMethod(ModelMethod):
+    name = "stock"
     map_names = ("entropy",)
+    default_uncertainty = "entropy"
 
-    def on_parameters_loaded(self) -> None:
-        self.network.eval()
+    @classmethod
+    def add_arguments(cls, group) -> None:
+        group.add_argument("--disable_tta", action="store_true", help="no mirroring (nnU-Net's flag)")
 
-    def predict_patch(self, x):
-        logits = self._internal_maybe_mirror_and_predict(x)[0].float()
-        sigmoid = self.label_manager.has_regions
-        probs = torch.sigmoid(logits) if sigmoid else torch.softmax(logits, 0)
-        return logits, {"entropy": entropy(probs, 0, sigmoid)}
+    @classmethod
+    def engine_kwargs(cls, args) -> dict:
+        return {"use_mirroring": not args.disable_tta}
+
+    def forward(self, batch, window, ctx):
+        return self.engine._internal_maybe_mirror_and_predict(batch)

@@ -1,6 +1,8 @@
 """``MCDropoutTrainer``: nnU-Net with dropout in every conv block, ready for Monte-Carlo sampling."""
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import os
 
 import torch
@@ -14,6 +16,22 @@ from nnunet_ext.trainers.base import NnextTrainer
 DROPOUT_P_ENV = "NNEXT_DROPOUT_P"
 #: environment variable choosing ``channel`` (Dropout3d/2d, default) or ``element`` (nn.Dropout) dropout
 DROPOUT_KIND_ENV = "NNEXT_DROPOUT_KIND"
+
+#: (p, kind) a predictor rebuilds the network with: what the checkpoint was trained with (see
+#: :func:`prediction_dropout`); ``None`` at training time, where the environment variables apply
+_PREDICTION_DROPOUT: contextvars.ContextVar = contextvars.ContextVar("nnext_prediction_dropout", default=None)
+
+
+@contextlib.contextmanager
+def prediction_dropout(p: "float | None", kind: "str | None"):
+    """Within this block :class:`MCDropoutTrainer` builds networks with dropout ``p`` / ``kind`` (``None`` = the
+    trainer's default) and ignores ``NNEXT_DROPOUT_P`` / ``NNEXT_DROPOUT_KIND``: those configure training, while
+    a trained checkpoint must be rebuilt exactly as it was trained."""
+    token = _PREDICTION_DROPOUT.set((p, kind))
+    try:
+        yield
+    finally:
+        _PREDICTION_DROPOUT.reset(token)
 
 
 class MCDropoutTrainer(NnextTrainer):
@@ -31,6 +49,12 @@ class MCDropoutTrainer(NnextTrainer):
     @classmethod
     def resolve_dropout(cls, configuration_manager: ConfigurationManager) -> tuple[float, str]:
         """(p, kind) this trainer builds its network with (see the class docstring for precedence)."""
+        override = _PREDICTION_DROPOUT.get()
+        if override is not None:
+            p, kind = override
+            planned = planned_dropout_p(configuration_manager.network_arch_init_kwargs)
+            return (check_dropout_p(p) if p is not None else planned if planned is not None
+                    else cls.default_dropout_p), kind or cls.default_dropout_kind
         kind = os.environ.get(DROPOUT_KIND_ENV, cls.default_dropout_kind)
         if os.environ.get(DROPOUT_P_ENV, "").strip():
             return check_dropout_p(os.environ[DROPOUT_P_ENV]), kind

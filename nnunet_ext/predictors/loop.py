@@ -1,0 +1,163 @@
+"""The one case loop of ``nnext predict``, for every method.
+
+``cases[part_id::num_parts]`` are predicted into ``out``. A case counts as done when all its output files exist
+(:meth:`OutputSpec.files`); done cases are skipped (nnU-Net's ``--continue_prediction`` is this behaviour)
+unless ``overwrite``. The folder records the settings that produced it (``nnext_settings.json``); a re-run with
+other output-defining settings is refused unless ``--overwrite`` (stale-output guard). Nothing is written before
+the first case to predict has been read and validated. Every file is written atomically, the segmentation last.
+
+``-npp N``: N background threads read and preprocess the next cases while the device predicts; ``-nps N``: N
+threads write finished cases. Each case is seeded from ``(seed, case id)`` only, so the results are identical to
+the sequential loop (``-npp 0 -nps 0``).
+"""
+from __future__ import annotations
+
+import json
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from nnunet_ext.errors import InputError
+from nnunet_ext.predictors.method import CaseContext, CaseResult, Method
+
+#: settings that do not change what is written (excluded from the stale-output comparison)
+VOLATILE = ("i", "o", "overwrite", "continue_prediction", "num_parts", "part_id", "npp", "nps", "device",
+            "png", "debug", "progress")
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    """Which files a case gets: ``CASE_uncertainty`` (map ``uncertainty``), ``CASE_<map>`` for ``extra_maps``,
+    probabilities (``CASE_probabilities`` NIfTI + nnU-Net's ``CASE.npz`` / ``CASE.pkl``), side images and JSONs."""
+
+    uncertainty: "str | None" = None
+    extra_maps: tuple[str, ...] = ()
+    save_probabilities: bool = False
+    images: tuple[str, ...] = ()
+    jsons: tuple[str, ...] = ()
+
+    def files(self, stem: str, ending: str) -> list[str]:
+        paths = [f"{stem}_{s}{ending}" for s in (("uncertainty",) if self.uncertainty else ()) + self.extra_maps]
+        if self.save_probabilities:
+            paths += [f"{stem}_probabilities{ending}", f"{stem}.npz", f"{stem}.pkl"]
+        paths += [f"{stem}_{s}{ending}" for s in self.images] + [f"{stem}_{s}.json" for s in self.jsons]
+        return paths + [f"{stem}{ending}"]
+
+    def done(self, stem: str, ending: str) -> bool:
+        return all(os.path.isfile(p) for p in self.files(stem, ending))
+
+
+def write_result(result: CaseResult, spec: OutputSpec, stem: str, ending: str) -> None:
+    """Write one case: maps, probabilities, side outputs, then the segmentation (its presence marks it done)."""
+    from nnunet_ext.imageio import atomic_path, atomic_write_text, write_image, write_probabilities
+
+    g = result.geometry
+    spatial = (lambda a: a[0] if len(g.spacing) == 2 and a.ndim == 3 else a)  # nnU-Net keeps 2D as (1, y, x)
+    for suffix, name in (([("uncertainty", spec.uncertainty)] if spec.uncertainty else [])
+                         + [(n, n) for n in spec.extra_maps]):
+        write_image(spatial(np.asarray(result.maps[name], dtype=np.float32)), g, f"{stem}_{suffix}{ending}")
+    if spec.save_probabilities:
+        if result.probabilities is None:
+            raise InputError("this method produces no probabilities (--save_probabilities)")
+        probs = np.asarray(result.probabilities, dtype=np.float32)
+        write_probabilities(np.stack([spatial(p) for p in probs]), g, f"{stem}_probabilities{ending}")
+        with atomic_path(f"{stem}.npz") as tmp:  # exactly nnUNetv2_predict's files (nnUNetv2_ensemble reads them)
+            with open(tmp, "wb") as f:
+                np.savez_compressed(f, probabilities=probs)
+        from batchgenerators.utilities.file_and_folder_operations import save_pickle
+
+        with atomic_path(f"{stem}.pkl") as tmp:
+            save_pickle(result.properties or {}, tmp)
+    for suffix in spec.images:
+        write_image(spatial(np.asarray(result.images[suffix])), g, f"{stem}_{suffix}{ending}")
+    for suffix in spec.jsons:
+        atomic_write_text(f"{stem}_{suffix}.json", json.dumps(result.jsons[suffix], indent=1, default=str) + "\n")
+    write_image(spatial(np.asarray(result.segmentation).astype(np.uint8 if result.segmentation.max(initial=0) < 256
+                                                                 else np.int16)), g, f"{stem}{ending}")
+
+
+def predict_cases(method: Method, cases: list, out: "str | os.PathLike", spec: OutputSpec, *,
+                  overwrite: bool = False, num_parts: int = 1, part_id: int = 0, seed: int = 0,
+                  settings: "dict | None" = None, npp: int = 0, nps: int = 0, progress: bool = True) -> list[str]:
+    """Predict ``cases[part_id::num_parts]`` into ``out`` (module docstring); returns the ids predicted now."""
+    from nnunet_ext.integrity import check_output_dir, check_settings, record_settings
+
+    if num_parts < 1 or not 0 <= part_id < num_parts:
+        raise InputError(f"-part_id must be in [0, -num_parts), got {part_id} with -num_parts {num_parts}")
+    if npp < 0 or nps < 0:
+        raise InputError(f"-npp and -nps must be >= 0, got {npp} and {nps}")
+    out = check_output_dir(out)
+    signature = _flatten({k: v for k, v in (settings or {}).items() if k not in VOLATILE})
+    check_settings(out, signature, overwrite, what="prediction folder")
+    ending = method.dataset_json["file_ending"]
+    mine = cases[part_id::num_parts]
+    todo = [c for c in mine if overwrite or not spec.done(str(out / c.case_id), ending)]
+    if len(todo) < len(mine):
+        print(f"{len(mine) - len(todo)} of {len(mine)} cases already predicted in {out} (use --overwrite to redo)")
+    if not todo:
+        return []
+    prep_pool = ThreadPoolExecutor(npp) if npp else None
+    write_pool = ThreadPoolExecutor(nps) if nps else None
+    ahead = max(1, npp)
+    futures = {}
+
+    def prepared(i):
+        if prep_pool is None:
+            return method.prepare(todo[i])
+        for j in range(i, min(len(todo), i + ahead + 1)):
+            if j not in futures:
+                futures[j] = prep_pool.submit(method.prepare, todo[j])
+        return futures.pop(i).result()
+
+    writes, done = [], []
+    try:
+        from tqdm import tqdm
+
+        first = prepared(0)  # validated before anything is written
+        record_settings(out, signature, command="nnext predict")
+        if settings is not None:
+            _write_json(out / "predict_settings.json", settings)
+            _write_json(out / "dataset.json", method.dataset_json)
+            plans = getattr(getattr(method, "engine", None), "plans_manager", None)
+            if plans is not None:
+                _write_json(out / "plans.json", plans.plans)
+        bar = tqdm(total=len(todo), desc="cases", unit="case", disable=not progress)
+        for i, case in enumerate(todo):
+            item = first if i == 0 else prepared(i)
+            ctx = CaseContext.for_case(case.case_id, seed)
+            result = method.predict_case(item, ctx)
+            stem = str(out / case.case_id)
+            if write_pool is None:
+                write_result(result, spec, stem, ending)
+            else:
+                writes.append(write_pool.submit(write_result, result, spec, stem, ending))
+            done.append(case.case_id)
+            bar.update()
+        for w in writes:
+            w.result()
+        bar.close()
+    finally:
+        for pool in (prep_pool, write_pool):
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
+    return done
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    """Nested settings as ``{"a.b": value}``, so the stale-output guard names the leaf that differs."""
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and v:
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _write_json(path: Path, obj) -> None:
+    from nnunet_ext.imageio import atomic_write_text
+
+    atomic_write_text(path, json.dumps(obj, indent=2, default=str))
