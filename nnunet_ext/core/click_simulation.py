@@ -14,6 +14,9 @@ tied voxels' mean, then the first in C order.
 * :func:`error_clicks` (stage 3 and the ``errors`` evaluation protocol): per class, the error components of
   the prediction (false negative = reference & ~prediction -> positive click, false positive = prediction &
   ~reference -> negative click), largest first, one click at each one's centre, at most ``max_per_class``.
+* :func:`lesion_clicks` (``each-lesion`` / ``autopet`` protocols): a positive click at the centre of each
+  lesion, largest first; :func:`hotspot_clicks`: negative clicks at the centres of the largest non-lesion
+  hot spots of an image (autoPET IV background clicks on PET).
 """
 from __future__ import annotations
 
@@ -23,7 +26,7 @@ import cc3d
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["components", "region_centre", "training_clicks", "error_clicks"]
+__all__ = ["components", "region_centre", "training_clicks", "error_clicks", "lesion_clicks", "hotspot_clicks"]
 
 
 def components(mask: np.ndarray) -> tuple[np.ndarray, int]:
@@ -88,3 +91,36 @@ def error_clicks(reference: np.ndarray, prediction: np.ndarray, classes: Sequenc
         for size, positive, comps, k in errors[:max_per_class]:
             out.append((channel, region_centre(comps == k, spacing), positive))
     return out
+
+
+def _by_size(mask: np.ndarray) -> list:
+    """Component masks of ``mask``, largest first (ties: lower component number, i.e. scan order)."""
+    comps, n = components(mask)
+    if not n:
+        return []
+    sizes = np.bincount(comps.ravel(), minlength=n + 1)[1:]
+    return [comps == k + 1 for k in sorted(range(n), key=lambda k: (-sizes[k], k))]
+
+
+def lesion_clicks(reference: np.ndarray, classes: Sequence[int], max_per_class: "int | None" = None,
+                  spacing: "Sequence[float] | None" = None) -> list:
+    """One positive click at the deepest voxel of each lesion (connected component) of each class, largest
+    lesion first, at most ``max_per_class`` per class (``each-lesion`` protocol: all; ``autopet``: up to K)."""
+    out = []
+    for channel, value in enumerate(classes):
+        for mask in _by_size(reference == value)[:max_per_class]:
+            out.append((channel, region_centre(mask, spacing), True))
+    return out
+
+
+def hotspot_clicks(image: np.ndarray, reference: np.ndarray, n: int, percentile: float = 99.75,
+                   spacing: "Sequence[float] | None" = None) -> list:
+    """Up to ``n`` negative clicks (every class: channel ``None``) at the deepest voxel of the largest
+    non-lesion hot spots: components of {voxels outside every lesion with intensity above the
+    ``percentile``-th percentile of the non-lesion voxels} (the autoPET IV background clicks on PET; they
+    sample the hot spots at random, we take the largest first so the sequence is reproducible)."""
+    outside = reference == 0
+    if n <= 0 or not outside.any():
+        return []
+    threshold = np.percentile(image[outside], percentile)
+    return [(None, region_centre(mask, spacing), False) for mask in _by_size(outside & (image > threshold))[:n]]
