@@ -101,6 +101,39 @@ def uncertainty_adaptive_loss(logits: torch.Tensor, target: torch.Tensor, uncert
     return alpha.mean() * dice + ce
 
 
+def max_mc_variance(num_classes: int, k: int) -> float:
+    """Largest possible value of :func:`mc_dropout_variance`'s ``U = 1/C Σ_c Var_k p_c`` for K passes.
+
+    ``Σ_c Var_k p_c = mean_k ||p_k||² − ||p̄||² <= 1 − ||p̄||²`` (probabilities: ``||p_k||² <= 1``, equality for
+    one-hot passes); with one-hot passes, ``n_c`` of them on class c, ``||p̄||² = Σ_c (n_c / K)²``, smallest when
+    the K passes are spread as evenly as possible over ``m = min(K, C)`` classes. So ``U_max = (1 − Σ_c (n_c /
+    K)²) / C`` -- 0.25 for two classes and even K (a Bernoulli variance), 2/9 for C = 3 and K = 3 or 6.
+    (Checked against every one-hot assignment and random probability passes in the tests.)
+    """
+    if num_classes < 2 or k < 2:
+        raise ValueError(f"need num_classes >= 2 and k >= 2, got {num_classes}, {k}")
+    m = min(k, num_classes)
+    q, r = divmod(k, m)
+    spread = (r * (q + 1) ** 2 + (m - r) * q ** 2) / k ** 2
+    return (1.0 - spread) / num_classes
+
+
+U_SCALINGS = ("none", "max", "batch")
+
+
+def scale_uncertainty(u: torch.Tensor, scaling: str, num_classes: int, k: int) -> torch.Tensor:
+    """U rescaled before ``α = exp(−U)``: ``none`` (the paper), ``max`` (``U / U_max``, in [0, 1], so α spans
+    [1/e, 1]; :func:`max_mc_variance`) or ``batch`` (``U / max U`` of the batch; a zero map stays zero)."""
+    if scaling == "none":
+        return u
+    if scaling == "max":
+        return u / max_mc_variance(num_classes, k)
+    if scaling == "batch":
+        top = u.max()
+        return u / top if float(top) > 0 else u
+    raise ValueError(f"scaling must be one of {U_SCALINGS}, got {scaling!r}")
+
+
 @torch.no_grad()
 def mc_dropout_variance(network: torch.nn.Module, x: torch.Tensor, k: int, dropout_active: bool = True
                         ) -> torch.Tensor:

@@ -7,10 +7,15 @@ active, normalisation in eval mode, no gradient; :func:`nnunet_ext.core.losses.m
 released code reduces α to its mean -- we follow the formula). With deep supervision, U is resized (area
 interpolation) to each output and the terms are weighted like nnU-Net's ``DeepSupervisionWrapper``.
 
-Knobs (class attributes, or env ``NNEXT_UNC_SAMPLES`` / ``NNEXT_UNC_REFRESH``): K = ``mc_samples`` (default 4),
-``refresh`` (default 1 = a fresh U for every batch; with n > 1, U is recomputed every n-th batch and the other
-batches use the batch-mean of the last U, i.e. the released code's scalar α). Validation uses nnU-Net's plain
-Dice + CE. Label-based (softmax) datasets only, no ignore label. :class:`UncertaintyWeightedLoss` and the
+Knobs (class attributes, or env ``NNEXT_UNC_SAMPLES`` / ``NNEXT_UNC_REFRESH`` / ``NNEXT_UNC_SCALE``): K =
+``mc_samples`` (default 4); ``refresh`` (default 1 = a fresh U for every batch; with n > 1, U is recomputed
+every n-th batch and the batches in between use ONE scalar, the mean of the last map over all its samples and
+voxels -- a per-sample map must not be applied to the unrelated samples of another batch); ``u_scaling``:
+``none`` (default, the paper's α = exp(−U); U is a variance of probabilities, <= 0.25 for two classes, so
+α >= 0.78 and in practice ≈ 1: Dice-only training), ``max`` (α = exp(−U / U_max), U_max the largest possible U for K passes and C classes (0.25 for C = 2, even K),
+:func:`~nnunet_ext.core.losses.max_mc_variance`; α spans [1/e, 1]) or ``batch`` (α = exp(−U / max U of the
+batch)). The K passes run under the same autocast as nnU-Net's training step (CUDA: fp16 autocast). Validation
+uses nnU-Net's plain Dice + CE. Label-based (softmax) datasets only, no ignore label. :class:`UncertaintyWeightedLoss` and the
 ``_uncertainty_loss`` / ``loss_summary`` hooks are shared with ``UncertaintyLovaszTrainer`` (``lovasz.py``).
 """
 from __future__ import annotations
@@ -18,7 +23,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from nnunet_ext.core.losses import mc_dropout_variance, uncertainty_adaptive_loss
+from nnunet_ext.core.losses import U_SCALINGS, mc_dropout_variance, scale_uncertainty, uncertainty_adaptive_loss
 from nnunet_ext.trainers.ds_loss import DeepSupervisionLoss, env_knob, require_plain_labels
 from nnunet_ext.trainers.mc_dropout import MCDropoutTrainer
 
@@ -64,10 +69,13 @@ class UncertaintyTrainer(MCDropoutTrainer):
 
     mc_samples: int = 4
     refresh: int = 1
+    u_scaling: str = "none"
 
     def initialize(self):
         self.mc_samples = env_knob("NNEXT_UNC_SAMPLES", self.mc_samples, int, lambda k: k >= 2, ">= 2")
         self.refresh = env_knob("NNEXT_UNC_REFRESH", self.refresh, int, lambda n: n >= 1, ">= 1")
+        self.u_scaling = env_knob("NNEXT_UNC_SCALE", self.u_scaling, str, lambda v: v in U_SCALINGS,
+                                  "in " + "|".join(U_SCALINGS))
         require_plain_labels(self)
         super().initialize()
         self._iteration = 0
@@ -86,20 +94,32 @@ class UncertaintyTrainer(MCDropoutTrainer):
         return f"uncertainty-adaptive loss: {self._mc_summary()}"
 
     def _mc_summary(self) -> str:
-        return f"K = {self.mc_samples} MC passes, refresh every {self.refresh} batch(es)"
+        return (f"K = {self.mc_samples} MC passes, refresh every {self.refresh} batch(es), U scaling "
+                f"{self.u_scaling}")
 
     def on_train_start(self):
         super().on_train_start()
         self.print_to_log_file(self.loss_summary())
 
+    def mc_uncertainty(self, data: torch.Tensor) -> torch.Tensor:
+        """U of ``data`` (B, *S): K MC-dropout passes under the training step's autocast, then ``u_scaling``."""
+        from nnunetv2.utilities.helpers import dummy_context
+
+        with torch.autocast(self.device.type, enabled=True) if self.device.type == "cuda" else dummy_context():
+            u = mc_dropout_variance(self.network, data, self.mc_samples)
+        return scale_uncertainty(u.float(), self.u_scaling, self.label_manager.num_segmentation_heads,
+                                 self.mc_samples)
+
     def train_step(self, batch: dict) -> dict:
+        data = batch["data"]
+        shape = (data.shape[0],) + tuple(data.shape[2:])
         if self._iteration % self.refresh == 0 or self._last_u is None:
-            data = batch["data"].to(self.device, non_blocking=True)
-            self._last_u = mc_dropout_variance(self.network, data, self.mc_samples)
+            self._last_u = self.mc_uncertainty(data.to(self.device, non_blocking=True))
             u = self._last_u
-        else:  # between refreshes: the last batch-mean U (a scalar alpha per sample)
-            u = self._last_u.mean(dim=tuple(range(1, self._last_u.ndim)), keepdim=True).expand_as(self._last_u)
+        else:  # between refreshes: one scalar (the last map's mean), never another batch's per-sample map
+            u = self._last_u.mean().expand(shape)
         self._iteration += 1
+        self.last_uncertainty = u
         self.loss.uncertainty = u
         try:
             return super().train_step(batch)
@@ -107,4 +127,5 @@ class UncertaintyTrainer(MCDropoutTrainer):
             self.loss.uncertainty = None
 
     def checkpoint_metadata(self) -> dict:
-        return {**super().checkpoint_metadata(), "mc_samples": self.mc_samples, "refresh": self.refresh}
+        return {**super().checkpoint_metadata(), "mc_samples": self.mc_samples, "refresh": self.refresh,
+                "u_scaling": self.u_scaling}
