@@ -28,7 +28,9 @@ in :func:`lung_mask_log`):
    closed inside the scan has none of these: ``no_lung_evidence``). The largest accepted one is kept, with
    every other accepted component that overlaps it in z (>= ``min_pair_z_overlap`` of the shorter extent: the
    other lung, and lungs cut into pieces by vessels in thin slabs or by the diaphragm dome in thick slices),
-   provided the largest of those has >= ``second_ratio`` of its volume. Scans of 1-5 slices use the same rules (every component
+   provided the largest of those has >= ``second_ratio`` of its volume; a lung-sized component without evidence
+   of its own (e.g. the second lung in a short thin-slice slab whose top narrows) joins when it overlaps the
+   first in z by >= ``partner_z_overlap``. Scans of 1-5 slices use the same rules (every component
    reaches the top; position, HU and size decide). No component accepted: empty mask and a warning.
 6. **Left / right.** One accepted component with >= 15 % of its voxels on each side of the body midline holds
    both lungs and is split (:func:`_split_lungs`: in-plane erosion, else the projection valley). Each lung is
@@ -65,6 +67,7 @@ THRESHOLD_DEFAULTS = {
     "cut_lung_min_ap": 0.45,      # ... and centroid at least this far back (lung bases lie posteriorly)
     "min_pair_z_overlap": 0.3,    # the second lung overlaps the first in z by this fraction of the shorter
     "second_ratio": 0.05,         # ... and has at least this fraction of the first one's volume
+    "partner_z_overlap": 0.8,     # a lung-sized component without evidence is paired when it overlaps this much
     "trachea_max_area_mm2": 800.0,  # 2D airway cross-sections above this area are lung, not trachea / bronchus
     "trachea_midline_mm": 40.0,   # trachea seeds: within this distance of the body midline
     "trachea_min_scan_mm": 30.0,  # no airway tracking in shorter scans (1-5 slices): pure-air trachea is 'gas'
@@ -233,9 +236,16 @@ def lung_mask_log(ct_hu_zyx: np.ndarray, geometry, **options) -> tuple[np.ndarra
         f["height_mm"] = round((f["z_range"][1] - f["z_range"][0]) * spacing_zyx[0], 1)
         f["decision"] = _classify(f, opts, body_max_area, short_scan)
         log["components"].append(f)
-        if f["decision"].startswith("lung:"):
+        if f["decision"].startswith("lung:") or f["decision"] == "no_lung_evidence":
             accepted.append((comp, f))
     log["n_small_skipped"] = int((sizes[1:] < min_vox).sum())
+    # a lung-sized component without evidence of its own counts only as the partner of an accepted lung
+    large = opts["lung_area_fraction"] * body_max_area
+    while accepted and not accepted[0][1]["decision"].startswith("lung:"):
+        accepted.pop(0)
+    if accepted:
+        accepted = [accepted[0]] + [(c, f) for c, f in accepted[1:] if f["decision"].startswith("lung:") or (
+            f["max_area_mm2"] >= large and _z_overlap(f, accepted[0][1]) >= opts["partner_z_overlap"])]
     if not accepted:
         msg = "no lungs found (no air component with lung evidence): empty lung mask"
         warnings.warn(msg, stacklevel=3)

@@ -92,6 +92,7 @@ def compute_lung_mask(ct: np.ndarray, geometry, backend: str = "auto", weights: 
         raise InputError(f"unknown lung mask backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     if np.asarray(ct).ndim != 3:
         raise InputError(f"lung masks need a 3D CT; got an array of shape {np.asarray(ct).shape}")
+    check_ct_intensities(np.asarray(ct))  # MR-like / normalised intensities: refused for every backend
     if backend in ("auto", "lungmask"):
         ok, reason = lungmask_available(weights)
         if ok:
