@@ -101,6 +101,18 @@ def test_voxel_sampler_is_uniform_over_the_union_and_order_free():
     keys = np.concatenate([np.random.default_rng([3, __import__("zlib").crc32(c.encode())]).random(100) for c in "abc"])
     values = np.concatenate([data[c][0] for c in "abc"])
     np.testing.assert_array_equal(np.sort(a[0]), np.sort(values[np.argsort(keys)[:50]]))
+    # slab by slab with the threshold pre-filter (what calibrate does) gives the same sample
+    s3 = VoxelSampler(budget=50, seed=3)
+    for c in "abc":
+        stream = s3.key_stream(c)
+        for lo, hi in ((0, 30), (30, 31), (31, 100)):
+            k = stream.random(hi - lo)
+            sel = np.flatnonzero(k < s3.threshold("g0" if c != "c" else "g1"))
+            s3.add("g0" if c != "c" else "g1", c, data[c][:, lo:hi][:, sel], np.zeros(sel.size, np.int64),
+                   keys=k[sel], n_voxels=hi - lo)
+    c3, _, n3 = s3.sample(["g0", "g1"])
+    assert n3 == 300
+    np.testing.assert_array_equal(np.sort(c3), np.sort(a))
 
 
 # ---------------------------------------------------------------- fake nnU-Net results folder

@@ -196,7 +196,8 @@ class VoxelSampler:
     """Seeded uniform sample of at most ``budget`` voxels over any union of groups (see the module docstring).
 
     ``add(group, case, scores (C, N), targets (N,) or (C, N))``; ``sample(groups) -> (scores, targets, n_total)``
-    where ``n_total`` counts every voxel added to those groups. Independent of the order of ``add`` calls.
+    where ``n_total`` counts every voxel added to those groups. Independent of the order of ``add`` calls. For big
+    cases draw keys slab by slab from :meth:`key_stream` and convert / add only keys below :meth:`threshold`.
     """
 
     budget: int = 1_000_000
@@ -204,23 +205,22 @@ class VoxelSampler:
     _groups: dict = field(default_factory=dict)
     _totals: dict = field(default_factory=dict)
 
-    def candidates(self, case: str, n: int) -> tuple[np.ndarray, np.ndarray]:
-        """``(indices, keys)`` of the voxels ``0..n-1`` of ``case`` that can ever be sampled (the case's ``budget``
-        smallest keys), so callers extract and convert only those."""
-        keys = np.random.default_rng([int(self.seed), zlib.crc32(case.encode("utf-8"))]).random(n)
-        if n <= self.budget:
-            return np.arange(n), keys
-        idx = np.sort(np.argpartition(keys, self.budget - 1)[: self.budget])
-        return idx, keys[idx]
+    def key_stream(self, case: str) -> np.random.Generator:
+        """The generator of ``case``'s voxel keys (``.random(n)`` in voxel order, in one call or in slabs)."""
+        return np.random.default_rng([int(self.seed), zlib.crc32(case.encode("utf-8"))])
+
+    def threshold(self, group) -> float:
+        """Keys >= this can no longer enter ``group``'s sample (the largest kept key once the budget is full)."""
+        kept = self._groups.get(group)
+        return 1.0 if kept is None or kept.keys.size < self.budget else float(kept.keys.max())
 
     def add(self, group, case: str, scores, targets, keys=None, n_voxels: int | None = None) -> None:
-        """Add voxels of ``case`` to ``group``; ``keys``/``n_voxels`` from :meth:`candidates` when only the
-        candidates are passed (``n_voxels`` = all voxels of the case, for the totals)."""
+        """Add voxels of ``case`` to ``group``. Without ``keys`` they are drawn from :meth:`key_stream`; callers
+        that pre-filter by :meth:`threshold` pass the kept voxels' ``keys`` and ``n_voxels`` (all voxels seen)."""
         scores = np.asarray(scores, dtype=np.float32)
         targets = np.asarray(targets)
         if keys is None:
-            idx, keys = self.candidates(case, scores.shape[1])
-            n_voxels, scores, targets = scores.shape[1], scores[:, idx], targets[..., idx]
+            keys = self.key_stream(case).random(scores.shape[1])
         self._totals[group] = self._totals.get(group, 0) + int(scores.shape[1] if n_voxels is None else n_voxels)
         old = self._groups.get(group)
         if old is not None:

@@ -28,7 +28,7 @@ from nnunet_ext.errors import InputError
 from nnunet_ext.evaluation.uncertainty_eval import roi_slices
 from nnunet_ext.imageio import read_image, read_probabilities
 
-__all__ = ["LabelSpec", "CaseSource", "CalibrationOptions", "label_spec_from_dataset_json", "load_case",
+__all__ = ["LabelSpec", "CaseSource", "CalibrationOptions", "label_spec_from_dataset_json", "load_case", "roi_slabs",
            "calibrate_cases"]
 
 
@@ -102,8 +102,14 @@ def _read_npz(path: str) -> np.ndarray:
 
 
 def load_case(src: CaseSource, spec: LabelSpec) -> tuple[np.ndarray, np.ndarray, tuple[float, ...]]:
-    """``(probabilities (C, *S) float32, reference S, spacing of S)`` with all checks (one-line InputErrors)."""
+    """``(probabilities (C, *S) float32, reference S (its integer dtype), spacing of S)``; one-line InputErrors
+    for unreadable files, shape / geometry / channel mismatches and labels without a channel (the values are
+    checked slab by slab in :func:`roi_slabs`)."""
     ref, geometry = read_image(src.reference)
+    if ref.dtype.kind not in "iu":
+        if not np.array_equal(ref, np.round(ref)):
+            raise InputError(f"{src.reference}: not a label image (non-integer values)")
+        ref = ref.astype(np.int32)
     if src.probabilities.endswith(".npz"):
         probs = _read_npz(src.probabilities)
     else:
@@ -117,30 +123,43 @@ def load_case(src: CaseSource, spec: LabelSpec) -> tuple[np.ndarray, np.ndarray,
     if probs.shape[1:] != ref.shape:
         raise InputError(f"{src.case}: probabilities {src.probabilities} have shape (C, *S) {probs.shape}, "
                          f"reference {src.reference} has shape {ref.shape}")
-    if not np.isfinite(probs).all() or probs.min() < -1e-3 or probs.max() > 1 + 1e-3:
-        raise InputError(f"{src.probabilities}: values outside [0, 1]; are these probabilities?")
     n_expected = len(spec.regions) if spec.sigmoid else (len(spec.names) if spec.names else None)
     if n_expected is not None and probs.shape[0] != n_expected:
         raise InputError(f"{src.probabilities}: {probs.shape[0]} channels, the labels define {n_expected} "
                          f"({'regions' if spec.sigmoid else 'classes'})")
-    ref = ref.astype(np.int64, copy=False)
-    if not spec.sigmoid:
-        bad = ref[(ref >= probs.shape[0]) & (ref != (-1 if spec.ignore_label is None else spec.ignore_label))]
-        if bad.size:
-            raise InputError(f"{src.reference}: label {int(bad.max())} present but the probabilities have only "
+    if not spec.sigmoid and ref.size and int(ref.max()) >= probs.shape[0]:
+        labels = np.unique(ref)
+        bad = [int(v) for v in labels if v >= probs.shape[0] and v != spec.ignore_label]
+        if bad:
+            raise InputError(f"{src.reference}: label {bad[-1]} present but the probabilities have only "
                              f"{probs.shape[0]} classes")
+    if ref.size and int(ref.min()) < 0:
+        raise InputError(f"{src.reference}: negative labels")
     return probs, ref, spacing
 
 
-def _voxels(probs, ref, spacing, spec: LabelSpec, options: CalibrationOptions):
-    """ROI voxels of a case: ``(probabilities (C, N), targets (N,) or (C, N))``."""
-    fg = (probs > 0.5).any(axis=0) if spec.sigmoid else probs.argmax(axis=0) > 0
-    box = roi_slices(ref, fg.astype(np.uint8), spacing, options.roi, options.margin_mm)
-    r = ref[box]
-    keep = np.ones(r.shape, bool) if spec.ignore_label is None else r != spec.ignore_label
-    idx = np.flatnonzero(keep)
-    p = probs[(slice(None),) + box].reshape(probs.shape[0], -1)
-    return p, r.reshape(-1), idx
+def roi_slabs(src: CaseSource, probs, ref, spacing, spec: LabelSpec, options: CalibrationOptions,
+              slab_voxels: int = 1 << 21):
+    """Yield the case's ROI voxels slab by slab along the first spatial axis: ``(probabilities (C, n) float32,
+    labels (n,))``, ignore-label voxels dropped, so memory stays at the volume plus one slab."""
+    fg = np.zeros(ref.shape, bool)
+    for z in range(ref.shape[0]):      # prediction foreground per slice (background wins ties, as argmax)
+        pz = probs[:, z]
+        fg[z] = (pz > 0.5).any(axis=0) if spec.sigmoid else pz[1:].max(axis=0, initial=-1.0) > pz[0]
+    box = roi_slices(ref, fg, spacing, options.roi, options.margin_mm)
+    del fg
+    per_z = max(1, int(np.prod([s.stop - s.start for s in box[1:]])))
+    step = max(1, slab_voxels // per_z)
+    for z0 in range(box[0].start, box[0].stop, step):
+        sl = (slice(z0, min(z0 + step, box[0].stop)),) + box[1:]
+        p = probs[(slice(None),) + sl].reshape(probs.shape[0], -1)
+        r = ref[sl].reshape(-1)
+        if spec.ignore_label is not None:
+            keep = r != spec.ignore_label
+            p, r = p[:, keep], r[keep]
+        if not np.isfinite(p).all() or (p.size and (p.min() < -1e-3 or p.max() > 1 + 1e-3)):
+            raise InputError(f"{src.probabilities}: values outside [0, 1]; are these probabilities?")
+        yield p, r
 
 
 def _targets(labels, spec: LabelSpec):
@@ -158,12 +177,9 @@ class _Scores:
     nll: float = 0.0
     n: int = 0
 
-    def add(self, p, t, spec: LabelSpec, n_bins: int, chunk: int = 1 << 21):
-        for start in range(0, t.shape[-1], chunk):
-            self._add(np.asarray(p[:, start:start + chunk], dtype=np.float64), t[..., start:start + chunk], spec,
-                      n_bins)
-
-    def _add(self, p, t, spec: LabelSpec, n_bins: int):
+    def add(self, p, t, spec: LabelSpec, n_bins: int):
+        p = np.asarray(p, dtype=np.float64)
+        t = t.astype(np.int64) if not spec.sigmoid else t
         if spec.sigmoid:
             per = [reliability_bins(np.stack([1 - p[r], p[r]]), t[r], n_bins, [1]) for r in range(p.shape[0])]
             self.brier += float(((p - t) ** 2).sum())
@@ -197,7 +213,10 @@ def _progress(items, desc, quiet):
 
 
 def _fit(sampler, groups, spec, options):
-    scores, targets, total = sampler.sample(groups)
+    try:
+        scores, targets, total = sampler.sample(groups)
+    except ValueError:
+        raise InputError(f"no ROI voxels in {', '.join(groups)} to fit on") from None
     fit = fit_temperature(scores, targets, per_class=options.per_class, sigmoid=spec.sigmoid)
     return fit, int(scores.shape[1]), total
 
@@ -217,11 +236,12 @@ def calibrate_cases(sources: list[CaseSource], spec: LabelSpec, options: Calibra
             n_channels = probs.shape[0]
         elif probs.shape[0] != n_channels:
             raise InputError(f"{src.probabilities}: {probs.shape[0]} channels, earlier cases have {n_channels}")
-        p, labels, idx = _voxels(probs, ref, spacing, spec, options)
-        take, keys = sampler.candidates(src.case, idx.size)
-        sel = idx[take]
-        sampler.add(src.group, src.case, scores_from_probabilities(p[:, sel], spec.sigmoid),
-                    _targets(labels[sel], spec), keys=keys, n_voxels=idx.size)
+        keys = sampler.key_stream(src.case)
+        for p, labels in roi_slabs(src, probs, ref, spacing, spec, options):
+            k = keys.random(labels.size)
+            sel = np.flatnonzero(k < sampler.threshold(src.group))
+            sampler.add(src.group, src.case, scores_from_probabilities(p[:, sel], spec.sigmoid),
+                        _targets(labels[sel], spec), keys=k[sel], n_voxels=labels.size)
     held_out_t = {}
     for g in groups:
         others = [f for f in fit_groups if f != g]
@@ -231,12 +251,12 @@ def calibrate_cases(sources: list[CaseSource], spec: LabelSpec, options: Calibra
     cases_of = {g: [s.case for s in sources if s.group == g] for g in groups}
     for src in _progress([s for s in sources if s.group in held_out_t], "held-out scores", quiet):
         probs, ref, spacing = load_case(src, spec)
-        p, labels, idx = _voxels(probs, ref, spacing, spec, options)
-        p, t = p[:, idx], _targets(labels[idx], spec)
         (fit, _, _), _ = held_out_t[src.group]
         before, after = stats[src.group]
-        before.add(p, t, spec, options.n_bins)
-        after.add(apply_temperature(p, fit.as_array(p.shape[0]), spec.sigmoid), t, spec, options.n_bins)
+        for p, labels in roi_slabs(src, probs, ref, spacing, spec, options):
+            t = _targets(labels, spec)
+            before.add(p, t, spec, options.n_bins)
+            after.add(apply_temperature(p, fit.as_array(p.shape[0]), spec.sigmoid), t, spec, options.n_bins)
     per_group = {}
     for g, ((fit, n_sampled, _), others) in held_out_t.items():
         before, after = (s.summary(options.ece_pooling) for s in stats[g])
