@@ -84,12 +84,14 @@ def sitk_error_text(error: Exception) -> str:
     return lines[-1] if lines else type(error).__name__
 
 
-def _read_sitk(path: str | os.PathLike) -> sitk.Image:
-    """SimpleITK image of ``path`` after the file-completeness check; InputError naming the file otherwise."""
-    from nnunet_ext.integrity import check_file_complete
+def _read_sitk(path: str | os.PathLike, nan_policy: str = "refuse") -> sitk.Image:
+    """SimpleITK image of ``path`` after the file-completeness check and the NaN / Inf check of float NIfTI voxels
+    (ITK's reader silently zeroes them: ``nan_policy`` "refuse" or "zero"); InputError naming the file otherwise."""
+    from nnunet_ext.integrity import check_file_complete, check_nonfinite_file
 
     path = os.fspath(path)
     check_file_complete(path)
+    check_nonfinite_file(path, nan_policy)
     try:
         return sitk.ReadImage(path)
     except RuntimeError as e:  # SimpleITK raises RuntimeError with a multi-line message

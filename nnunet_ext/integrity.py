@@ -28,7 +28,7 @@ Public API (what commands and the predict case loop call):
 * :func:`check_output_dir` / :func:`check_output_file` - output path that is a file (or a folder), parent path
   that is a file, unwritable folder -> one line; nothing is created.
 * :func:`check_settings` / :func:`record_settings` - stale-output guard: an output folder records the settings
-  that produced it (``nnext_settings.json``); a re-run with different settings is refused naming them, unless
+  that produced it (hidden ``.nnext_settings.json``); a re-run with different settings is refused naming them, unless
   ``overwrite``.
 """
 from __future__ import annotations
@@ -51,7 +51,7 @@ SPACING_RANGE_MM = (0.1, 100.0)
 MAX_ABS_INTENSITY = 1e7
 NAN_POLICIES = ("refuse", "zero")
 KINDS = ("image", "label", "mask", "map")
-SETTINGS_FILE = "nnext_settings.json"
+SETTINGS_FILE = ".nnext_settings.json"  # hidden: folder listings (cases) stay as they were
 _CHUNK = 1 << 16
 
 
@@ -97,7 +97,7 @@ def _gzip_stream_size(path: str) -> int:
                     break
                 total += len(chunk)
     except EOFError:
-        raise InputError(f"{path}: truncated file (the gzip stream ends early, after {total} bytes; "
+        raise InputError(f"{path}: truncated file (the gzip stream ends before its end-of-stream marker; "
                          "incomplete download or copy?)") from None
     except (gzip.BadGzipFile, zlib.error) as e:
         raise InputError(f"{path}: corrupt gzip file ({e})") from None
@@ -155,6 +155,96 @@ def check_file_complete(path: str | os.PathLike, full: bool = False) -> None:
             expected = _nifti_expected_bytes(f.read(540))
         if expected is not None and size < expected:
             raise InputError(f"{path}: truncated image ({size} of the {expected} bytes its NIfTI header announces)")
+
+
+# ------------------------------------------------------------------------------------------ NaN in NIfTI files
+
+#: NIfTI datatype code -> numpy dtype character of the float types (the only ones that can hold NaN / Inf)
+_NIFTI_FLOATS = {16: "f4", 64: "f8", 32: "c8", 1792: "c16"}
+
+
+def _nifti_float_layout(header: bytes):
+    """``(numpy dtype, vox_offset)`` of a float NIfTI-1 / NIfTI-2 header, ``None`` for other files / types."""
+    import numpy as np
+
+    if len(header) < 348:
+        return None
+    for endian in "<>":
+        (size,) = struct.unpack(endian + "i", header[:4])
+        if size == 348:
+            code = struct.unpack(endian + "h", header[70:72])[0]
+            offset = int(struct.unpack(endian + "f", header[108:112])[0])
+            break
+        if size == 540 and len(header) >= 540:
+            code = struct.unpack(endian + "h", header[12:14])[0]
+            offset = int(struct.unpack(endian + "q", header[168:176])[0])
+            break
+    else:
+        return None
+    if code not in _NIFTI_FLOATS:
+        return None
+    return np.dtype(endian + _NIFTI_FLOATS[code]), max(offset, 348)
+
+
+def count_nonfinite_voxels(path: str | os.PathLike) -> tuple[int, int] | None:
+    """``(n_nan, n_inf)`` of a float NIfTI file read from its raw voxel bytes, ``None`` when it is not a float
+    NIfTI (integer voxels cannot be NaN; other formats keep NaN through SimpleITK, check the array instead).
+
+    Why not the array: ITK's NIfTI reader silently turns NaN AND +-Inf voxels into 0 (measured with SimpleITK
+    2.5 / ITK 5.4), so neither SimpleITK nor nnU-Net's ``SimpleITKIO`` can see them afterwards.
+    """
+    import numpy as np
+
+    path = os.fspath(path)
+    if not (path.endswith(".nii") or path.endswith(".nii.gz")):
+        return None
+    opener = gzip.open if path.endswith(".gz") else open
+    with opener(path, "rb") as f:
+        layout = _nifti_float_layout(f.read(540))
+        if layout is None:
+            return None
+        dtype, offset = layout
+        f.seek(offset)
+        n_nan = n_inf = 0
+        step = dtype.itemsize * (1 << 18)
+        rest = b""
+        while True:
+            chunk = f.read(step)
+            if not chunk:
+                break
+            chunk = rest + chunk
+            usable = len(chunk) - len(chunk) % dtype.itemsize
+            values, rest = np.frombuffer(chunk[:usable], dtype=dtype), chunk[usable:]
+            if not np.isfinite(values).all():
+                nan = np.isnan(values)
+                n_nan += int(nan.sum())
+                n_inf += int((~np.isfinite(values) & ~nan).sum())
+    return n_nan, n_inf
+
+
+def check_nonfinite_file(path: str | os.PathLike, nan_policy: str = "refuse") -> int:
+    """Refuse (``nan_policy="refuse"``) a float NIfTI file with NaN / Inf voxels, naming the counts; with
+    ``"zero"`` warn (the reader has already set them to 0). Returns the number of non-finite voxels."""
+    counts = count_nonfinite_voxels(path)
+    if not counts or not sum(counts):
+        return 0
+    what = f"{counts[0]} NaN and {counts[1]} infinite voxel(s)"
+    if nan_policy == "refuse":
+        raise InputError(f"{os.fspath(path)}: {what} (use --nan-policy zero where offered to set them to 0)")
+    warnings.warn(f"{os.fspath(path)}: {what} set to 0 (--nan-policy zero)", NonFiniteWarning, stacklevel=2)
+    return sum(counts)
+
+
+def check_image_file(path: str | os.PathLike, *, ndim: int | Sequence[int] | None = None,
+                     nan_policy: str = "refuse", full_gzip: bool = False,
+                     spacing_range: tuple[float, float] = SPACING_RANGE_MM):
+    """File-level checks for readers that are not ours (nnU-Net's ``SimpleITKIO`` in the predict case loop):
+    complete file, dimension, spacing (:func:`read_header_checked`) and NaN / Inf in float NIfTI voxels
+    (:func:`check_nonfinite_file`). Returns ``(shape (z, y, x), Geometry)``. Values that survive the reader
+    (other formats, intensity range) are then checked with :func:`check_values` on the array."""
+    header = read_header_checked(path, ndim=ndim, full_gzip=full_gzip, spacing_range=spacing_range)
+    check_nonfinite_file(path, nan_policy)
+    return header
 
 
 # ------------------------------------------------------------------------------------------ values and geometry
@@ -243,7 +333,7 @@ def read_image_checked(path: str | os.PathLike, *, ndim: int | Sequence[int] | N
 
     path = os.fspath(path)
     check_file_complete(path, full=full_gzip)
-    image = _read_sitk(path)
+    image = _read_sitk(path, "refuse" if kind in ("label", "mask") else nan_policy)  # NaN in NIfTI: ITK zeroes them
     _check_dimension(image, path, ndim)
     check_spacing(image.GetSpacing(), path, spacing_range)
     array = check_values(sitk.GetArrayFromImage(image), path, kind=kind, nan_policy=nan_policy,
@@ -458,6 +548,6 @@ def differing_settings(folder: str | os.PathLike, settings: Mapping[str, Any], *
 
 
 __all__ = ["SPACING_RANGE_MM", "MAX_ABS_INTENSITY", "SETTINGS_FILE", "NonFiniteWarning", "check_gzip_complete",
-           "check_file_complete", "check_spacing", "check_values", "read_image_checked", "read_header_checked",
+           "check_file_complete", "count_nonfinite_voxels", "check_nonfinite_file", "check_image_file", "check_spacing", "check_values", "read_image_checked", "read_header_checked",
            "load_json_checked", "check_checkpoint", "check_output_dir", "check_output_file", "check_settings",
            "record_settings", "differing_settings"]

@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "trainers": ("nnunet_ext.trainers.cli", "list the extension trainers usable with nnUNetv2_train -tr"),
     "evaluate": ("nnunet_ext.evaluation.cli", "Dice / HD95 / NSD and more between reference and predicted segmentations"),
     "calibrate": ("nnunet_ext.evaluation.calibrate_cli", "fit temperature scaling on nnU-Net's cross-validation outputs (calibration.json)"),
+    "clicks-eval": ("nnunet_ext.evaluation.clicks_eval", "simulated-click evaluation of a click-prompt model: Dice / NSD / HD95 per click step (chu2026)"),
     "compare": ("nnunet_ext.evaluation.compare_cli", "paired comparison of two evaluation summaries (Wilcoxon, Spearman, Pearson)"),
     "convert": ("nnunet_ext.conversion.cli", "convert public collections to nnU-Net raw datasets (nsclc)"),
     "kernels": ("nnunet_ext.kernels_cli", "high-uncertainty kernels of an uncertainty map (yang2025 kernel search)"),
@@ -65,6 +66,8 @@ def describe_os_error(e: OSError) -> str:
         reason = "no space left on the device (disk full)"
     elif e.errno in (_errno.EACCES, _errno.EPERM, _errno.EROFS):
         reason = f"not writable / readable ({e.strerror or 'permission denied'})"
+    elif e.errno == _errno.ENOTDIR and e.filename2 is not None:  # rename of a folder onto an existing file
+        return f"{os.fspath(e.filename2)}: is a file, expected a folder (cannot put {os.fspath(e.filename)} there)"
     elif e.errno == _errno.ENOTDIR:
         reason = "a path component is a file, not a folder"
     elif e.errno == _errno.EEXIST:

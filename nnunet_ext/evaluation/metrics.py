@@ -111,14 +111,13 @@ def labels_from_dataset_json(path: str | os.PathLike) -> tuple[list[LabelOrRegio
 
     Background (value 0) and the ``ignore`` label are skipped. Returns ``(labels_or_regions, {key: name})``.
     """
+    from nnunet_ext.integrity import load_json_checked
+
     path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise InputError(f"{path}: dataset.json not found")
+    labels = load_json_checked(path, ("labels",), what="dataset.json")["labels"]
     try:
-        with open(path, encoding="utf-8") as f:
-            labels = json.load(f)["labels"]
         items = [(str(name), value) for name, value in labels.items()]
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+    except (KeyError, TypeError, AttributeError) as e:
         raise InputError(f"{path}: cannot read a 'labels' dict from it ({type(e).__name__}: {e})") from None
     has_regions = any(isinstance(v, (list, tuple)) for _, v in items)
     chosen, names = [], {}
