@@ -153,7 +153,10 @@ def fake_results(tmp_path, monkeypatch):
         for i in range(4):
             case = f"case_{fold}{i}"
             logits = rng.normal(0.0, 1.5, (3,) + SHAPE)
-            logits[1, 1:4, 2:6, 1:5] += 2.0          # a foreground blob so the bbox ROI is a proper sub-box
+            blob = np.zeros(SHAPE, bool)
+            blob[1:4, 2:6, 1:5] = True
+            logits[1][blob] += 2.0
+            logits[0][~blob] += 12.0                 # certain background outside: the bbox ROI is a proper sub-box
             labels = _draw(_softmax(logits.reshape(3, -1)), rng).reshape(SHAPE)
             probs = _softmax(logits * T_TRUE).astype(np.float32)
             np.savez_compressed(vdir / f"{case}.npz", probabilities=probs)
@@ -191,6 +194,35 @@ def test_calibrate_on_fake_nnunet_validation(fake_results):
     assert len(data["temperature"]) == 3 and data["fitted_on"]["groups"] == ["fold_0"]
     assert list(data["held_out"]["per_group"]) == ["fold_1"]
     assert data["held_out"]["per_group"]["fold_1"]["temperature"] == data["temperature"]
+
+
+def test_calibrate_ece_before_equals_nnext_evaluate(fake_results, tmp_path):
+    """The held-out 'before' ECE / Brier of a fold equal what ``nnext evaluate`` reports for the same probabilities
+    (same ROI: bbox of reference | prediction + 10 mm; ECE pooled over the fold's cases; Brier per voxel)."""
+    from nnunet_ext.evaluation.evaluate import evaluate_folders
+    from nnunet_ext.evaluation.uncertainty_eval import UncertaintyOptions
+    from nnunet_ext.imageio import read_image, write_probabilities
+
+    assert _calibrate("--margin", "2") == 0
+    held = json.loads((fake_results / CALIBRATION_FILE).read_text())["held_out"]["per_group"]["fold_0"]
+    vdir, pred = fake_results / "fold_0" / "validation", tmp_path / "pred"
+    gt = fake_results.parents[2] / "nnUNet_preprocessed" / "Dataset777_Fake" / "gt_segmentations"
+    ref = tmp_path / "ref"
+    ref.mkdir()
+    pred.mkdir()
+    for f in sorted(vdir.glob("*.npz")):
+        shutil.copy(vdir / f"{f.stem}.nii.gz", pred / f"{f.stem}.nii.gz")
+        shutil.copy(gt / f"{f.stem}.nii.gz", ref / f"{f.stem}.nii.gz")
+        _, geometry = read_image(gt / f"{f.stem}.nii.gz")
+        write_probabilities(np.load(f)["probabilities"], geometry, pred / f"{f.stem}_probabilities.nii.gz")
+    summary = evaluate_folders(ref, pred, [1, 2], progress=False,
+                               uncertainty=UncertaintyOptions(probabilities_dir=str(pred), margin_mm=2.0))
+    unc = summary["uncertainty"]
+    assert held["ece_before"] == pytest.approx(unc["pooled"]["ece"], abs=1e-6)
+    n = np.array([v["roi_voxels"] for v in unc["per_case"].values()])
+    brier = np.array([v["brier"] for v in unc["per_case"].values()])
+    assert held["brier_before"] == pytest.approx(float((n * brier).sum() / n.sum()), abs=1e-6)
+    assert n.sum() == held["voxels"] < 4 * np.prod(SHAPE)       # the bbox ROI is a proper sub-box
 
 
 def test_foreign_calibration_file_is_refused(fake_results, tmp_path):
