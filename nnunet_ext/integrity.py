@@ -487,6 +487,23 @@ def _normalised(settings: Mapping[str, Any]) -> dict:
     return json.loads(json.dumps(dict(settings), default=str, sort_keys=True))
 
 
+def _flat(d: Mapping[str, Any], prefix: str = "") -> dict:
+    """``{"config": {"top_k": 1}} -> {"config.top_k": 1}`` so that a difference names the leaf setting."""
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and v:
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[tuple[str, Any, Any]]:
+    a, b = _flat(old), _flat(new)
+    return [(k, a.get(k, "<absent>"), b.get(k, "<absent>")) for k in sorted(set(a) | set(b))
+            if a.get(k, "<absent>") != b.get(k, "<absent>")]
+
+
 def check_settings(folder: str | os.PathLike, settings: Mapping[str, Any], overwrite: bool = False, *,
                    filename: str = SETTINGS_FILE, what: str = "output folder") -> bool:
     """Stale-output guard. Compare ``settings`` (the options that determine the outputs; JSON-able) with those
@@ -510,9 +527,7 @@ def check_settings(folder: str | os.PathLike, settings: Mapping[str, Any], overw
         if overwrite:
             return False
         raise InputError(f"{record}: unreadable settings record of the {what}; pass --overwrite to replace it")
-    new = _normalised(settings)
-    diff = [f"{k}: {json.dumps(old.get(k, '<absent>'))} -> {json.dumps(new.get(k, '<absent>'))}"
-            for k in sorted(set(old) | set(new)) if old.get(k, "<absent>") != new.get(k, "<absent>")]
+    diff = [f"{k}: {json.dumps(a)} -> {json.dumps(b)}" for k, a, b in _diff(old, _normalised(settings))]
     if not diff:
         return True
     if overwrite:
@@ -543,8 +558,7 @@ def differing_settings(folder: str | os.PathLike, settings: Mapping[str, Any], *
         return None
     if not isinstance(old, dict):
         return None
-    new = _normalised(settings)
-    return [k for k in sorted(set(old) | set(new)) if old.get(k, "<absent>") != new.get(k, "<absent>")]
+    return [k for k, _, _ in _diff(old, _normalised(settings))]
 
 
 __all__ = ["SPACING_RANGE_MM", "MAX_ABS_INTENSITY", "SETTINGS_FILE", "NonFiniteWarning", "check_gzip_complete",

@@ -314,7 +314,7 @@ def _cmd_postprocess(tmp: Path, mp, klass: str) -> Cell | None:
                     patches=[interrupt_on_call(io, "write_image", 1)])
     if klass == "other_settings":
         assert main(argv) == 0
-        return Cell(argv + ["--top-k", "1"], r"written with other settings \(config: ")
+        return Cell(argv + ["--top-k", "1"], r"written with other settings \(config\.top_k: null -> 1\)")
     return None
 
 
