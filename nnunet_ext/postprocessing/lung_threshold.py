@@ -21,16 +21,19 @@ in :func:`lung_mask_log`):
    its vessels and partial volume lies around -850) or ``anterior`` (centroid in the anterior ``anterior_limit``
    of the body's AP extent in its slices: transverse colon, stomach), and accepted only with positive lung
    evidence: ``airway`` (largest cross-section >= ``lung_area_fraction`` of the body's largest, touching the
-   tracked airways), ``thoracic`` (as large and >= ``min_lung_height_mm`` tall) or ``continues_above`` (reaches the top of the scan with
+   tracked airways), ``thoracic`` (as large and >= ``min_lung_height_mm`` tall), ``spans_scan`` (as large and
+   present in every slice of a scan shorter than a lung) or ``continues_above`` (reaches the top of the scan with
    >= ``top_area_ratio`` of its largest cross-section there and centroid behind ``cut_lung_min_ap`` of the AP
-   extent (not required in scans shorter than ``trachea_min_scan_mm``, where every component reaches the top), as
+   extent (in scans shorter than ``trachea_min_scan_mm``, where every component reaches the top, instead a largest
+   cross-section >= ``short_scan_area_fraction`` of the body's: sinus or mastoid air of a head slice is smaller), as
    lungs cut by the scan range, whose bases lie posteriorly -- a gas pocket
    closed inside the scan has none of these: ``no_lung_evidence``). The largest accepted one is kept, with
    every other accepted component that overlaps it in z (>= ``min_pair_z_overlap`` of the shorter extent: the
    other lung, and lungs cut into pieces by vessels in thin slabs or by the diaphragm dome in thick slices),
    provided the largest of those has >= ``second_ratio`` of its volume; a lung-sized component without evidence
    of its own (e.g. the second lung in a short thin-slice slab whose top narrows) joins when it overlaps the
-   first in z by >= ``partner_z_overlap``. Scans of 1-5 slices use the same rules (every component
+   first in z by >= ``partner_z_overlap`` (in scans shorter than ``trachea_min_scan_mm``: every component that
+   is not rejected, once one lung is accepted -- lungs cut into pieces by vessels or a tumour). Scans of 1-5 slices use the same rules (every component
    reaches the top; position, HU and size decide). No component accepted: empty mask and a warning.
 6. **Left / right.** One accepted component with >= 15 % of its voxels on each side of the body midline holds
    both lungs and is split (:func:`_split_lungs`: in-plane erosion, else the projection valley). Each lung is
@@ -64,7 +67,8 @@ THRESHOLD_DEFAULTS = {
     "min_lung_height_mm": 80.0,   # ... and at least this tall (colon / stomach pockets are shorter)
     "anterior_limit": 0.4,        # centroid in the anterior 40 % of the body (AP) -> not lung
     "top_area_ratio": 0.5,        # 'continues above': top-slice area >= this fraction of the largest area ...
-    "cut_lung_min_ap": 0.45,      # ... and centroid at least this far back (lung bases lie posteriorly)
+    "cut_lung_min_ap": 0.45,      # ... and centroid at least this far back (lung bases lie posteriorly);
+    "short_scan_area_fraction": 0.025,  # in scans < trachea_min_scan_mm instead >= this fraction of the body area
     "min_pair_z_overlap": 0.3,    # the second lung overlaps the first in z by this fraction of the shorter
     "second_ratio": 0.05,         # ... and has at least this fraction of the first one's volume
     "partner_z_overlap": 0.8,     # a lung-sized component without evidence is paired when it overlaps this much
@@ -162,8 +166,11 @@ def _classify(f: dict, opts: dict, body_max_area: float, short_scan: bool) -> st
         return "lung:airway"
     if large and f["height_mm"] >= opts["min_lung_height_mm"]:
         return "lung:thoracic"
+    if large and f["spans_scan"]:  # a slab shorter than a lung, cut through it at both ends
+        return "lung:spans_scan"
     if (f["top_area_mm2"] is not None and f["top_area_mm2"] >= opts["top_area_ratio"] * f["max_area_mm2"]
-            and (short_scan or f["anterior_posterior"] >= opts["cut_lung_min_ap"])):
+            and (f["max_area_mm2"] >= opts["short_scan_area_fraction"] * body_max_area if short_scan
+                 else f["anterior_posterior"] >= opts["cut_lung_min_ap"])):
         return "lung:continues_above"
     return "no_lung_evidence"
 
@@ -234,6 +241,7 @@ def lung_mask_log(ct_hu_zyx: np.ndarray, geometry, **options) -> tuple[np.ndarra
         f = _features(comp, boxes[i - 1], ct, body, geometry, px_area, top_index, airway_near)
         f["volume_ml"] = round(f["voxels"] * voxel_ml, 2)
         f["height_mm"] = round((f["z_range"][1] - f["z_range"][0]) * spacing_zyx[0], 1)
+        f["spans_scan"] = f["z_range"] == [0, ct.shape[0]]
         f["decision"] = _classify(f, opts, body_max_area, short_scan)
         log["components"].append(f)
         if f["decision"].startswith("lung:") or f["decision"] == "no_lung_evidence":
@@ -244,8 +252,9 @@ def lung_mask_log(ct_hu_zyx: np.ndarray, geometry, **options) -> tuple[np.ndarra
     while accepted and not accepted[0][1]["decision"].startswith("lung:"):
         accepted.pop(0)
     if accepted:
-        accepted = [accepted[0]] + [(c, f) for c, f in accepted[1:] if f["decision"].startswith("lung:") or (
-            f["max_area_mm2"] >= large and _z_overlap(f, accepted[0][1]) >= opts["partner_z_overlap"])]
+        accepted = [accepted[0]] + [(c, f) for c, f in accepted[1:] if f["decision"].startswith("lung:") or short_scan
+                                    or (f["max_area_mm2"] >= large
+                                        and _z_overlap(f, accepted[0][1]) >= opts["partner_z_overlap"])]
     if not accepted:
         msg = "no lungs found (no air component with lung evidence): empty lung mask"
         warnings.warn(msg, stacklevel=3)
