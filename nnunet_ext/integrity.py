@@ -198,6 +198,17 @@ def count_nonfinite_voxels(path: str | os.PathLike) -> tuple[int, int] | None:
     path = os.fspath(path)
     if not (path.endswith(".nii") or path.endswith(".nii.gz")):
         return None
+    try:
+        return _count_nonfinite(path)
+    except EOFError:
+        raise InputError(f"{path}: truncated file (the gzip stream ends before its end-of-stream marker)") from None
+    except (gzip.BadGzipFile, zlib.error) as e:
+        raise InputError(f"{path}: corrupt gzip file ({e})") from None
+
+
+def _count_nonfinite(path: str) -> tuple[int, int] | None:
+    import numpy as np
+
     opener = gzip.open if path.endswith(".gz") else open
     with opener(path, "rb") as f:
         layout = _nifti_float_layout(f.read(540))
