@@ -155,3 +155,98 @@ def test_convert_raters_bad_input(rater_dataset, tmp_path):
     with pytest.raises(InputError, match="zero raters"):
         read_rater_masks(src / "imagesTr" / "nodule_000_0000.nii.gz", {})
     assert not list(tmp_path.glob("Dataset613*"))
+
+
+def _train(dataset_id, trainer, env=None):
+    import os
+    import subprocess
+
+    from nnunet_ext.paths import nnunet_command
+
+    cmd = [nnunet_command("nnUNetv2_train"), str(dataset_id), "2d", "0", "-tr", trainer, "-p", "nnextTinyPlans",
+           "-device", "cpu"]
+    # one thread: tiny nets gain nothing from more, and on a shared 2-core machine threads contend
+    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc.stdout
+
+
+@pytest.mark.slow
+def test_ugsnet_trainer_nnunet_train_and_plain_predict_gives_xs(rater_dataset, nnunet_dirs, tmp_path):
+    """Plain nnUNetv2_train of UGSNetTrainer, then plain nnUNetv2_predict: its output is X_S > 0.5 of the
+    rebuilt UGSNet (checked against our own forward pass of the checkpoint on nnU-Net's preprocessed input)."""
+    import os
+    import subprocess
+
+    import torch
+    from nnunetv2.preprocessing.preprocessors.default_preprocessor import DefaultPreprocessor
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+    from nnunet_ext.paths import nnunet_command
+    from nnunet_ext.trainers.ugsnet import UGSNetTrainer
+
+    src, folder = rater_dataset
+    log = _train(RATER_ID, "UGSNetTrainer")
+    assert "train_loss" in log
+    model = nnunet_dirs["nnUNet_results"] / folder.name / "UGSNetTrainer__nnextTinyPlans__2d"
+    out = tmp_path / "pred"
+    cmd = [nnunet_command("nnUNetv2_predict"), "-i", str(folder / "imagesTs"), "-o", str(out), "-d", str(RATER_ID),
+           "-c", "2d", "-f", "0", "-tr", "UGSNetTrainer", "-p", "nnextTinyPlans", "-device", "cpu",
+           "--disable_tta", "-chk", "checkpoint_final.pth"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy())
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    pred_img = sitk.ReadImage(str(out / "nodule_test_000.nii.gz"))
+    ref_img = sitk.ReadImage(str(folder / "imagesTs" / "nodule_test_000_0000.nii.gz"))
+    assert pred_img.GetOrigin() == ref_img.GetOrigin() and pred_img.GetSpacing() == ref_img.GetSpacing()
+    pred = sitk.GetArrayFromImage(pred_img)
+    assert set(np.unique(pred)) <= {0, 1}
+
+    # our forward pass: the network rebuilt from the checkpoint, X_S per slice (patch = whole slice: one tile)
+    ckpt = torch.load(model / "fold_0" / "checkpoint_final.pth", map_location="cpu", weights_only=False)
+    assert ckpt["nnext"]["network"] == "nnunet_ext.networks.ugsnet.UGSNet"
+    pm = PlansManager(str(model / "plans.json"))
+    cm = pm.get_configuration("2d")
+    ds = json.loads((model / "dataset.json").read_text())
+    net = UGSNetTrainer.build_network_architecture(pm, cm, 1, 1, enable_deep_supervision=False)
+    net.load_state_dict(ckpt["network_weights"])
+    net.eval()
+    data, _, props = DefaultPreprocessor().run_case([str(folder / "imagesTs" / "nodule_test_000_0000.nii.gz")],
+                                                    None, pm, cm, ds)
+    assert tuple(data.shape[2:]) == tuple(cm.patch_size)
+    with torch.no_grad():
+        xs = net(torch.as_tensor(data[0][:, None]))[:, 0].numpy()  # (z, y, x) in the transposed frame
+    mine = np.zeros(props["shape_before_cropping"], np.uint8)
+    mine[tuple(slice(a, b) for a, b in props["bbox_used_for_cropping"])] = xs > 0
+    mine = mine.transpose(pm.transpose_backward)
+    assert np.mean(mine != pred) < 0.005  # nnU-Net accumulates logits in float16
+    assert pred.sum() > 0 or mine.sum() == 0
+
+
+@pytest.mark.slow
+def test_multi_annotation_trainer_nnunet_train(rater_dataset, nnunet_dirs):
+    """Plain nnUNetv2_train of MultiAnnotationTrainer (deep supervision on), pure fusion BCE (w_Dice = 0)."""
+    import torch
+
+    _, folder = rater_dataset
+    log = _train(RATER_ID, "MultiAnnotationTrainer", {"NNEXT_MA_DICE_WEIGHT": "0"})
+    assert "train_loss" in log
+    model = nnunet_dirs["nnUNet_results"] / folder.name / "MultiAnnotationTrainer__nnextTinyPlans__2d"
+    ckpt = torch.load(model / "fold_0" / "checkpoint_final.pth", map_location="cpu", weights_only=False)
+    assert ckpt["nnext"]["dice_weight"] == 0.0
+    assert (model / "fold_0" / "validation" / "summary.json").is_file()
+
+
+def test_multi_annotation_trainer_refuses_plain_dataset(nnunet_dirs, rater_dataset):
+    import torch
+    from batchgenerators.utilities.file_and_folder_operations import load_json
+
+    from nnunet_ext.trainers.multi_annotation import MultiAnnotationTrainer
+
+    _, folder = rater_dataset
+    pre = nnunet_dirs["nnUNet_preprocessed"] / folder.name
+    plans = load_json(str(pre / "nnextTinyPlans.json"))
+    ds = load_json(str(pre / "dataset.json"))
+    ds.pop("nnext_raters")
+    plans["continue_training"] = False  # nnunetv2 2.8.1 pops this key in __init__
+    with pytest.raises(ValueError, match="needs a rater-set dataset"):
+        MultiAnnotationTrainer(plans, "2d", 0, ds, torch.device("cpu"))
