@@ -170,3 +170,8 @@ def test_json_syntax_error_names_line(tmp_path):
         load_clicks(f)
     with pytest.raises(InputError, match="not found"):
         load_clicks(tmp_path / "missing.json")
+
+
+def test_disc_stamp_for_2d_configurations():
+    prompt = rasterize_voxels([(0, (4, 5, 5), True)], (8, 11, 11), 1, radius=3, stamp_ndim=2)
+    assert (prompt[0] == 1).sum() == 29 and prompt[0, 4].sum() == 29  # |d| <= 3 in the plane: 29 pixels

@@ -187,9 +187,14 @@ def paint(target: np.ndarray, centre_zyx, kernel: np.ndarray) -> None:
     np.maximum(target[dst], kernel[src], out=target[dst])
 
 
-def rasterize_voxels(points, shape, n_channels: int, radius: float = 3, encoding: str = "ball") -> np.ndarray:
-    """``(n_channels, *shape)`` float32 prompt from ``[(channels, zyx, positive)]`` (see module docstring)."""
-    kernel = stamp(float(radius), encoding, len(shape))
+def rasterize_voxels(points, shape, n_channels: int, radius: float = 3, encoding: str = "ball",
+                     stamp_ndim: "int | None" = None) -> np.ndarray:
+    """``(n_channels, *shape)`` float32 prompt from ``[(channels, zyx, positive)]`` (see module docstring).
+    ``stamp_ndim`` < ``len(shape)``: a lower-dimensional stamp in the last axes (a disc in the click's slice for
+    2D configurations, whose training clicks are 2D)."""
+    nd = len(shape) if stamp_ndim is None else int(stamp_ndim)
+    kernel = stamp(float(radius), encoding, nd)
+    kernel = kernel.reshape((1,) * (len(shape) - nd) + kernel.shape)
     pos = np.zeros((n_channels, *shape), np.float32)
     neg = np.zeros_like(pos)
     for chans, zyx, positive in points:
@@ -240,10 +245,10 @@ class PreprocessedGrid:
 
 
 def rasterize_preprocessed(clicks: Iterable[Click], image, classes, grid: PreprocessedGrid, radius: float = 3,
-                           encoding: str = "ball") -> np.ndarray:
+                           encoding: str = "ball", stamp_ndim: "int | None" = None) -> np.ndarray:
     """Prompt channels ``(n_classes, *grid.shape)`` in nnU-Net's preprocessed grid (what the network sees);
     the stamp radius is in preprocessed voxels, as for clicks simulated on training patches. A click inside
     the image but outside the non-zero crop paints only the part of its stamp that reaches the crop."""
     points = [(ch, grid.map_index(zyx), pos) for ch, zyx, pos in click_indices(clicks, image, classes)]
     n = len(set(class_channels(classes).values()))
-    return rasterize_voxels(points, grid.shape, n, radius, encoding)
+    return rasterize_voxels(points, grid.shape, n, radius, encoding, stamp_ndim)
