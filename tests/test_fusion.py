@@ -95,7 +95,7 @@ def test_fusion_fit_cli(tmp_path):
     import subprocess
     import sys
 
-    from nnunet_ext.imageio import Geometry, write_image, write_probabilities
+    from nnunet_ext.imageio import Geometry, write_image
 
     geom = Geometry((1.0, 1.2, 2.0), (-10.0, 5.0, 3.0), (0, 1, 0, 1, 0, 0, 0, 0, 1))
     rng = np.random.default_rng(0)
@@ -112,11 +112,13 @@ def test_fusion_fit_cli(tmp_path):
         p3d[1][(~wt)] = 0.0
         p2d[1][(~wt)] = 0.0
         lab = np.where(et, 2, np.where(wt, 1, 0)).astype(np.uint8)
-        write_probabilities(p2d, geom, d2 / f"{case}_probabilities.nii.gz")
-        write_probabilities(p3d, geom, d3 / f"{case}_p3d.nii.gz")
-        write_probabilities(cov, geom, d3 / f"{case}_coverage.nii.gz")
+        for r, tag in enumerate(("WT", "ET")):
+            write_image(p2d[r], geom, d2 / f"{case}_prob_{tag}.nii.gz")
+            write_image(p3d[r], geom, d3 / f"{case}_p3d_{tag}.nii.gz")
+            write_image(cov[r], geom, d3 / f"{case}_coverage_{tag}.nii.gz")
         write_image(lab, geom, ref / f"{case}.nii.gz")
-    (d2 / "dataset.json").write_text(json.dumps({"labels": {"background": 0, "WT": [1, 2], "ET": [2]},
+    (d2 / "dataset.json").write_text(json.dumps({"labels": {"background": 0, "whole tumor": [1, 2],
+                                                            "enhancing tumor": [2]},
                                                  "regions_class_order": [1, 2]}))
     out = tmp_path / "fusion.json"
     cmd = [sys.executable, "-m", "nnunet_ext.cli.main", "fusion-fit", "--pred2d", str(d2), "--pred3d", str(d3),
@@ -125,10 +127,11 @@ def test_fusion_fit_cli(tmp_path):
     assert proc.returncode == 0, proc.stderr
     got = json.loads(out.read_text())
     assert got["cases"] == ["c1", "c2"] and got["region_labels"] == {"WT": [1, 2], "ET": [2]}
+    assert got["region_names"] == {"WT": "whole tumor", "ET": "enhancing tumor"}
     assert got["regions"]["WT"]["w2d"] == pytest.approx(0.58, abs=0.05)
     assert got["regions"]["WT"]["b"] == pytest.approx(-0.5, abs=0.03)
     assert got["regions"]["ET"]["w2d"] == pytest.approx(0.3, abs=0.08)
     assert got["regions"]["WT"]["dice"] > 0.98
-    (d3 / "c2_coverage.nii.gz").unlink()
+    (d3 / "c2_coverage_ET.nii.gz").unlink()
     bad = subprocess.run(cmd + ["--overwrite"], capture_output=True, text=True)
-    assert bad.returncode == 2 and "c2_coverage.nii.gz" in bad.stderr
+    assert bad.returncode == 2 and "c2_coverage_ET.nii.gz" in bad.stderr

@@ -27,7 +27,7 @@ import numpy as np
 #: Clerc-Kennedy constriction coefficients (inertia 0.7298, cognitive = social = 1.49618), a standard PSO choice
 PSO_OPTIONS = {"w": 0.7298, "c1": 1.49618, "c2": 1.49618}
 
-__all__ = ["PSO_OPTIONS", "FusionParams", "fuse", "composite_3d", "FitCase", "fit_case", "fusion_dice", "fit_fusion"]
+__all__ = ["region_tags", "PSO_OPTIONS", "FusionParams", "fuse", "composite_3d", "FitCase", "fit_case", "fusion_dice", "fit_fusion"]
 
 
 @dataclass
@@ -50,6 +50,30 @@ class FusionParams:
             if key not in d:
                 raise ValueError(f"fusion parameters lack {key!r}")
         return cls(float(d["w2d"]), float(d["w3d"]), float(d["b"]), d.get("dice"), d.get("dice_2d"))
+
+
+_TAG_KEYWORDS = (("WT", "whole"), ("TC", "core"), ("ET", "enhanc"))
+
+
+def region_tags(labels: dict) -> list[tuple[str, str, tuple[int, ...]]]:
+    """``[(tag, name, labels)]`` for the regions of a dataset.json ``labels`` dict, in nnU-Net's order (the
+    order of the probability channels). Tags: WT / TC / ET when the name says so ("whole", "core", "enhanc"),
+    else ``r1, r2, ...`` (position). Plain integer labels count as one-label regions."""
+    out = []
+    for name, value in labels.items():
+        if name == "ignore":
+            continue
+        vals = tuple(int(v) for v in (value if isinstance(value, (list, tuple)) else (value,)))
+        if set(vals) == {0}:
+            continue
+        out.append((name, tuple(dict.fromkeys(vals))))
+    tags = []
+    for i, (name, _) in enumerate(out):
+        hit = [t for t, kw in _TAG_KEYWORDS if kw in name.lower()]
+        tags.append(hit[0] if len(hit) == 1 else f"r{i + 1}")
+    if len(set(tags)) != len(tags):
+        tags = [f"r{i + 1}" for i in range(len(out))]
+    return [(t, n, v) for t, (n, v) in zip(tags, out)]
 
 
 def _sigmoid(z):

@@ -12,6 +12,7 @@ METHODS: dict[str, tuple[str, str]] = {
     "tta_mc": ("nnunet_ext.predictors.tta_mc:TTAMCMethod", "N passes of MC dropout + random TTA; entropy / variance / MI (chu2026)"),
     "ensemble": ("nnunet_ext.predictors.ensemble:EnsembleMethod", "cross-validation folds as a deep ensemble; entropy / MI / variance across folds"),
     "cascade": ("nnunet_ext.predictors.cascade:CascadeMethod", "stage 1 -> lung-aware component filter -> ROI crops -> stage-2 MC dropout (isler2025)"),
+    "spherical": ("nnunet_ext.predictors.spherical:SphericalMethod", "2D spherical-projection ensemble (origins on a stride grid): mean, histogram entropy per region (yang2025)"),
     "interactive": ("nnunet_ext.predictors.interactive:InteractiveMethod", "click-prompt model: clicks JSON -> prompt channels, MC dropout + TTA entropy; no clicks = automatic branch (chu2026)"),
 }
 
