@@ -88,10 +88,12 @@ def _boxes(log):
 
 @pytest.fixture(scope="module")
 def deterministic_run(stage1_model, stage2_model, chest_dataset, tmp_path_factory):
-    """Cascade with deterministic stage 2 (one pass, dropout 0, no TTA), every component, no lung filter."""
+    """Cascade with deterministic stage 2 (one pass, dropout 0, no TTA), every component (no minimum size), no
+    lung filter."""
     out = tmp_path_factory.mktemp("cascade_det")
     assert _cascade(chest_dataset / "imagesTs", out, "--n-samples", "1", "--dropout-p", "0", "--tta", "none",
-                    "--uncertainty", "entropy", "--lung-masks", "none", "--top-k", "all", "--save-intermediates",
+                    "--uncertainty", "entropy", "--lung-masks", "none", "--top-k", "all", "--min-size", "0",
+                    "--save-intermediates",
                     "--save-probabilities", "--png") == 0
     return out
 
@@ -204,7 +206,7 @@ def test_lung_filter_top1_margin16_mc_uncertainty_and_resume(stage1_model, stage
         stage1, g = read_image(out / f"{case}_coarse.nii.gz")
         lung, _ = read_image(out / f"{case}_lungmask.nii.gz")
         assert np.array_equal(lung, read_image(f)[0]) and log["lung"]["resampled"]
-        _, expected = filter_components(stage1 > 0, lung, g.spacing[::-1], LungFilterConfig(top_k=1))
+        _, expected = filter_components(stage1 > 0, lung, g.spacing[::-1], LungFilterConfig.from_options(top_k=1))
         expected.pop("config")
         assert log["filter"] == json.loads(json.dumps(expected))
         assert len(log["rois"]) == sum(c["kept"] for c in log["filter"]["components"]) <= 1

@@ -314,6 +314,20 @@ def test_save_probabilities_writes_nnunet_files_that_nnunetv2_ensemble_reads(tra
         seg, g_seg = read_image(ens / f"{case}.nii.gz")
         img, g_img = read_image(image)
         assert g_seg.matches(g_img) and np.array_equal(seg, ((npz[0] + npz[1]) / 2).argmax(0))
+    # nnUNetv2_apply_postprocessing reads our folder (plans.json, dataset.json, segmentations) as its own
+    import pickle
+
+    from nnunetv2.postprocessing.remove_connected_components import (
+        remove_all_but_largest_component_from_segmentation as largest)
+
+    pp = tmp_path / "pp.pkl"
+    pp.write_bytes(pickle.dumps(([largest], [{"labels_or_regions": [1]}])))
+    proc = subprocess.run([nnunet_command("nnUNetv2_apply_postprocessing"), "-i", str(runs[0]), "-o",
+                           str(tmp_path / "pp"), "-pp_pkl_file", str(pp), "-np", "1"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for f in sorted(runs[0].glob("chest_test_*[0-9].nii.gz")):
+        ours, _ = read_image(f)
+        assert np.array_equal(read_image(tmp_path / "pp" / f.name)[0], largest(ours, [1]))
 
 
 def test_ensemble_method_uses_the_folds_as_members(two_fold_model, chest_dataset, tmp_path):

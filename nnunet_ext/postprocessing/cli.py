@@ -16,6 +16,7 @@ import sys
 import warnings
 
 from nnunet_ext.postprocessing.filter_options import add_filter_arguments, filter_config, top_k  # noqa: F401
+from nnunet_ext.postprocessing.lung_grid import load_lung_on_grid  # noqa: F401
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -30,39 +31,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_filter_arguments(lung, top_k_default=None)
     lung.add_argument("--file-ending", default=".nii.gz", help="image file ending (default .nii.gz)")
     lung.add_argument("--overwrite", action="store_true", help="replace existing outputs")
-
-
-def load_lung_on_grid(lung_path: str, pred_img, case: str):
-    """Lung mask as a numpy array on the prediction's grid; (array, resampled: bool)."""
-    import numpy as np
-    import SimpleITK as sitk
-
-    from nnunet_ext.errors import InputError
-    from nnunet_ext.imageio import Geometry, _read_sitk
-
-    lung_img = _read_sitk(lung_path)
-    if lung_img.GetDimension() != pred_img.GetDimension():
-        raise InputError(f"case {case}: lung mask is {lung_img.GetDimension()}D, prediction "
-                         f"{pred_img.GetDimension()}D")
-    same = (lung_img.GetSize() == pred_img.GetSize()
-            and Geometry.of(lung_img).matches(Geometry.of(pred_img)))
-    from nnunet_ext.integrity import check_values
-
-    check_values(sitk.GetArrayViewFromImage(lung_img), lung_path, kind="mask")
-    if same:
-        return sitk.GetArrayFromImage(lung_img), False
-    before = bool(np.any(sitk.GetArrayViewFromImage(lung_img)))
-    resampled = sitk.Resample(lung_img, pred_img, sitk.Transform(), sitk.sitkNearestNeighbor, 0,
-                              lung_img.GetPixelID())
-    arr = sitk.GetArrayFromImage(resampled)
-    if before and not arr.any():
-        raise InputError(f"case {case}: lung mask does not overlap the prediction's grid (empty after resampling "
-                         f"it onto the prediction)")
-    warnings.warn(f"case {case}: lung mask grid (size {lung_img.GetSize()}, spacing {lung_img.GetSpacing()}, "
-                  f"origin {lung_img.GetOrigin()}) differs from the prediction's (size {pred_img.GetSize()}, "
-                  f"spacing {pred_img.GetSpacing()}, origin {pred_img.GetOrigin()}); resampled with nearest "
-                  f"neighbour", stacklevel=2)
-    return arr, True
 
 
 def run(args: argparse.Namespace) -> int:

@@ -101,7 +101,7 @@ class CascadeMethod(Method):
     # -- options ---------------------------------------------------------------------------------------------
     @classmethod
     def add_arguments(cls, group) -> None:
-        from nnunet_ext.postprocessing.cli import add_filter_arguments
+        from nnunet_ext.postprocessing.filter_options import add_filter_arguments
 
         group.add_argument("--stage1", metavar="D,C,TR,PLANS[,FOLDS]", help="stage-1 (full volume) model; folds "
                            "joined by '+', e.g. 501,3d_fullres,MCDropoutTrainer,nnextTinyPlans,0")
@@ -117,7 +117,7 @@ class CascadeMethod(Method):
                                 "lungmask when usable, else threshold), or none (skip the lung filters; default auto)")
         group.add_argument("--lungmask-weights", default=None, metavar="PATH", help="local lungmask R231 weights")
         group.add_argument("--margin", type=int, default=None, help="ROI margin in voxels (default: the stage-2 "
-                           "dataset's roi_info.json margin, else 0)")
+                           "dataset's roi_info.json margin, else 0 as nnext roi-dataset)")
         group.add_argument("--force-margin", action="store_true",
                            help="allow a --margin that differs from the stage-2 training crops' margin")
         group.add_argument("--save-intermediates", action="store_true",
@@ -126,7 +126,7 @@ class CascadeMethod(Method):
 
     @classmethod
     def from_args(cls, args, common, model=None) -> "CascadeMethod":
-        from nnunet_ext.postprocessing.cli import filter_config
+        from nnunet_ext.postprocessing.filter_options import DEFAULT_MARGIN, filter_config
 
         if args.lung_masks not in LUNG_BACKENDS and not os.path.isdir(args.lung_masks):
             raise InputError(f"--lung-masks {args.lung_masks}: neither a folder nor one of {', '.join(LUNG_BACKENDS)}")
@@ -138,7 +138,7 @@ class CascadeMethod(Method):
                 raise InputError(f"-m cascade needs {flag} D,C,TR,PLANS[,FOLDS]")
             specs.append(ModelSpec.parse(text, flag))
         trained = stage2_margin(specs[1])
-        margin = args.margin if args.margin is not None else (trained if trained is not None else 0)
+        margin = args.margin if args.margin is not None else (trained if trained is not None else DEFAULT_MARGIN)
         if margin < 0:
             raise InputError(f"--margin must be an integer >= 0, got {margin}")
         if trained is not None and margin != trained and not args.force_margin:
@@ -187,7 +187,7 @@ class CascadeMethod(Method):
             return mask.astype(np.uint8), {"source": f"computed ({used})"}
         import SimpleITK as sitk
 
-        from nnunet_ext.postprocessing.cli import load_lung_on_grid
+        from nnunet_ext.postprocessing.lung_grid import load_lung_on_grid
 
         path = os.path.join(self.lung, case.case_id + self.dataset_json["file_ending"])
         reference = geometry.apply(sitk.Image([int(s) for s in image.shape[1:][::-1]], sitk.sitkUInt8))
