@@ -11,7 +11,7 @@ Steps (each reused when its output exists, so the script resumes):
    3d_fullres, one model per loss: Dice-CE (``MCDropoutTrainer``: nnU-Net's loss, dropout for MC inference),
    ``UncertaintyTrainer``, ``UncertaintyLovaszTrainer``, ``DistanceTransformTrainer`` (margin 0; Dice-CE and
    UncertaintyTrainer also at margin 16).
-4. Inference on the test cases with :class:`~nnunet_ext.predictors.cascade.CascadePredictor` (lung masks of the
+4. Inference on the test cases with :class:`~nnunet_ext.predictors.cascade.CascadeMethod` (lung masks of the
    phantoms, default filter settings): stage 1 alone vs cascade Top-1 / Top-2 / All, margin 0 vs 16, per loss.
 5. Dice / HD95 / boundary Dice (label 1, penalty HD for empty masks as ``nnext evaluate``), and Pearson /
    Spearman correlations between the stage-1 component count (and its reduction by the filter) and the
@@ -62,15 +62,15 @@ def _plan(dataset_id: int, config: str, epochs: int, iterations: int, pre: Path,
 def _predictors(stage1_model: Path, stage2_model: Path, n_samples: int):
     import torch
 
-    from nnunet_ext.core.tta import TTAPolicy
-    from nnunet_ext.predictors.stock import StockPredictor
-    from nnunet_ext.predictors.tta_mc import TTAMCPredictor
+    from nnunet_ext.predictors.engine import Sampling, SlidingWindowEngine
+    from nnunet_ext.predictors.stock import StockMethod
+    from nnunet_ext.predictors.tta_mc import TTAMCMethod
 
-    s1 = StockPredictor(device=torch.device("cpu"), allow_tqdm=False)
-    s1.initialize_from_trained_model_folder(str(stage1_model), ["all"], "checkpoint_final.pth")
-    s2 = TTAMCPredictor(n_samples=n_samples, tta=TTAPolicy(kinds=()), device=torch.device("cpu"), allow_tqdm=False)
-    s2.initialize_from_trained_model_folder(str(stage2_model), ["all"], "checkpoint_final.pth")
-    return s1, s2
+    e1 = SlidingWindowEngine(device=torch.device("cpu"), allow_tqdm=False)
+    e1.load(str(stage1_model), ["all"])
+    e2 = SlidingWindowEngine(device=torch.device("cpu"), allow_tqdm=False, use_mirroring=False)
+    e2.load(str(stage2_model), ["all"])
+    return StockMethod(e1, Sampling(), {}), TTAMCMethod(e2, Sampling(n_passes=n_samples, blend="probabilities"), {})
 
 
 def _scores(ref: np.ndarray, pred: np.ndarray, spacing_zyx) -> dict:
@@ -131,7 +131,8 @@ def main() -> int:
     dirs = use_workspace(root)
     from nnunet_ext.postprocessing.component_filter import LungFilterConfig
     from nnunet_ext.postprocessing.roi_dataset import build_roi_dataset
-    from nnunet_ext.predictors.cascade import CascadePredictor
+    from nnunet_ext.predictors.cascade import CascadeMethod
+    from nnunet_ext.predictors.method import CaseContext
     from nnunet_ext.predictors.inputs import list_cases
     from nnunet_ext.synthetic.dataset import write_dataset
 
@@ -163,28 +164,32 @@ def main() -> int:
     t1 = time.perf_counter()
     for margin, loss, top_k, lung in runs:
         s1, s2 = _predictors(stage1, stage2[(margin, loss)], args.n_samples)
-        cascade = CascadePredictor(s1, s2, LungFilterConfig(top_k=top_k), margin,
-                                   str(raw / "lungmasksTs") if lung == "phantom" else lung, map_names=("variance",))
+        cascade = CascadeMethod(s1, s2, LungFilterConfig(top_k=top_k), margin,
+                                str(raw / "lungmasksTs") if lung == "phantom" else lung)
+        cascade.requested_maps = ("variance",)
         key = f"margin{margin}/{loss}/top{top_k or 'all'}" + ("" if lung == "phantom" else f"/lung={lung}")
         rows[key] = []
         for case in cases:
             ref, g = refs[case.case_id]
             spacing = g.spacing[::-1]
             if (case.case_id, lung) not in coarse:  # stage 1 and the lung mask do not depend on stage 2
-                coarse[(case.case_id, lung)] = cascade.coarse(case)
-            res = cascade.refine(coarse[(case.case_id, lung)], seed=args.seed)
-            flog = res.log["filter"]
+                coarse[(case.case_id, lung)] = cascade.coarse(cascade.prepare(case), CaseContext.for_case(case.case_id,
+                                                                                                       args.seed))
+            c1 = coarse[(case.case_id, lung)]
+            res = cascade.refine(c1, CaseContext.for_case(case.case_id, args.seed))
+            res_log = res.jsons["cascade"]
+            flog = res_log["filter"]
             if case.case_id not in stage1_rows:
-                stage1_rows[case.case_id] = {**_scores(ref, res.stage1, spacing), "n_components": flog["n_components"]}
+                stage1_rows[case.case_id] = {**_scores(ref, c1.stage1, spacing), "n_components": flog["n_components"]}
             err = (res.segmentation > 0) != (ref > 0)
             inside = res.maps["variance"] > 0
             covered = np.zeros(ref.shape, bool)
-            for r in res.log["rois"]:
+            for r in res_log["rois"]:
                 covered[tuple(slice(a, b) for a, b in r["box_zyx"])] = True
             rows[key].append({"case": case.case_id, **_scores(ref, res.segmentation, spacing),
                               **_calibration(res.probabilities, res.maps["variance"], ref, err, covered),
                               "n_kept_filter": sum(c["kept"] or c["reason"] == "top_k" for c in flog["components"]),
-                              "n_rois": len(res.log["rois"]),
+                              "n_rois": len(res_log["rois"]),
                               "u_in_error": float(res.maps["variance"][err].mean()) if err.any() else float("nan"),
                               "u_in_correct_roi": float(res.maps["variance"][~err & inside].mean())
                               if (~err & inside).any() else float("nan")})
