@@ -128,3 +128,18 @@ def test_stage_variants():
         1, 0.5, "reference")
     assert (ClickPromptAutoTrainer.default_p_prompt, ClickPromptAutoTrainer.click_source) == (0.0, "none")
     assert (ClickPromptErrorTrainer.default_p_prompt, ClickPromptErrorTrainer.click_source) == (1.0, "errors")
+
+
+def test_pet_channel_dropout():
+    from nnunet_ext.trainers.click_transform import ChannelDropoutTransform
+
+    image = torch.randn(2, 4, 8, 8) + 5
+    seg = torch.zeros(1, 4, 8, 8, dtype=torch.int64)
+    out = ChannelDropoutTransform(1, p=1.0)(image=image.clone(), segmentation=seg)
+    assert torch.equal(out["image"][0], image[0]) and not out["image"][1].any()
+    np.random.seed(0)
+    kept = sum(bool(ChannelDropoutTransform(1, p=0.3)(image=image.clone(), segmentation=seg)["image"][1].any())
+               for _ in range(200))
+    assert 120 <= kept <= 160  # ~ 70 % of 200
+    with pytest.raises(ValueError, match="in \\[0, 1\\]"):
+        ChannelDropoutTransform(1, p=2)

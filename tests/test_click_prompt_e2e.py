@@ -107,6 +107,14 @@ def test_interactive_predictor(headneck_dataset, stage3_model, tmp_path, capsys)
     u_click, _ = read_image(tmp_path / "clicked" / f"{case}_uncertainty.nii.gz")
     assert not np.allclose(u_auto, u_click), "the prompt channels must reach the network"
 
+    assert main(["predict", "-m", "interactive", "-i", str(images), "-o", str(tmp_path / "pruned"), *INTERACTIVE,
+                 *deterministic, "--clicks", str(clicks), "--prune-unclicked", "5"]) == 0
+    seg_click, _ = read_image(tmp_path / "clicked" / f"{case}.nii.gz")
+    seg_pruned, _ = read_image(tmp_path / "pruned" / f"{case}.nii.gz")
+    dropped = json.loads((tmp_path / "pruned" / f"{case}_clicks.json").read_text())["pruned_components"]
+    assert ((seg_click == 1) & (seg_pruned != 1)).sum() == sum(d["voxels"] for d in dropped if d["label"] == 1)
+    assert np.array_equal(seg_click == 2, seg_pruned == 2)  # GTVn has only a negative click: untouched
+
     clicks.write_text(json.dumps([{"point": [400, 4, 2], "space": "voxel", "label": "GTVp"}]))
     assert main(["predict", "-m", "interactive", "-i", str(images), "-o", str(tmp_path / "bad"), *INTERACTIVE,
                  "--clicks", str(clicks)]) == 2

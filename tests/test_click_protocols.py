@@ -79,3 +79,17 @@ def test_as_clicks_and_bad_protocols():
         ClickProtocol("errors", _reference(), (1,), max_clicks=0)
     with pytest.raises(InputError, match="differs from the reference"):
         ClickProtocol("autopet", _reference(), (1,), image=np.zeros((2, 2, 2)))
+
+
+def test_prune_unclicked_drops_far_components_of_clicked_classes():
+    from nnunet_ext.core.click_simulation import prune_unclicked
+
+    seg = np.zeros((10, 40, 40), np.uint8)
+    seg[4:6, 4:8, 4:8] = 1  # near the click at (5, 6, 6)
+    seg[4:6, 4:8, 30:34] = 1  # 24 voxels along x from the click's x = 6 -> nearest voxel x = 30: 24 * 2 mm = 48 mm
+    seg[4:6, 30:34, 30:34] = 2  # class 2 has no positive click: kept
+    out, dropped = prune_unclicked(seg, [(1, (5, 6, 6))], max_distance_mm=20.0, spacing=(3.0, 2.0, 2.0))
+    assert dropped == [{"label": 1, "voxels": 32, "distance_mm": 48.0}]
+    assert (out == 1).sum() == 32 and (out == 2).sum() == 32 and (seg == 1).sum() == 64
+    assert np.array_equal(prune_unclicked(seg, [(1, (5, 6, 6))], 50.0, (3.0, 2.0, 2.0))[0], seg)
+    assert np.array_equal(prune_unclicked(seg, [], 1.0)[0], seg)

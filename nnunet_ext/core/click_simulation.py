@@ -26,7 +26,8 @@ import cc3d
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["components", "region_centre", "training_clicks", "error_clicks", "lesion_clicks", "hotspot_clicks"]
+__all__ = ["components", "region_centre", "training_clicks", "error_clicks", "lesion_clicks", "hotspot_clicks",
+           "prune_unclicked"]
 
 
 def components(mask: np.ndarray) -> tuple[np.ndarray, int]:
@@ -124,3 +125,32 @@ def hotspot_clicks(image: np.ndarray, reference: np.ndarray, n: int, percentile:
         return []
     threshold = np.percentile(image[outside], percentile)
     return [(None, region_centre(mask, spacing), False) for mask in _by_size(outside & (image > threshold))[:n]]
+
+
+def prune_unclicked(segmentation: np.ndarray, positives: Sequence, max_distance_mm: float,
+                    spacing: "Sequence[float] | None" = None) -> tuple[np.ndarray, list]:
+    """Beyond the paper (its appendix B: refining the automatic result inherits distant false positives): for
+    every class with at least one positive click, drop the components of that class whose nearest voxel is
+    farther than ``max_distance_mm`` from every positive click of the class (scipy EDT from the click voxels,
+    ``spacing`` in mm per axis). ``positives``: ``[(label value, zyx voxel)]``. Classes without positive clicks
+    are untouched. Returns (pruned copy, [{"label", "voxels", "distance_mm"} of each dropped component])."""
+    out = np.array(segmentation, copy=True)
+    dropped = []
+    by_class: dict = {}
+    for value, zyx in positives:
+        by_class.setdefault(int(value), []).append(tuple(int(v) for v in zyx))
+    for value, points in by_class.items():
+        comps, n = components(out == value)
+        if not n:
+            continue
+        seeds = np.ones(out.shape, bool)
+        for p in points:
+            seeds[p] = False
+        dist = ndimage.distance_transform_edt(seeds, sampling=spacing)
+        nearest = ndimage.minimum(dist, comps, index=np.arange(1, n + 1))
+        for k, d in enumerate(np.atleast_1d(nearest), start=1):
+            if d > max_distance_mm:
+                mask = comps == k
+                dropped.append({"label": value, "voxels": int(mask.sum()), "distance_mm": round(float(d), 2)})
+                out[mask] = 0
+    return out, dropped

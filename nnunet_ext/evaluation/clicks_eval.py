@@ -44,6 +44,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n-samples", type=int, default=1, help="passes per prediction (default 1)")
     p.add_argument("--tta", default="none", help="TTA kinds per pass (noise,flip,rotate) or none (default)")
     p.add_argument("--dropout-p", type=float, default=0.0, help="MC dropout p at inference (default 0 = off)")
+    p.add_argument("--prune-unclicked", type=float, default=None, metavar="MM",
+                   help="as nnext predict -m interactive --prune-unclicked (default off)")
     p.add_argument("--tau", type=float, default=2.0, help="NSD tolerance in mm (default 2, as the paper)")
     p.add_argument("--seed", type=int, default=0, help="random seed (per case derived from it)")
     p.add_argument("--save-steps", action="store_true", help="also write the segmentation of every step")
@@ -60,7 +62,7 @@ def build_method(args):
         if not torch.cuda.is_available():
             raise InputError("-device cuda requested but no CUDA device is available (use -device cpu)")
     return InteractiveMethod.load(args.d, args.c, args.tr, args.p, args.f, args.device, args.chk, args.n_samples,
-                                  args.tta, args.dropout_p)
+                                  args.tta, args.dropout_p, prune_unclicked=getattr(args, "prune_unclicked", None))
 
 
 def run(args) -> int:

@@ -13,8 +13,9 @@ interpolation do not blur them.
 
 Clicks JSON (:mod:`nnunet_ext.core.clicks_json`): one file for every case (a list, or a grand-challenge
 "Multiple points" object) or one object keyed by case id; ``--point-names tumor=GTVp background=-`` maps
-grand-challenge point names. Per case ``CASE_clicks.json`` records the clicks used (world and preprocessed
-positions).
+grand-challenge point names. Per case ``CASE_clicks.json`` records the clicks used. ``--prune-unclicked MM``
+(beyond the paper) drops, for each class with positive clicks, the segmented components farther than MM from
+all of them (:func:`nnunet_ext.core.click_simulation.prune_unclicked`; the segmentation only).
 """
 from __future__ import annotations
 
@@ -45,6 +46,9 @@ class InteractiveMethod(TTAMCMethod):
         group.add_argument("--gc-space", choices=("voxel", "world"), default="voxel",
                            help="coordinates of grand-challenge points: voxel (x, y, z) index as autoPET IV "
                                 "(default) or world mm")
+        group.add_argument("--prune-unclicked", type=float, default=None, metavar="MM",
+                           help="beyond the paper: for a class with positive clicks, drop its segmented components "
+                                "farther than MM from every positive click of that class (default off)")
 
     @classmethod
     def from_args(cls, args, common, model=None):
@@ -61,6 +65,9 @@ class InteractiveMethod(TTAMCMethod):
         method.click_radius = float(meta.get("click_radius", 3.0))
         method.click_encoding = str(meta.get("click_encoding", "ball"))
         method.n_prompt = net.n_prompt_channels
+        method.prune_mm = getattr(args, "prune_unclicked", None)
+        if method.prune_mm is not None and not method.prune_mm > 0:
+            raise InputError(f"--prune-unclicked must be > 0 mm, got {method.prune_mm}")
         if args.clicks is not None:
             names = parse_point_names(args.point_names) if args.point_names else None
             method.clicks = load_clicks(args.clicks, names, args.gc_space)
@@ -145,14 +152,35 @@ class InteractiveMethod(TTAMCMethod):
             batch[:, -self.n_prompt:] = batch[:, -self.n_prompt:].round().clamp(-1, 1)
         return self.engine.network(batch)
 
+    prune_mm = None
+
     def predict_case(self, prepared, ctx):
         result = super().predict_case(prepared, ctx)
+        pruned = self.prune(result, prepared.clicks) if self.prune_mm is not None and prepared.clicks else []
         if self.clicks is not None:
             result.jsons["clicks"] = {"clicks": [
                 {"point": list(c.position), "space": c.space, "label": c.label, "positive": c.positive}
-                for c in prepared.clicks], "radius_voxels": self.click_radius, "encoding": self.click_encoding}
+                for c in prepared.clicks], "radius_voxels": self.click_radius, "encoding": self.click_encoding,
+                **({"pruned_components": pruned} if self.prune_mm is not None else {})}
         return result
+
+    def prune(self, result, clicks) -> list:
+        """``--prune-unclicked``: drop far components of clicked classes from ``result.segmentation`` (in place;
+        probabilities and maps are left as predicted)."""
+        from nnunet_ext.core.click_simulation import prune_unclicked
+        from nnunet_ext.core.clicks import class_channels, click_indices
+
+        seg = result.segmentation
+        spatial = seg[0] if seg.ndim == len(result.geometry.spacing) + 1 else seg
+        channels = class_channels(self.labels)
+        values = sorted(v for v in channels if isinstance(v, int))
+        positives = [(values[ch[0]], np.floor(zyx + 0.5).astype(int))
+                     for ch, zyx, pos in click_indices(clicks, (spatial.shape, result.geometry), self.labels)
+                     if pos and len(ch) == 1]
+        out, dropped = prune_unclicked(spatial, positives, self.prune_mm, result.geometry.spacing[::-1])
+        spatial[...] = out
+        return dropped
 
     def settings(self) -> dict:
         return {**super().settings(), "click_radius": self.click_radius, "click_encoding": self.click_encoding,
-                "clicks_file": None if self.clicks is None else "given"}
+                "clicks_file": None if self.clicks is None else "given", "prune_unclicked_mm": self.prune_mm}

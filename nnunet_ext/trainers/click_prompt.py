@@ -26,6 +26,9 @@ Knobs (environment): ``NNEXT_CLICK_P_PROMPT`` (stage default), ``NNEXT_CLICK_RAD
 ``NNEXT_OPTIMIZER=adamw`` switches nnU-Net's SGD + poly schedule to the paper's AdamW with a cosine schedule
 and ``NNEXT_WARMUP_EPOCHS`` (10) linear warm-up epochs (:func:`nnunet_ext.core.lr_schedule.warmup_cosine_lr`),
 learning rate ``NNEXT_ADAMW_LR`` (1e-3) and weight decay ``NNEXT_ADAMW_WD`` (1e-2; the paper gives neither).
+Beyond the paper: ``NNEXT_PET_DROPOUT=p`` zeroes image channel ``NNEXT_PET_CHANNEL`` (1 = PET) with probability p
+per sample (:class:`~nnunet_ext.trainers.click_transform.ChannelDropoutTransform`), so one model also serves
+CT-only input (the PET channel zero-filled).
 Label-based (softmax) datasets only, no ignore label.
 """
 from __future__ import annotations
@@ -39,7 +42,7 @@ from nnunet_ext.core.click_simulation import error_clicks
 from nnunet_ext.core.clicks import ENCODINGS, rasterize_voxels
 from nnunet_ext.core.lr_schedule import warmup_cosine_lr
 from nnunet_ext.networks.prompt_channels import PromptChannelNetwork
-from nnunet_ext.trainers.click_transform import SimulateClicksTransform
+from nnunet_ext.trainers.click_transform import ChannelDropoutTransform, SimulateClicksTransform
 from nnunet_ext.trainers.ds_loss import env_knob, require_plain_labels
 from nnunet_ext.trainers.mc_dropout import MCDropoutTrainer
 
@@ -84,6 +87,8 @@ class ClickPromptTrainer(MCDropoutTrainer):
         self.warmup_epochs = env_knob("NNEXT_WARMUP_EPOCHS", 10, int, lambda n: n >= 0, ">= 0")
         self.adamw_lr = env_knob("NNEXT_ADAMW_LR", 1e-3, float, lambda v: v > 0, "> 0")
         self.adamw_wd = env_knob("NNEXT_ADAMW_WD", 1e-2, float, lambda v: v >= 0, ">= 0")
+        self.pet_dropout = env_knob("NNEXT_PET_DROPOUT", 0.0, float, lambda p: 0 <= p <= 1, "in [0, 1]")
+        self.pet_channel = env_knob("NNEXT_PET_CHANNEL", 1, int, lambda c: c >= 0, ">= 0")
 
     @classmethod
     def build_network_architecture(cls, plans_manager, configuration_manager, num_input_channels: int,
@@ -111,6 +116,8 @@ class ClickPromptTrainer(MCDropoutTrainer):
         at = next((i for i, t in enumerate(compose.transforms) if isinstance(t, DownsampleSegForDSTransform)),
                   len(compose.transforms))
         compose.transforms.insert(at, clicks)
+        if self.pet_dropout > 0:  # before the prompts are appended, on the image channels only
+            compose.transforms.insert(at, ChannelDropoutTransform(self.pet_channel, self.pet_dropout))
         return compose
 
     def configure_optimizers(self):
@@ -124,7 +131,7 @@ class ClickPromptTrainer(MCDropoutTrainer):
         self.print_to_log_file(
             f"click prompts: stage {self.stage}, source {self.click_source}, p_prompt {self.p_prompt}, classes "
             f"{self.prompt_classes}, radius {self.click_radius}, encoding {self.click_encoding}, optimizer "
-            f"{self.optimizer_kind}" + (f" (lr {self.adamw_lr}, wd {self.adamw_wd}, warm-up {self.warmup_epochs} "
+            f"{self.optimizer_kind}, PET dropout {self.pet_dropout}" + (f" (lr {self.adamw_lr}, wd {self.adamw_wd}, warm-up {self.warmup_epochs} "
                                         "epochs, cosine)" if self.optimizer_kind == "adamw" else ""))
 
     def train_step(self, batch: dict) -> dict:
@@ -161,7 +168,7 @@ class ClickPromptTrainer(MCDropoutTrainer):
         return {**super().checkpoint_metadata(), "click_stage": self.stage, "click_source": self.click_source,
                 "p_prompt": self.p_prompt, "prompt_classes": list(self.prompt_classes),
                 "click_radius": self.click_radius, "click_encoding": self.click_encoding,
-                "optimizer": self.optimizer_kind}
+                "optimizer": self.optimizer_kind, "pet_dropout": self.pet_dropout}
 
 
 class ClickPromptAutoTrainer(ClickPromptTrainer):

@@ -50,3 +50,25 @@ class SimulateClicksTransform(BasicTransform):
             prompt = torch.zeros((len(self.classes), *shape))
         data_dict["image"] = torch.cat([image, prompt.to(image.dtype)], 0)
         return data_dict
+
+
+class ChannelDropoutTransform(BasicTransform):
+    """Beyond the paper: with probability ``p`` set image channel ``channel`` (PET) to 0 -- what a CT-only case
+    (PET zero-filled by ``nnext convert hecktor --ct-only``, 0 after nnU-Net's z-score) looks like -- so that one
+    model serves PET/CT and CT-only input. ``image`` ``(C, *patch)`` in and out."""
+
+    def __init__(self, channel: int = 1, p: float = 0.0):
+        super().__init__()
+        if not 0 <= p <= 1:
+            raise ValueError(f"channel dropout p must be in [0, 1], got {p}")
+        self.channel, self.p = int(channel), float(p)
+
+    def get_parameters(self, **data_dict) -> dict:
+        return {"drop": bool(self.p > 0 and np.random.uniform() < self.p)}
+
+    def apply(self, data_dict, **params):
+        if params["drop"]:
+            image = data_dict["image"].clone()
+            image[self.channel] = 0
+            data_dict["image"] = image
+        return data_dict
