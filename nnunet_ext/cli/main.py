@@ -32,6 +32,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "compare": ("nnunet_ext.evaluation.compare_cli", "paired comparison of two evaluation summaries (Wilcoxon, Spearman, Pearson)"),
     "convert": ("nnunet_ext.conversion.cli", "convert public collections to nnU-Net raw datasets (nsclc)"),
     "kernels": ("nnunet_ext.kernels_cli", "high-uncertainty kernels of an uncertainty map (yang2025 kernel search)"),
+    "kernel-dataset": ("nnunet_ext.kernel_dataset", "raw dataset of uncertainty-kernel crops (3D refinement training data, yang2025)"),
     "fusion-fit": ("nnunet_ext.fusion_cli", "PSO fit of the 2D/3D sigmoid fusion weights per region (yang2025 eq. 2)"),
     "demo": ("nnunet_ext.demo", "end-to-end demo on a synthetic chest dataset (synth, plan, train, predict, evaluate)"),
 }
@@ -98,10 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         parser = argparse.ArgumentParser(prog=f"nnext {name}", description=COMMANDS[name][1])
         module.add_arguments(parser)
         parser.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
-        try:
-            args = parser.parse_args(rest)
-        except SystemExit as e:  # argparse: usage + one error line (exit 2), or -h (exit 0); a status, not an exit
-            return int(e.code or 0) if not isinstance(e.code, str) else 2
+        args = parser.parse_args(rest)  # argparse: usage + one error line, SystemExit(2)
         return int(module.run(args) or 0)
     except KeyboardInterrupt:
         print(f"nnext {name}: interrupted (Ctrl-C); finished outputs are kept, re-run to resume", file=sys.stderr)
