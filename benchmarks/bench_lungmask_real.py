@@ -13,7 +13,8 @@ here, see RESULTS.md). Derived scans and what is measured against the reference 
 * ``bases``: the lowest quarter of the lungs plus everything below (thorax-abdomen / abdominal scan showing the
   lung bases): per-lung volume difference, and voxels labelled lung outside the reference lungs (false lung);
 * ``below``: only the slices below the lungs (abdomen): voxels labelled lung (must be 0, with a warning);
-* ``thin``: a 30 mm slab resampled to 0.625 mm slices (linear): per-lung volume difference;
+* ``thin``: a 30 mm slab resampled to 0.625 mm slices (linear): per-lung volume difference; then scans of 1, 2
+  and 5 of those 0.625 mm slices against the thin slab's own mask;
 * ``flipped`` (x and y reversed, direction diag(-1, -1, 1)) and ``oblique`` (direction rotated 10 deg about z):
   voxels differing from the reference (after flipping back).
 
@@ -112,17 +113,25 @@ def run(dicom: str, with_pydicom: bool) -> dict:
     z0 = mid - nz // 2
     slab = geo.apply(sitk.GetImageFromArray(ct[z0:z0 + nz]))
     slab.SetOrigin(_sub(geo, z0).origin)
-    out_n = int(round(nz * geo.spacing[2] / 0.625))
+    out_n = int((nz - 1) * geo.spacing[2] / 0.625) + 1  # inside the slab's slice centres only
     thin = sitk.Resample(slab, [slab.GetSize()[0], slab.GetSize()[1], out_n], sitk.Transform(), sitk.sitkLinear,
                          slab.GetOrigin(), (geo.spacing[0], geo.spacing[1], 0.625), slab.GetDirection(), -1024.0,
                          sitk.sitkInt16)
     m, dt, warn = _mask(sitk.GetArrayFromImage(thin), Geometry.of(thin))
     thin_vol = [float((m == k).sum() * np.prod(Geometry.of(thin).spacing) / 1000.0) for k in (1, 2)]
     ref_slab = ref[z0:z0 + nz]
-    # the resampled grid covers the slab minus the half slices at both ends (linear interpolation inside only)
+    # the resampled grid covers the slab minus half a thick slice at both ends: reference scaled by that share
     covered = out_n * 0.625 / (nz * geo.spacing[2])
     rows.append({"case": f"thin: {nz} x {geo.spacing[2]} mm resampled to {out_n} x 0.625 mm", "seconds": round(dt, 2),
                  "volume_diff_pct": [_pct(a, b * covered) for a, b in zip(thin_vol, _volumes(ref_slab, voxel_ml))]})
+    thin_ct, thin_geo = sitk.GetArrayFromImage(thin), Geometry.of(thin)
+    thin_ml = float(np.prod(thin_geo.spacing)) / 1000.0
+    for n in (1, 2, 5):  # a scan of 1-5 slices of 0.625 mm (the real 2-slice scan that lost a lung)
+        z1 = out_n // 2 - n // 2
+        ms, dt, warn = _mask(np.ascontiguousarray(thin_ct[z1:z1 + n]), _sub(thin_geo, z1))
+        r = m[z1:z1 + n]
+        rows.append({"case": f"thin slab: {n} x 0.625 mm", "seconds": round(dt, 2),
+                     "volume_diff_pct": [_pct(a, b) for a, b in zip(_volumes(ms, thin_ml), _volumes(r, thin_ml))]})
     d = np.asarray(geo.direction, float).reshape(3, 3)
     nzs, ny, nx = ct.shape
     origin = np.asarray(geo.origin) + d[:, 0] * geo.spacing[0] * (nx - 1) + d[:, 1] * geo.spacing[1] * (ny - 1)

@@ -1,6 +1,7 @@
 """UncertaintyLovaszTrainer and DistanceTransformTrainer: deep-supervision losses against hand-assembled sums of
 the core losses, gradients, distance weights at deep-supervision resolution, and real nnUNetv2_train runs."""
 import math
+import re
 import os
 import subprocess
 
@@ -236,3 +237,5 @@ def test_nnunetv2_train_runs(chest_dataset, nnunet_dirs, trainer, fold, env, log
     assert log_line in log
     losses = [float(line.split()[-1]) for line in log.splitlines() if "train_loss" in line]
     assert len(losses) == 2 and all(math.isfinite(v) for v in losses)   # 2 epochs from the plans
+    if trainer == "DistanceTransformTrainer":  # every batch brought its weights from the data pipeline
+        assert re.search(r"distance weights: [1-9]\d* batches from the data pipeline, 0 computed in the loss", log)
