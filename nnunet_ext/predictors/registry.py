@@ -14,6 +14,7 @@ METHODS: dict[str, tuple[str, str]] = {
     "cascade": ("nnunet_ext.predictors.cascade:CascadeMethod", "stage 1 -> lung-aware component filter -> ROI crops -> stage-2 MC dropout (isler2025)"),
     "spherical": ("nnunet_ext.predictors.spherical:SphericalMethod", "2D spherical-projection ensemble (origins on a stride grid): mean, histogram entropy per region (yang2025)"),
     "interactive": ("nnunet_ext.predictors.interactive:InteractiveMethod", "click-prompt model: clicks JSON -> prompt channels, MC dropout + TTA entropy; no clicks = automatic branch (chu2026)"),
+    "mcm": ("nnunet_ext.predictors.mcm:MCMMethod", "UGS-Net model: X_S + high / low-confidence masks, MCM map, LC probability (yang-wang)"),
 }
 
 
