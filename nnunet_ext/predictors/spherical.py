@@ -10,7 +10,8 @@ without an origin inside the ROI are predicted once without warp (uncertainty 0)
 Outputs: ``CASE.nii.gz`` (mean > 0.5 per region, painted with ``regions_class_order``), ``CASE_uncertainty``
 (``entropy``: eq. 1 summed over regions; ``variance``), per region ``CASE_prob_<TAG>`` (mean probability) and
 ``CASE_entropy_<TAG>`` (eq. 1), TAG = WT / TC / ET (else r1, r2, ...), ``CASE_spherical.json`` (origins per
-slice). Stride and R are in pixels of the 2d configuration's grid. Refused: 3D models, softmax (non-region)
+slice). Stride and R are in pixels of the 2d configuration's grid. A model folder's ``calibration.json`` is
+not applied (the projections' probabilities are used as predicted). Refused: 3D models, softmax (non-region)
 models, anisotropic in-plane spacing (the radial warp assumes square pixels: resample) and plans whose 2D slices
 are not the image's z axis (``transpose_forward[0] != 0``).
 """
@@ -73,13 +74,14 @@ class SphericalMethod(ModelMethod):
         from nnunet_ext.core.fusion import region_tags
 
         method.tags = [t for t, _, _ in region_tags(e.dataset_json["labels"])]
+        method.sampling = None  # projections replace the engine's passes (its N-pass checks do not apply)
         return method
 
     def side_outputs(self):
         return tuple(f"{k}_{t}" for k in ("prob", "entropy") for t in self.tags), ("spherical",)
 
     def settings(self) -> dict:
-        return {**super().settings(), "spherical": dict(self.opts)}
+        return {**self.model_info, "spherical": dict(self.opts)}
 
     # -- ROI mask in the preprocessed grid ---------------------------------------------------------------------
     def roi_mask(self, prepared) -> "np.ndarray | None":
