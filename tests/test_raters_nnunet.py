@@ -33,7 +33,7 @@ def rater_dataset(nnunet_dirs, tmp_path_factory):
             (src / "labelsTr_raters" / f"nodule_{i:03d}_rater{j}.nii.gz").unlink()
     assert main(["convert", "raters", "-i", str(src), "-d", str(RATER_ID), "--no-progress"]) == 0
     folder = next(nnunet_dirs["nnUNet_raw"].glob(f"Dataset{RATER_ID}_*"))
-    plan_and_preprocess(RATER_ID, "TinyPlanner", ["2d"], num_processes=1, verify_dataset_integrity=True,
+    plan_and_preprocess(RATER_ID, "TinyPlanner", ["2d", "3d_fullres"], num_processes=1, verify_dataset_integrity=True,
                         schedule={"num_epochs": 1, "num_iterations_per_epoch": 4, "num_val_iterations_per_epoch": 2})
     return src, folder
 
@@ -157,13 +157,13 @@ def test_convert_raters_bad_input(rater_dataset, tmp_path):
     assert not list(tmp_path.glob("Dataset613*"))
 
 
-def _train(dataset_id, trainer, env=None):
+def _train(dataset_id, trainer, env=None, configuration="2d"):
     import os
     import subprocess
 
     from nnunet_ext.paths import nnunet_command
 
-    cmd = [nnunet_command("nnUNetv2_train"), str(dataset_id), "2d", "0", "-tr", trainer, "-p", "nnextTinyPlans",
+    cmd = [nnunet_command("nnUNetv2_train"), str(dataset_id), configuration, "0", "-tr", trainer, "-p", "nnextTinyPlans",
            "-device", "cpu"]
     # one thread: tiny nets gain nothing from more, and on a shared 2-core machine threads contend
     proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})})
@@ -171,55 +171,98 @@ def _train(dataset_id, trainer, env=None):
     return proc.stdout
 
 
+@pytest.fixture(scope="module")
+def ugs_model(rater_dataset, nnunet_dirs):
+    """UGSNetTrainer (3d_fullres, deep supervision) trained by plain nnUNetv2_train."""
+    _, folder = rater_dataset
+    log = _train(RATER_ID, "UGSNetTrainer", configuration="3d_fullres")
+    assert "train_loss" in log
+    return nnunet_dirs["nnUNet_results"] / folder.name / "UGSNetTrainer__nnextTinyPlans__3d_fullres"
+
+
+def _own_heads(model, image_file):
+    """Our forward pass of the checkpoint's rebuilt UGSNet on nnU-Net's preprocessed image (one tile), every
+    head's logits back in the image grid (z, y, x)."""
+    import torch
+    from nnunetv2.preprocessing.preprocessors.default_preprocessor import DefaultPreprocessor
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+    from nnunet_ext.trainers.ugsnet import UGSNetTrainer
+
+    ckpt = torch.load(model / "fold_0" / "checkpoint_final.pth", map_location="cpu", weights_only=False)
+    assert ckpt["nnext"]["network"] == "nnunet_ext.networks.ugsnet.UGSNet"
+    pm = PlansManager(str(model / "plans.json"))
+    cm = pm.get_configuration("3d_fullres")
+    ds = json.loads((model / "dataset.json").read_text())
+    net = UGSNetTrainer.build_network_architecture(pm, cm, 1, 1, enable_deep_supervision=False)
+    net.load_state_dict(ckpt["network_weights"])
+    net.eval()
+    net.return_heads = True
+    data, _, props = DefaultPreprocessor().run_case([str(image_file)], None, pm, cm, ds)
+    assert tuple(data.shape[1:]) == tuple(cm.patch_size)  # one sliding-window tile: no blending involved
+    with torch.no_grad():
+        heads = net(torch.as_tensor(data[None]))
+    out = {}
+    for name, logits in heads.items():
+        full = np.full(props["shape_before_cropping"], -1e4, np.float32)
+        full[tuple(slice(a, b) for a, b in props["bbox_used_for_cropping"])] = logits[0, 0].numpy()
+        out[name] = full.transpose(pm.transpose_backward)
+    return out
+
+
 @pytest.mark.slow
-def test_ugsnet_trainer_nnunet_train_and_plain_predict_gives_xs(rater_dataset, nnunet_dirs, tmp_path):
+def test_ugsnet_trainer_nnunet_train_and_plain_predict_gives_xs(rater_dataset, ugs_model, tmp_path):
     """Plain nnUNetv2_train of UGSNetTrainer, then plain nnUNetv2_predict: its output is X_S > 0.5 of the
     rebuilt UGSNet (checked against our own forward pass of the checkpoint on nnU-Net's preprocessed input)."""
     import os
     import subprocess
 
-    import torch
-    from nnunetv2.preprocessing.preprocessors.default_preprocessor import DefaultPreprocessor
-    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
-
     from nnunet_ext.paths import nnunet_command
-    from nnunet_ext.trainers.ugsnet import UGSNetTrainer
 
     src, folder = rater_dataset
-    log = _train(RATER_ID, "UGSNetTrainer")
-    assert "train_loss" in log
-    model = nnunet_dirs["nnUNet_results"] / folder.name / "UGSNetTrainer__nnextTinyPlans__2d"
     out = tmp_path / "pred"
     cmd = [nnunet_command("nnUNetv2_predict"), "-i", str(folder / "imagesTs"), "-o", str(out), "-d", str(RATER_ID),
-           "-c", "2d", "-f", "0", "-tr", "UGSNetTrainer", "-p", "nnextTinyPlans", "-device", "cpu",
+           "-c", "3d_fullres", "-f", "0", "-tr", "UGSNetTrainer", "-p", "nnextTinyPlans", "-device", "cpu",
            "--disable_tta", "-chk", "checkpoint_final.pth"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy())
+    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    image_file = folder / "imagesTs" / "nodule_test_000_0000.nii.gz"
     pred_img = sitk.ReadImage(str(out / "nodule_test_000.nii.gz"))
-    ref_img = sitk.ReadImage(str(folder / "imagesTs" / "nodule_test_000_0000.nii.gz"))
+    ref_img = sitk.ReadImage(str(image_file))
     assert pred_img.GetOrigin() == ref_img.GetOrigin() and pred_img.GetSpacing() == ref_img.GetSpacing()
     pred = sitk.GetArrayFromImage(pred_img)
     assert set(np.unique(pred)) <= {0, 1}
-
-    # our forward pass: the network rebuilt from the checkpoint, X_S per slice (patch = whole slice: one tile)
-    ckpt = torch.load(model / "fold_0" / "checkpoint_final.pth", map_location="cpu", weights_only=False)
-    assert ckpt["nnext"]["network"] == "nnunet_ext.networks.ugsnet.UGSNet"
-    pm = PlansManager(str(model / "plans.json"))
-    cm = pm.get_configuration("2d")
-    ds = json.loads((model / "dataset.json").read_text())
-    net = UGSNetTrainer.build_network_architecture(pm, cm, 1, 1, enable_deep_supervision=False)
-    net.load_state_dict(ckpt["network_weights"])
-    net.eval()
-    data, _, props = DefaultPreprocessor().run_case([str(folder / "imagesTs" / "nodule_test_000_0000.nii.gz")],
-                                                    None, pm, cm, ds)
-    assert tuple(data.shape[2:]) == tuple(cm.patch_size)
-    with torch.no_grad():
-        xs = net(torch.as_tensor(data[0][:, None]))[:, 0].numpy()  # (z, y, x) in the transposed frame
-    mine = np.zeros(props["shape_before_cropping"], np.uint8)
-    mine[tuple(slice(a, b) for a, b in props["bbox_used_for_cropping"])] = xs > 0
-    mine = mine.transpose(pm.transpose_backward)
+    mine = _own_heads(ugs_model, image_file)["xs"] > 0
     assert np.mean(mine != pred) < 0.005  # nnU-Net accumulates logits in float16
     assert pred.sum() > 0 or mine.sum() == 0
+
+
+@pytest.mark.slow
+def test_mcm_predictor_exports_xs_hc_lc_in_input_geometry(rater_dataset, ugs_model, tmp_path):
+    from nnunet_ext.cli.main import main
+
+    _, folder = rater_dataset
+    out = tmp_path / "mcm"
+    assert main(["predict", "-m", "mcm", "-i", str(folder / "imagesTs"), "-o", str(out), "-d", str(RATER_ID),
+                 "-c", "3d_fullres", "-tr", "UGSNetTrainer", "-p", "nnextTinyPlans", "-f", "0", "-device", "cpu",
+                 "--disable_tta", "--all-maps"]) == 0
+    image_file = folder / "imagesTs" / "nodule_test_000_0000.nii.gz"
+    ref = sitk.ReadImage(str(image_file))
+    read = {}
+    for suffix in ("", "_hc", "_lc", "_uncertainty", "_mcm", "_hc_probability", "_union_probability"):
+        img = sitk.ReadImage(str(out / f"nodule_test_000{suffix}.nii.gz"))
+        assert img.GetOrigin() == ref.GetOrigin() and img.GetDirection() == ref.GetDirection()
+        read[suffix] = sitk.GetArrayFromImage(img)
+    own = _own_heads(ugs_model, image_file)
+    for got, logits in ((read[""], own["xs"]), (read["_hc"], own["inter"])):
+        assert np.mean(got != (logits > 0)) < 0.005
+    assert not np.any(read["_hc"] & read["_lc"])
+    np.testing.assert_array_equal(read["_lc"].astype(bool), (read["_union_probability"] > 0.5) & ~read["_hc"].astype(bool))
+    np.testing.assert_allclose(read["_uncertainty"],
+                               np.clip(read["_union_probability"] - read["_hc_probability"], 0, 1), atol=1e-6)
+    np.testing.assert_allclose(read["_mcm"], 0.5 * (read["_union_probability"] + read["_hc_probability"]), atol=1e-6)
+    sig_union = 1 / (1 + np.exp(-own["union"].astype(np.float64)))
+    np.testing.assert_allclose(read["_union_probability"], sig_union, atol=2e-3)
 
 
 @pytest.mark.slow

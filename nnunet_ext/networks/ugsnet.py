@@ -16,7 +16,8 @@
   upsampled back (linear) before Γ.
 
 Outputs (logits, 1 channel each, sigmoid): eval mode (nnU-Net inference) returns X_S only, so plain
-``nnUNetv2_predict`` gives X_S; training mode (or ``return_heads = True``) returns a dict ``xs``, ``union``,
+``nnUNetv2_predict`` gives X_S (``output_head`` = ``union`` / ``inter`` / ``uni`` returns that UAM head
+instead, for ``nnext predict -m mcm``); training mode (or ``return_heads = True``) returns a dict ``xs``, ``union``,
 ``inter``, ``uni``; with deep supervision ``xs`` is a list [X_S, backbone logits at 1/2, 1/4, ...] as in
 nnU-Net. Buildable by dotted path through nnU-Net's ``get_network_from_plans``:
 ``network_class_name = "nnunet_ext.networks.ugsnet.UGSNet"`` with ``backbone_class_name`` in the kwargs.
@@ -126,6 +127,8 @@ class UGSNet(nn.Module):
         ndim = _ndim(enc.conv_op)
         conv = enc.conv_op
         self.ndim, self.channels, self.return_heads = ndim, c, False
+        #: eval-mode output: "xs" (X_S, nnU-Net inference) or one UAM head, "union" / "inter" / "uni" (-m mcm)
+        self.output_head = "xs"
         self.branch = nn.ModuleDict({z: ConvBlock(enc, c, c) for z in ("lc", "hc", "uni")})
         self.head = nn.ModuleDict({z: conv(c, 1, 1, 1, 0, bias=True) for z in ("lc", "hc", "uni")})
         self.faab = nn.ModuleDict({"uni": FeatureAwareAttentionBlock(c, ndim, "gabor", max_tokens),
@@ -165,6 +168,10 @@ class UGSNet(nn.Module):
     def forward(self, x: torch.Tensor):
         r, aux = self.features(x)
         feats = {z: self.branch[z](r) for z in ("lc", "hc", "uni")}
+        heads = {"union": "lc", "inter": "hc", "uni": "uni"}
+        if not (self.training or self.return_heads) and self.output_head in heads:
+            z = heads[self.output_head]
+            return self.head[z](feats[z])
         aug = []
         for z in ("uni", "lc", "hc"):
             rz = self.faab[z](feats[z])

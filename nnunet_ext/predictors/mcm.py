@@ -1,0 +1,70 @@
+"""``-m mcm``: UGS-Net's multi-confidence outputs (Yang & Wang, sec. III-B, IV-C) from a ``UGSNetTrainer`` model.
+
+Per case: ``CASE.nii.gz`` = X_S > 0.5 (the same segmentation as ``nnUNetv2_predict``), side images
+``CASE_hc`` (high confidence: σ(∩(GT)') > 0.5) and ``CASE_lc`` (low confidence: σ(∪(GT)') > 0.5 and not HC),
+maps ``mcm`` = (σ(∪') + σ(∩')) / 2 (the paper's Normal(∪' + ∩')), ``union_probability`` σ(∪'),
+``hc_probability`` σ(∩') and, as the default uncertainty, ``lc_probability`` = max(σ(∪') − σ(∩'), 0): the
+probability of lying in the union but not in the intersection when ∩ ⊆ ∪ (nested events,
+P(U \\ I) = P(U) − P(I)). Each head goes through the engine's sliding window (logit blending, mirroring unless
+``--disable_tta``) and nnU-Net's export separately, so all outputs are in the input's geometry.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from nnunet_ext.errors import InputError
+from nnunet_ext.predictors.model_method import ModelMethod
+
+HEADS = ("xs", "inter", "union")
+
+
+class MCMMethod(ModelMethod):
+    name = "mcm"
+    map_names = ("lc_probability", "mcm", "hc_probability", "union_probability")
+    default_uncertainty = "lc_probability"
+
+    @classmethod
+    def add_arguments(cls, group) -> None:
+        group.add_argument("--disable_tta", action="store_true", help="no mirroring (nnU-Net's flag)")
+
+    @classmethod
+    def engine_kwargs(cls, args) -> dict:
+        return {"use_mirroring": not args.disable_tta}
+
+    @classmethod
+    def from_args(cls, args, common, model=None):
+        method = super().from_args(args, common, model)
+        if not hasattr(method.engine.network, "output_head"):
+            raise InputError(f"{method.model_info['model_folder']}: -m mcm needs a UGSNetTrainer model "
+                             f"(trainer {method.engine.trainer_name})")
+        return method
+
+    def side_outputs(self):
+        return ("hc", "lc"), ()
+
+    def forward(self, batch, window, ctx):
+        return self.engine._internal_maybe_mirror_and_predict(batch)
+
+    def predict_case(self, prepared, ctx):
+        from nnunet_ext.predictors.export import geometry_from_properties, to_original
+        from nnunet_ext.predictors.method import CaseResult
+
+        net = self.engine.network
+        out = {}
+        try:
+            for head in HEADS:
+                net.output_head = head
+                result = self.predict_network(prepared.data, ctx)
+                out[head] = to_original(result.logits, {}, prepared.properties, self.engine)[:2]
+        finally:
+            net.output_head = "xs"
+        seg, probs = out["xs"]
+        p_inter, p_union = out["inter"][1][0].astype(np.float32), out["union"][1][0].astype(np.float32)
+        hc = p_inter > 0.5
+        lc = (p_union > 0.5) & ~hc
+        maps = {"lc_probability": np.clip(p_union - p_inter, 0, 1), "mcm": 0.5 * (p_union + p_inter),
+                "hc_probability": p_inter, "union_probability": p_union}
+        return CaseResult(geometry_from_properties(prepared.properties), seg, probs,
+                          {k: v for k, v in maps.items()},
+                          images={"hc": hc.astype(np.uint8), "lc": lc.astype(np.uint8)},
+                          properties=prepared.properties)
