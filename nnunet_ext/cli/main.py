@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("nnunet_ext.evaluation.cli", "Dice / HD95 / NSD and more between reference and predicted segmentations"),
     "calibrate": ("nnunet_ext.evaluation.calibrate_cli", "fit temperature scaling on nnU-Net's cross-validation outputs (calibration.json)"),
     "clicks-eval": ("nnunet_ext.evaluation.clicks_eval", "simulated-click evaluation of a click-prompt model: Dice / NSD / HD95 per click step (chu2026)"),
+    "evaluate-raters": ("nnunet_ext.evaluation.multirater", "multi-rater evaluation: vs rater 0 / each rater / union / intersection, HC / LC, complex nodules, HU KDE (yang-wang)"),
     "compare": ("nnunet_ext.evaluation.compare_cli", "paired comparison of two evaluation summaries (Wilcoxon, Spearman, Pearson)"),
     "convert": ("nnunet_ext.conversion.cli", "convert public collections to nnU-Net raw datasets (nsclc)"),
     "kernels": ("nnunet_ext.kernels_cli", "high-uncertainty kernels of an uncertainty map (yang2025 kernel search)"),
