@@ -81,3 +81,22 @@ def test_cli_bad_input(tmp_path, capsys):
     assert "-pred folder not found" in capsys.readouterr().err
     assert main(["evaluate-raters", "-pred", str(tmp_path), "-raters", str(tmp_path), "-o", str(tmp_path / "s.json"),
                  "--kde-png", "x.png"]) == 2
+
+
+def test_demo_nodule_overview_png_and_dispatch(tmp_path, monkeypatch):
+    import argparse
+
+    from nnunet_ext import demo
+    from nnunet_ext.demos.nodule import overview_png
+
+    shape = (5, 20, 20)
+    raters = np.stack([_box(shape, (1, 4, 4), (4, 12 + k, 12 + k)) for k in range(3)])
+    z = overview_png(np.full(shape, -800.0), raters, raters[1], raters.all(0), raters.any(0) & ~raters.all(0),
+                     tmp_path / "c.png", "case")
+    assert z == 1 and (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
+    parser = argparse.ArgumentParser()
+    demo.add_arguments(parser)
+    called = {}
+    monkeypatch.setattr("nnunet_ext.demos.nodule.run_nodule", lambda a: called.setdefault("args", a) and 0)
+    assert demo.run(parser.parse_args(["nodule", "-o", str(tmp_path)])) == 0 and called["args"].kind == "nodule"
+    assert parser.parse_args([]).kind == "chest"

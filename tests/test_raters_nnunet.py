@@ -150,10 +150,12 @@ def test_convert_raters_bad_input(rater_dataset, tmp_path):
     (empty / "labelsTr_raters").mkdir(parents=True)
     with pytest.raises(InputError, match="no CASE_rater"):
         convert_raters(empty, 613, progress=False)
-    # a case with zero raters cannot reach the encoder either
-    from nnunet_ext.conversion.raters import read_rater_masks
-    with pytest.raises(InputError, match="zero raters"):
-        read_rater_masks(src / "imagesTr" / "nodule_000_0000.nii.gz", {})
+    zero = tmp_path / "zero"
+    shutil.copytree(src, zero)
+    for f in (zero / "labelsTr_raters").glob("nodule_002_rater*"):
+        f.unlink()
+    with pytest.raises(InputError, match="nodule_002_0000.nii.gz: case has zero raters"):
+        convert_raters(zero, 613, progress=False)
     assert not list(tmp_path.glob("Dataset613*"))
 
 
@@ -210,22 +212,30 @@ def _own_heads(model, image_file):
     return out
 
 
-@pytest.mark.slow
-def test_ugsnet_trainer_nnunet_train_and_plain_predict_gives_xs(rater_dataset, ugs_model, tmp_path):
-    """Plain nnUNetv2_train of UGSNetTrainer, then plain nnUNetv2_predict: its output is X_S > 0.5 of the
-    rebuilt UGSNet (checked against our own forward pass of the checkpoint on nnU-Net's preprocessed input)."""
+@pytest.fixture(scope="module")
+def ugs_plain_prediction(rater_dataset, ugs_model, tmp_path_factory):
+    """Plain nnUNetv2_predict of the UGSNetTrainer model (no mirroring)."""
     import os
     import subprocess
 
     from nnunet_ext.paths import nnunet_command
 
-    src, folder = rater_dataset
-    out = tmp_path / "pred"
+    _, folder = rater_dataset
+    out = tmp_path_factory.mktemp("ugs_pred")
     cmd = [nnunet_command("nnUNetv2_predict"), "-i", str(folder / "imagesTs"), "-o", str(out), "-d", str(RATER_ID),
            "-c", "3d_fullres", "-f", "0", "-tr", "UGSNetTrainer", "-p", "nnextTinyPlans", "-device", "cpu",
            "--disable_tta", "-chk", "checkpoint_final.pth"]
     proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    return out
+
+
+@pytest.mark.slow
+def test_ugsnet_trainer_nnunet_train_and_plain_predict_gives_xs(rater_dataset, ugs_model, ugs_plain_prediction):
+    """Plain nnUNetv2_train of UGSNetTrainer, then plain nnUNetv2_predict: its output is X_S > 0.5 of the
+    rebuilt UGSNet (checked against our own forward pass of the checkpoint on nnU-Net's preprocessed input)."""
+    src, folder = rater_dataset
+    out = ugs_plain_prediction
     image_file = folder / "imagesTs" / "nodule_test_000_0000.nii.gz"
     pred_img = sitk.ReadImage(str(out / "nodule_test_000.nii.gz"))
     ref_img = sitk.ReadImage(str(image_file))
@@ -238,7 +248,7 @@ def test_ugsnet_trainer_nnunet_train_and_plain_predict_gives_xs(rater_dataset, u
 
 
 @pytest.mark.slow
-def test_mcm_predictor_exports_xs_hc_lc_in_input_geometry(rater_dataset, ugs_model, tmp_path):
+def test_mcm_predictor_exports_xs_hc_lc_in_input_geometry(rater_dataset, ugs_model, ugs_plain_prediction, tmp_path):
     from nnunet_ext.cli.main import main
 
     _, folder = rater_dataset
@@ -253,6 +263,8 @@ def test_mcm_predictor_exports_xs_hc_lc_in_input_geometry(rater_dataset, ugs_mod
         img = sitk.ReadImage(str(out / f"nodule_test_000{suffix}.nii.gz"))
         assert img.GetOrigin() == ref.GetOrigin() and img.GetDirection() == ref.GetDirection()
         read[suffix] = sitk.GetArrayFromImage(img)
+    plain = sitk.GetArrayFromImage(sitk.ReadImage(str(ugs_plain_prediction / "nodule_test_000.nii.gz")))
+    np.testing.assert_array_equal(read[""], plain)  # nnU-Net's own sliding window: identical to nnUNetv2_predict
     own = _own_heads(ugs_model, image_file)
     for got, logits in ((read[""], own["xs"]), (read["_hc"], own["inter"])):
         assert np.mean(got != (logits > 0)) < 0.005

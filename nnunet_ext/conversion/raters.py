@@ -97,6 +97,11 @@ def convert_raters(input_dir, dataset_id: int, name: str = "Raters", overwrite: 
     plan = {s: find_rater_files(src / f"labels{s}_raters") for s in splits}
     if not plan["Tr"]:
         raise InputError(f"{src / 'labelsTr_raters'}: no CASE_rater{{k}}{FILE_ENDING} files")
+    for split in splits:  # an image without any rater file is a case with zero raters
+        for img in sorted((src / f"images{split}").glob(f"*_0000{FILE_ENDING}")):
+            case = img.name[: -len(f"_0000{FILE_ENDING}")]
+            if case not in plan[split]:
+                read_rater_masks(img, {})
     n_raters: dict[str, int] = {}
     with staged_dataset(env_dir("nnUNet_raw"), dataset_id, name, overwrite) as (tmp, final):
         for split in splits:

@@ -5,8 +5,9 @@ Per case: ``CASE.nii.gz`` = X_S > 0.5 (the same segmentation as ``nnUNetv2_predi
 maps ``mcm`` = (σ(∪') + σ(∩')) / 2 (the paper's Normal(∪' + ∩')), ``union_probability`` σ(∪'),
 ``hc_probability`` σ(∩') and, as the default uncertainty, ``lc_probability`` = max(σ(∪') − σ(∩'), 0): the
 probability of lying in the union but not in the intersection when ∩ ⊆ ∪ (nested events,
-P(U \\ I) = P(U) − P(I)). Each head goes through the engine's sliding window (logit blending, mirroring unless
-``--disable_tta``) and nnU-Net's export separately, so all outputs are in the input's geometry.
+P(U \\ I) = P(U) − P(I)). Each head goes through nnU-Net's own sliding window (Gaussian logit blending,
+mirroring unless ``--disable_tta``, folds averaged) and nnU-Net's export separately, so ``CASE.nii.gz`` is
+exactly ``nnUNetv2_predict``'s output and all outputs are in the input's geometry.
 """
 from __future__ import annotations
 
@@ -45,6 +46,17 @@ class MCMMethod(ModelMethod):
     def forward(self, batch, window, ctx):
         return self.engine._internal_maybe_mirror_and_predict(batch)
 
+    def head_logits(self, data):
+        """One head's logits at network resolution through nnU-Net's own ``predict_logits_from_preprocessed_data``
+        (its sliding window, Gaussian logit blending, mirroring and fold averaging: bit-identical to
+        ``nnUNetv2_predict``; deterministic, so the engine's N-pass statistics are not needed, and it serves 2D
+        configurations too)."""
+        import torch
+        from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+
+        with torch.no_grad():
+            return nnUNetPredictor.predict_logits_from_preprocessed_data(self.engine, torch.from_numpy(data)).float()
+
     def predict_case(self, prepared, ctx):
         from nnunet_ext.predictors.export import geometry_from_properties, to_original
         from nnunet_ext.predictors.method import CaseResult
@@ -54,8 +66,7 @@ class MCMMethod(ModelMethod):
         try:
             for head in HEADS:
                 net.output_head = head
-                result = self.predict_network(prepared.data, ctx)
-                out[head] = to_original(result.logits, {}, prepared.properties, self.engine)[:2]
+                out[head] = to_original(self.head_logits(prepared.data), {}, prepared.properties, self.engine)[:2]
         finally:
             net.output_head = "xs"
         seg, probs = out["xs"]
