@@ -30,6 +30,8 @@ TRAINER, PLANS = "MCDropoutTrainer", "nnextTinyPlans"
 def add_arguments(parser) -> None:
     from nnunet_ext.cli.argtypes import int_at_least
 
+    parser.add_argument("kind", nargs="?", default="chest", choices=("chest", "nodule"),
+                        help="chest (default) or nodule (UGS-Net on multi-rater nodules: nnunet_ext.demos.nodule)")
     parser.add_argument("-o", default="nnext_demo", help="working folder (default ./nnext_demo)")
     parser.add_argument("-n", type=int_at_least(5), default=8,
                         help="training cases (default 8; nnU-Net's 5-fold split needs >= 5)")
@@ -75,6 +77,10 @@ def _done(root: Path, step: str, settings: dict) -> None:
 
 
 def run(args) -> int:
+    if getattr(args, "kind", "chest") == "nodule":
+        from nnunet_ext.demos.nodule import run_nodule
+
+        return run_nodule(args)
     from nnunet_ext.errors import InputError
     from nnunet_ext.integrity import check_output_dir
 
