@@ -12,6 +12,10 @@ and re-exported here):
   must equal what the NIfTI header announces (``vox_offset + prod(dim) * bitpix / 8``); when it does not (or
   ``full=True``) the whole stream is decompressed to its end (EOF / CRC errors -> refused). Plain ``.nii``:
   the file size must hold the voxels. Other formats are left to SimpleITK (MetaImage and NRRD check it).
+* :func:`count_nonfinite_voxels` / :func:`check_nonfinite_file` ``(path, nan_policy)`` - NaN / Inf of a float NIfTI
+  counted from its raw voxel bytes: ITK's reader (so also nnU-Net's ``SimpleITKIO``) silently zeroes them.
+* :func:`check_image_file` ``(path, *, ndim=None, nan_policy="refuse") -> (shape_zyx, Geometry)`` - every
+  file-level check at once (complete, dimension, spacing, raw NaN), for files another reader then reads.
 * :func:`check_spacing` - spacing finite and within :data:`SPACING_RANGE_MM` ``(0.1, 100)`` mm per axis.
 * :func:`check_values` - NaN / Inf counted; ``nan_policy="refuse"`` (default) refuses with the count,
   ``"zero"`` replaces them by 0 with a warning. ``kind="image"``: ``|v| <= MAX_ABS_INTENSITY`` (1e7; CT HU,
@@ -28,9 +32,9 @@ and re-exported here):
   (not a PyTorch zip archive, or no nnU-Net keys) -> one line; ``load=True`` returns the loaded checkpoint.
 * :func:`check_output_dir` / :func:`check_output_file` - output path that is a file (or a folder), parent path
   that is a file, unwritable folder -> one line; nothing is created.
-* :func:`check_settings` / :func:`record_settings` - stale-output guard: an output folder records the settings
-  that produced it (hidden ``.nnext_settings.json``); a re-run with different settings is refused naming them, unless
-  ``overwrite``.
+* :func:`check_settings` / :func:`record_settings` / :func:`differing_settings` - stale-output guard: an output
+  folder records the settings that produced it (hidden ``.nnext_settings.json``); a re-run with different
+  settings is refused naming them (``config.top_k: null -> 1``), unless ``overwrite``.
 """
 from __future__ import annotations
 
