@@ -3,7 +3,8 @@
 Inputs per case ``CASE`` and region ``TAG`` (WT / TC / ET, else r1, r2, ...: :func:`nnunet_ext.core.fusion.region_tags`),
 the files ``nnext predict -m spherical`` / ``-m kernel_refine`` write:
 
-* ``--pred2d DIR``: ``CASE_prob_TAG.nii.gz`` — P2D, the mean probability of the spherical ensemble;
+* ``--pred2d DIR``: ``CASE_p2d_TAG.nii.gz`` (``-m kernel_refine``) or else ``CASE_prob_TAG.nii.gz``
+  (``-m spherical``) — P2D, the mean probability of the spherical ensemble;
 * ``--pred3d DIR``: ``CASE_p3d_TAG.nii.gz`` — composite P3D (mean over kernels, 0 where uncovered) and
   ``CASE_coverage_TAG.nii.gz`` — number of kernels covering each voxel;
 * ``-ref DIR``: ``CASE.nii.gz`` reference label maps (integer labels; regions from ``dataset.json``).
@@ -57,15 +58,21 @@ def _regions(djfile: str) -> list[tuple[str, str, tuple[int, ...]]]:
     return regions
 
 
+def _p2d_kind(pred2d: str, tag: str) -> str:
+    names = os.listdir(pred2d)
+    return "p2d" if any(n.endswith(f"_p2d_{tag}.nii.gz") for n in names) else "prob"
+
+
 def _cases(pred2d: str, pred3d: str, ref: str, tags) -> list[str]:
-    suffix = f"_prob_{tags[0]}.nii.gz"
+    kind = _p2d_kind(pred2d, tags[0])
+    suffix = f"_{kind}_{tags[0]}.nii.gz"
     cases = sorted(n[: -len(suffix)] for n in os.listdir(pred2d) if n.endswith(suffix) and not n.startswith("."))
     if not cases:
         raise InputError(f"{pred2d}: no CASE{suffix} files")
     for c in cases:
         need = [os.path.join(ref, f"{c}.nii.gz")]
         for t in tags:
-            need += [os.path.join(pred2d, f"{c}_prob_{t}.nii.gz"), os.path.join(pred3d, f"{c}_p3d_{t}.nii.gz"),
+            need += [os.path.join(pred2d, f"{c}_{kind}_{t}.nii.gz"), os.path.join(pred3d, f"{c}_p3d_{t}.nii.gz"),
                      os.path.join(pred3d, f"{c}_coverage_{t}.nii.gz")]
         for path in need:
             if not os.path.isfile(path):
@@ -93,7 +100,8 @@ def run(args: argparse.Namespace) -> int:
         ref, gr = read_image(os.path.join(args.reference, f"{c}.nii.gz"))
         for t, name, labels in regions:
             arrays = []
-            for path in (os.path.join(args.pred2d, f"{c}_prob_{t}.nii.gz"), os.path.join(args.pred3d, f"{c}_p3d_{t}.nii.gz"),
+            kind = _p2d_kind(args.pred2d, t)
+            for path in (os.path.join(args.pred2d, f"{c}_{kind}_{t}.nii.gz"), os.path.join(args.pred3d, f"{c}_p3d_{t}.nii.gz"),
                          os.path.join(args.pred3d, f"{c}_coverage_{t}.nii.gz")):
                 arr, g = read_image(path)
                 if arr.shape != ref.shape or not g.matches(gr):
