@@ -85,28 +85,34 @@ def reference_isler(pred, lung, overlap, axis, min_size, top_k):
     return out
 
 
-@pytest.mark.parametrize("seed", range(12))
-def test_isler_code_preset_matches_a_plain_reimplementation(seed):
-    rng = np.random.default_rng(seed)
-    shape = (14, 28, 28)
-    lung = np.zeros(shape, np.uint8)
-    if seed % 6:  # every 6th configuration: an empty lung mask (everything dropped)
-        lung[ndimage.gaussian_filter(rng.standard_normal(shape), 2.5) > 0.15] = 1
-        lung[:, :, 14:][lung[:, :, 14:] > 0] = 2
-    pred = ndimage.gaussian_filter(rng.standard_normal(shape), 1.2) > 0.45
-    overlap = float(rng.choice([0.5, 0.8, 0.95]))
-    axis = int(rng.integers(0, 3))
-    top_k = [None, 1, 2][seed % 3]
-    min_size = float(rng.choice([0, 5, 20]))
-    cfg = LungFilterConfig(preset="isler-code", overlap_threshold=overlap, band_axis="zyx"[axis], top_k=top_k,
-                           min_size=min_size)
-    with pytest.warns(UserWarning) if not lung.any() else _nullcontext():
-        out, log = filter_components(pred, lung, SP, cfg)
-    expected = reference_isler(pred, lung, overlap, axis, min_size, top_k)
-    np.testing.assert_array_equal(out, expected)
-    assert log["n_components"] >= 2 and out.sum() == sum(c["voxels"] for c in log["components"] if c["kept"])
-    if not lung.any():
-        assert {c["reason"] for c in log["components"]} == {"empty_lung"}
+def test_isler_code_preset_matches_a_plain_reimplementation():
+    """20 random configurations (lung blobs split into right / left, every 6th lung mask empty; random overlap
+    threshold, band axis, Top-K and min_size); every decision path is exercised."""
+    reasons = set()
+    for seed in range(20):
+        rng = np.random.default_rng(seed)
+        shape = (14, 28, 28)
+        lung = np.zeros(shape, np.uint8)
+        if seed % 6:  # every 6th configuration: an empty lung mask (everything dropped)
+            lung[ndimage.gaussian_filter(rng.standard_normal(shape), 2.5) > 0.0] = 1
+            lung[:, :, 14:][lung[:, :, 14:] > 0] = 2
+        pred = ndimage.gaussian_filter(rng.standard_normal(shape), 1.0) > 0.3
+        overlap = float(rng.choice([0.5, 0.8, 0.95]))
+        axis = int(rng.integers(0, 3))
+        top_k = [None, 1, 2][seed % 3]
+        min_size = float(rng.choice([0, 5, 20]))
+        cfg = LungFilterConfig(preset="isler-code", overlap_threshold=overlap, band_axis="zyx"[axis], top_k=top_k,
+                               min_size=min_size)
+        with pytest.warns(UserWarning) if not lung.any() else _nullcontext():
+            out, log = filter_components(pred, lung, SP, cfg)
+        expected = reference_isler(pred, lung, overlap, axis, min_size, top_k)
+        np.testing.assert_array_equal(out, expected, err_msg=f"seed {seed}")
+        assert out.sum() == sum(c["voxels"] for c in log["components"] if c["kept"])
+        if not lung.any():
+            assert {c["reason"] for c in log["components"]} == {"empty_lung"}
+        reasons |= {c["reason"] for c in log["components"]}
+    assert reasons == {"lung_overlap", "rescued", "low_overlap_central", "too_few_dilated", "empty_lung",
+                       "below_min_size", "top_k"}
 
 
 class _nullcontext:
