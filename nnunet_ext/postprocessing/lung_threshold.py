@@ -3,45 +3,49 @@
 The algorithm (:func:`threshold_lung_mask`; options in :data:`THRESHOLD_DEFAULTS`; each component's decision
 in :func:`lung_mask_log`):
 
-1. **Checks.** The image must look like CT in HU: some voxels below -500 (air) -- MR-like or normalised
+1. **Checks.** The image must look like CT in HU: some voxels below -500 (air); MR-like or normalised
    intensities are refused (:class:`InputError`). A body must exist (tissue > ``body_hu``), else InputError.
 2. **Body.** Tissue (> ``body_hu``) is opened in-plane with a square of half-side ``body_opening_mm`` (2 mm,
    at least one voxel) so blankets, the table plate, cables and thin clothing detach from the patient (a
-   larger opening cuts thin chest walls, and a slice whose body contour is cut loses its lungs); the largest 3D component is
-   the body, its holes filled per axial slice (lungs, airways and gut are enclosed by the body contour).
+   larger opening cuts thin chest walls, and a slice whose body contour is cut loses its lungs); the largest
+   3D component is the body, its holes filled per axial slice (lungs, airways and gut are enclosed by it).
 3. **Candidate air.** HU < ``air_hu`` inside the filled body: air outside the patient, in the mattress, and
    between blanket and skin is never a candidate.
 4. **Airways.** Trachea and main bronchi are tracked down from the most superior slice (small air
-   cross-sections near the midline, :func:`_trachea`) and removed, so they do not join the lungs; they are kept
-   as evidence: a component touching them is a lung. Scans shorter than ``trachea_min_scan_mm`` are not
-   tracked (a 1-5 slice scan cannot tell a small lung cross-section from an airway; its trachea is pure air
-   and falls under ``gas``); tracked air shorter than ``trachea_min_length_mm`` is no trachea and is left alone.
-5. **Components** (6-connected 3D). Each is rejected when ``too_small`` (largest cross-section <
-   ``min_area_mm2``), ``gas`` (median HU < ``gas_hu``: pure gas of stomach / bowel / colon, lung parenchyma with
-   its vessels and partial volume lies around -850) or ``anterior`` (centroid in the anterior ``anterior_limit``
-   of the body's AP extent in its slices: transverse colon, stomach), and accepted only with positive lung
-   evidence: ``airway`` (largest cross-section >= ``lung_area_fraction`` of the body's largest, touching the
-   tracked airways), ``thoracic`` (as large and >= ``min_lung_height_mm`` tall), ``spans_scan`` (as large and
-   present in every slice of a scan shorter than a lung) or ``continues_above`` (reaches the top of the scan with
-   >= ``top_area_ratio`` of its largest cross-section there and centroid behind ``cut_lung_min_ap`` of the AP
-   extent (in scans shorter than ``trachea_min_scan_mm``, where every component reaches the top, instead a largest
-   cross-section >= ``short_scan_area_fraction`` of the body's: sinus or mastoid air of a head slice is smaller), as
-   lungs cut by the scan range, whose bases lie posteriorly -- a gas pocket
-   closed inside the scan has none of these: ``no_lung_evidence``). The largest accepted one is kept, with
-   every other accepted component that overlaps it in z (>= ``min_pair_z_overlap`` of the shorter extent: the
-   other lung, and lungs cut into pieces by vessels in thin slabs or by the diaphragm dome in thick slices),
-   provided the largest of those has >= ``second_ratio`` of its volume; a lung-sized component without evidence
-   of its own (e.g. the second lung in a short thin-slice slab whose top narrows) joins when it overlaps the
-   first in z by >= ``partner_z_overlap`` (in scans shorter than ``trachea_min_scan_mm``: every component that
-   is not rejected, once one lung is accepted -- lungs cut into pieces by vessels or a tumour). Scans of 1-5 slices use the same rules (every component
-   reaches the top; position, HU and size decide). No component accepted: empty mask and a warning.
-6. **Left / right.** One accepted component with >= 15 % of its voxels on each side of the body midline holds
-   both lungs and is split (:func:`_split_lungs`: in-plane erosion, else the projection valley). Each lung is
-   labelled by the side of the body's physical x its centroid lies on (LPS: patient right = -x), so flipped
-   and oblique directions give the right anatomical labels.
+   cross-sections near the midline, :func:`~.lung_geometry.trachea`) and removed, so they do not join the
+   lungs; they are kept as evidence. Scans shorter than ``trachea_min_scan_mm`` are not tracked (1-5 slices
+   cannot tell a small lung cross-section from an airway; their trachea is pure air and falls under ``gas``);
+   tracked air shorter than ``trachea_min_length_mm`` is no trachea and is left alone.
+5. **Components** (6-connected 3D). Rejected: ``too_small`` (largest cross-section < ``min_area_mm2``), ``gas``
+   (median HU < ``gas_hu``: stomach / bowel / colon gas; parenchyma with its vessels and partial volume lies
+   around -850), ``anterior`` (centroid in the anterior ``anterior_limit`` of the body's AP extent in its
+   slices: transverse colon, stomach). Accepted only with lung evidence -- "lung-sized" meaning a largest
+   cross-section >= ``lung_area_fraction`` of the body's largest:
+
+   * ``airway``: lung-sized and touching the tracked airways;
+   * ``thoracic``: lung-sized and >= ``min_lung_height_mm`` tall;
+   * ``spans_scan``: lung-sized and present in every slice (a slab shorter than a lung, cut at both ends);
+   * ``continues_above``: reaches the top of the scan with >= ``top_area_ratio`` of its largest cross-section
+     there (a lung cut by the scan range) and lies posteriorly (centroid behind ``cut_lung_min_ap`` of the AP
+     extent: lung bases; in scans shorter than ``trachea_min_scan_mm``, where every component reaches the top,
+     instead a cross-section >= ``short_scan_area_fraction`` of the body's: sinus air of a head slice is
+     smaller).
+
+   A gas pocket closed inside the scan has none of these (``no_lung_evidence``). The largest accepted
+   component is kept with every other accepted one overlapping it in z (>= ``min_pair_z_overlap`` of the
+   shorter extent: the other lung, lungs cut into pieces by vessels or the diaphragm dome), provided the
+   largest of those has >= ``second_ratio`` of its volume; a lung-sized component without evidence joins when
+   it overlaps the first in z by >= ``partner_z_overlap`` (short scans: every component not rejected, once one
+   lung is accepted -- lungs cut into pieces by vessels or a tumour). Nothing accepted: empty mask + warning.
+6. **Left / right.** One kept component with >= 15 % of its voxels on each side of the body midline holds both
+   lungs and is split (:func:`~.lung_geometry.split_lungs`: in-plane erosion, else the projection valley).
+   Each lung is labelled by the side of the body's physical x its centroid lies on (LPS: patient right = -x),
+   so flipped and oblique directions give the right anatomical labels.
 7. Holes filled per axial slice, one in-plane closing (``closing_iterations``).
 
 Volumes stored sagittally or coronally are transposed to axial order first (from the direction cosines).
+Known limits: lungs touching the image border (field of view cut through the body) are not enclosed by the
+body contour; posterior colon gas at the very top of an abdominal scan can pass as a lung base.
 """
 from __future__ import annotations
 

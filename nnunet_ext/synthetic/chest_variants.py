@@ -121,7 +121,7 @@ def add_gas(rng, anat: dict, axes, grid, scale, kinds) -> np.ndarray:
 
 
 def add_table(anat: dict, axes, grid) -> None:
-    """Curved-free patient table plate behind the back, a foam mattress between back and plate, and a thin
+    """A flat patient-table plate behind the back, a foam mattress between back and plate, and a thin
     blanket around the body whose gap to the skin holds air enclosed by blanket and table."""
     z, y, x = axes
     hu = anat["hu"]
@@ -157,7 +157,8 @@ def apply_direction(direction: str, ct, label, maps: dict, geometry: Geometry):
         nz, ny, nx = ct.shape
         sp = np.asarray(geometry.spacing, float)
         origin = np.asarray(geometry.origin, float) + np.array([(nx - 1) * sp[0], (ny - 1) * sp[1], 0.0])
-        geo = Geometry(geometry.spacing, tuple(float(v) for v in origin), (-1.0, 0.0, 0.0, 0.0, -1.0, 0.0, 0.0, 0.0, 1.0))
+        flipped = (-1.0, 0.0, 0.0, 0.0, -1.0, 0.0, 0.0, 0.0, 1.0)
+        geo = Geometry(geometry.spacing, tuple(float(v) for v in origin), flipped)
         return (np.ascontiguousarray(ct[flip]), np.ascontiguousarray(label[flip]),
                 {k: np.ascontiguousarray(v[flip]) for k, v in maps.items()}, geo)
     d = _rotation(12.0, 15.0) @ np.asarray(geometry.direction, float).reshape(3, 3)
