@@ -141,11 +141,19 @@ def convert_lidc(lidc_dir, dataset_id: int, name: str = "LIDCRaters", crop_xyz=(
             kept, entry["nodules"] = nodules_of_scan(scan, min_raters, diameter)
             if not kept:
                 continue
-            hu, image = read_ct(series)
+            try:
+                hu, image = read_ct(series)
+                crops = []
+                for i, anns in kept:
+                    masks, bbox = rater_masks(anns)
+                    crops.append((i, crop_case(hu, image, scan, masks, bbox, crop_xyz, two_d)))
+            except InputError as e:  # unreadable / irregular series, slices missing under a nodule
+                if not skip_invalid:
+                    raise
+                entry["skipped"] = str(e)
+                continue
             geometry = Geometry.of(image)
-            for i, anns in kept:
-                masks, bbox = rater_masks(anns)
-                ct, rmasks, start = crop_case(hu, image, scan, masks, bbox, crop_xyz, two_d)
+            for i, (ct, rmasks, start) in crops:
                 case = f"{scan.patient_id}_n{i:02d}"
                 geom = geometry.cropped(start)
                 write_image(ct, geom, tmp / "imagesTr" / f"{case}_0000.nii.gz")
