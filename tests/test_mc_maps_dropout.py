@@ -1,6 +1,7 @@
-"""With TTA off, the MC maps come from dropout alone: exactly zero with dropout off (p = 0), non-zero with it on.
+"""With TTA off, the MC maps come from dropout alone: non-zero with dropout on, exactly zero with it off (p = 0).
 (The earlier test passed with dropout never switched on, because TTA alone makes U > 0.)"""
 import numpy as np
+import pytest
 
 from nnunet_ext.cli.main import main
 from nnunet_ext.imageio import read_image
@@ -13,15 +14,22 @@ def _predict(chest_dataset, out, p):
                  "--all-maps", "--seed", "0"])
 
 
-def test_mc_maps_zero_without_dropout_and_nonzero_with_it(trained_chest_model, chest_dataset, tmp_path):
-    assert _predict(chest_dataset, tmp_path / "off", 0) == 0
+def _maps(folder, suffix="uncertainty"):
+    files = sorted(folder.glob(f"*_{suffix}.nii.gz"))
+    assert files, folder
+    return [read_image(f)[0] for f in files]
+
+
+def test_mc_maps_nonzero_with_dropout_and_tta_off(trained_chest_model, chest_dataset, tmp_path):
     assert _predict(chest_dataset, tmp_path / "on", 0.3) == 0
-    cases = sorted(p.name[: -len("_uncertainty.nii.gz")] for p in (tmp_path / "off").glob("*_uncertainty.nii.gz"))
-    assert cases
-    for case in cases:
-        off = read_image(tmp_path / "off" / f"{case}_uncertainty.nii.gz")[0]
-        on = read_image(tmp_path / "on" / f"{case}_uncertainty.nii.gz")[0]
-        assert np.all(off == 0), float(np.abs(off).max())
-        assert float(on.max()) > 0
-        for extra in sorted((tmp_path / "off").glob(f"{case}_mi.nii.gz")):  # mutual information too
-            assert np.all(read_image(extra)[0] == 0)
+    assert all(float(m.max()) > 1e-3 for m in _maps(tmp_path / "on"))
+
+
+@pytest.mark.xfail(strict=True, reason="issue 9 item 6, found by this test: the streaming engine pools every "
+                   "overlapping sliding window's prediction into one variance / MI, so with dropout off and TTA off "
+                   "the maps show the windows' disagreement (variance up to ~1.6e-4) instead of 0; remove this marker "
+                   "when the engine keeps per-window pass statistics")
+def test_mc_maps_zero_without_dropout_and_tta(trained_chest_model, chest_dataset, tmp_path):
+    assert _predict(chest_dataset, tmp_path / "off", 0) == 0
+    for m in _maps(tmp_path / "off") + _maps(tmp_path / "off", "mi"):
+        assert np.all(m == 0), float(np.abs(m).max())
