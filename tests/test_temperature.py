@@ -1,13 +1,10 @@
 """Temperature scaling: the fit recovers known temperatures, apply_temperature against hand computations, the
 ``nnext calibrate`` command on an exact-format fake nnU-Net results folder (fold_0 / fold_1 validation npz + pkl,
-gt_segmentations with a non-identity direction), the model-identity check of ``calibration.json``, and one run
-on real ``nnUNetv2_train --val --npz`` output of the fixture model."""
+gt_segmentations with a non-identity direction), npz written by nnU-Net's own exporter, agreement with
+``nnext evaluate``, region outputs as NIfTI, the model-identity check of ``calibration.json``, bad input."""
 import json
-import os
 import pickle
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
