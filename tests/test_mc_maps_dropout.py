@@ -25,11 +25,11 @@ def test_mc_maps_nonzero_with_dropout_and_tta_off(trained_chest_model, chest_dat
     assert all(float(m.max()) > 1e-3 for m in _maps(tmp_path / "on"))
 
 
-@pytest.mark.xfail(strict=True, reason="issue 9 item 6, found by this test: the streaming engine pools every "
-                   "overlapping sliding window's prediction into one variance / MI, so with dropout off and TTA off "
-                   "the maps show the windows' disagreement (variance up to ~1.6e-4) instead of 0; remove this marker "
-                   "when the engine keeps per-window pass statistics")
+@pytest.mark.xfail(strict=True, reason="issue 9 item 6, found by this test: on the session fixture model, "
+                   "--dropout-p 0 --tta none gave a variance map up to 1.6e-4 (float rounding gives <= 2e-15 on a "
+                   "model of the same plans, benchmarks/bench_uncertainty_trainer.py's); cause in the prediction "
+                   "engine not found yet -- remove this marker when the test passes")
 def test_mc_maps_zero_without_dropout_and_tta(trained_chest_model, chest_dataset, tmp_path):
     assert _predict(chest_dataset, tmp_path / "off", 0) == 0
     for m in _maps(tmp_path / "off") + _maps(tmp_path / "off", "mi"):
-        assert np.all(m == 0), float(np.abs(m).max())
+        assert float(np.abs(m).max()) <= 1e-6  # zero up to float rounding of identical passes
