@@ -202,8 +202,11 @@ class InteractiveSession:
         pm = self.engine.plans_manager
         grid = PreprocessedGrid.from_properties(self.properties, pm.transpose_forward, self.shape)
         offset = np.array([int(r.start or 0) for r in self._revert[1:]])
-        lo = np.min([[s.start for s in self._slicers[i][1:]] for i in windows], 0) - offset
-        hi = np.max([[s.stop for s in self._slicers[i][1:]] for i in windows], 0) - offset
+        def bounds(sl):  # 2D configurations index their slice with an int
+            return [(s.start, s.stop) if isinstance(s, slice) else (s, s + 1) for s in sl[1:]]
+
+        lo = np.min([[a for a, _ in bounds(self._slicers[i])] for i in windows], 0) - offset
+        hi = np.max([[b for _, b in bounds(self._slicers[i])] for i in windows], 0) - offset
         scale = grid.scale()
         start = np.array([b[0] for b in grid.bbox])
         lo_t = np.floor((lo + 0.5) / scale - 0.5 + start).astype(int)
