@@ -54,7 +54,8 @@ def _release(root, cases, no_pet=(), shifts=None):
         ct = _ct(n)
         sitk.WriteImage(ct, str(root / "imagesTr" / f"{case}__CT.nii.gz"))
         if case not in no_pet:
-            sitk.WriteImage(_pet_for(ct, (shifts or {}).get(case, (0, 0, 0))), str(root / "imagesTr" / f"{case}__PT.nii.gz"))
+            pet = _pet_for(ct, (shifts or {}).get(case, (0, 0, 0)))
+            sitk.WriteImage(pet, str(root / "imagesTr" / f"{case}__PT.nii.gz"))
         if label_name:
             lab = np.zeros((8, 10, 12), np.uint8)
             lab[2:4, 3:6, 3:7] = 1

@@ -31,7 +31,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", required=True, help="output folder")
     p.add_argument("-d", required=True, help="dataset ID or name of the model")
     p.add_argument("-c", required=True, help="configuration, e.g. 3d_fullres")
-    p.add_argument("-tr", default="ClickPromptErrorTrainer", help="click-prompt trainer (default ClickPromptErrorTrainer)")
+    p.add_argument("-tr", default="ClickPromptErrorTrainer",
+                   help="click-prompt trainer (default ClickPromptErrorTrainer)")
     p.add_argument("-p", default="nnUNetPlans", help="plans identifier")
     p.add_argument("-f", nargs="+", default=None, help="folds (default: every fold_<int> with the checkpoint)")
     p.add_argument("-chk", default="checkpoint_final.pth", help="checkpoint file name")

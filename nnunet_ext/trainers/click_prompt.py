@@ -128,11 +128,12 @@ class ClickPromptTrainer(MCDropoutTrainer):
 
     def on_train_start(self):
         super().on_train_start()
+        adamw = (f" (lr {self.adamw_lr}, wd {self.adamw_wd}, warm-up {self.warmup_epochs} epochs, cosine)"
+                 if self.optimizer_kind == "adamw" else "")
         self.print_to_log_file(
             f"click prompts: stage {self.stage}, source {self.click_source}, p_prompt {self.p_prompt}, classes "
             f"{self.prompt_classes}, radius {self.click_radius}, encoding {self.click_encoding}, optimizer "
-            f"{self.optimizer_kind}, PET dropout {self.pet_dropout}" + (f" (lr {self.adamw_lr}, wd {self.adamw_wd}, warm-up {self.warmup_epochs} "
-                                        "epochs, cosine)" if self.optimizer_kind == "adamw" else ""))
+            f"{self.optimizer_kind}{adamw}, PET dropout {self.pet_dropout}")
 
     def train_step(self, batch: dict) -> dict:
         if self.click_source == "errors" and self.p_prompt > 0:
