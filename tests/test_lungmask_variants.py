@@ -141,3 +141,22 @@ def test_default_phantom_is_unchanged_by_the_options():
         generate_chest_case(np.random.default_rng(0), fov="pelvis")
     with pytest.raises(InputError, match="gas"):
         generate_chest_case(np.random.default_rng(0), gas=("lung",))
+
+
+def test_cli_warns_per_case_without_lungs(tmp_path, capsys):
+    from nnunet_ext.cli.main import main
+    from nnunet_ext.imageio import write_image
+
+    ct, gt, geo, _ = case(fov="abdomen", gas=("stomach", "colon", "bowel"))
+    below = int(np.nonzero(gt.any(axis=(1, 2)))[0].min()) - 1
+    (tmp_path / "in").mkdir()
+    for name in ("a", "b"):
+        write_image(np.ascontiguousarray(ct[:below]), geo, tmp_path / "in" / f"{name}_0000.nii.gz")
+    assert main(["lungmask", "-i", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--backend", "threshold"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("no lungs found") == 2 and "a_0000.nii.gz" in err and "b_0000.nii.gz" in err
+    mr = ((ct.astype(np.float32) + 1024) * 0.8).astype(np.int16)
+    write_image(mr, geo, tmp_path / "mr.nii.gz")
+    assert main(["lungmask", "-i", str(tmp_path / "mr.nii.gz"), "-o", str(tmp_path / "m.nii.gz")]) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]  # one line naming the file (after the progress bar)
+    assert "mr.nii.gz" in last and "MR-like" in last

@@ -10,6 +10,7 @@ import argparse
 import os
 import re
 import sys
+import warnings
 
 IMAGE_ENDINGS = (".nii.gz", ".nii", ".mha", ".nrrd")
 _CHANNEL = re.compile(r"^(?P<case>.+)_(?P<ch>\d{4})$")
@@ -110,9 +111,13 @@ def run(args: argparse.Namespace) -> int:
     for ct_path, out_path in tqdm(todo, desc="lung masks", unit="case", disable=not todo, file=sys.stderr):
         ct, geometry = read_image(ct_path, ndim=3, kind="image", nan_policy=args.nan_policy)
         try:
-            mask, _ = compute_lung_mask(ct, geometry, backend=backend, weights=args.lungmask_weights)
+            with warnings.catch_warnings(record=True) as caught:  # e.g. "no lungs found": once per case
+                warnings.simplefilter("always")
+                mask, _ = compute_lung_mask(ct, geometry, backend=backend, weights=args.lungmask_weights)
         except InputError as e:
             raise InputError(f"{ct_path}: {e}") from None
+        for w in caught:
+            print(f"{ct_path}: warning: {w.message}", file=sys.stderr)
         if not single_file and todo and ct_path == todo[0][0]:
             record_settings(args.output, settings, command="nnext lungmask")
         write_image(mask.astype("uint8"), geometry, out_path)
