@@ -1,7 +1,6 @@
 """With TTA off, the MC maps come from dropout alone: non-zero with dropout on, exactly zero with it off (p = 0).
 (The earlier test passed with dropout never switched on, because TTA alone makes U > 0.)"""
 import numpy as np
-import pytest
 
 from nnunet_ext.cli.main import main
 from nnunet_ext.imageio import read_image
@@ -25,10 +24,6 @@ def test_mc_maps_nonzero_with_dropout_and_tta_off(trained_chest_model, chest_dat
     assert all(float(m.max()) > 1e-3 for m in _maps(tmp_path / "on"))
 
 
-@pytest.mark.xfail(strict=True, reason="issue 9 item 6, found by this test: on the session fixture model, "
-                   "--dropout-p 0 --tta none gave a variance map up to 1.6e-4 (float rounding gives <= 2e-15 on a "
-                   "model of the same plans, benchmarks/bench_uncertainty_trainer.py's); cause in the prediction "
-                   "engine not found yet -- remove this marker when the test passes")
 def test_mc_maps_zero_without_dropout_and_tta(trained_chest_model, chest_dataset, tmp_path):
     assert _predict(chest_dataset, tmp_path / "off", 0) == 0
     for m in _maps(tmp_path / "off") + _maps(tmp_path / "off", "mi"):
