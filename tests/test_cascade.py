@@ -245,7 +245,7 @@ def test_no_component_gives_empty_outputs(trained_chest_model, stage2_model, che
 @pytest.mark.parametrize("extra, message", [
     (["--stage1", "501,3d_fullres"], "expected D,C,TR,PLANS[,FOLDS]"),
     (["--stage1", "501,3d_fullres,MCDropoutTrainer,nnextTinyPlans,x"], "are not integers or 'all'"),
-    (["--stage1", "501,3d_fullres,MCDropoutTrainer,NoPlans"], "not found"),
+    (["--stage1", "501,3d_fullres,MCDropoutTrainer,NoPlans", "--stage2", STAGE2], "not found"),
     (["--stage2", STAGE2], "needs --stage1"),
     (["--stage1", STAGE1, "--stage2", STAGE2, "-d", "501"], "it takes its models from --stage1 / --stage2"),
     (["--stage1", STAGE1, "--stage2", STAGE2, "--margin", "16"], "trained on ROI crops with margin 0"),

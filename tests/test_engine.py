@@ -79,8 +79,11 @@ def test_a_toy_method_registered_in_one_line_runs_through_nnext_predict(toy_regi
         assert unc.min() == 0 and unc.max() == pytest.approx(1)
     settings = json.loads((out / "predict_settings.json").read_text())
     assert settings["toy_threshold"] == -500 and settings["method_settings"] == {"toy_threshold": -500}
-    with pytest.raises(SystemExit):
-        main(["predict", "-m", "toy", "-h"])
+    try:
+        code = main(["predict", "-m", "toy", "-h"])
+    except SystemExit as e:  # argparse's help exits
+        code = e.code
+    assert code == 0
     shown = capsys.readouterr().out
     assert "--toy-threshold" in shown and "--n-samples" not in shown and "-tr TR" not in shown
     code = main(["predict", "-m", "stock", "-i", str(images), "-o", str(tmp_path / "x"), *MODEL_ARGS,
@@ -89,7 +92,7 @@ def test_a_toy_method_registered_in_one_line_runs_through_nnext_predict(toy_regi
 
 
 @pytest.mark.parametrize("extra, message", [
-    (["-m", "stock", "--tta-scope", "window"], "--tta-scope is an option of -m tta_mc, -m cascade, not of -m stock"),
+    (["-m", "stock", "--tta-scope", "window"], "--tta-scope is an option of -m tta_mc, -m cascade"),
     (["-m", "cascade", "-d", "501"], "-d is an option of"),
     (["-m", "tta_mc", "-f", "0", "--n-samples", "1", "--uncertainty", "variance"], "need >= 2 passes"),
     (["-m", "ensemble", "-f", "0"], "-m ensemble needs >= 2 folds"),
@@ -125,6 +128,21 @@ def test_streaming_statistics_equal_the_stacked_computation():
         idx = (p * 100).long().clamp(0, 99)  # (N, C, *S)
         hist = torch.nn.functional.one_hot(idx, 100).double().mean(0).movedim(-1, 1)  # (C, B, *S)
         assert torch.allclose(s.histogram().double(), hist, atol=1e-6)
+
+
+def test_2d_windows_of_a_3d_volume_index_their_slice():
+    """2D configurations predict (y, x) windows of one slice of the (z, y, x) volume: the region has an int."""
+    from nnunet_ext.core.streaming import StreamingStats
+
+    g = torch.Generator().manual_seed(2)
+    s = StreamingStats((3, 4, 5), 2, bins=10)
+    p = torch.softmax(torch.randn(6, 2, 4, 5, generator=g), 1)
+    s.update(p[:3], torch.ones(4, 5), (1, slice(None), slice(None)))
+    s.update(p[3:], torch.ones(4, 5), (1, slice(None), slice(None)))
+    assert torch.allclose(s.mean()[:, 1], p.mean(0), atol=1e-6) and float(s.weight[0].sum()) == 0
+    assert torch.allclose(s.histogram()[:, :, 1].sum(1), torch.ones(2, 4, 5))
+    with pytest.raises(ValueError):
+        s.update(p[:, :, :3], None, (1, slice(None), slice(None)))
 
 
 def test_weighted_window_statistics_equal_the_weighted_stacked_computation():
@@ -220,7 +238,8 @@ def test_volume_scope_rotations_are_drawn_in_millimetres(trained_chest_model, ch
 
     e, x = _engine_and_data(trained_chest_model, chest_dataset)
     ctx = CaseContext.for_case("c", 0)
-    e.run(x, ctx, StockMethod(e, Sampling(), {}), Sampling(n_passes=3, tta=TTAPolicy(kinds=("rotate",))), ())
+    e.run(x, ctx, StockMethod(e, Sampling(), {}), Sampling(n_passes=3, tta=TTAPolicy(kinds=("rotate",)),
+                                                          tta_scope="volume"), ())
     spacing = [float(s) for s in e.configuration_manager.spacing]  # (10, 4.5, 4.5) mm: anisotropic
     assert len(ctx.log["tta_transforms"]) == 3
     for t in ctx.log["tta_transforms"]:
@@ -300,8 +319,11 @@ def test_save_probabilities_writes_nnunet_files_that_nnunetv2_ensemble_reads(tra
     for seed in (1, 2):
         out = tmp_path / f"s{seed}"
         assert main(["predict", "-m", "tta_mc", "-i", str(images), "-o", str(out), *MODEL_ARGS, "-f", "0",
-                     "--n-samples", "2", "--seed", str(seed), "--save_probabilities"]) == 0
+                     "--n-samples", "2", "--seed", str(seed), "--save_probabilities", "--maps-dir",
+                     str(tmp_path / f"maps{seed}")]) == 0
         runs.append(out)
+    # -o holds what nnUNetv2_predict writes; the maps and the NIfTI probabilities went to --maps-dir
+    assert sorted(p.name for p in runs[0].glob("*.nii.gz")) == ["chest_test_000.nii.gz", "chest_test_001.nii.gz"]
     ens = tmp_path / "ens"
     proc = subprocess.run([nnunet_command("nnUNetv2_ensemble"), "-i", *map(str, runs), "-o", str(ens), "-np", "1"],
                           capture_output=True, text=True)
@@ -309,7 +331,8 @@ def test_save_probabilities_writes_nnunet_files_that_nnunetv2_ensemble_reads(tra
     for image in sorted(images.glob("*_0000.nii.gz")):
         case = image.name[: -len("_0000.nii.gz")]
         npz = [np.load(r / f"{case}.npz")["probabilities"] for r in runs]
-        nifti, g = read_probabilities(runs[0] / f"{case}_probabilities.nii.gz")
+        nifti, g = read_probabilities(tmp_path / "maps1" / f"{case}_probabilities.nii.gz")
+        assert (tmp_path / "maps1" / f"{case}_uncertainty.nii.gz").is_file()
         assert np.allclose(npz[0], nifti, atol=1e-6)  # the same probabilities in both formats
         seg, g_seg = read_image(ens / f"{case}.nii.gz")
         img, g_img = read_image(image)
@@ -401,7 +424,8 @@ def _write_calibration(folder, temperature, trainer="MCDropoutTrainer"):
     from nnunet_ext.core.calibration_file import CALIBRATION_FILE, CALIBRATION_FORMAT, model_identity
 
     body = {"format": CALIBRATION_FORMAT, "temperature": temperature, "n_channels": 2, "per_class": False,
-            "nonlinearity": "softmax", "model": model_identity(folder, TINY_TWO, trainer, "3d_fullres")}
+            "nonlinearity": "softmax", "model": model_identity(folder, "nnextTinyPlans", trainer, "3d_fullres")}
+    # (the copied folder's plans.json keeps plans_name nnextTinyPlans: that is the model's plans identifier)
     (folder / CALIBRATION_FILE).write_text(json.dumps(body))
 
 

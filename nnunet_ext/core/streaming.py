@@ -54,12 +54,14 @@ class StreamingStats:
     def update(self, passes: torch.Tensor, weight: "torch.Tensor | float | None" = None, region=None) -> None:
         """Add ``passes`` ``(n, C, *R)`` (probabilities) with ``weight`` (scalar or ``R``) at ``region``.
 
-        ``region``: tuple of slices into ``S`` (default the whole volume, ``R = S``). The n passes share the
+        ``region``: tuple of slices (or ints, e.g. the slice index of a 2D window) into ``S`` (default the whole
+        volume, ``R = S``). The n passes share the
         weight; they are combined with the running statistics by Chan's parallel formula.
         """
-        if passes.ndim != len(self.shape) + 2 or passes.shape[1] != self.n_classes:
-            raise ValueError(f"passes must be (n, {self.n_classes}, *spatial), got {tuple(passes.shape)}")
         region = tuple(region) if region is not None else tuple(slice(None) for _ in self.shape)
+        target = self.weight[region].shape  # an int index (a slice of a 2D configuration) drops that axis
+        if passes.ndim != len(target) + 2 or passes.shape[1] != self.n_classes or passes.shape[2:] != target:
+            raise ValueError(f"passes must be (n, {self.n_classes}, *{tuple(target)}), got {tuple(passes.shape)}")
         p = passes.to(device=self.device, dtype=torch.float32)
         n = p.shape[0]
         w = torch.ones(p.shape[2:], device=self.device) if weight is None else (

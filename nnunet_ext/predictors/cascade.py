@@ -167,7 +167,8 @@ class CascadeMethod(Method):
         from nnunet_ext.predictors.inputs import read_case_checked
 
         e = self.stage1.engine
-        image, properties = read_case_checked(case, e.plans_manager, e.configuration_manager)
+        image, properties = read_case_checked(case, e.plans_manager, e.configuration_manager,
+                                              getattr(self.stage1, "nan_policy", "refuse"))
         if image.ndim != 4 or len(properties["sitk_stuff"]["spacing"]) != 3:
             raise InputError(f"case {case.case_id}: the cascade needs 3D images, got shape {image.shape[1:]}")
         if os.path.isdir(self.lung):

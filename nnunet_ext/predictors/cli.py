@@ -66,9 +66,15 @@ def _common_arguments(parser) -> None:
     parser.add_argument("--uncertainty", default=None, help="map written as CASE_uncertainty (default: the "
                         "method's; see its maps)")
     parser.add_argument("--all-maps", action="store_true", help="also write every map as CASE_<map>")
+    parser.add_argument("--maps-dir", default=None, metavar="DIR",
+                        help="write uncertainty maps, NIfTI probabilities and side outputs into DIR instead of -o, "
+                             "so -o holds exactly what nnUNetv2_predict writes (nnUNetv2_apply_postprocessing "
+                             "then reads it as its own)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (per case derived from it)")
     parser.add_argument("--accumulator-dtype", default="float32", choices=("float32", "float16"),
                         help="dtype of the per-voxel accumulators (float16 = nnU-Net's; default float32)")
+    parser.add_argument("--nan-policy", default="refuse", choices=("refuse", "zero"),
+                        help="NaN / Inf voxels in an input: refuse the case (default) or set them to 0 with a warning")
     parser.add_argument("--no-calibration", action="store_true",
                         help="ignore the model folder's calibration.json (nnext calibrate)")
     parser.add_argument("--png", action="store_true", help="write a per-case PNG report into OUT/png")
@@ -169,7 +175,7 @@ def run(args) -> int:
     check_output_dir(args.o)
     common = CommonOptions(device=args.device, step_size=args.step_size, checkpoint=args.chk,
                            accumulator_dtype=args.accumulator_dtype, calibration=not args.no_calibration,
-                           progress=sys.stderr.isatty())
+                           progress=sys.stderr.isatty(), nan_policy=args.nan_policy)
     method = cls.from_args(args, common)
     uncertainty, extra = _select_maps(args, method)
     method.requested_maps = tuple(dict.fromkeys((uncertainty, *extra)))
@@ -180,7 +186,7 @@ def run(args) -> int:
                          f"has 1 (raise --n-samples, or use --uncertainty entropy)")
     cases = list_cases(args.i, method.dataset_json)
     images, jsons = method.side_outputs()
-    spec = OutputSpec(uncertainty, extra, args.save_probabilities, tuple(images), tuple(jsons))
+    spec = OutputSpec(uncertainty, extra, args.save_probabilities, tuple(images), tuple(jsons), args.maps_dir)
     settings = {k: v for k, v in sorted(vars(args).items()) if not k.startswith("_")}
     settings["method_settings"] = method.settings()
     predict_cases(method, cases, args.o, spec, overwrite=args.overwrite, num_parts=args.num_parts,

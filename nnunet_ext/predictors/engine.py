@@ -52,7 +52,7 @@ class Sampling:
     n_passes: int = 1
     pass_batch_size: "int | None" = None
     tta: TTAPolicy = field(default_factory=lambda: TTAPolicy(kinds=()))
-    tta_scope: str = "volume"
+    tta_scope: str = "window"
     blend: str = "logits"
     bins: int = 0
 
@@ -122,22 +122,24 @@ class SlidingWindowEngine(nnUNetPredictor):
         """Load ``model_folder`` (folds ``None`` = :func:`detect_folds`). The network is rebuilt with the dropout
         kind and p recorded in the checkpoint (``checkpoint["nnext"]``) unless overridden here; environment
         variables act at training time only."""
-        from batchgenerators.utilities.file_and_folder_operations import load_json
         from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
         from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
         from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
+        from nnunet_ext.integrity import check_checkpoint, load_json_checked
+
         folds = detect_folds(model_folder, checkpoint_name) if folds is None else list(folds)
-        dataset_json = load_json(join(model_folder, "dataset.json"))
-        plans_manager = PlansManager(load_json(join(model_folder, "plans.json")))
+        dataset_json = load_json_checked(join(model_folder, "dataset.json"), ("file_ending", "labels"), "dataset.json")
+        if not (dataset_json.get("channel_names") or dataset_json.get("modality")):
+            raise InputError(f"{join(model_folder, 'dataset.json')}: dataset.json lacks channel_names")
+        plans = load_json_checked(join(model_folder, "plans.json"), ("plans_name", "configurations",
+                                                                      "transpose_forward", "transpose_backward"),
+                                  "plans.json")
+        plans_manager = PlansManager(plans)
         parameters, first = [], None
         for f in folds:
-            path = join(model_folder, f"fold_{f}", checkpoint_name)
-            try:
-                ckpt = torch.load(path, map_location="cpu", weights_only=False)
-                parameters.append(ckpt["network_weights"])
-            except (OSError, RuntimeError, EOFError, KeyError, ValueError) as e:
-                raise InputError(f"{path}: not a readable nnU-Net checkpoint ({type(e).__name__}: {e})") from e
+            ckpt = check_checkpoint(join(model_folder, f"fold_{f}", checkpoint_name), load=True)
+            parameters.append(ckpt["network_weights"])
             first = first or ckpt
         meta = dict(first.get("nnext") or {})
         configuration_manager = plans_manager.get_configuration(first["init_args"]["configuration"])
@@ -197,14 +199,17 @@ class SlidingWindowEngine(nnUNetPredictor):
                                dtype=self.accumulator_dtype, device=results_device)
         gaussian = (compute_gaussian(patch, sigma_scale=1. / 8, value_scaling_factor=10, device=results_device)
                     .float() if self.use_gaussian else torch.ones(patch, device=results_device))
-        by_volume = sampling.tta_scope == "volume" and bool(sampling.tta.kinds)
+        # volume scope: every pass (and fold) is one blended prediction of the whole volume; a single deterministic
+        # pass is the same either way and takes the window path (the network's own logits, nnU-Net's export)
+        by_volume = sampling.tta_scope == "volume" and (bool(sampling.tta.kinds) or sampling.n_passes > 1
+                                                         or len(self.list_of_parameters) > 1)
         logit_sum = (None if by_volume or sampling.blend != "logits"
                      else torch.zeros((k, *spatial), dtype=self.accumulator_dtype, device=results_device))
         n_vox = float(torch.tensor(spatial).prod())
         self.last_accumulator_bytes_per_voxel = stats.bytes_per_voxel + (
             0 if logit_sum is None else logit_sum.numel() * logit_sum.element_size() / n_vox) + (
             # volume scope holds one chunk of transformed volumes and per-pass blends
-            (sampling.chunk * (padded.shape[0] + k) * 4 + 4) if by_volume else 0)
+            (sampling.chunk * ((padded.shape[0] if sampling.tta.kinds else 0) + k) * 4 + 4) if by_volume else 0)
         padded = padded.to(self.device)
         spacing = [float(s) for s in self.configuration_manager.spacing][-len(patch):]
         autocast = torch.autocast(self.device.type) if self.device.type == "cuda" else dummy_context()
@@ -267,8 +272,9 @@ class SlidingWindowEngine(nnUNetPredictor):
         k = self.label_manager.num_segmentation_heads
         dims = len(gaussian.shape)
         for n in self._chunks(sampling):
-            transforms = sampling.tta.sample(n, ctx.generator, dims, spacing)
-            volumes = apply_each(transforms, padded)  # (n, C, *S): pass i sees the whole case under T_i
+            transforms = sampling.tta.sample(n, ctx.generator, dims, spacing) if sampling.tta.kinds else None
+            # (n, C, *S): pass i sees the whole case under T_i (a broadcast view when there is no TTA)
+            volumes = apply_each(transforms, padded) if transforms else padded[None].expand(n, *padded.shape)
             acc = torch.zeros((n, k, *padded.shape[1:]), dtype=torch.float32, device=dev)
             weight = torch.zeros(padded.shape[1:], dtype=torch.float32, device=dev)
             for i, sl in enumerate(self._progress(slicers, fold)):
@@ -278,8 +284,9 @@ class SlidingWindowEngine(nnUNetPredictor):
                 weight[sl[1:]] += gaussian
             acc /= weight
             probs = self.nonlin(acc) if sampling.blend == "logits" else acc
-            stats.update(invert_each(transforms, probs))
-            ctx.log.setdefault("tta_transforms", []).extend(repr(t) for t in transforms)
+            stats.update(invert_each(transforms, probs) if transforms else probs)
+            if transforms:
+                ctx.log.setdefault("tta_transforms", []).extend(repr(t) for t in transforms)
 
     def _progress(self, slicers, fold):
         if not self.allow_tqdm or len(slicers) < 2:

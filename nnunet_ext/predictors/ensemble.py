@@ -2,9 +2,9 @@
 
 nnU-Net's maintainers recommend the disagreement of the folds as the uncertainty of an nnU-Net model
 (MIC-DKFZ/nnUNet issue 1342). Each fold is one deterministic member (dropout off; ``--member-mirroring`` adds
-nnU-Net's mirroring per member); the members' Gaussian-blended probabilities give the mean (exported, as
-``nnUNetv2_predict`` averages folds), the entropy of that mean, the mutual information (the members'
-disagreement, epistemic) and the variance across members. Works for any nnU-Net trainer, dropout or not.
+nnU-Net's mirroring per member) that predicts the whole volume (Gaussian-blended probabilities); across the
+members: the mean (exported; nnUNetv2_predict averages fold logits instead), the entropy of that mean, the mutual
+information (the members' disagreement, epistemic) and the variance. Works for any nnU-Net trainer, dropout or not.
 """
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ class EnsembleMethod(ModelMethod):
     def sampling_from_args(cls, args):
         from nnunet_ext.predictors.engine import Sampling
 
-        return Sampling(n_passes=1, tta_scope="window", blend="probabilities")
+        return Sampling(n_passes=1, tta_scope="volume", blend="probabilities")  # each fold: one whole-volume member
 
     @classmethod
     def from_args(cls, args, common, model=None):

@@ -126,12 +126,11 @@ def read_case_checked(case: Case, plans_manager, configuration_manager, nan_poli
     """Read one case with the plans' reader after the integrity checks of :mod:`nnunet_ext.integrity` (complete
     gzip streams, sane spacing, finite values, one scalar image per channel, matching grids, 2D / 3D as the
     configuration needs) -> ``(image (C, *spatial), properties)``; one-line InputError naming the file."""
-    from nnunet_ext.integrity import check_file_complete, check_values, read_header_checked
+    from nnunet_ext.integrity import check_image_file, check_values
 
     shapes = []
     for f in case.files:
-        check_file_complete(f)
-        shape, geometry = read_header_checked(f, ndim=(2, 3))
+        shape, geometry = check_image_file(f, ndim=(2, 3), nan_policy=nan_policy)
         shapes.append((f, shape, geometry))
     f0, shape0, g0 = shapes[0]
     for f, shape, g in shapes[1:]:

@@ -31,19 +31,26 @@ VOLATILE = ("i", "o", "overwrite", "continue_prediction", "num_parts", "part_id"
 @dataclass(frozen=True)
 class OutputSpec:
     """Which files a case gets: ``CASE_uncertainty`` (map ``uncertainty``), ``CASE_<map>`` for ``extra_maps``,
-    probabilities (``CASE_probabilities`` NIfTI + nnU-Net's ``CASE.npz`` / ``CASE.pkl``), side images and JSONs."""
+    probabilities (``CASE_probabilities`` NIfTI + nnU-Net's ``CASE.npz`` / ``CASE.pkl``), side images and JSONs.
+    ``maps_dir``: folder for everything except what ``nnUNetv2_predict`` itself writes (segmentation, npz, pkl);
+    None = the output folder."""
 
     uncertainty: "str | None" = None
     extra_maps: tuple[str, ...] = ()
     save_probabilities: bool = False
     images: tuple[str, ...] = ()
     jsons: tuple[str, ...] = ()
+    maps_dir: "str | None" = None
+
+    def side_stem(self, stem: str) -> str:
+        return stem if self.maps_dir is None else os.path.join(self.maps_dir, os.path.basename(stem))
 
     def files(self, stem: str, ending: str) -> list[str]:
-        paths = [f"{stem}_{s}{ending}" for s in (("uncertainty",) if self.uncertainty else ()) + self.extra_maps]
+        side = self.side_stem(stem)
+        paths = [f"{side}_{s}{ending}" for s in (("uncertainty",) if self.uncertainty else ()) + self.extra_maps]
         if self.save_probabilities:
-            paths += [f"{stem}_probabilities{ending}", f"{stem}.npz", f"{stem}.pkl"]
-        paths += [f"{stem}_{s}{ending}" for s in self.images] + [f"{stem}_{s}.json" for s in self.jsons]
+            paths += [f"{side}_probabilities{ending}", f"{stem}.npz", f"{stem}.pkl"]
+        paths += [f"{side}_{s}{ending}" for s in self.images] + [f"{side}_{s}.json" for s in self.jsons]
         return paths + [f"{stem}{ending}"]
 
     def done(self, stem: str, ending: str) -> bool:
@@ -55,15 +62,16 @@ def write_result(result: CaseResult, spec: OutputSpec, stem: str, ending: str) -
     from nnunet_ext.imageio import atomic_path, atomic_write_text, write_image, write_probabilities
 
     g = result.geometry
+    side = spec.side_stem(stem)
     spatial = (lambda a: a[0] if len(g.spacing) == 2 and a.ndim == 3 else a)  # nnU-Net keeps 2D as (1, y, x)
     for suffix, name in (([("uncertainty", spec.uncertainty)] if spec.uncertainty else [])
                          + [(n, n) for n in spec.extra_maps]):
-        write_image(spatial(np.asarray(result.maps[name], dtype=np.float32)), g, f"{stem}_{suffix}{ending}")
+        write_image(spatial(np.asarray(result.maps[name], dtype=np.float32)), g, f"{side}_{suffix}{ending}")
     if spec.save_probabilities:
         if result.probabilities is None:
             raise InputError("this method produces no probabilities (--save_probabilities)")
         probs = np.asarray(result.probabilities, dtype=np.float32)
-        write_probabilities(np.stack([spatial(p) for p in probs]), g, f"{stem}_probabilities{ending}")
+        write_probabilities(np.stack([spatial(p) for p in probs]), g, f"{side}_probabilities{ending}")
         with atomic_path(f"{stem}.npz") as tmp:  # exactly nnUNetv2_predict's files (nnUNetv2_ensemble reads them)
             with open(tmp, "wb") as f:
                 np.savez_compressed(f, probabilities=probs)
@@ -72,9 +80,9 @@ def write_result(result: CaseResult, spec: OutputSpec, stem: str, ending: str) -
         with atomic_path(f"{stem}.pkl") as tmp:
             save_pickle(result.properties or {}, tmp)
     for suffix in spec.images:
-        write_image(spatial(np.asarray(result.images[suffix])), g, f"{stem}_{suffix}{ending}")
+        write_image(spatial(np.asarray(result.images[suffix])), g, f"{side}_{suffix}{ending}")
     for suffix in spec.jsons:
-        atomic_write_text(f"{stem}_{suffix}.json", json.dumps(result.jsons[suffix], indent=1, default=str) + "\n")
+        atomic_write_text(f"{side}_{suffix}.json", json.dumps(result.jsons[suffix], indent=1, default=str) + "\n")
     write_image(spatial(np.asarray(result.segmentation).astype(np.uint8 if result.segmentation.max(initial=0) < 256
                                                                  else np.int16)), g, f"{stem}{ending}")
 
@@ -90,6 +98,8 @@ def predict_cases(method: Method, cases: list, out: "str | os.PathLike", spec: O
     if npp < 0 or nps < 0:
         raise InputError(f"-npp and -nps must be >= 0, got {npp} and {nps}")
     out = check_output_dir(out)
+    if spec.maps_dir is not None:
+        check_output_dir(spec.maps_dir, "maps folder (--maps-dir)")
     signature = _flatten({k: v for k, v in (settings or {}).items() if k not in VOLATILE})
     check_settings(out, signature, overwrite, what="prediction folder")
     ending = method.dataset_json["file_ending"]
@@ -118,6 +128,8 @@ def predict_cases(method: Method, cases: list, out: "str | os.PathLike", spec: O
 
         first = prepared(0)  # validated before anything is written
         record_settings(out, signature, command="nnext predict")
+        if spec.maps_dir is not None:
+            os.makedirs(spec.maps_dir, exist_ok=True)
         if settings is not None:
             _write_json(out / "predict_settings.json", settings)
             _write_json(out / "dataset.json", method.dataset_json)

@@ -39,12 +39,15 @@ class CommonOptions:
     accumulator_dtype: str = "float32"
     calibration: bool = True
     progress: bool = True
+    nan_policy: str = "refuse"
 
     def __post_init__(self):
         if not 0 < self.step_size <= 1:
             raise InputError(f"-step_size must be in (0, 1], got {self.step_size}")
         if self.accumulator_dtype not in ("float16", "float32"):
             raise InputError(f"--accumulator-dtype must be float16 or float32, got {self.accumulator_dtype!r}")
+        if self.nan_policy not in ("refuse", "zero"):
+            raise InputError(f"--nan-policy must be refuse or zero, got {self.nan_policy!r}")
 
 
 def case_seed(seed: int, case_id: str) -> int:

@@ -38,6 +38,7 @@ class ModelMethod(Method):
     def __init__(self, engine, sampling, model_info: dict, prev_stage: "str | None" = None):
         self.engine, self.sampling, self.model_info, self.prev_stage = engine, sampling, model_info, prev_stage
         self.calibration = None
+        self.nan_policy = "refuse"
         self.requested_maps: tuple[str, ...] = self.map_names
 
     # -- construction ----------------------------------------------------------------------------------------
@@ -69,6 +70,7 @@ class ModelMethod(Method):
         info = {"model_folder": str(folder), "folds": folds, "trainer": engine.trainer_name,
                 "training_metadata": engine.training_metadata}
         method = cls(engine, sampling, info, getattr(args, "prev_stage_predictions", None))
+        method.nan_policy = common.nan_policy
         if engine.configuration_manager.previous_stage_name is not None and method.prev_stage is None:
             raise InputError(f"{folder}: a cascade configuration needs -prev_stage_predictions FOLDER (the "
                              f"{engine.configuration_manager.previous_stage_name} predictions)")
@@ -105,7 +107,7 @@ class ModelMethod(Method):
         from nnunet_ext.predictors.inputs import read_case_checked
 
         e = self.engine
-        image, properties = read_case_checked(case, e.plans_manager, e.configuration_manager)
+        image, properties = read_case_checked(case, e.plans_manager, e.configuration_manager, self.nan_policy)
         seg = None
         if self.prev_stage is not None:
             path = os.path.join(self.prev_stage, case.case_id + e.dataset_json["file_ending"])
