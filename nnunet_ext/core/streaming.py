@@ -36,14 +36,17 @@ class StreamingStats:
 
     def __init__(self, shape, n_classes: int, *, sigmoid: bool = False, variance: bool = True,
                  expected_entropy: bool = True, bins: int = 0, dtype: torch.dtype = torch.float32,
-                 device: "torch.device | str" = "cpu"):
+                 device: "torch.device | str" = "cpu", mean: bool = True):
         if bins < 0:
             raise ValueError(f"bins must be >= 0, got {bins}")
+        if not mean and variance:
+            raise ValueError("the variance needs the running mean (mean=True)")
         shape = tuple(int(s) for s in shape)
         self.shape, self.n_classes, self.sigmoid, self.bins = shape, int(n_classes), bool(sigmoid), int(bins)
         self.dtype, self.device = dtype, torch.device(device)
         self.weight = torch.zeros(shape, dtype=torch.float32, device=self.device)
-        self._mean = torch.zeros((self.n_classes, *shape), dtype=dtype, device=self.device)
+        #: ``mean=False`` keeps only the weights (and what else is asked): a caller that blends its own output
+        self._mean = torch.zeros((self.n_classes, *shape), dtype=dtype, device=self.device) if mean else None
         self._m2 = torch.zeros_like(self._mean) if variance else None
         self._h = torch.zeros(shape, dtype=dtype, device=self.device) if expected_entropy else None
         self._hist = (torch.zeros((self.n_classes, self.bins, *shape), dtype=dtype, device=self.device)
@@ -68,15 +71,16 @@ class StreamingStats:
             torch.as_tensor(weight, dtype=torch.float32, device=self.device).expand(p.shape[2:]))
         w_old = self.weight[region]
         w_new = w_old + n * w
-        batch_mean = p.mean(0)
-        mean = self._mean[(slice(None), *region)]
-        delta = batch_mean - mean.float()
-        frac = (n * w / w_new.clamp_min(1e-30))[None]
-        if self._m2 is not None:
-            batch_m2 = ((p - batch_mean[None]) ** 2).sum(0) * w[None]
-            m2 = self._m2[(slice(None), *region)]
-            m2 += (batch_m2 + delta ** 2 * (w_old * n * w / w_new.clamp_min(1e-30))[None]).to(self.dtype)
-        mean += (delta * frac).to(self.dtype)
+        if self._mean is not None:
+            batch_mean = p.mean(0)
+            mean = self._mean[(slice(None), *region)]
+            delta = batch_mean - mean.float()
+            frac = (n * w / w_new.clamp_min(1e-30))[None]
+            if self._m2 is not None:
+                batch_m2 = ((p - batch_mean[None]) ** 2).sum(0) * w[None]
+                m2 = self._m2[(slice(None), *region)]
+                m2 += (batch_m2 + delta ** 2 * (w_old * n * w / w_new.clamp_min(1e-30))[None]).to(self.dtype)
+            mean += (delta * frac).to(self.dtype)
         if self._h is not None:
             self._h[region] += (entropy(p, 1, self.sigmoid).sum(0) * w).to(self.dtype)
         if self._hist is not None:
@@ -104,6 +108,8 @@ class StreamingStats:
     def mean(self) -> torch.Tensor:
         """``M``, float32 ``(C, *S)``."""
         self._check()
+        if self._mean is None:
+            raise RuntimeError("the mean was not accumulated (mean=False)")
         return self._mean.float()
 
     def variance(self) -> torch.Tensor:

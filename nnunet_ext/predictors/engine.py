@@ -194,9 +194,6 @@ class SlidingWindowEngine(nnUNetPredictor):
         slicers = self._internal_get_sliding_window_slicers(padded.shape[1:])
         spatial = tuple(padded.shape[1:])
         k, sigmoid = self.label_manager.num_segmentation_heads, self.label_manager.has_regions
-        stats = StreamingStats(spatial, k, sigmoid=sigmoid, variance="variance" in maps,
-                               expected_entropy=bool({"mi", "expected_entropy"} & set(maps)), bins=sampling.bins,
-                               dtype=self.accumulator_dtype, device=results_device)
         gaussian = (compute_gaussian(patch, sigma_scale=1. / 8, value_scaling_factor=10, device=results_device)
                     .float() if self.use_gaussian else torch.ones(patch, device=results_device))
         # volume scope: every pass (and fold) is one blended prediction of the whole volume; a single deterministic
@@ -205,6 +202,11 @@ class SlidingWindowEngine(nnUNetPredictor):
                                                          or len(self.list_of_parameters) > 1)
         logit_sum = (None if by_volume or sampling.blend != "logits"
                      else torch.zeros((k, *spatial), dtype=self.accumulator_dtype, device=results_device))
+        # with blended logits the probability mean is only needed for the variance and the MI
+        stats = StreamingStats(spatial, k, sigmoid=sigmoid, variance="variance" in maps,
+                               expected_entropy=bool({"mi", "expected_entropy"} & set(maps)), bins=sampling.bins,
+                               dtype=self.accumulator_dtype, device=results_device,
+                               mean=logit_sum is None or bool({"variance", "mi"} & set(maps)))
         n_vox = float(torch.tensor(spatial).prod())
         self.last_accumulator_bytes_per_voxel = stats.bytes_per_voxel + (
             0 if logit_sum is None else logit_sum.numel() * logit_sum.element_size() / n_vox) + (
