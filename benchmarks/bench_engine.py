@@ -23,8 +23,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 ID = 981
 TINY = "nnextTinyPlans"
 
@@ -125,15 +123,29 @@ def main() -> None:
     ap.add_argument("-o", default="bench_engine_work")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--parts", default="1,2,3,4", help="which of the four measurements to run (default all)")
     args = ap.parse_args()
+    parts = {int(p) for p in args.parts.split(",")}
     root = Path(args.o).resolve()
     raw, folder = model(root)
     images = raw / "imagesTs"
     common = ["-d", str(ID), "-c", "3d_fullres", "-p", TINY, "-f", "0", "-device", args.device, "-npp", "1", "-nps", "1"]
 
-    # 1. stock vs nnUNetv2_predict
+    if 1 in parts:
+        stock_vs_nnunet(root, images, common, args.repeats)
+    if 2 in parts:
+        print("2. accumulator bytes per voxel (K = 2 classes):")
+        for label, b in accumulator_bytes(folder, sorted(images.glob("*_0000.nii.gz"))[0]).items():
+            print(f"   {label:<50} {b:6.1f}")
+    if 3 in parts:
+        memory_against_n(root, images, common)
+    if 4 in parts:
+        ensemble_vs_stock(root, images, folder, args.device)
+
+
+def stock_vs_nnunet(root, images, common, repeats) -> None:
     t_ours, t_theirs = [], []
-    for r in range(args.repeats):
+    for r in range(repeats):
         for d in ("ours", "theirs"):
             shutil.rmtree(root / d, ignore_errors=True)
         t_theirs.append(run([command("nnUNetv2_predict"), "-i", str(images), "-o", str(root / "theirs"),
@@ -148,15 +160,11 @@ def main() -> None:
         same += int((a == b).sum())
         total += a.size
     mo, mt = statistics.median(t_ours), statistics.median(t_theirs)
-    print(f"1. -m stock {mo:.2f} s vs nnUNetv2_predict {mt:.2f} s (median of {args.repeats}, {len(list(images.glob('*')))}"
+    print(f"1. -m stock {mo:.2f} s vs nnUNetv2_predict {mt:.2f} s (median of {repeats}, {len(list(images.glob('*')))}"
           f" cases, processes included): ratio {mo / mt:.3f}; voxel agreement {same}/{total} = {same / total:.6f}")
 
-    # 2. accumulator bytes per voxel
-    print("2. accumulator bytes per voxel (K = 2 classes):")
-    for label, b in accumulator_bytes(folder, sorted(images.glob("*_0000.nii.gz"))[0]).items():
-        print(f"   {label:<50} {b:6.1f}")
 
-    # 3. peak memory against N
+def memory_against_n(root, images, common) -> None:
     one = root / "one_case"
     one.mkdir(exist_ok=True)
     first = sorted(images.glob("*_0000.nii.gz"))[0]
@@ -170,10 +178,11 @@ def main() -> None:
                           "--n-samples", str(n), "--pass-batch-size", "8", "--all-maps"])
         print(f"   N = {n:4d}: {mb:7.0f} MB peak, {time.perf_counter() - t:6.1f} s")
 
-    # 4. ensemble vs 5 x stock
+
+def ensemble_vs_stock(root, images, folder, device) -> None:
     five = five_folds(folder)
     plans5 = f"{TINY}Five"
-    base = ["-d", str(ID), "-c", "3d_fullres", "-p", plans5, "-device", args.device]
+    base = ["-d", str(ID), "-c", "3d_fullres", "-p", plans5, "-device", device]
     shutil.rmtree(root / "ens", ignore_errors=True)
     t_ens = run([command("nnext"), "predict", "-m", "ensemble", "-i", str(images), "-o", str(root / "ens"), *base,
                  "--all-maps"])
@@ -185,7 +194,6 @@ def main() -> None:
     print(f"4. -m ensemble (5 folds, maps) {t_ens:.1f} s vs 5 x -m stock (1 fold each) {t_stock:.1f} s: "
           f"ratio {t_ens / t_stock:.2f}")
     print(f"   ({five})")
-    _ = np
 
 
 if __name__ == "__main__":
