@@ -104,12 +104,16 @@ def accumulator_bytes(folder: Path, image: Path) -> dict:
     for label, sampling, maps, dtype in [
         ("stock, entropy (float32)", Sampling(), ("entropy",), torch.float32),
         ("stock, entropy (float16)", Sampling(), ("entropy",), torch.float16),
-        ("tta_mc N=4, entropy", Sampling(n_passes=4, blend="probabilities"), ("entropy",), torch.float32),
-        ("tta_mc N=4, entropy+variance+MI", Sampling(n_passes=4, blend="probabilities"),
+        ("tta_mc N=4 (window scope), entropy", Sampling(n_passes=4, blend="probabilities"), ("entropy",), torch.float32),
+        ("tta_mc N=4 (window scope), entropy+variance+MI", Sampling(n_passes=4, blend="probabilities"),
          ("entropy", "variance", "mi"), torch.float32),
-        ("tta_mc N=4, all maps (float16)", Sampling(n_passes=4, blend="probabilities"),
+        ("tta_mc N=4 (window scope), all maps (float16)", Sampling(n_passes=4, blend="probabilities"),
          ("entropy", "variance", "mi"), torch.float16),
-        ("tta_mc N=4, volume-scope TTA, chunk 4, all maps", Sampling(n_passes=4, tta=TTAPolicy(), blend="probabilities"),
+        ("tta_mc N=4, window-scope TTA, all maps", Sampling(n_passes=4, tta=TTAPolicy(), tta_scope="window",
+                                                           blend="probabilities"), ("entropy", "variance", "mi"),
+         torch.float32),
+        ("tta_mc N=4, volume-scope TTA, chunk 4, all maps", Sampling(n_passes=4, tta=TTAPolicy(), tta_scope="volume",
+                                                                     blend="probabilities"),
          ("entropy", "variance", "mi"), torch.float32),
     ]:
         e.accumulator_dtype = dtype
