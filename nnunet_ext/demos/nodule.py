@@ -8,7 +8,8 @@ Everything lives in ``-o DIR/nodule`` (nnU-Net's env vars point there); ``--over
 re-run repeats every step (it takes about as long as the first run).
 
 Default length 12 epochs x 25 iterations (``--epochs`` / ``--iterations`` when given other values than the
-chest demo's defaults): about 2-4 minutes on 2 CPU cores.
+chest demo's defaults): 7 minutes measured on a contended machine, about 2-3 minutes estimated from the
+uncontended epoch time (benchmarks/RESULTS.md).
 """
 from __future__ import annotations
 
