@@ -5,6 +5,8 @@ import subprocess
 
 import pytest
 
+from nnunet_ext.paths import nnunet_command
+
 CHEST_ID = 501
 TINY = "nnextTinyPlans"
 
@@ -42,7 +44,7 @@ def chest_dataset(nnunet_dirs):
 @pytest.fixture(scope="session")
 def trained_chest_model(chest_dataset, nnunet_dirs):
     """MCDropoutTrainer fold 0 trained by the plain ``nnUNetv2_train`` command (subprocess)."""
-    cmd = ["nnUNetv2_train", str(CHEST_ID), "3d_fullres", "0", "-tr", "MCDropoutTrainer", "-p", TINY,
+    cmd = [nnunet_command("nnUNetv2_train"), str(CHEST_ID), "3d_fullres", "0", "-tr", "MCDropoutTrainer", "-p", TINY,
            "-device", "cpu"]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy())
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

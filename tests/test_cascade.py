@@ -19,6 +19,7 @@ from nnunet_ext.cli.main import main
 from nnunet_ext.imageio import Geometry, read_image, write_image
 from nnunet_ext.postprocessing.component_filter import LungFilterConfig, filter_components
 from nnunet_ext.postprocessing.roi import crop, grow_box
+from nnunet_ext.paths import nnunet_command
 
 ROI_ID = 610
 BIASED = "nnextTinyPlansBiased"
@@ -67,7 +68,7 @@ def stage2_model(chest_dataset, nnunet_dirs):
     assert all(p >= f for p, f in zip(cfg["patch_size"], (8, 16, 16)))  # ... the patch and the net are not
     assert cfg["architecture"]["arch_kwargs"]["n_stages"] >= 3
     env = {**os.environ, "NNEXT_UNC_SAMPLES": "2"}
-    proc = subprocess.run(["nnUNetv2_train", str(ROI_ID), "3d_fullres", "0", "-tr", "UncertaintyTrainer", "-p",
+    proc = subprocess.run([nnunet_command("nnUNetv2_train"), str(ROI_ID), "3d_fullres", "0", "-tr", "UncertaintyTrainer", "-p",
                            "nnextTinyPlans", "-device", "cpu"], capture_output=True, text=True, env=env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     model = nnunet_dirs["nnUNet_results"] / roi.name / "UncertaintyTrainer__nnextTinyPlans__3d_fullres"

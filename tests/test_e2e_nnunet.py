@@ -7,6 +7,7 @@ import numpy as np
 import torch
 
 from nnunet_ext.imageio import read_image
+from nnunet_ext.paths import nnunet_command
 
 
 def test_plans_are_tiny(chest_dataset, nnunet_dirs):
@@ -32,7 +33,7 @@ def test_train_records_dropout_and_honours_schedule(trained_chest_model):
 
 def test_plain_predict_finds_trainer_and_keeps_geometry(trained_chest_model, chest_dataset, tmp_path):
     out = tmp_path / "pred"
-    cmd = ["nnUNetv2_predict", "-i", str(chest_dataset / "imagesTs"), "-o", str(out), "-d", "501",
+    cmd = [nnunet_command("nnUNetv2_predict"), "-i", str(chest_dataset / "imagesTs"), "-o", str(out), "-d", "501",
            "-c", "3d_fullres", "-f", "0", "-tr", "MCDropoutTrainer", "-p", "nnextTinyPlans", "-device", "cpu",
            "--disable_tta", "-npp", "1", "-nps", "1"]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy())

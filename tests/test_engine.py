@@ -1,10 +1,8 @@
 """Predictor engine v2: plug-in methods, streaming statistics, TTA scope, fold selection, dropout from the
 checkpoint, nnU-Net's npz/pkl (consumed by nnUNetv2_ensemble), -npp/-nps, fold ensembles, OOM fallback."""
 import json
-import os
 import shutil
 import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -12,14 +10,10 @@ import torch
 
 from nnunet_ext.cli.main import main
 from nnunet_ext.imageio import read_image, read_probabilities, write_image
+from nnunet_ext.paths import nnunet_command
 from nnunet_ext.predictors.method import CaseResult, Method
 
 MODEL_ARGS = ["-d", "501", "-c", "3d_fullres", "-p", "nnextTinyPlans", "-device", "cpu"]
-
-
-def nnunet_command(name: str) -> str:
-    here = os.path.join(os.path.dirname(sys.executable), name)
-    return here if os.path.isfile(here) else shutil.which(name)
 
 
 # --------------------------------------------------------------------------------------------- a toy plug-in
@@ -382,6 +376,17 @@ def test_ensemble_method_uses_the_folds_as_members(two_fold_model, chest_dataset
     mi, _ = read_image(out / f"{case}_mi.nii.gz")
     unc, _ = read_image(out / f"{case}_uncertainty.nii.gz")
     assert np.array_equal(mi, unc) and mi.max() > 0  # default map: the members' disagreement
+    # side by side with tta_mc on the same cases: nnext evaluate both, nnext compare pairs them
+    mc = tmp_path / "mc"
+    assert main(["predict", "-m", "tta_mc", "-i", str(chest_dataset / "imagesTs"), "-o", str(mc), "-d", "501",
+                 "-c", "3d_fullres", "-p", plans, "-f", "0", "-device", "cpu", "--n-samples", "2"]) == 0
+    for folder in (out, mc):
+        assert main(["evaluate", "-ref", str(chest_dataset / "labelsTs"), "-pred", str(folder), "-o",
+                     str(folder / "summary.json"), "--uncertainty", str(folder), "-q"]) == 0
+    assert main(["compare", "-a", str(mc / "summary.json"), "-b", str(out / "summary.json"), "-m", "dice",
+                 "-o", str(tmp_path / "cmp.json")]) == 0
+    cmp = json.loads((tmp_path / "cmp.json").read_text())
+    assert cmp["n_common_cases"] == 2 and cmp["results"][0]["metric"] == "dice"
 
 
 def test_background_workers_give_identical_results(trained_chest_model, chest_dataset, tmp_path):

@@ -10,6 +10,7 @@ import torch
 
 from nnunet_ext.cli.main import main
 from nnunet_ext.imageio import read_image
+from nnunet_ext.paths import nnunet_command
 
 MODEL_ARGS = ["-d", "501", "-c", "3d_fullres", "-p", "nnextTinyPlans", "-f", "0", "-device", "cpu"]
 
@@ -76,7 +77,7 @@ def test_tta_mc_without_sampling_reproduces_nnunet_predict(trained_chest_model, 
     ours, theirs = tmp_path / "ours", tmp_path / "nnunet"
     _predict(chest_dataset / "imagesTs", ours, "-m", "tta_mc", "--n-samples", "1", "--dropout-p", "0",
              "--tta", "none", "--blend", "logits")
-    proc = subprocess.run(["nnUNetv2_predict", "-i", str(chest_dataset / "imagesTs"), "-o", str(theirs),
+    proc = subprocess.run([nnunet_command("nnUNetv2_predict"), "-i", str(chest_dataset / "imagesTs"), "-o", str(theirs),
                            "-tr", "MCDropoutTrainer", *MODEL_ARGS, "--disable_tta", "-npp", "1", "-nps", "1"],
                           capture_output=True, text=True, env=os.environ.copy())
     assert proc.returncode == 0, proc.stderr[-2000:]
