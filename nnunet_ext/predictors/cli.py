@@ -182,7 +182,7 @@ def run(args) -> int:
     passes = getattr(getattr(method, "sampling", None), "n_passes", None)
     n_folds = len(getattr(getattr(method, "engine", None), "list_of_parameters", ()) or ())
     if passes is not None and passes * max(1, n_folds) == 1 and {"variance", "mi"} & set(method.requested_maps):
-        raise InputError(f"--uncertainty / --all-maps: variance and mutual information need >= 2 passes, this run "
+        raise InputError("--uncertainty / --all-maps: variance and mutual information need >= 2 passes, this run "
                          "has 1 (raise --n-samples, or use --uncertainty entropy)")
     cases = list_cases(args.i, method.dataset_json)
     images, jsons = method.side_outputs()
