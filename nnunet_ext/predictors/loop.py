@@ -100,7 +100,7 @@ def predict_cases(method: Method, cases: list, out: "str | os.PathLike", spec: O
     out = check_output_dir(out)
     if spec.maps_dir is not None:
         check_output_dir(spec.maps_dir, "maps folder (--maps-dir)")
-    signature = _flatten({k: v for k, v in (settings or {}).items() if k not in VOLATILE})
+    signature = {k: v for k, v in (settings or {}).items() if k not in VOLATILE}
     check_settings(out, signature, overwrite, what="prediction folder")
     ending = method.dataset_json["file_ending"]
     mine = cases[part_id::num_parts]
@@ -156,17 +156,6 @@ def predict_cases(method: Method, cases: list, out: "str | os.PathLike", spec: O
             if pool is not None:
                 pool.shutdown(wait=True, cancel_futures=True)
     return done
-
-
-def _flatten(d: dict, prefix: str = "") -> dict:
-    """Nested settings as ``{"a.b": value}``, so the stale-output guard names the leaf that differs."""
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict) and v:
-            out.update(_flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
 
 
 def _write_json(path: Path, obj) -> None:

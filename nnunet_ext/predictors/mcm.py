@@ -14,23 +14,17 @@ from __future__ import annotations
 import numpy as np
 
 from nnunet_ext.errors import InputError
-from nnunet_ext.predictors.model_method import ModelMethod
+from nnunet_ext.predictors.stock import StockMethod
 
 HEADS = ("xs", "inter", "union")
 
 
-class MCMMethod(ModelMethod):
+class MCMMethod(StockMethod):
+    """nnU-Net's deterministic prediction of each UGS-Net head (``--disable_tta`` as ``-m stock``)."""
+
     name = "mcm"
     map_names = ("lc_probability", "mcm", "hc_probability", "union_probability")
     default_uncertainty = "lc_probability"
-
-    @classmethod
-    def add_arguments(cls, group) -> None:
-        group.add_argument("--disable_tta", action="store_true", help="no mirroring (nnU-Net's flag)")
-
-    @classmethod
-    def engine_kwargs(cls, args) -> dict:
-        return {"use_mirroring": not args.disable_tta}
 
     @classmethod
     def from_args(cls, args, common, model=None):
