@@ -21,7 +21,9 @@ def _maps(folder, suffix="uncertainty"):
 
 def test_mc_maps_nonzero_with_dropout_and_tta_off(trained_chest_model, chest_dataset, tmp_path):
     assert _predict(chest_dataset, tmp_path / "on", 0.3) == 0
-    assert all(float(m.max()) > 1e-3 for m in _maps(tmp_path / "on"))
+    # volume scope (the default): each pass is one blended whole-volume prediction, so overlapping windows
+    # average part of the dropout noise; the variance is still far above the <= 1e-6 of identical passes
+    assert all(float(m.max()) > 1e-4 for m in _maps(tmp_path / "on"))
 
 
 def test_mc_maps_zero_without_dropout_and_tta(trained_chest_model, chest_dataset, tmp_path):

@@ -10,7 +10,7 @@ import torch
 from nnunet_ext.trainers.spherical import RegionBCELoss, select_region
 from nnunet_ext.trainers.spherical_transform import SphericalProjectionTransform
 
-BRAIN_ID = 611
+BRAIN_ID = 631
 TINY = "nnextTinyPlans"
 
 
@@ -220,11 +220,11 @@ def test_kernel_dataset_crops_keep_geometry(spherical_model, brain_2d, nnunet_di
 
     nnext = [sys.executable, "-m", "nnunet_ext.cli.main"]
     m2 = f"{BRAIN_ID},2d,SphericalProjectionTrainer,{TINY},all"
-    kd = subprocess.run(nnext + ["kernel-dataset", "-d", str(BRAIN_ID), "-t", "612", "--uncertainty-from", m2,
+    kd = subprocess.run(nnext + ["kernel-dataset", "-d", str(BRAIN_ID), "-t", "632", "--uncertainty-from", m2,
                                  "--kernel-mm", "24", "--max-kernels", "2", "--stride", "16", "--no-progress"],
                         capture_output=True, text=True)
     assert kd.returncode == 0, kd.stdout[-2000:] + kd.stderr[-2000:]
-    kfolder = nnunet_dirs["nnUNet_raw"] / "Dataset612_NnextBrainKernels"
+    kfolder = nnunet_dirs["nnUNet_raw"] / "Dataset632_NnextBrainKernels"
     info = json.loads((kfolder / "kernel_info.json").read_text())
     assert 1 <= len(info["crops"]) <= 4 * 3 * 2 and info["regions"] == ["WT", "TC", "ET"]
     dj = json.loads((kfolder / "dataset.json").read_text())
