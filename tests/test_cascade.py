@@ -197,7 +197,7 @@ def test_lung_filter_top1_margin16_mc_uncertainty_and_resume(stage1_model, stage
         sitk.WriteImage(sitk.Resample(img, ref, sitk.Transform(), sitk.sitkNearestNeighbor, 0), str(lungs / f.name))
     out = tmp_path / "out"
     args = ["--lung-masks", str(lungs), "--margin", "16", "--force-margin", "--n-samples", "3",
-            "--save-intermediates"]
+            "--save-intermediates", "--min-size", "0"]  # the biased stage-1 model's components are small
     with pytest.warns(UserWarning, match="resampled with nearest neighbour"):
         assert _cascade(chest_dataset / "imagesTs", out, *args) == 0
     n_rois = 0
@@ -207,7 +207,7 @@ def test_lung_filter_top1_margin16_mc_uncertainty_and_resume(stage1_model, stage
         stage1, g = read_image(out / f"{case}_coarse.nii.gz")
         lung, _ = read_image(out / f"{case}_lungmask.nii.gz")
         assert np.array_equal(lung, read_image(f)[0]) and log["lung"]["resampled"]
-        _, expected = filter_components(stage1 > 0, lung, g.spacing[::-1], LungFilterConfig.from_options(top_k=1))
+        _, expected = filter_components(stage1 > 0, lung, g.spacing[::-1], LungFilterConfig.from_options(top_k=1, min_size=0))
         expected.pop("config")
         assert log["filter"] == json.loads(json.dumps(expected))
         assert len(log["rois"]) == sum(c["kept"] for c in log["filter"]["components"]) <= 1
