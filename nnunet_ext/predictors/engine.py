@@ -22,7 +22,6 @@ and ``on_parameters_loaded()``; the engine does everything else:
 """
 from __future__ import annotations
 
-import contextlib
 import os
 import warnings
 from dataclasses import dataclass, field
@@ -90,16 +89,6 @@ class VolumeResult:
     maps: dict
 
 
-#: dropout (p, kind) the network is rebuilt with at prediction (read from the checkpoint; see
-#: :func:`nnunet_ext.trainers.mc_dropout.prediction_dropout`)
-@contextlib.contextmanager
-def _checkpoint_dropout(p, kind):
-    from nnunet_ext.trainers.mc_dropout import prediction_dropout
-
-    with prediction_dropout(p, kind):
-        yield
-
-
 def detect_folds(model_folder: str, checkpoint_name: str) -> list[int]:
     """Folds exactly as ``nnUNetPredictor.auto_detect_available_folds`` picks them (``fold_<int>`` with the
     checkpoint, never ``fold_all``), in numeric order."""
@@ -150,7 +139,9 @@ class SlidingWindowEngine(nnUNetPredictor):
         n_out = plans_manager.get_label_manager(dataset_json).num_segmentation_heads
         kind = dropout_kind or meta.get("dropout_kind")
         p = dropout_p if dropout_p is not None else meta.get("dropout_p")
-        with _checkpoint_dropout(p, kind):
+        from nnunet_ext.trainers.mc_dropout import prediction_dropout
+
+        with prediction_dropout(p, kind):  # the checkpoint's dropout, not the training-time env vars
             network = trainer_class.build_network_architecture(plans_manager, configuration_manager, n_in, n_out,
                                                                enable_deep_supervision=False)
         network.load_state_dict(parameters[0])

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from nnunet_ext.errors import InputError
-from nnunet_ext.predictors.inputs import Case, ModelSpec
+from nnunet_ext.predictors.inputs import Case, ModelSpec, fold_ids
 from nnunet_ext.predictors.method import CaseContext, CaseResult, CommonOptions, Method
 
 
@@ -65,7 +65,7 @@ class ModelMethod(Method):
         engine = SlidingWindowEngine(tile_step_size=common.step_size, device=torch.device(common.device),
                                      allow_tqdm=common.progress, **cls.engine_kwargs(args))
         engine.accumulator_dtype = getattr(torch, common.accumulator_dtype)
-        engine.load(str(folder), [f if f == "all" else int(f) for f in folds], common.checkpoint,
+        engine.load(str(folder), fold_ids(folds), common.checkpoint,
                     dropout_kind=getattr(args, "dropout_kind", None))
         info = {"model_folder": str(folder), "folds": folds, "trainer": engine.trainer_name,
                 "training_metadata": engine.training_metadata}
@@ -130,7 +130,9 @@ class ModelMethod(Method):
 
         from nnunet_ext.core.uncertainty import entropy, pooled_logits
 
-        engine_maps = tuple(m for m in self.requested_maps if m in ("entropy", "variance", "mi", "expected_entropy"))
+        from nnunet_ext.predictors.engine import ENGINE_MAPS
+
+        engine_maps = tuple(m for m in self.requested_maps if m in ENGINE_MAPS)
         result = self.engine.run(torch.from_numpy(np.ascontiguousarray(data)), ctx, self, self.sampling, engine_maps)
         if self.calibration is not None:
             sigmoid = self.label_manager.has_regions
