@@ -26,28 +26,61 @@ from pathlib import Path
 DATASET_ID = 990
 TRAINER, PLANS = "MCDropoutTrainer", "nnextTinyPlans"
 
+from nnunet_ext.demos.steps import STEP_RECORD  # hidden per-step settings records (stale-settings guard)
+
+MAX_CASES = 200
+#: per-kind defaults of the options left unset (``None``) on the command line; ``-c None`` = not applicable
+KIND_DEFAULTS = {
+    "chest": {"n": 8, "n_test": 3, "c": "2d", "epochs": 30, "iterations": 50, "n_samples": 8},
+    "nodule": {"n": 8, "n_test": 3, "c": "2d", "epochs": 12, "iterations": 25, "n_samples": 8},
+    "glioma": {"n": 6, "n_test": 2, "c": None, "epochs": 10, "iterations": 20, "n_samples": 8},
+    "headneck": {"n": 8, "n_test": 3, "c": "3d_fullres", "epochs": 30, "iterations": 50, "n_samples": 8},
+}
+KIND_HELP = ("chest (default: MC dropout + TTA on chest CT phantoms), nodule (UGS-Net on multi-rater nodule "
+             "phantoms), glioma (spherical 2D ensemble + 3D kernel refinement + PSO fusion on brain phantoms), "
+             "headneck (click-prompt model, simulated clicks, uncertainty on PET/CT phantoms)")
+
 
 def add_arguments(parser) -> None:
     from nnunet_ext.cli.argtypes import int_at_least
 
-    parser.add_argument("kind", nargs="?", default="chest", choices=("chest", "nodule"),
-                        help="chest (default) or nodule (UGS-Net on multi-rater nodules: nnunet_ext.demos.nodule)")
-    parser.add_argument("-o", default="nnext_demo", help="working folder (default ./nnext_demo)")
-    parser.add_argument("-n", type=int_at_least(5), default=8,
-                        help="training cases (default 8; nnU-Net's 5-fold split needs >= 5)")
-    parser.add_argument("--n-test", type=int_at_least(1), default=3, help="test cases (default 3)")
-    parser.add_argument("-c", default="2d", choices=["2d", "3d_fullres"], help="configuration (default 2d)")
-    parser.add_argument("--epochs", type=int_at_least(1), default=30, help="training epochs (default 30)")
-    parser.add_argument("--iterations", type=int_at_least(1), default=50, help="iterations per epoch (default 50)")
-    parser.add_argument("--n-samples", type=int_at_least(2), default=8,
+    def default(key):
+        return ", ".join(f"{k} {d[key]}" for k, d in KIND_DEFAULTS.items() if d[key] is not None)
+
+    parser.add_argument("kind", nargs="?", default="chest", choices=tuple(KIND_DEFAULTS), help=KIND_HELP)
+    parser.add_argument("-o", default="nnext_demo", help="working folder (default ./nnext_demo; kinds other than "
+                                                         "chest work in DIR/<kind>)")
+    parser.add_argument("-n", type=int_at_least(5), default=None,
+                        help=f"training cases (>= 5 for nnU-Net's 5-fold split; default {default('n')})")
+    parser.add_argument("--n-test", type=int_at_least(1), default=None, help=f"test cases (default {default('n_test')})")
+    parser.add_argument("-c", default=None, choices=["2d", "3d_fullres"],
+                        help=f"configuration (default {default('c')}; glioma trains both)")
+    parser.add_argument("--epochs", type=int_at_least(1), default=None, help=f"training epochs (default {default('epochs')})")
+    parser.add_argument("--iterations", type=int_at_least(1), default=None,
+                        help=f"iterations per epoch (default {default('iterations')})")
+    parser.add_argument("--n-samples", type=int_at_least(2), default=None,
                         help="MC/TTA passes at prediction (default 8; >= 2, one pass has no spread)")
     parser.add_argument("--seed", type=int_at_least(0), default=0)
     parser.add_argument("--overwrite", action="store_true", help="delete the working folder first")
 
 
-#: hidden per-step settings records in the working folder (stale-settings guard)
-STEP_RECORD = ".nnext_demo_{}.json"
-MAX_CASES = 200
+def resolve_kind_defaults(args):
+    """Fill the options left unset with ``args.kind``'s defaults; refuse options the kind has no use for.
+    Everything is checked here, before any step runs."""
+    from nnunet_ext.errors import InputError
+
+    kind = getattr(args, "kind", "chest") or "chest"
+    for key, value in KIND_DEFAULTS[kind].items():
+        if value is None and getattr(args, key, None) is not None:
+            raise InputError(f"nnext demo {kind}: -{'-' if len(key) > 1 else ''}{key.replace('_', '-')} does not "
+                             f"apply ({kind} trains its own configurations)")
+        if getattr(args, key, None) is None:
+            setattr(args, key, value)
+    if args.n > MAX_CASES or args.n_test > MAX_CASES:
+        raise InputError(f"-n / --n-test must be <= {MAX_CASES} for the demo, got {args.n} / {args.n_test}")
+    return args
+
+
 
 
 def _step(i: int, text: str) -> float:
@@ -77,21 +110,28 @@ def _done(root: Path, step: str, settings: dict) -> None:
 
 
 def run(args) -> int:
-    if getattr(args, "kind", "chest") == "nodule":
-        from nnunet_ext.demos.nodule import run_nodule
-
-        return run_nodule(args)
+    from nnunet_ext.demos.steps import made_by_demo
     from nnunet_ext.errors import InputError
     from nnunet_ext.integrity import check_output_dir
 
     # every option is checked before the first step (argparse checks the ranges)
-    if args.n > MAX_CASES or args.n_test > MAX_CASES:
-        raise InputError(f"-n / --n-test must be <= {MAX_CASES} for the demo, got {args.n} / {args.n_test}")
-    config = args.c
+    args = resolve_kind_defaults(args)
+    kind = args.kind
     root = Path(args.o).resolve()
     check_output_dir(root, "demo working folder (-o)")
-    if root.is_dir() and any(root.iterdir()) and not any(root.glob(STEP_RECORD.format("*"))) \
-            and not (root / "nnUNet_raw").is_dir():
+    if kind != "chest":
+        check_output_dir(root / kind, f"demo {kind} working folder (-o/{kind})")
+        if not made_by_demo(root / kind):
+            raise InputError(f"{root / kind}: folder exists and was not made by nnext demo {kind}; choose another -o")
+        if kind == "nodule":
+            from nnunet_ext.demos.nodule import run_nodule as run_kind
+        elif kind == "glioma":
+            from nnunet_ext.demos.glioma import run_glioma as run_kind
+        else:
+            from nnunet_ext.demos.headneck import run_headneck as run_kind
+        return run_kind(args)
+    config = args.c
+    if not made_by_demo(root):
         raise InputError(f"{root}: folder exists and was not made by nnext demo; choose another -o")
     if args.overwrite and root.exists():
         shutil.rmtree(root)

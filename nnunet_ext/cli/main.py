@@ -35,7 +35,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "kernels": ("nnunet_ext.kernels_cli", "high-uncertainty kernels of an uncertainty map (yang2025 kernel search)"),
     "kernel-dataset": ("nnunet_ext.kernel_dataset", "raw dataset of uncertainty-kernel crops (3D refinement training data, yang2025)"),
     "fusion-fit": ("nnunet_ext.fusion_cli", "PSO fit of the 2D/3D sigmoid fusion weights per region (yang2025 eq. 2)"),
-    "demo": ("nnunet_ext.demo", "end-to-end demo on a synthetic chest dataset (synth, plan, train, predict, evaluate)"),
+    "demo": ("nnunet_ext.demo", "end-to-end demos on phantoms: chest (default), nodule, glioma, headneck (synth, plan, train, predict, evaluate)"),
 }
 
 

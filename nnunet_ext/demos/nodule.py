@@ -7,9 +7,8 @@ every rater's contour, X_S (green contour), predicted high-confidence (red) and 
 Everything lives in ``-o DIR/nodule`` (nnU-Net's env vars point there); ``--overwrite`` starts afresh, a
 re-run repeats every step (it takes about as long as the first run).
 
-Default length 12 epochs x 25 iterations (``--epochs`` / ``--iterations`` when given other values than the
-chest demo's defaults): 7 minutes measured on a contended machine, about 2-3 minutes estimated from the
-uncontended epoch time (benchmarks/RESULTS.md).
+Default length 12 epochs x 25 iterations (``--epochs`` / ``--iterations``): 7 minutes measured on a contended
+machine, about 2-3 minutes estimated from the uncontended epoch time (benchmarks/RESULTS.md).
 """
 from __future__ import annotations
 
@@ -25,8 +24,6 @@ import numpy as np
 
 RAW_ID, RATER_ID = 993, 994
 TRAINER, PLANS = "UGSNetTrainer", "nnextTinyPlans"
-DEFAULT_EPOCHS, DEFAULT_ITERATIONS = 12, 25
-CHEST_DEFAULTS = (30, 50)  # nnext demo's own defaults: replaced by the nodule defaults above
 
 
 def overview_png(image: np.ndarray, raters: np.ndarray, xs: np.ndarray, hc: np.ndarray, lc: np.ndarray,
@@ -70,8 +67,7 @@ def run_nodule(args) -> int:
     from nnunet_ext.imageio import read_image
     from nnunet_ext.paths import nnunet_command, use_workspace
 
-    epochs = DEFAULT_EPOCHS if args.epochs == CHEST_DEFAULTS[0] else args.epochs
-    iterations = DEFAULT_ITERATIONS if args.iterations == CHEST_DEFAULTS[1] else args.iterations
+    epochs, iterations = args.epochs, args.iterations  # defaults: nnunet_ext.demo.KIND_DEFAULTS["nodule"]
     config = args.c
     root = (Path(args.o) / "nodule").resolve()
     if root.exists() and not (root / "nnUNet_raw").is_dir() and any(root.iterdir()):

@@ -1,0 +1,58 @@
+"""Numbered demo steps with the stale-settings guard every ``nnext demo`` kind shares.
+
+A finished step is reused on a re-run only when its outputs exist and the settings it was made with (recorded in
+``ROOT/.nnext_demo_<step>.json``) equal the current ones; otherwise it is redone and the changed settings are
+named. A step's settings should include those of the steps before it (a new dataset invalidates the model).
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+#: hidden per-step settings records in a demo's working folder
+STEP_RECORD = ".nnext_demo_{}.json"
+
+
+class DemoSteps:
+    """``steps = DemoSteps(root, total=6)``; ``t = steps.start("text")`` prints ``[i/total] text`` and returns a
+    start time; ``steps.reusable(name, settings, outputs_exist)``; ``steps.done(name, settings)``;
+    ``steps.timings`` collects ``steps.stop(name, t)``."""
+
+    def __init__(self, root: Path, total: int, label: str = ""):
+        self.root, self.total, self.label, self.i = Path(root), total, label, 0
+        self.timings: dict[str, float] = {}
+
+    def start(self, text: str) -> float:
+        self.i += 1
+        print(f"\n[{self.i}/{self.total}]{' ' + self.label if self.label else ''} {text}", flush=True)
+        return time.perf_counter()
+
+    def stop(self, name: str, t: float) -> float:
+        self.timings[f"{name}_s"] = round(time.perf_counter() - t, 1)
+        return self.timings[f"{name}_s"]
+
+    def reusable(self, name: str, settings: dict, outputs_exist: bool) -> bool:
+        """True when ``name``'s outputs exist and were made with ``settings``; else say why it is redone."""
+        from nnunet_ext.integrity import differing_settings
+
+        if not outputs_exist:
+            return False
+        diff = differing_settings(self.root, settings, filename=STEP_RECORD.format(name))
+        if diff == []:
+            print(f"reusing {name} (same settings)")
+            return True
+        why = "no settings record" if diff is None else "settings changed: " + ", ".join(diff)
+        print(f"redoing {name} ({why})")
+        return False
+
+    def done(self, name: str, settings: dict) -> None:
+        from nnunet_ext.integrity import record_settings
+
+        record_settings(self.root, settings, filename=STEP_RECORD.format(name), command=f"nnext demo: {name}")
+
+
+def made_by_demo(root: Path) -> bool:
+    """A folder ``nnext demo`` may write into: absent, empty, or holding its step records / nnU-Net folders."""
+    root = Path(root)
+    return (not root.is_dir() or not any(root.iterdir()) or any(root.glob(STEP_RECORD.format("*")))
+            or (root / "nnUNet_raw").is_dir())
