@@ -1,168 +1,287 @@
-"""Glioma demo (Yang 2025), end to end; meant as ``nnext demo glioma``.
+"""``nnext demo glioma``: the glioma pipeline of Yang et al. 2025 on brain phantoms, end to end.
 
-synth brain phantoms -> ``nnext plan`` (TinyPlanner, 2d + 3d_fullres, short schedule) -> plain ``nnUNetv2_train``
-of ``SphericalProjectionTrainer`` (2d) and ``MCDropoutTrainer`` (3d_fullres, the refinement model) -> ``nnext
-predict -m kernel_refine`` on the training cases (spherical ensemble, kernels, 3D model per kernel) -> ``nnext
-fusion-fit`` on them -> ``-m kernel_refine --fusion`` on the test cases, and ``-m stock`` with the 3D model ->
-Dice per region of the 2D ensemble, the 3D model and the fused result -> ``overview.png`` (FLAIR with the three
-regions, the WT entropy map and the selected WT kernels on the slice with most kernels) and ``summary.json``.
-Everything lives in ``-o DIR/glioma``; a re-run with the same settings keeps the dataset, plans and trained
-models and repeats the predictions (``--overwrite`` deletes the folder first).
+[1] synth brain phantoms -> [2] ``nnext plan`` (TinyPlanner, 2d + 3d_fullres, short schedule) -> [3] plain
+``nnUNetv2_train`` of ``SphericalProjectionTrainer`` (2d, regions WT / TC / ET) -> [4] ``MCDropoutTrainer``
+(3d_fullres; the refinement model, here trained on whole phantoms rather than on kernel crops to save a step)
+-> [5] ``nnext predict -m kernel_refine`` on the training cases (spherical ensemble, kernels, 3D model per
+kernel) -> [6] ``nnext fusion-fit`` on them -> [7] ``-m kernel_refine --fusion`` on the test cases and ``-m
+stock`` with the 3D model -> [8] Dice and HD95 per region of the 2D ensemble, the 3D model and the fused result
+-> [9] ``overview.png`` (FLAIR with the reference regions, the fused regions, the WT entropy map with the selected
+kernels of every region) and ``summary.json`` (metrics, fusion weights, per-step seconds).
 
-Run it with ``run_glioma(args)`` (``args`` as parsed by ``nnext demo``: ``-o -n --n-test --epochs --iterations
---seed --overwrite``) or ``python -m nnunet_ext.demos.glioma [-o DIR]``.
+Everything lives in ``-o DIR/glioma``. Steps are numbered; a finished step is reused on a re-run only when the
+settings it was made with (:class:`nnunet_ext.demos.steps.DemoSteps`; a step's settings include those of the
+steps before it) match, otherwise it is redone and the changed settings are named; ``--overwrite`` starts
+afresh. Defaults (``nnunet_ext.demo.KIND_DEFAULTS["glioma"]``) are sized so that the tiny networks leave the
+all-background state on the phantoms within the demo's time (measured: benchmarks/RESULTS.md).
+
+Run it as ``nnext demo glioma`` or ``python -m nnunet_ext.demos.glioma [-o DIR]``.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
-RAW_ID = 994
+RAW_ID = 996
+DATASET_NAME = "NnextDemoBrain"
 PLANS = "nnextTinyPlans"
-STRIDE = 16
+TRAINER_2D, TRAINER_3D = "SphericalProjectionTrainer", "MCDropoutTrainer"
+SIZE = (40, 64, 64)  # phantom z, y, x voxels (3.5 x 3 x 3 mm)
+STRIDE = 16  # origin grid: 4 x 4 per 64 x 64 slice, inside the brain ROI (the paper: 8 px on 256 x 256)
 MAX_KERNELS = 4  # per case and region: keeps the CPU demo short (the paper has no cap)
+PSO = {"particles": 20, "iters": 30}
+REGIONS = {"WT": (1, 2, 3), "TC": (2, 3), "ET": (3,)}
+METHODS = ("2d_ensemble", "3d_model", "fused")
+TOTAL_STEPS = 9
 
 
 def _nnext(*args) -> None:
-    proc = subprocess.run([sys.executable, "-m", "nnunet_ext.cli.main", *map(str, args)], capture_output=True,
-                          text=True)
-    if proc.returncode != 0:
-        raise RuntimeError(f"nnext {' '.join(map(str, args[:3]))} failed:\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
+    from nnunet_ext.cli.main import main as nnext
+
+    code = nnext([str(a) for a in args])
+    if code:
+        raise RuntimeError(f"nnext {' '.join(map(str, args[:3]))} failed (exit {code}; see its output above)")
 
 
-def _train(configuration: str, trainer: str, results: Path) -> None:
+def _train(configuration: str, trainer: str, model: Path) -> None:
     from nnunet_ext.paths import nnunet_command
 
-    if (results / f"{trainer}__{PLANS}__{configuration}" / "fold_all" / "checkpoint_final.pth").is_file():
-        return  # trained by an earlier run of the demo
-
-    proc = subprocess.run([nnunet_command("nnUNetv2_train"), str(RAW_ID), configuration, "all", "-tr", trainer,
-                           "-p", PLANS, "-device", "cpu"], capture_output=True, text=True)
+    shutil.rmtree(model, ignore_errors=True)
+    log = model.parent / f"train_{configuration}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    cmd = [nnunet_command("nnUNetv2_train"), str(RAW_ID), configuration, "all", "-tr", trainer, "-p", PLANS,
+           "-device", "cpu"]
+    print(" ".join(["nnUNetv2_train", *cmd[1:]]), f"(log: {log})", flush=True)
+    with open(log, "w") as fh:
+        proc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, env=os.environ.copy())
+    text = log.read_text(errors="replace")
     if proc.returncode != 0:
-        raise RuntimeError(f"nnUNetv2_train {trainer} failed:\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
+        raise RuntimeError(f"nnUNetv2_train {configuration} {trainer} failed:\n{text[-2000:]}")
+    dice = [ln.split("Pseudo dice")[-1].strip() for ln in text.splitlines() if "Pseudo dice" in ln]
+    if dice:
+        print(f"last pseudo Dice (validation patches): {dice[-1]}")
 
 
-def _dice(a: np.ndarray, b: np.ndarray) -> float:
-    den = a.sum() + b.sum()
-    return 1.0 if den == 0 else float(2 * (a & b).sum() / den)
+def must_redo(steps, name: str, settings: dict, outputs_exist: bool) -> bool:
+    """``not steps.reusable(...)``; on a redo the old settings record is dropped first, so that a redo failing
+    half-way cannot leave a record that would make a later run with the old settings reuse half-rewritten outputs."""
+    from nnunet_ext.demos.steps import STEP_RECORD
+
+    if steps.reusable(name, settings, outputs_exist):
+        return False
+    (steps.root / STEP_RECORD.format(name)).unlink(missing_ok=True)
+    return True
 
 
-def overview_png(image, ref, entropy, kernels, path) -> int:
-    """FLAIR with WT / TC / ET reference contours, the WT entropy and the WT kernels crossing the slice."""
+def region_metrics(ref: np.ndarray, seg_masks: dict, spacing_zyx) -> dict:
+    """``{region: {"dice", "hd95"}}`` of boolean masks against the reference label map (HD95 in mm; an empty
+    prediction against a non-empty reference gets the evaluation module's penalty distance)."""
+    from nnunet_ext.evaluation.metrics import compute_metrics
+
+    out = {}
+    for tag, labels in REGIONS.items():
+        m = compute_metrics(np.isin(ref, labels), seg_masks[tag], spacing_zyx)
+        out[tag] = {"dice": float(m["dice"]), "hd95": float(m["hd95"])}
+    return out
+
+
+def overview_png(image, ref, fused, entropy, kernels: dict, path, title: str = "") -> int:
+    """Three panels on the slice crossed by most kernels: FLAIR with the reference WT / TC / ET contours, FLAIR with
+    the fused regions, the WT entropy (eq. 1, bits) with the kernels of every region crossing that slice.
+    ``fused``: ``{tag: bool volume}``; ``kernels``: ``{tag: [{"start", "size"}, ...]}``. Returns the slice."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.patches as patches
     import matplotlib.pyplot as plt
 
-    z = int(np.argmax([sum(k["start"][0] <= s < k["start"][0] + k["size"][0] for k in kernels)
-                       for s in range(image.shape[0])])) if kernels else image.shape[0] // 2
-    fig, ax = plt.subplots(1, 2, figsize=(9, 4.5))
-    ax[0].imshow(image[z], cmap="gray")
-    for labels, colour in (((1, 2, 3), "yellow"), ((2, 3), "orange"), ((3,), "red")):
-        ax[0].contour(np.isin(ref[z], labels), levels=[0.5], colors=colour, linewidths=1)
-    ax[0].set_title(f"FLAIR, reference WT / TC / ET (slice {z})")
-    im = ax[1].imshow(entropy[z], cmap="magma")
-    for k in kernels:
-        if k["start"][0] <= z < k["start"][0] + k["size"][0]:
-            ax[1].add_patch(patches.Rectangle((k["start"][2] - 0.5, k["start"][1] - 0.5), k["size"][2], k["size"][1],
-                                              fill=False, edgecolor="cyan", linewidth=1.5))
-    ax[1].set_title("WT entropy (eq. 1, bits) and WT kernels")
-    fig.colorbar(im, ax=ax[1], fraction=0.046)
+    from nnunet_ext.imageio import atomic_path
+
+    every = [k for ks in kernels.values() for k in ks]
+    counts = [sum(k["start"][0] <= s < k["start"][0] + k["size"][0] for k in every) for s in range(image.shape[0])]
+    z = int(np.argmax(counts)) if every else int(np.argmax(np.isin(ref, REGIONS["WT"]).sum((1, 2))))
+    colours = {"WT": "yellow", "TC": "orange", "ET": "red"}
+    fig, ax = plt.subplots(1, 3, figsize=(13, 4.5))
+    for a, (name, masks) in zip(ax[:2], (("reference", {t: np.isin(ref, l) for t, l in REGIONS.items()}),
+                                         ("fused prediction", fused))):
+        a.imshow(image[z], cmap="gray")
+        for tag, colour in colours.items():
+            if masks[tag][z].any():
+                a.contour(masks[tag][z], levels=[0.5], colors=colour, linewidths=1.2)
+        a.set_title(f"FLAIR, {name} WT / TC / ET (slice {z})")
+    im = ax[2].imshow(entropy[z], cmap="magma")
+    for tag, ks in kernels.items():
+        for k in ks:
+            if k["start"][0] <= z < k["start"][0] + k["size"][0]:
+                ax[2].add_patch(patches.Rectangle((k["start"][2] - 0.5, k["start"][1] - 0.5), k["size"][2],
+                                                  k["size"][1], fill=False, edgecolor=colours.get(tag, "cyan"),
+                                                  linewidth=1.5))
+    ax[2].set_title("WT entropy (bits), kernels WT / TC / ET")
+    fig.colorbar(im, ax=ax[2], fraction=0.046)
     for a in ax:
         a.axis("off")
+    if title:
+        fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=90, format="png")
     plt.close(fig)
     return z
 
 
-def run_glioma(args) -> int:
+def evaluate(raw: Path, pred: Path, pred3d: Path) -> dict:
+    """Per-case and mean Dice / HD95 per region of the three methods on the test cases."""
     from nnunet_ext.imageio import read_image
-    from nnunet_ext.paths import use_workspace
-    from nnunet_ext.planners.run import plan_and_preprocess
-    from nnunet_ext.synthetic.dataset import write_dataset
 
-    root = Path(args.o) / "glioma"
+    cases = sorted(p.name[: -len("_0000.nii.gz")] for p in (raw / "imagesTs").glob("*_0000.nii.gz"))
+    per_case = {m: {} for m in METHODS}
+    for c in cases:
+        ref, geometry = read_image(raw / "labelsTs" / f"{c}.nii.gz")
+        spacing = tuple(float(s) for s in geometry.spacing[::-1])
+        seg3 = read_image(pred3d / f"{c}.nii.gz")[0]
+        masks = {"2d_ensemble": {t: read_image(pred / f"{c}_p2d_{t}.nii.gz")[0] > 0.5 for t in REGIONS},
+                 "3d_model": {t: np.isin(seg3, l) for t, l in REGIONS.items()},
+                 "fused": {t: read_image(pred / f"{c}_prob_{t}.nii.gz")[0] > 0.5 for t in REGIONS}}
+        for m in METHODS:
+            per_case[m][c] = region_metrics(ref, masks[m], spacing)
+    mean = {m: {t: {k: float(np.mean([per_case[m][c][t][k] for c in cases])) for k in ("dice", "hd95")}
+                for t in REGIONS} for m in METHODS}
+    return {"cases": cases, "mean": mean, "per_case": per_case}
+
+
+def print_table(mean: dict) -> None:
+    print(f"{'':12s}" + "".join(f"{t + ' Dice':>9s}{t + ' HD95':>9s}" for t in REGIONS))
+    for m in METHODS:
+        print(f"{m:12s}" + "".join(f"{mean[m][t]['dice']:9.3f}{mean[m][t]['hd95']:9.1f}" for t in REGIONS))
+    print("(mean over the test cases; HD95 in mm)")
+
+
+def run_glioma(args) -> int:
+    from nnunet_ext.demos.steps import DemoSteps
+    from nnunet_ext.imageio import atomic_write_text, read_image
+    from nnunet_ext.paths import dataset_folders, use_workspace
+
+    root = (Path(args.o) / "glioma").resolve()
     if getattr(args, "overwrite", False) and root.exists():
         shutil.rmtree(root)
-    root.mkdir(parents=True, exist_ok=True)
     dirs = use_workspace(root)
-    t0, times = time.time(), {}
-    settings = {"n": args.n, "n_test": args.n_test, "seed": args.seed, "epochs": args.epochs,
-                "iterations": args.iterations}
-    record = root / "demo_settings.json"
-    reuse = record.is_file() and json.loads(record.read_text()) == settings
-    raw = dirs["nnUNet_raw"] / "Dataset994_NnextBrain"
-    if not reuse:  # a re-run with the same settings keeps the dataset, plans and trained models
-        for d in dirs.values():
-            shutil.rmtree(d, ignore_errors=True)
-            d.mkdir(parents=True)
-        raw = write_dataset("brain", RAW_ID, num_train=args.n, num_test=args.n_test, seed=args.seed,
-                            progress=False)
+    steps = DemoSteps(root, TOTAL_STEPS, label="glioma")
+
+    t = steps.start(f"brain phantoms: {args.n} training + {args.n_test} test cases, {SIZE[0]} x {SIZE[1]} x {SIZE[2]}")
+    s_synth = {"n": args.n, "n_test": args.n_test, "seed": args.seed, "size": list(SIZE)}
+    raw = dataset_folders(dirs["nnUNet_raw"]).get(RAW_ID)
+    if must_redo(steps, "synth", s_synth, raw is not None):
+        from nnunet_ext.synthetic.dataset import write_dataset
+
+        raw = write_dataset("brain", RAW_ID, args.n, args.n_test, seed=args.seed, size=SIZE, name=DATASET_NAME,
+                            overwrite=True, progress=False)
+        steps.done("synth", s_synth)
+    steps.stop("synth", t)
+
+    t = steps.start(f"nnext plan -pl TinyPlanner -c 2d 3d_fullres ({args.epochs} epochs x {args.iterations} iterations)")
+    s_plan = {**s_synth, "epochs": args.epochs, "iterations": args.iterations}
+    pre = dirs["nnUNet_preprocessed"] / raw.name
+    if must_redo(steps, "plan", s_plan, all((pre / f"{PLANS}_{c}").is_dir() for c in ("2d", "3d_fullres"))):
+        from nnunet_ext.planners.run import plan_and_preprocess
+
+        shutil.rmtree(pre, ignore_errors=True)  # no preprocessed cases of an older dataset
         plan_and_preprocess(RAW_ID, "TinyPlanner", ["2d", "3d_fullres"], num_processes=1,
                             schedule={"num_epochs": args.epochs, "num_iterations_per_epoch": args.iterations,
                                       "num_val_iterations_per_epoch": 2})
-        record.write_text(json.dumps(settings))
-    times["synth_plan_s"] = time.time() - t0
+        steps.done("plan", s_plan)
+    steps.stop("plan", t)
+
     results = dirs["nnUNet_results"] / raw.name
-    _train("2d", "SphericalProjectionTrainer", results)
-    _train("3d_fullres", "MCDropoutTrainer", results)
-    times["train_s"] = time.time() - t0 - times["synth_plan_s"]
-    m2 = f"{RAW_ID},2d,SphericalProjectionTrainer,{PLANS},all"
-    m3 = f"{RAW_ID},3d_fullres,MCDropoutTrainer,{PLANS},all"
+    trained = {}
+    for name, config, trainer in (("train_2d", "2d", TRAINER_2D), ("train_3d", "3d_fullres", TRAINER_3D)):
+        t = steps.start(f"train {config}: nnUNetv2_train {RAW_ID} {config} all -tr {trainer} -p {PLANS} -device cpu")
+        model = results / f"{trainer}__{PLANS}__{config}"
+        s_train = {**s_plan, "trainer": trainer, "configuration": config}
+        if must_redo(steps, name, s_train, (model / "fold_all" / "checkpoint_final.pth").is_file()):
+            _train(config, trainer, model)
+            steps.done(name, s_train)
+        trained[name] = s_train
+        steps.stop(name, t)
+
+    m2 = f"{RAW_ID},2d,{TRAINER_2D},{PLANS},all"
+    m3 = f"{RAW_ID},3d_fullres,{TRAINER_3D},{PLANS},all"
     common = ["--model2d", m2, "--model3d", m3, "--stride", STRIDE, "--max-kernels", MAX_KERNELS, "--disable_tta",
               "-device", "cpu", "--overwrite"]
-    fit, pred, pred3d = root / "fit", root / "pred", root / "pred3d"
-    _nnext("predict", "-m", "kernel_refine", "-i", raw / "imagesTr", "-o", fit, *common)
-    _nnext("fusion-fit", "--pred2d", fit, "--pred3d", fit, "-ref", raw / "labelsTr", "-o", root / "fusion.json",
-           "--sum-to-one", "--overwrite")
-    _nnext("predict", "-m", "kernel_refine", "-i", raw / "imagesTs", "-o", pred, "--fusion", root / "fusion.json",
-           *common)
-    _nnext("predict", "-m", "stock", "-i", raw / "imagesTs", "-o", pred3d, "-d", RAW_ID, "-c", "3d_fullres",
-           "-tr", "MCDropoutTrainer", "-p", PLANS, "-f", "all", "-device", "cpu", "--overwrite")
-    times["predict_s"] = time.time() - t0 - times["synth_plan_s"] - times["train_s"]
-    regions = {"WT": (1, 2, 3), "TC": (2, 3), "ET": (3,)}
-    cases = sorted(p.name[: -len("_0000.nii.gz")] for p in (raw / "imagesTs").glob("*_0000.nii.gz"))
-    dice = {m: {t: [] for t in regions} for m in ("2d_ensemble", "3d_model", "fused")}
-    for c in cases:
-        ref, _ = read_image(raw / "labelsTs" / f"{c}.nii.gz")
-        seg3, _ = read_image(pred3d / f"{c}.nii.gz")
-        for t, labels in regions.items():
-            truth = np.isin(ref, labels)
-            dice["2d_ensemble"][t].append(_dice(read_image(pred / f"{c}_p2d_{t}.nii.gz")[0] > 0.5, truth))
-            dice["fused"][t].append(_dice(read_image(pred / f"{c}_prob_{t}.nii.gz")[0] > 0.5, truth))
-            dice["3d_model"][t].append(_dice(np.isin(seg3, labels), truth))
-    c = cases[0]
-    flair, _ = read_image(raw / "imagesTs" / f"{c}_0003.nii.gz")
-    ref, _ = read_image(raw / "labelsTs" / f"{c}.nii.gz")
-    ent, _ = read_image(pred / f"{c}_entropy_WT.nii.gz")
-    kernels = json.loads((pred / f"{c}_kernels.json").read_text())["WT"]["kernels"]
-    z = overview_png(flair, ref, ent, kernels, root / "overview.png")
-    summary = {"mean_dice": {m: {t: float(np.mean(v)) for t, v in d.items()} for m, d in dice.items()},
-               "per_case_dice": dice, "cases": cases, "fusion": json.loads((root / "fusion.json").read_text()),
-               "overview_slice": z, "seconds": {**times, "total_s": time.time() - t0}}
-    (root / "summary.json").write_text(json.dumps(summary, indent=1))
-    for m, d in summary["mean_dice"].items():
-        print(f"{m:12s} Dice  " + "  ".join(f"{t} {v:.3f}" for t, v in d.items()))
-    print(f"{root / 'overview.png'}, {root / 'summary.json'} ({summary['seconds']['total_s']:.0f} s)")
+    s_fit = {**trained["train_2d"], **trained["train_3d"], "trainer": [TRAINER_2D, TRAINER_3D],
+             "stride": STRIDE, "max_kernels": MAX_KERNELS}
+    fit, pred, pred3d, fusion = root / "fit", root / "pred", root / "pred3d", root / "fusion.json"
+
+    t = steps.start(f"nnext predict -m kernel_refine on the {args.n} training cases (stride {STRIDE}, "
+                    f"<= {MAX_KERNELS} kernels per region)")
+    if must_redo(steps, "refine_train", s_fit, (fit / "dataset.json").is_file()):
+        _nnext("predict", "-m", "kernel_refine", "-i", raw / "imagesTr", "-o", fit, *common)
+        steps.done("refine_train", s_fit)
+    steps.stop("refine_train", t)
+
+    t = steps.start(f"nnext fusion-fit (PSO {PSO['particles']} particles x {PSO['iters']} iterations, "
+                    "w2D + w3D = 1) on the training cases")
+    s_fusion = {**s_fit, **PSO}
+    if must_redo(steps, "fusion_fit", s_fusion, fusion.is_file()):
+        _nnext("fusion-fit", "--pred2d", fit, "--pred3d", fit, "-ref", raw / "labelsTr", "-o", fusion,
+               "--particles", PSO["particles"], "--iters", PSO["iters"], "--sum-to-one", "--seed", args.seed,
+               "--overwrite")
+        steps.done("fusion_fit", s_fusion)
+    steps.stop("fusion_fit", t)
+
+    t = steps.start(f"test cases: -m kernel_refine --fusion {fusion.name}, and -m stock with the 3D model")
+    if must_redo(steps, "predict_test", s_fusion, (pred / "dataset.json").is_file()
+                          and (pred3d / "dataset.json").is_file()):
+        _nnext("predict", "-m", "kernel_refine", "-i", raw / "imagesTs", "-o", pred, "--fusion", fusion, *common)
+        _nnext("predict", "-m", "stock", "-i", raw / "imagesTs", "-o", pred3d, "-d", RAW_ID, "-c", "3d_fullres",
+               "-tr", TRAINER_3D, "-p", PLANS, "-f", "all", "-device", "cpu", "--disable_tta", "--overwrite")
+        steps.done("predict_test", s_fusion)
+    steps.stop("predict_test", t)
+
+    t = steps.start("evaluate: Dice and HD95 per region (2D spherical ensemble / 3D model / fused)")
+    ev = evaluate(raw, pred, pred3d)
+    print_table(ev["mean"])
+    steps.stop("evaluate", t)
+
+    t = steps.start("figure: FLAIR + regions, WT entropy, selected kernels")
+    c = ev["cases"][0]
+    flair = read_image(raw / "imagesTs" / f"{c}_0003.nii.gz")[0]
+    ref = read_image(raw / "labelsTs" / f"{c}.nii.gz")[0]
+    ent = read_image(pred / f"{c}_entropy_WT.nii.gz")[0]
+    fused = {tg: read_image(pred / f"{c}_prob_{tg}.nii.gz")[0] > 0.5 for tg in REGIONS}
+    log = json.loads((pred / f"{c}_kernels.json").read_text())
+    kernels = {tg: log[tg]["kernels"] for tg in REGIONS if tg in log}
+    wt = ev["per_case"]["fused"][c]["WT"]["dice"]
+    z = overview_png(flair, ref, fused, ent, kernels, root / "overview.png", f"{c}: fused WT Dice {wt:.2f}")
+    steps.stop("figure", t)
+
+    summary = {"dataset": raw.name, "settings": s_fusion, "models": {"2d": m2, "3d": m3},
+               "mean": ev["mean"], "per_case": ev["per_case"], "cases": ev["cases"],
+               "fusion": json.loads(fusion.read_text())["regions"], "overview_png": str(root / "overview.png"),
+               "overview_slice": z, "timings_s": {**steps.timings, "total_s": round(sum(steps.timings.values()), 1)}}
+    atomic_write_text(root / "summary.json", json.dumps(summary, indent=1) + "\n")
+    print(f"\nglioma demo done in {summary['timings_s']['total_s']:.0f} s: "
+          + ", ".join(f"{k[:-2]} {v:.0f}" for k, v in steps.timings.items()))
+    print(f"overview: {root / 'overview.png'}\nsummary:  {root / 'summary.json'}")
     return 0
 
 
 def main(argv=None) -> int:
+    from nnunet_ext.demo import KIND_DEFAULTS
+
+    d = KIND_DEFAULTS["glioma"]
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("-o", default="nnext_demo")
-    p.add_argument("-n", type=int, default=6, help="training cases (default 6)")
-    p.add_argument("--n-test", type=int, default=2)
-    p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--iterations", type=int, default=20)
+    p.add_argument("-n", type=int, default=d["n"], help=f"training cases (default {d['n']})")
+    p.add_argument("--n-test", type=int, default=d["n_test"])
+    p.add_argument("--epochs", type=int, default=d["epochs"])
+    p.add_argument("--iterations", type=int, default=d["iterations"])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--overwrite", action="store_true")
     return run_glioma(p.parse_args(argv))

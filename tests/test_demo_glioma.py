@@ -1,0 +1,96 @@
+"""``nnext demo glioma`` pieces that need no training: dispatch with resolved defaults, the stale-settings
+reuse / redo of its steps, the Dice / HD95 per region and the overview PNG."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from nnunet_ext.demos import glioma
+from nnunet_ext.demos.steps import STEP_RECORD, DemoSteps
+
+
+def _phantom():
+    """Reference with WT (label 1 shell) > TC (2) > ET (3) nested boxes on a 12 x 24 x 24 grid."""
+    ref = np.zeros((12, 24, 24), np.uint8)
+    ref[2:10, 4:20, 4:20] = 1
+    ref[5, 2:22, 2:22] = 1  # the largest whole-tumour slice
+    ref[4:8, 8:16, 8:16] = 2
+    ref[5:7, 10:14, 10:14] = 3
+    return ref
+
+
+def test_dispatch_reaches_run_glioma_with_resolved_defaults(tmp_path, monkeypatch):
+    from nnunet_ext.cli.main import main
+    from nnunet_ext.demo import KIND_DEFAULTS
+
+    seen = []
+    monkeypatch.setattr(glioma, "run_glioma", lambda args: seen.append(vars(args).copy()) or 0)
+    assert main(["demo", "glioma", "-o", str(tmp_path / "d")]) == 0
+    (args,) = seen
+    for key, value in KIND_DEFAULTS["glioma"].items():
+        assert args[key] == value, key
+    assert args["kind"] == "glioma" and args["c"] is None and args["o"] == str(tmp_path / "d")
+    assert main(["demo", "glioma", "-o", str(tmp_path / "d"), "--epochs", "3", "-n", "5"]) == 0
+    assert (seen[-1]["epochs"], seen[-1]["n"], seen[-1]["iterations"]) == (3, 5, KIND_DEFAULTS["glioma"]["iterations"])
+    # glioma trains its own configurations: -c is refused before any step runs (exit 2)
+    assert main(["demo", "glioma", "-o", str(tmp_path / "d"), "-c", "2d"]) == 2
+    assert len(seen) == 2
+
+
+def test_steps_reuse_only_with_matching_settings(tmp_path, capsys):
+    steps = DemoSteps(tmp_path, total=2, label="glioma")
+    plan = {"n": 6, "seed": 0, "epochs": 10}
+    record = tmp_path / STEP_RECORD.format("plan")
+    assert glioma.must_redo(steps, "plan", plan, outputs_exist=False)  # nothing made yet
+    steps.done("plan", plan)
+    assert not glioma.must_redo(steps, "plan", plan, outputs_exist=True)
+    assert "reusing plan" in capsys.readouterr().out
+    assert glioma.must_redo(steps, "plan", plan, outputs_exist=False)  # record but outputs gone
+    steps.done("plan", plan)
+    # a changed setting is named, and the old record is dropped before the redo ...
+    assert glioma.must_redo(steps, "plan", {**plan, "epochs": 20}, outputs_exist=True)
+    assert "settings changed: epochs" in capsys.readouterr().out
+    assert not record.exists()
+    # ... so a redo that fails half-way cannot be mistaken later for the old, complete step
+    assert glioma.must_redo(steps, "plan", plan, outputs_exist=True)
+    assert "no settings record" in capsys.readouterr().out
+    # a later step's settings include the earlier ones: a new dataset invalidates the model
+    train = {**plan, "trainer": glioma.TRAINER_2D}
+    steps.done("train_2d", train)
+    assert glioma.must_redo(steps, "train_2d", {**train, "seed": 1}, outputs_exist=True)
+
+
+def test_region_metrics_against_hand_computation():
+    ref = _phantom()
+    spacing = (3.5, 3.0, 3.0)
+    same = glioma.region_metrics(ref, {t: np.isin(ref, l) for t, l in glioma.REGIONS.items()}, spacing)
+    assert all(m == {"dice": 1.0, "hd95": 0.0} for m in same.values())
+    # ET predicted one voxel too wide along x (2 x 4 x 5 vs 2 x 4 x 4): Dice = 2*32 / (32 + 40)
+    et = np.zeros_like(ref, bool)
+    et[5:7, 10:14, 10:15] = True
+    out = glioma.region_metrics(ref, {"WT": ref > 0, "TC": ref >= 2, "ET": et}, spacing)
+    assert out["ET"]["dice"] == pytest.approx(64 / 72)
+    assert out["ET"]["hd95"] == pytest.approx(3.0)  # the extra column is one x voxel (3 mm) away
+    assert out["WT"]["dice"] == 1.0
+
+
+def test_overview_png_marks_the_slice_with_most_kernels(tmp_path):
+    import matplotlib.image as mpimg
+
+    ref = _phantom()
+    rng = np.random.default_rng(0)
+    flair = rng.random(ref.shape).astype(np.float32) + (ref > 0)
+    entropy = np.zeros(ref.shape, np.float32)
+    entropy[2:10, 4:20, 4:20] = 1.0
+    fused = {t: np.isin(ref, l) for t, l in glioma.REGIONS.items()}
+    kernels = {"WT": [{"start": [3, 2, 2], "size": [4, 8, 8]}, {"start": [5, 12, 12], "size": [4, 8, 8]}],
+               "TC": [{"start": [6, 8, 8], "size": [2, 8, 8]}], "ET": []}
+    path = tmp_path / "overview.png"
+    z = glioma.overview_png(flair, ref, fused, entropy, kernels, path, "case")
+    assert z == 6  # slice 6 is crossed by all three kernels (5 and 7 by two)
+    img = mpimg.imread(path)
+    assert img.ndim == 3 and img.shape[1] > 2 * img.shape[0]  # three panels side by side
+    assert not list(tmp_path.glob(".*"))  # written atomically, nothing half-written left
+    # without kernels: the slice with the largest reference whole tumour
+    entropy[:] = 0
+    assert glioma.overview_png(flair, ref, fused, entropy, {"WT": []}, path) == 5
