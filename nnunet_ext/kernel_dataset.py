@@ -55,9 +55,9 @@ def build_kernel_dataset(args) -> Path:
 
     from nnunet_ext.core.fusion import region_tags
     from nnunet_ext.core.kernels import kernel_size_voxels, search_kernels
-    from nnunet_ext.imageio import atomic_write_text, read_image, write_image
+    from nnunet_ext.imageio import read_image
     from nnunet_ext.paths import env_dir, find_dataset, staged_dataset
-    from nnunet_ext.postprocessing.roi import crop
+    from nnunet_ext.postprocessing.roi_dataset import write_crop, write_crop_dataset_json
     from nnunet_ext.predictors.inputs import list_cases
     from nnunet_ext.predictors.kernel_refine import PAPER_KERNEL_MM, parse_kernel_mm
     from nnunet_ext.predictors.method import CaseContext
@@ -68,7 +68,9 @@ def build_kernel_dataset(args) -> Path:
         raise InputError("--overlap must be in [0, 1]; give --min-fraction or --min-sum, not both")
     kernel_mm = parse_kernel_mm(args.kernel_mm)
     src = find_dataset(args.d, "nnUNet_raw")
-    dataset_json = json.loads((src / "dataset.json").read_text())
+    from nnunet_ext.integrity import load_json_checked
+
+    dataset_json = load_json_checked(src / "dataset.json", ("labels", "file_ending"))
     ending = dataset_json["file_ending"]
     tags = [t for t, _, _ in region_tags(dataset_json["labels"])]
     if args.region is not None:
@@ -105,10 +107,11 @@ def build_kernel_dataset(args) -> Path:
                 unc = {t: result.images[f"entropy_{t}"] for t in tags}
             else:
                 for t in tags:
-                    u, g = read_image(Path(args.uncertainty_from) / f"{case.case_id}_entropy_{t}{ending}")
+                    path = Path(args.uncertainty_from) / f"{case.case_id}_entropy_{t}{ending}"
+                    u, g = read_image(path, min_value=0.0)
                     if u.shape != label.shape or not g.matches(geometry):
-                        raise InputError(f"{args.uncertainty_from}: entropy of {case.case_id} ({t}) is not on the "
-                                         f"label's grid")
+                        raise InputError(f"{path}: not on the grid of the label {case.case_id}{ending} "
+                                         f"(shape {u.shape} vs {label.shape}, or spacing / origin / direction)")
                     unc[t] = u
             seen = set()
             for t in tags:
@@ -124,18 +127,13 @@ def build_kernel_dataset(args) -> Path:
                         continue
                     seen.add((k.start, k.size))
                     crop_id = f"{case.case_id}_k{len(info['crops']):04d}"
-                    g = geometry.cropped(list(k.start))
-                    for c, image in enumerate(channels):
-                        write_image(crop(image, k.slicer), g, tmp / "imagesTr" / f"{crop_id}_{c:04d}{ending}")
-                    write_image(crop(label, k.slicer), g, tmp / "labelsTr" / f"{crop_id}{ending}")
+                    write_crop(channels, label, geometry, k.slicer, tmp, crop_id, ending)
                     info["crops"][crop_id] = {"case": case.case_id, "region": t, **k.to_json()}
         n = len(info["crops"])
         if n == 0:
             raise InputError(f"no kernel selected in any case of {src.name} (uncertainty all zero?)")
-        out_json = {k: v for k, v in dataset_json.items() if k not in ("numTraining", "name")}
-        out_json.update(numTraining=n, name=f"{name} (uncertainty kernels of {src.name})")
-        atomic_write_text(tmp / "dataset.json", json.dumps(out_json, indent=2))
-        atomic_write_text(tmp / "kernel_info.json", json.dumps(info, indent=2))
+        write_crop_dataset_json(tmp, dataset_json, n, f"{name} (uncertainty kernels of {src.name})", info,
+                                "kernel_info.json")
     print(f"wrote {n} kernel crops of {len(cases)} cases to {final}")
     return final
 

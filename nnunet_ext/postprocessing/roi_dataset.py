@@ -65,21 +65,33 @@ def build_roi_dataset(source: "int | str", target_id: int, margin: int = 0, mask
             channels = [read_image(f, kind="image")[0] for f in case.files]
             for k, box in enumerate(roi_boxes(mask > 0, margin, per_component=True)):
                 crop_id = f"{case.case_id}_roi{k}"
-                start = [s.start for s in box]
-                g = geometry.cropped(start)
-                for c, image in enumerate(channels):
-                    write_image(crop(image, box), g, tmp / "imagesTr" / f"{crop_id}_{c:04d}{ending}")
-                write_image(crop(label, box), g, tmp / "labelsTr" / f"{crop_id}{ending}")
+                write_crop(channels, label, geometry, box, tmp, crop_id, ending)
                 info["crops"][crop_id] = {"case": case.case_id, "box_zyx": [[s.start, s.stop] for s in box]}
                 n += 1
         if n == 0:
             raise InputError(f"no components in the masks of {mask_dir}: nothing to crop")
-        out_json = {k: v for k, v in dataset_json.items() if k not in ("numTraining", "name")}
-        out_json.update(numTraining=n, name=f"{name} (ROI crops of {src.name}, margin {margin})")
-        atomic_write_text(tmp / "dataset.json", json.dumps(out_json, indent=2))
-        atomic_write_text(tmp / "roi_info.json", json.dumps(info, indent=2))
+        write_crop_dataset_json(tmp, dataset_json, n, f"{name} (ROI crops of {src.name}, margin {margin})",
+                                info, "roi_info.json")
     print(f"wrote {n} ROI crops of {len(cases)} cases to {final}")
     return final
+
+
+def write_crop(channels, label, geometry, box, folder: Path, crop_id: str, ending: str) -> None:
+    """Write one crop (``box``: a tuple of slices, numpy z, y, x order) of every image channel and of the label
+    into ``folder/imagesTr`` / ``folder/labelsTr``, with the crop's origin kept exactly (``Geometry.cropped``)."""
+    g = geometry.cropped([s.start for s in box])
+    for c, image in enumerate(channels):
+        write_image(crop(image, box), g, folder / "imagesTr" / f"{crop_id}_{c:04d}{ending}")
+    write_image(crop(label, box), g, folder / "labelsTr" / f"{crop_id}{ending}")
+
+
+def write_crop_dataset_json(folder: Path, dataset_json: dict, n: int, name: str, info: dict, info_file: str) -> None:
+    """The crop dataset's dataset.json (the source's, with ``numTraining`` and ``name`` replaced) and its crop
+    record ``info_file`` (which case and box each crop came from)."""
+    out_json = {k: v for k, v in dataset_json.items() if k not in ("numTraining", "name")}
+    out_json.update(numTraining=n, name=name)
+    atomic_write_text(folder / "dataset.json", json.dumps(out_json, indent=2))
+    atomic_write_text(folder / info_file, json.dumps(info, indent=2))
 
 
 def add_arguments(parser) -> None:
