@@ -103,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
             kind = _p2d_kind(args.pred2d, t)
             for path in (os.path.join(args.pred2d, f"{c}_{kind}_{t}.nii.gz"), os.path.join(args.pred3d, f"{c}_p3d_{t}.nii.gz"),
                          os.path.join(args.pred3d, f"{c}_coverage_{t}.nii.gz")):
-                arr, g = read_image(path)
+                arr, g = read_image(path, min_value=0.0, max_value=None if "_coverage_" in path else 1.0)
                 if arr.shape != ref.shape or not g.matches(gr):
                     raise InputError(f"{path}: not on the grid of the reference {c}.nii.gz ({arr.shape} vs {ref.shape})")
                 arrays.append(arr)

@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"{args.output}: exists; pass --overwrite to replace it")
     if not args.kernel_mm > 0:
         raise InputError(f"--kernel-mm must be > 0, got {args.kernel_mm}")
-    u, geometry = read_image(args.uncertainty)
+    u, geometry = read_image(args.uncertainty, min_value=0.0)  # a negative 'uncertainty' is no uncertainty
     if u.ndim != 3:
         raise InputError(f"{args.uncertainty}: expected a 3D uncertainty map, got {u.ndim}D")
     if not np.isfinite(u).all():

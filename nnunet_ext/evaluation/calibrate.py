@@ -16,6 +16,7 @@ voxel mean of ``sum_r (p_r - t_r)^2``, ECE pools one-vs-rest pairs of every regi
 """
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 
@@ -114,6 +115,10 @@ def load_case(src: CaseSource, spec: LabelSpec) -> tuple[np.ndarray, np.ndarray,
         probs = _read_npz(src.probabilities)
     else:
         probs, prob_geometry = read_probabilities(src.probabilities)
+        if len(prob_geometry.spacing) != len(geometry.spacing):
+            raise InputError(f"{src.probabilities}: a {len(prob_geometry.spacing) + 1}D image, i.e. (C, *S) with "
+                             f"{len(prob_geometry.spacing)}D S; the reference {os.path.basename(src.reference)} is "
+                             f"{len(geometry.spacing)}D (expected classes on an extra last axis)")
         if not prob_geometry.matches(geometry, atol=1e-3):
             raise InputError(f"{src.case}: {src.probabilities} and {src.reference} differ in spacing / origin / "
                              "direction")

@@ -148,7 +148,9 @@ def evaluate_raters(pred_dir, raters_dir, out_json, mcm_dir=None, images_dir=Non
     summary = {"cases": results, "mean": {k: float(np.mean([results[c][k] for c in cases if k in results[c]]))
                                           for k in keys}, "tau_mm": tau}
     if baseline is not None:
-        base = json.loads(Path(baseline).read_text())["cases"]
+        from nnunet_ext.integrity import load_json_checked
+
+        base = load_json_checked(baseline, ("cases",), "evaluate-raters summary (--baseline)")["cases"]
         summary["complex_nodules"] = complex_nodule_validation(base, results)
     if kde_png is not None and images_dir is not None and mcm_dir is not None:
         hu_kde_png({k: np.concatenate(v) if v else np.zeros(0) for k, v in hu.items()}, kde_png)
