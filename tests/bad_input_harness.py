@@ -45,6 +45,7 @@ class Cell:
     check: Callable[[], None] | None = None   # extra assertions after the failing run
     patches: list = field(default_factory=list)  # (target, name, value) applied just before the run
     keep: str | None = None         # regex of new paths that may stay: finished, complete outputs kept for resume
+    stdout: str | None = None       # regex the standard output of the failing run must match
 
 
 # ----------------------------------------------------------------------------------------------- helpers
@@ -186,8 +187,9 @@ def run_cell(cell: Cell | None, name: str, workspace: Path, monkeypatch, capsys)
             code = main(cell.argv)
         except SystemExit as e:  # argparse's own range checks: usage + one error line, exit status 2
             code = e.code
-    err = capsys.readouterr().err
+    out, err = capsys.readouterr()
     assert code == cell.code, err
+    assert cell.stdout is None or re.search(cell.stdout, out), (cell.stdout, out)
     _one_error_line(err, cell.argv[0], cell.match, cell.code)
     new = _tree(workspace) - before
     assert not any(".tmp-" in p for p in new), new     # never a half-written file

@@ -80,6 +80,9 @@ def describe_os_error(e: OSError) -> str:
     return f"{where}: {reason}" if where else reason
 
 
+_NESTING = [0]  # main() calls in progress: a command run by another one (the demos) passes Ctrl-C on
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one ``nnext`` command. Exit status: 0 ok, 2 bad input or an operational error (one line on stderr
     naming the file and the problem: :class:`InputError`, :class:`OSError` such as unreadable / unwritable paths,
@@ -95,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     if name not in COMMANDS:
         top.error(f"unknown command {name!r}; known commands: {', '.join(COMMANDS)}")
     prefix = f"nnext {name}: error:"
+    _NESTING[0] += 1
     try:
         module = importlib.import_module(COMMANDS[name][0])
         parser = argparse.ArgumentParser(prog=f"nnext {name}", description=COMMANDS[name][1])
@@ -103,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(rest)  # argparse: usage + one error line, SystemExit(2)
         return int(module.run(args) or 0)
     except KeyboardInterrupt:
+        if _NESTING[0] > 1:  # inside another nnext command: its caller reports the interruption (one line)
+            raise
         print(f"nnext {name}: interrupted (Ctrl-C); finished outputs are kept, re-run to resume", file=sys.stderr)
         return 130
     except InputError as e:
@@ -128,6 +134,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"nnext {name}: internal error: {type(e).__name__}{': ' + text if text else ''} "
               f"(re-run with --debug or NNEXT_DEBUG=1 for the traceback)", file=sys.stderr)
         return 1
+    finally:
+        _NESTING[0] -= 1
 
 
 if __name__ == "__main__":

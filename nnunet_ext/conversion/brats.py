@@ -126,12 +126,10 @@ def case_files(case: str, folder: Path, layout: Layout) -> tuple[list[Path], Pat
 
 
 def _read(path: Path):
-    import SimpleITK as sitk
+    """SimpleITK image after the integrity checks (complete file, gzip stream to its end, no NaN / Inf voxels)."""
+    from nnunet_ext.imageio import _read_sitk
 
-    try:
-        return sitk.ReadImage(str(path))
-    except RuntimeError as e:
-        raise InputError(f"{path}: cannot be read as an image ({str(e).strip().splitlines()[-1]})") from None
+    return _read_sitk(path)
 
 
 def _same_grid(a, b) -> bool:
@@ -253,17 +251,21 @@ def brats_back(pred_dir, out_dir, year: int, labels: str = "nnunet", overwrite: 
                    and not p.name.startswith(".") and not re.search(r"_[A-Za-z]+\d*\.nii(\.gz)?$", p.name))
     if not files:
         raise InputError(f"{pred_dir}: no segmentation files CASE.nii.gz")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    written = []
-    for p in files:
-        target = out_dir / (p.name if p.name.endswith(".nii.gz") else p.name + ".gz")
+    from nnunet_ext.integrity import check_output_dir
+
+    check_output_dir(out_dir, "output folder (-o)")
+    targets = [out_dir / (p.name if p.name.endswith(".nii.gz") else p.name + ".gz") for p in files]
+    for p, target in zip(files, targets):  # every input checked before the first file is written
         if target.exists() and not overwrite:
             raise InputError(f"{target}: exists; pass --overwrite to replace it")
-        img = _read(p)
-        arr = sitk.GetArrayFromImage(img)
-        bad = sorted(set(np.unique(arr).tolist()) - set(back))
+        bad = sorted(set(np.unique(sitk.GetArrayFromImage(_read(p))).tolist()) - set(back))
         if bad:
             raise InputError(f"{p}: label values {bad} are not dataset labels {sorted(back)}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for p, target in zip(files, targets):
+        img = _read(p)
+        arr = sitk.GetArrayFromImage(img)
         new = np.zeros(arr.shape, np.uint8)
         for src, dst in back.items():
             new[arr == src] = dst

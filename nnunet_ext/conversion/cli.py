@@ -33,7 +33,9 @@ def _check_common(args: argparse.Namespace) -> None:
         raise InputError(f"{args.input}: input folder not found")
     if not 1 <= args.dataset_id <= 999:
         raise InputError(f"-d must be a dataset ID in 1..999, got {args.dataset_id}")
-    env_dir("nnUNet_raw")
+    from nnunet_ext.integrity import check_output_dir
+
+    check_output_dir(env_dir("nnUNet_raw"), "nnUNet_raw folder")
 
 
 # ------------------------------------------------------------------------------------------------- nsclc

@@ -50,9 +50,13 @@ def find_rater_files(folder: Path) -> dict[str, dict[int, Path]]:
 
 
 def _image_files(folder: Path, case: str) -> list[Path]:
+    from nnunet_ext.integrity import check_image_file
+
     files = sorted(folder.glob(f"{case}_[0-9][0-9][0-9][0-9]{FILE_ENDING}"))
     if not files:
         raise InputError(f"{folder / (case + '_0000' + FILE_ENDING)}: image of case {case} not found")
+    for p in files:  # the images are copied as they are: check them first (complete, no NaN / Inf voxels)
+        check_image_file(p)
     return files
 
 
@@ -93,7 +97,9 @@ def convert_raters(input_dir, dataset_id: int, name: str = "Raters", overwrite: 
         raise InputError(f"{src / 'labelsTr_raters'}: folder of CASE_rater{{k}}{FILE_ENDING} files not found")
     channel_names = {"0": "CT"}
     if (src / "dataset.json").is_file():
-        channel_names = json.loads((src / "dataset.json").read_text()).get("channel_names", channel_names)
+        from nnunet_ext.integrity import load_json_checked
+
+        channel_names = load_json_checked(src / "dataset.json").get("channel_names", channel_names)
     plan = {s: find_rater_files(src / f"labels{s}_raters") for s in splits}
     if not plan["Tr"]:
         raise InputError(f"{src / 'labelsTr_raters'}: no CASE_rater{{k}}{FILE_ENDING} files")
