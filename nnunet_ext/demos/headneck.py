@@ -1,36 +1,70 @@
-"""Head-and-neck click-prompt demo (HN-UISeg, Chu 2026), end to end; meant as ``nnext demo headneck``.
+"""``nnext demo headneck``: click-prompt model on head-and-neck PET/CT phantoms, end to end (HN-UISeg, Chu 2026).
 
-synth head-and-neck PET/CT phantoms -> ``nnext plan`` (TinyPlanner, ``3d_fullres`` by default: the engine's
-MC passes fail on ``2d`` configurations at the time of writing) -> plain ``nnUNetv2_train -tr
-ClickPromptTrainer`` (stage 1: clicks simulated from the reference with p = 0.5) -> ``nnext clicks-eval
---protocol errors`` on the test cases (automatic prediction, then ``--max-clicks`` simulated clicks; CSV and the
-Dice-against-clicks curve) -> for the first test case ``nnext predict -m interactive`` (MC dropout + TTA,
-``--n-samples`` passes) without and with the last step's clicks -> ``before_after.png`` (CT, reference and
-predicted contours, uncertainty, before / after the clicks) and ``summary.json``. Everything lives in
-``-o DIR/headneck``; a re-run repeats every step (``--overwrite`` deletes the folder first).
+Six numbered steps (:class:`nnunet_ext.demos.steps.DemoSteps`), everything in ``-o DIR/headneck`` (nnU-Net's env
+vars point there):
 
-Run it with ``run_headneck(args)`` (``args`` as parsed by ``nnext demo``'s parser: ``-o -n --n-test -c --epochs
---iterations --n-samples --seed --overwrite``) or ``python -m nnunet_ext.demos.headneck [-o DIR]``.
+1. ``nnext synth headneck`` (``-n`` training + ``--n-test`` test cases, CT + PET, GTVp / GTVn);
+2. ``nnext plan -pl TinyPlanner -c C`` with ``--epochs`` x ``--iterations``;
+3. plain ``nnUNetv2_train -tr ClickPromptTrainer`` (stage 1: clicks simulated from the reference, p = 0.5);
+4. ``nnext clicks-eval --protocol errors --max-clicks 3`` on the test cases: the automatic prediction, then per
+   step one click in the largest error component of each class (CSV, ``dice_vs_clicks.png``);
+5. ``nnext predict -m interactive --n-samples N`` (MC dropout + TTA) of the first test case without and with the
+   clicks the errors protocol placed for it;
+6. ``before_after.png`` (CT with reference / predicted contours and the clicks, and the entropy map, before and
+   after the clicks) and ``summary.json`` (Dice per click step and class, per-step seconds, load average).
+
+A step is reused on a re-run only when its outputs exist and the settings it was made with (hidden records,
+including the settings of the steps before it) match; otherwise it is redone and the changed settings are
+named. ``--overwrite`` starts afresh. A failing nnext command or ``nnUNetv2_train`` stops the demo with one
+line (exit 1).
+
+Configuration: ``2d`` by default (``nnunet_ext.demo.KIND_DEFAULTS["headneck"]``): the tiny 3D network still
+predicted background after 40 iterations, the tiny 2D one segments the phantoms' lesions after 30 x 50
+(benchmarks/RESULTS.md). In 2D a click paints a disc in its own slice (the network was trained on 2D clicks), so
+one click corrects one slice of a lesion. Torch threads: ``nnUNetv2_train -device cpu`` sets torch to every CPU
+core regardless of ``OMP_NUM_THREADS``; on a shared machine that is ~15x slower per operation (measured), so
+when ``OMP_NUM_THREADS`` is set the demo starts nnU-Net's training entry point with that many torch threads.
+
+``run_headneck(args)`` takes ``nnext demo``'s resolved arguments (``-o -n --n-test -c --epochs --iterations
+--n-samples --seed --overwrite``); ``python -m nnunet_ext.demos.headneck [-o DIR]`` runs it with the same
+defaults.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
 RAW_ID = 995
+RAW_NAME = "NnextDemoHeadNeck"
 TRAINER, PLANS = "ClickPromptTrainer", "nnextTinyPlans"
 MAX_CLICKS = 3
+PROTOCOL = "errors"
+CLASSES = {1: "GTVp", 2: "GTVn"}
+
+#: starts nnU-Net's training entry point with a fixed number of torch threads (argv[1]); nnUNetv2_train itself
+#: calls torch.set_num_threads(cpu_count()) for -device cpu
+_TRAIN_WITH_THREADS = ("import sys, torch; n = int(sys.argv.pop(1)); f = torch.set_num_threads; "
+                       "torch.set_num_threads = lambda _: f(n); from nnunetv2.run.run_training import "
+                       "run_training_entry; sys.argv[0] = 'nnUNetv2_train'; run_training_entry()")
+
+
+class StepFailed(RuntimeError):
+    """A command of the demo failed; the message is the one line the demo prints."""
 
 
 def before_after_png(ct, ref, before, after, u_before, u_after, clicks_zyx, path, title="") -> int:
     """Two rows (before / after the clicks): CT with reference (white) and predicted GTVp (red) / GTVn (blue)
-    contours and the clicks (+ green, x yellow), and the uncertainty map. Returns the slice shown."""
+    contours and the clicks (+ green positive, x yellow negative; shown within one slice), and the
+    uncertainty map. The slice shown is the one with the most clicks, then the most reference voxels.
+    Returns the slice index."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -38,12 +72,18 @@ def before_after_png(ct, ref, before, after, u_before, u_after, clicks_zyx, path
 
     from nnunet_ext.imageio import atomic_path
 
-    z = int(np.argmax((ref > 0).sum((1, 2)))) if ref.any() else ct.shape[0] // 2
+    votes = np.zeros(ct.shape[0])
+    for cz, _, _, _ in clicks_zyx:
+        votes[int(cz)] += 1
+    area = (ref > 0).sum((1, 2)) if ref.any() else np.zeros(ct.shape[0])
+    z = int(np.lexsort((area, votes))[-1]) if (votes.any() or area.any()) else ct.shape[0] // 2
+    vmax = max(float(np.max(u_before)), float(np.max(u_after)), 1e-6)
     fig, axes = plt.subplots(2, 2, figsize=(8, 8))
     for row, (seg, unc, name) in enumerate(((before, u_before, "automatic"), (after, u_after, "after clicks"))):
         ax = axes[row, 0]
         ax.imshow(np.clip(ct[z], -200, 300), cmap="gray")
-        ax.contour(ref[z] > 0, levels=[0.5], colors="white", linewidths=1)
+        if (ref[z] > 0).any():
+            ax.contour(ref[z] > 0, levels=[0.5], colors="white", linewidths=1)
         for value, colour in ((1, "red"), (2, "deepskyblue")):
             if (seg[z] == value).any():
                 ax.contour(seg[z] == value, levels=[0.5], colors=colour, linewidths=1)
@@ -52,12 +92,12 @@ def before_after_png(ct, ref, before, after, u_before, u_after, clicks_zyx, path
                 if abs(cz - z) <= 1:
                     ax.plot(cx, cy, "+" if positive else "x", color="lime" if positive else "yellow", ms=10, mew=2)
         ax.set_title(name)
-        im = axes[row, 1].imshow(unc[z], cmap="magma")
+        im = axes[row, 1].imshow(unc[z], cmap="magma", vmin=0, vmax=vmax)
         axes[row, 1].set_title(f"{name}: entropy (nats)")
         fig.colorbar(im, ax=axes[row, 1], fraction=0.046)
     for ax in axes.ravel():
         ax.axis("off")
-    fig.suptitle(f"{title}\nreference white, GTVp red, GTVn blue; clicks + positive, x negative")
+    fig.suptitle(f"{title}\nreference white, GTVp red, GTVn blue; clicks + positive, x negative (slice {z})")
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=90)
@@ -65,91 +105,196 @@ def before_after_png(ct, ref, before, after, u_before, u_after, clicks_zyx, path
     return z
 
 
-def run_headneck(args) -> int:
+def _nnext(argv: list) -> None:
+    """Run one nnext command in-process; a non-zero exit status -> :class:`StepFailed`."""
     from nnunet_ext.cli.main import main as nnext
-    from nnunet_ext.paths import nnunet_command, use_workspace
 
-    root = Path(args.o).resolve() / "headneck"
+    code = nnext([str(a) for a in argv])
+    if code:
+        raise StepFailed(f"nnext {argv[0]} failed (exit {code}; see its message above)")
+
+
+def _train(argv: list) -> None:
+    """``nnUNetv2_train ARGV`` (with ``OMP_NUM_THREADS`` torch threads when that is set); failure -> StepFailed."""
+    from nnunet_ext.paths import nnunet_command
+
+    threads = os.environ.get("OMP_NUM_THREADS", "")
+    if threads.isdigit() and int(threads) >= 1:
+        cmd = [sys.executable, "-c", _TRAIN_WITH_THREADS, threads, *map(str, argv)]
+    else:
+        cmd = [nnunet_command("nnUNetv2_train"), *map(str, argv)]
+    code = subprocess.run(cmd, env=os.environ.copy()).returncode
+    if code:
+        raise StepFailed(f"nnUNetv2_train failed (exit {code}; see its output above)")
+
+
+def _must_redo(steps, name: str, settings: dict, outputs_exist: bool) -> bool:
+    """``not steps.reusable(...)``; on a redo the old record is dropped first, so a redo that fails half-way
+    cannot leave a record that a later run with the old settings would take for a finished step."""
+    from nnunet_ext.demos.steps import STEP_RECORD
+
+    if steps.reusable(name, settings, outputs_exist):
+        return False
+    (steps.root / STEP_RECORD.format(name)).unlink(missing_ok=True)
+    return True
+
+
+def _load_average() -> "float | None":
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:
+        return None
+
+
+def run_headneck(args) -> int:
+    """The demo (see the module docstring); 0 on success, 1 with one line on stderr when a step fails."""
+    try:
+        return _run(args)
+    except StepFailed as e:
+        print(f"nnext demo headneck: error: {e}", file=sys.stderr)
+        return 1
+
+
+def _run(args) -> int:
+    from nnunet_ext.demos.steps import DemoSteps
+    from nnunet_ext.paths import use_workspace
+
+    root = (Path(args.o) / "headneck").resolve()
     if args.overwrite and root.exists():
         shutil.rmtree(root)
     dirs = use_workspace(root)
-    timings, t0 = {}, time.perf_counter()
-    raw = dirs["nnUNet_raw"] / "Dataset995_NnextDemoHeadNeck"
-
-    def step(name, fn):
-        t = time.perf_counter()
-        print(f"\n[headneck demo] {name}", flush=True)
-        fn()
-        timings[name] = round(time.perf_counter() - t, 1)
-
-    step("synth", lambda: nnext(["synth", "headneck", "-d", str(RAW_ID), "-n", str(args.n), "--n-test",
-                                 str(args.n_test), "--seed", str(args.seed), "--name", "NnextDemoHeadNeck",
-                                 "--overwrite"]))
-    step("plan", lambda: nnext(["plan", "-d", str(RAW_ID), "-pl", "TinyPlanner", "-c", args.c, "--epochs",
-                                str(args.epochs), "--iterations", str(args.iterations), "-np", "1"]))
-
-    def train():
-        shutil.rmtree(dirs["nnUNet_results"] / raw.name, ignore_errors=True)
-        subprocess.run([nnunet_command("nnUNetv2_train"), str(RAW_ID), args.c, "0", "-tr", TRAINER, "-p", PLANS,
-                        "-device", "cpu"], check=True)
-
-    step("train", train)
-    model = ["-d", str(RAW_ID), "-c", args.c, "-tr", TRAINER, "-p", PLANS, "-f", "0", "-device", "cpu"]
+    steps = DemoSteps(root, total=6, label="headneck")
+    t0, load0 = time.perf_counter(), _load_average()
+    raw = dirs["nnUNet_raw"] / f"Dataset{RAW_ID}_{RAW_NAME}"
     out = root / "results"
-    step("clicks-eval", lambda: nnext(["clicks-eval", "-i", str(raw / "imagesTs"), "-ref", str(raw / "labelsTs"),
-                                       "-o", str(out / "clicks_eval"), *model, "--protocol", "errors",
-                                       "--max-clicks", str(MAX_CLICKS), "--save-steps", "--overwrite"]))
-    summary = json.loads((out / "clicks_eval" / "summary.json").read_text())
+    config = args.c
 
-    def before_after():
-        from nnunet_ext.core.click_protocols import ClickProtocol, as_clicks
-        from nnunet_ext.imageio import read_image
+    s_synth = {"n": args.n, "n_test": args.n_test, "seed": args.seed}
+    t = steps.start(f"head-and-neck PET/CT phantoms: {args.n} training + {args.n_test} test cases (nnext synth)")
+    if _must_redo(steps, "synth", s_synth, (raw / "dataset.json").is_file()):
+        _nnext(["synth", "headneck", "-d", RAW_ID, "-n", args.n, "--n-test", args.n_test, "--seed", args.seed,
+                "--name", RAW_NAME, "--overwrite", "--no-progress"])
+        steps.done("synth", s_synth)
+    steps.stop("synth", t)
 
-        case = sorted(p.name for p in (raw / "labelsTs").glob("*.nii.gz"))[0][: -len(".nii.gz")]
-        ref, _ = read_image(raw / "labelsTs" / f"{case}.nii.gz", kind="label")
-        protocol = ClickProtocol("errors", ref, (1, 2), MAX_CLICKS)
-        points = []
-        for k in range(1, MAX_CLICKS + 1):  # the clicks clicks-eval used, from its saved step predictions
-            prev, _ = read_image(out / "clicks_eval" / "steps" / f"{case}_step{k - 1}.nii.gz", kind="label")
-            points = protocol.step(k, prev)
-        clicks = [{"point": list(c.position), "space": "voxel", "label": "GTVp" if c.label == 1 else "GTVn",
-                   "positive": c.positive} for c in as_clicks(points, (1, 2))]
+    s_plan = {**s_synth, "config": config, "epochs": args.epochs, "iterations": args.iterations}
+    t = steps.start(f"nnext plan -pl TinyPlanner -c {config} ({args.epochs} x {args.iterations} iterations)")
+    plans_file = dirs["nnUNet_preprocessed"] / raw.name / f"{PLANS}.json"
+    if _must_redo(steps, "plan", s_plan, plans_file.is_file() and (plans_file.parent / f"{PLANS}_{config}").is_dir()):
+        shutil.rmtree(plans_file.parent, ignore_errors=True)  # no preprocessed cases of an older dataset
+        _nnext(["plan", "-d", RAW_ID, "-pl", "TinyPlanner", "-c", config, "--epochs", args.epochs,
+                "--iterations", args.iterations, "-np", "1"])
+        steps.done("plan", s_plan)
+    steps.stop("plan", t)
+
+    t = steps.start(f"nnUNetv2_train {RAW_ID} {config} 0 -tr {TRAINER} -p {PLANS} -device cpu (stage 1)")
+    model_dir = dirs["nnUNet_results"] / raw.name / f"{TRAINER}__{PLANS}__{config}"
+    if _must_redo(steps, "train", s_plan, (model_dir / "fold_0" / "checkpoint_final.pth").is_file()):
+        shutil.rmtree(model_dir, ignore_errors=True)
+        _train([RAW_ID, config, "0", "-tr", TRAINER, "-p", PLANS, "-device", "cpu"])
+        steps.done("train", s_plan)
+    steps.stop("train", t)
+
+    model = ["-d", RAW_ID, "-c", config, "-tr", TRAINER, "-p", PLANS, "-f", "0", "-device", "cpu"]
+    s_eval = {**s_plan, "protocol": PROTOCOL, "max_clicks": MAX_CLICKS}
+    evald = out / "clicks_eval"
+    t = steps.start(f"nnext clicks-eval --protocol {PROTOCOL} --max-clicks {MAX_CLICKS} ({args.n_test} test cases)")
+    if _must_redo(steps, "clicks_eval", s_eval, (evald / "summary.json").is_file()):
+        _nnext(["clicks-eval", "-i", raw / "imagesTs", "-ref", raw / "labelsTs", "-o", evald, *model,
+                "--protocol", PROTOCOL, "--max-clicks", MAX_CLICKS, "--save-steps", "--seed", args.seed,
+                "--overwrite"])
+        steps.done("clicks_eval", s_eval)
+    steps.stop("clicks_eval", t)
+
+    case = sorted(p.name for p in (raw / "labelsTs").glob("*.nii.gz"))[0][: -len(".nii.gz")]
+    s_pred = {**s_eval, "n_samples": args.n_samples, "case": case}
+    single = out / "single"
+    t = steps.start(f"nnext predict -m interactive --n-samples {args.n_samples} of {case}: before / after its clicks")
+    done = all((single / s / f"{case}{e}").is_file() for s in ("before", "after")
+               for e in (".nii.gz", "_uncertainty.nii.gz"))
+    if _must_redo(steps, "predict", s_pred, done and (out / "clicks.json").is_file()):
+        shutil.rmtree(single, ignore_errors=True)
+        clicks = _demo_clicks(raw, evald, case)
         (out / "clicks.json").write_text(json.dumps({case: clicks}, indent=1))
-        folder = out / "single"
-        shutil.rmtree(folder, ignore_errors=True)
-        (folder / "in").mkdir(parents=True)
+        (single / "in").mkdir(parents=True)
         for f in (raw / "imagesTs").glob(f"{case}_*.nii.gz"):
-            shutil.copy(f, folder / "in" / f.name)
-        n = ["--n-samples", str(args.n_samples), "--seed", str(args.seed)]
-        nnext(["predict", "-m", "interactive", "-i", str(folder / "in"), "-o", str(folder / "before"), *model, *n])
-        nnext(["predict", "-m", "interactive", "-i", str(folder / "in"), "-o", str(folder / "after"), *model, *n,
-               "--clicks", str(out / "clicks.json")])
-        ct, _ = read_image(folder / "in" / f"{case}_0000.nii.gz", kind="image")
-        seg = [read_image(folder / s / f"{case}.nii.gz", kind="label")[0] for s in ("before", "after")]
-        unc = [read_image(folder / s / f"{case}_uncertainty.nii.gz")[0] for s in ("before", "after")]
-        before_after_png(ct, ref, seg[0], seg[1], unc[0], unc[1],
-                         [(z, y, x, pos) for _, (z, y, x), pos in points], out / "before_after.png",
-                         f"{case}: {len(points)} simulated clicks (errors protocol)")
+            shutil.copy(f, single / "in" / f.name)
+        n = ["--n-samples", args.n_samples, "--seed", args.seed]
+        _nnext(["predict", "-m", "interactive", "-i", single / "in", "-o", single / "before", *model, *n])
+        _nnext(["predict", "-m", "interactive", "-i", single / "in", "-o", single / "after", *model, *n,
+                "--clicks", out / "clicks.json"])
+        steps.done("predict", s_pred)
+    steps.stop("predict", t)
 
-    step("before-after", before_after)
-    timings["total"] = round(time.perf_counter() - t0, 1)
-    result = {"timings_s": timings, "dice_vs_clicks": {c: {s: round(v["dice"], 4) for s, v in d.items()}
-                                                       for c, d in summary["mean"].items()},
-              "outputs": [str(out / "clicks_eval" / "dice_vs_clicks.png"), str(out / "before_after.png")]}
-    (out / "summary.json").write_text(json.dumps(result, indent=2))
-    print(json.dumps(result, indent=2))
+    t = steps.start("before_after.png (contours, clicks, entropy) + summary.json")
+    result = _figure_and_summary(raw, out, evald, single, case, args)
+    steps.stop("figure", t)
+    result["timings_s"] = {**steps.timings, "total_s": round(time.perf_counter() - t0, 1)}
+    result["load_average_1min"] = {"start": load0, "end": _load_average()}
+    from nnunet_ext.imageio import atomic_write_text
+
+    atomic_write_text(out / "summary.json", json.dumps(result, indent=2))
+    print(json.dumps({k: result[k] for k in ("dice_vs_clicks", "timings_s", "load_average_1min")}, indent=2))
+    print(f"\nheadneck demo done in {result['timings_s']['total_s']:.0f} s: {out / 'before_after.png'}, "
+          f"{evald / 'dice_vs_clicks.png'}, {out / 'summary.json'}")
     return 0
 
 
+def _demo_clicks(raw: Path, evald: Path, case: str) -> list:
+    """The clicks the errors protocol placed for ``case`` in step 4 (replayed from its saved step predictions),
+    as clicks JSON entries (voxel x, y, z)."""
+    from nnunet_ext.core.click_protocols import ClickProtocol, as_clicks
+    from nnunet_ext.imageio import read_image
+
+    ref, geometry = read_image(raw / "labelsTs" / f"{case}.nii.gz", kind="label")
+    protocol = ClickProtocol(PROTOCOL, ref, tuple(CLASSES), MAX_CLICKS, spacing=geometry.spacing[::-1])
+    points = []
+    for k in range(1, MAX_CLICKS + 1):
+        step_file = evald / "steps" / f"{case}_step{k - 1}.nii.gz"
+        if not step_file.is_file():
+            raise StepFailed(f"{step_file}: step prediction missing (rerun with --overwrite)")
+        points = protocol.step(k, read_image(step_file, kind="label")[0])
+    return [{"point": [int(v) for v in c.position], "space": "voxel", "label": CLASSES[int(c.label)]
+             if str(c.label).isdigit() else c.label, "positive": bool(c.positive)}
+            for c in as_clicks(points, tuple(CLASSES))]
+
+
+def _figure_and_summary(raw: Path, out: Path, evald: Path, single: Path, case: str, args) -> dict:
+    from nnunet_ext.evaluation.metrics import compute_metrics
+    from nnunet_ext.imageio import read_image
+
+    ref, geometry = read_image(raw / "labelsTs" / f"{case}.nii.gz", kind="label")
+    ct, _ = read_image(single / "in" / f"{case}_0000.nii.gz", kind="image")
+    seg = {s: read_image(single / s / f"{case}.nii.gz", kind="label")[0] for s in ("before", "after")}
+    unc = {s: read_image(single / s / f"{case}_uncertainty.nii.gz")[0] for s in ("before", "after")}
+    clicks = json.loads((out / "clicks.json").read_text())[case]
+    zyx = [(c["point"][2], c["point"][1], c["point"][0], c["positive"]) for c in clicks]
+    dice = {s: {name: round(float(compute_metrics(ref == v, seg[s] == v, geometry.spacing[::-1])["dice"]), 4)
+                for v, name in CLASSES.items()} for s in seg}
+    z = before_after_png(ct, ref, seg["before"], seg["after"], unc["before"], unc["after"], zyx,
+                         out / "before_after.png",
+                         f"{case}: {len(clicks)} simulated clicks ({PROTOCOL} protocol), {args.n_samples} MC/TTA passes")
+    summary = json.loads((evald / "summary.json").read_text())
+    return {"configuration": args.c, "epochs": args.epochs, "iterations": args.iterations,
+            "dice_vs_clicks": {c: {s: round(v["dice"], 4) for s, v in d.items()} for c, d in summary["mean"].items()},
+            "before_after": {"case": case, "slice": z, "clicks": len(clicks), "dice": dice,
+                             "mean_entropy": {s: round(float(np.mean(u)), 5) for s, u in unc.items()}},
+            "outputs": [str(evald / "dice_vs_clicks.png"), str(out / "before_after.png"),
+                        str(evald / "clicks_eval.csv")]}
+
+
 def _parser() -> argparse.ArgumentParser:
+    from nnunet_ext.demo import KIND_DEFAULTS
+
+    d = KIND_DEFAULTS["headneck"]
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-o", default="nnext_demo")
-    p.add_argument("-n", type=int, default=8)
-    p.add_argument("--n-test", type=int, default=3)
-    p.add_argument("-c", default="3d_fullres", choices=("2d", "3d_fullres"))
-    p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--iterations", type=int, default=50)
-    p.add_argument("--n-samples", type=int, default=8)
+    p.add_argument("-n", type=int, default=d["n"])
+    p.add_argument("--n-test", type=int, default=d["n_test"])
+    p.add_argument("-c", default=d["c"], choices=("2d", "3d_fullres"))
+    p.add_argument("--epochs", type=int, default=d["epochs"])
+    p.add_argument("--iterations", type=int, default=d["iterations"])
+    p.add_argument("--n-samples", type=int, default=d["n_samples"])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--overwrite", action="store_true")
     return p
