@@ -78,7 +78,9 @@ def run(args) -> int:
 
     if args.max_clicks < 1:
         raise InputError(f"--max-clicks must be >= 1, got {args.max_clicks}")
-    out = Path(args.o)
+    from nnunet_ext.integrity import check_output_dir
+
+    out = check_output_dir(args.o, "output folder (-o)")
     if (out / "clicks_eval.csv").exists() and not args.overwrite:
         raise InputError(f"{out / 'clicks_eval.csv'} exists; pass --overwrite to replace it")
     if not os.path.isdir(args.ref):

@@ -126,7 +126,8 @@ def predict_cases(method: Method, cases: list, out: "str | os.PathLike", spec: O
     try:
         from tqdm import tqdm
 
-        first = prepared(0)  # validated before anything is written
+        _check_headers(method, todo)  # every input's header, then the first case's voxels: before any write
+        first = prepared(0)
         record_settings(out, signature, command="nnext predict")
         if spec.maps_dir is not None:
             os.makedirs(spec.maps_dir, exist_ok=True)
@@ -156,6 +157,21 @@ def predict_cases(method: Method, cases: list, out: "str | os.PathLike", spec: O
             if pool is not None:
                 pool.shutdown(wait=True, cancel_futures=True)
     return done
+
+
+def _check_headers(method: Method, cases: list) -> None:
+    """Header-level checks of every input file before anything is written: complete file (gzip stream), scalar
+    2D / 3D image, plausible spacing, and a 3D image for a 3D model. Voxel-level checks (NaN / Inf, intensities)
+    happen when a case is read (the first one before anything is written)."""
+    from nnunet_ext.integrity import read_header_checked
+
+    config = getattr(getattr(method, "engine", None), "configuration_manager", None)
+    for case in cases:
+        for f in getattr(case, "files", ()):
+            shape, _ = read_header_checked(f, ndim=(2, 3))
+            if config is not None and len(config.patch_size) == 3 and len(shape) != 3:
+                raise InputError(f"{f}: a 2D image of size {shape[::-1]}, but the model is 3D (patch "
+                                 f"{tuple(config.patch_size)}); use a 2d model or a 3D image")
 
 
 def _write_json(path: Path, obj) -> None:
