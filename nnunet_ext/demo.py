@@ -32,7 +32,7 @@ MAX_CASES = 200
 #: per-kind defaults of the options left unset (``None``) on the command line; ``-c None`` = not applicable
 KIND_DEFAULTS = {
     "chest": {"n": 8, "n_test": 3, "c": "2d", "epochs": 30, "iterations": 50, "n_samples": 8},
-    "nodule": {"n": 8, "n_test": 3, "c": "2d", "epochs": 12, "iterations": 25, "n_samples": 8},
+    "nodule": {"n": 8, "n_test": 3, "c": "2d", "epochs": 5, "iterations": 100, "n_samples": 8},
     "glioma": {"n": 6, "n_test": 2, "c": None, "epochs": 10, "iterations": 20, "n_samples": 8},
     "headneck": {"n": 8, "n_test": 3, "c": "3d_fullres", "epochs": 30, "iterations": 50, "n_samples": 8},
 }

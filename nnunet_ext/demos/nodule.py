@@ -1,14 +1,24 @@
 """``nnext demo nodule``: UGS-Net on multi-rater nodule phantoms, end to end (Yang & Wang).
 
-synth nodule phantoms (4 simulated raters) -> ``nnext convert raters`` (rater-set labels) -> ``nnext plan``
-(TinyPlanner, 2d) -> plain ``nnUNetv2_train -tr UGSNetTrainer`` -> ``nnext predict -m mcm`` (X_S, HC, LC,
-MCM) -> ``nnext evaluate-raters`` -> one PNG per test case (the slice with the largest rater union): CT with
-every rater's contour, X_S (green contour), predicted high-confidence (red) and low-confidence (blue) regions.
-Everything lives in ``-o DIR/nodule`` (nnU-Net's env vars point there); ``--overwrite`` starts afresh, a
-re-run repeats every step (it takes about as long as the first run).
+Six numbered steps: [1] synth nodule phantoms (4 simulated raters) -> [2] ``nnext convert raters`` (rater-set
+labels) -> [3] ``nnext plan`` (TinyPlanner, 2d) -> [4] plain ``nnUNetv2_train -tr UGSNetTrainer`` -> [5] ``nnext
+predict -m mcm`` (X_S, HC, LC, MCM) -> [6] ``nnext evaluate-raters`` + one PNG per test case (the slice with the
+largest rater union): CT with every rater's contour, X_S (green contour), predicted high-confidence (red) and
+low-confidence (blue) regions. Everything lives in ``-o DIR/nodule`` (nnU-Net's env vars point there).
 
-Default length 12 epochs x 25 iterations (``--epochs`` / ``--iterations``): 7 minutes measured on a contended
-machine, about 2-3 minutes estimated from the uncontended epoch time (benchmarks/RESULTS.md).
+A re-run reuses a finished step only when its outputs exist and the settings it was made with (recorded by
+:class:`nnunet_ext.demos.steps.DemoSteps`) match; otherwise it redoes the step and names the changed settings
+(a step's settings include those of the steps before it). ``--overwrite`` deletes the folder first. Every step's
+return code is checked (a failure stops the demo with exit 1). ``summary.json`` holds evaluate-raters' numbers
+plus ``demo``: the settings, per-step wall ``timings_s`` and ``cpu_s`` (CPU seconds of the demo and its child
+processes, which on a shared machine says more than wall time) and the load average at the end.
+
+Speed: UGS-Net's self-attention is the cost on a CPU (three branches; at full resolution a 32x32 patch is 1024
+tokens). The demo sets ``NNEXT_UGS_MAX_TOKENS=256`` (a 16x16 attention grid, upsampled back; unless the variable
+is already set), which makes a training step about 4x cheaper; it is recorded with the step settings, and the
+in-process ``-m mcm`` step sees the same value as the training (the network is rebuilt from the variable).
+Default length ``demo.KIND_DEFAULTS["nodule"]`` (``--epochs`` / ``--iterations``); measured times in
+benchmarks/RESULTS.md.
 """
 from __future__ import annotations
 
@@ -23,6 +33,8 @@ from pathlib import Path
 import numpy as np
 
 RAW_ID, RATER_ID = 993, 994
+N_RATERS = 4
+TOKENS_ENV, DEMO_MAX_TOKENS = "NNEXT_UGS_MAX_TOKENS", 256
 TRAINER, PLANS = "UGSNetTrainer", "nnextTinyPlans"
 
 
@@ -61,64 +73,156 @@ def overview_png(image: np.ndarray, raters: np.ndarray, xs: np.ndarray, hc: np.n
     return z
 
 
+def _cpu_s() -> float:
+    """CPU seconds of this process and its finished children (user + system)."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+def _steps(root: Path):
+    """DemoSteps that also record each step's CPU seconds (``cpu``): on a shared machine wall time depends on the
+    load, CPU time of the (single-threaded) steps hardly does."""
+    from nnunet_ext.demos.steps import STEP_RECORD, DemoSteps
+
+    class Steps(DemoSteps):
+        cpu: dict = {}
+
+        def start(self, text):
+            self._cpu0 = _cpu_s()
+            return super().start(text)
+
+        def reusable(self, name, settings, outputs_exist):
+            if super().reusable(name, settings, outputs_exist):
+                return True
+            (self.root / STEP_RECORD.format(name)).unlink(missing_ok=True)  # a failed redo leaves no record
+            return False
+
+        def stop(self, name, t):
+            self.cpu[f"{name}_s"] = round(_cpu_s() - self._cpu0, 1)
+            return super().stop(name, t)
+
+    return Steps(root, total=6, label="nodule")
+
+
+def _threads() -> int:
+    """torch threads of the training: ``OMP_NUM_THREADS`` when set, else 1. nnUNetv2_train -device cpu would take
+    every core; on these 32x32 patches one thread is as fast on an idle machine and far faster on a busy one."""
+    n = os.environ.get("OMP_NUM_THREADS", "")
+    return int(n) if n.isdigit() and int(n) >= 1 else 1
+
+
+def _fail(what: str) -> int:
+    print(f"nnext demo nodule: error: {what} failed (see its output above)", file=sys.stderr)
+    return 1
+
+
 def run_nodule(args) -> int:
+    """The six steps of the module docstring; ``args`` as resolved by ``nnext demo`` (``-o -n --n-test -c
+    --epochs --iterations --seed --overwrite``). Returns the exit code."""
     from nnunet_ext.cli.main import main as nnext
+    from nnunet_ext.demos.steps import made_by_demo
     from nnunet_ext.errors import InputError
-    from nnunet_ext.imageio import read_image
-    from nnunet_ext.paths import nnunet_command, use_workspace
+    from nnunet_ext.demos.headneck import train_command
+    from nnunet_ext.paths import dataset_folders, use_workspace
 
-    epochs, iterations = args.epochs, args.iterations  # defaults: nnunet_ext.demo.KIND_DEFAULTS["nodule"]
-    config = args.c
     root = (Path(args.o) / "nodule").resolve()
-    if root.exists() and not (root / "nnUNet_raw").is_dir() and any(root.iterdir()):
+    if not made_by_demo(root):
         raise InputError(f"{root}: folder exists and was not made by nnext demo nodule; choose another -o")
-    if root.exists():
-        shutil.rmtree(root)  # every step is cheap on these phantoms: always start afresh
+    if getattr(args, "overwrite", False) and root.exists():
+        shutil.rmtree(root)
     dirs = use_workspace(root)
-    t0 = time.perf_counter()
+    t_all = time.perf_counter()
+    steps = _steps(root)
+    config, epochs, iterations = args.c, args.epochs, args.iterations  # defaults: demo.KIND_DEFAULTS["nodule"]
+    # attention grid of the demo's UGS-Net (training and -m mcm read the same variable; module docstring)
+    os.environ[TOKENS_ENV] = tokens = os.environ.get(TOKENS_ENV, str(DEMO_MAX_TOKENS))
 
-    from nnunet_ext.synthetic.dataset import write_dataset
+    t = steps.start(f"phantoms: {args.n} training + {args.n_test} test cases, {N_RATERS} raters")
+    s_synth = {"n": args.n, "n_test": args.n_test, "seed": args.seed, "raters": N_RATERS}
+    src = dataset_folders(dirs["nnUNet_raw"]).get(RAW_ID)
+    if not steps.reusable("synth", s_synth, src is not None):
+        from nnunet_ext.synthetic.dataset import write_dataset
 
-    print(f"\n[1/6] nodule phantoms: {args.n} training + {args.n_test} test cases, 4 raters", flush=True)
-    src = write_dataset("nodule", RAW_ID, args.n, args.n_test, seed=args.seed, progress=False, raters=4)
-    print("\n[2/6] nnext convert raters (all raters in one rater-set label map)", flush=True)
-    if nnext(["convert", "raters", "-i", str(src), "-d", str(RATER_ID), "--name", "DemoNoduleRaters",
-              "--no-progress"]) != 0:
-        return 1
-    folder = next(dirs["nnUNet_raw"].glob(f"Dataset{RATER_ID}_*"))
-    print(f"\n[3/6] nnext plan -pl TinyPlanner -c {config} ({epochs} x {iterations} iterations)", flush=True)
-    from nnunet_ext.planners.run import plan_and_preprocess
+        src = write_dataset("nodule", RAW_ID, args.n, args.n_test, seed=args.seed, name="DemoNodule",
+                            progress=False, overwrite=True, raters=N_RATERS)
+        steps.done("synth", s_synth)
+    steps.stop("synth", t)
 
-    plan_and_preprocess(RATER_ID, "TinyPlanner", [config], num_processes=1,
-                        schedule={"num_epochs": epochs, "num_iterations_per_epoch": iterations})
-    print(f"\n[4/6] nnUNetv2_train {RATER_ID} {config} 0 -tr {TRAINER} -p {PLANS} -device cpu", flush=True)
-    cmd = [nnunet_command("nnUNetv2_train"), str(RATER_ID), config, "0", "-tr", TRAINER, "-p", PLANS, "-device", "cpu"]
-    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
-    if subprocess.run(cmd, env=env).returncode != 0:
-        print("nnext demo nodule: error: nnUNetv2_train failed (see its output above)", file=sys.stderr)
-        return 1
-    print("\n[5/6] nnext predict -m mcm (X_S, high / low-confidence masks, MCM)", flush=True)
+    t = steps.start("nnext convert raters (all raters of a case in one rater-set label map)")
+    folder = dataset_folders(dirs["nnUNet_raw"]).get(RATER_ID)
+    if not steps.reusable("convert", s_synth, folder is not None):
+        if nnext(["convert", "raters", "-i", str(src), "-d", str(RATER_ID), "--name", "DemoNoduleRaters",
+                  "--overwrite", "--no-progress"]) != 0:
+            return _fail("nnext convert raters")
+        folder = dataset_folders(dirs["nnUNet_raw"])[RATER_ID]
+        steps.done("convert", s_synth)
+    steps.stop("convert", t)
+
+    t = steps.start(f"nnext plan -pl TinyPlanner -c {config} ({epochs} x {iterations} iterations)")
+    s_plan = {**s_synth, "config": config, "epochs": epochs, "iterations": iterations, "max_tokens": tokens}
+    plans_file = dirs["nnUNet_preprocessed"] / folder.name / f"{PLANS}.json"
+    if not steps.reusable("plan", s_plan, plans_file.is_file() and (plans_file.parent / f"{PLANS}_{config}").is_dir()):
+        from nnunet_ext.planners.run import plan_and_preprocess
+
+        shutil.rmtree(plans_file.parent, ignore_errors=True)  # no preprocessed cases of an older dataset
+        plan_and_preprocess(RATER_ID, "TinyPlanner", [config], num_processes=1,
+                            schedule={"num_epochs": epochs, "num_iterations_per_epoch": iterations})
+        steps.done("plan", s_plan)
+    steps.stop("plan", t)
+
+    t = steps.start(f"nnUNetv2_train {RATER_ID} {config} 0 -tr {TRAINER} -p {PLANS} -device cpu")
+    model = dirs["nnUNet_results"] / folder.name / f"{TRAINER}__{PLANS}__{config}"
+    checkpoint = model / "fold_0" / "checkpoint_final.pth"
+    if not steps.reusable("train", s_plan, checkpoint.is_file()):
+        shutil.rmtree(model, ignore_errors=True)
+        cmd = train_command([RATER_ID, config, 0, "-tr", TRAINER, "-p", PLANS, "-device", "cpu"],
+                            threads=_threads(), seed=args.seed)
+        if subprocess.run(cmd, env=os.environ.copy()).returncode != 0 or not checkpoint.is_file():
+            return _fail("nnUNetv2_train")
+        steps.done("train", s_plan)
+    steps.stop("train", t)
+
+    t = steps.start("nnext predict -m mcm (X_S, high / low-confidence masks, MCM)")
     pred = root / "prediction"
-    if nnext(["predict", "-m", "mcm", "-i", str(folder / "imagesTs"), "-o", str(pred), "-d", str(RATER_ID),
-              "-c", config, "-tr", TRAINER, "-p", PLANS, "-f", "0", "-device", "cpu", "--all-maps"]) != 0:
-        return 1
-    print("\n[6/6] nnext evaluate-raters + overview PNGs", flush=True)
+    cases = sorted(p.name[:-len("_0000.nii.gz")] for p in (folder / "imagesTs").glob("*_0000.nii.gz"))
+    complete = all((pred / f"{c}{s}.nii.gz").is_file() for c in cases for s in ("", "_hc", "_lc"))
+    if not steps.reusable("predict", s_plan, pred.is_dir() and complete):
+        shutil.rmtree(pred, ignore_errors=True)
+        if nnext(["predict", "-m", "mcm", "-i", str(folder / "imagesTs"), "-o", str(pred), "-d", str(RATER_ID),
+                  "-c", config, "-tr", TRAINER, "-p", PLANS, "-f", "0", "-device", "cpu", "--all-maps"]) != 0:
+            return _fail("nnext predict -m mcm")
+        steps.done("predict", s_plan)
+    steps.stop("predict", t)
+
+    t = steps.start("nnext evaluate-raters + overview PNG per test case")
     if nnext(["evaluate-raters", "-pred", str(pred), "-raters", str(folder / "labelsTs_raters"), "-o",
               str(root / "summary.json"), "--mcm", str(pred), "--images", str(folder / "imagesTs"),
               "--kde-png", str(root / "hu_kde.png")]) != 0:
-        return 1
+        return _fail("nnext evaluate-raters")
     summary = json.loads((root / "summary.json").read_text())
-    for case, m in summary["cases"].items():
-        image = read_image(folder / "imagesTs" / f"{case}_0000.nii.gz", kind="image")[0]
-        raters = np.stack([read_image(p, kind="label")[0] > 0
-                           for p in sorted((folder / "labelsTs_raters").glob(f"{case}_rater*.nii.gz"))])
-        xs, hc, lc = (read_image(pred / f"{case}{s}.nii.gz", kind="label")[0] for s in ("", "_hc", "_lc"))
-        overview_png(image, raters, xs, hc, lc, root / f"{case}.png",
-                     f"{case}: Dice vs rater 0 {m['dice_rater0']:.2f}, HC {m.get('dice_hc', 0):.2f}, "
-                     f"LC {m.get('dice_lc', 0):.2f}")
-    summary["demo"] = {"epochs": epochs, "iterations": iterations, "configuration": config,
-                       "seconds": round(time.perf_counter() - t0, 1)}
+    pngs = [_case_png(folder, pred, case, m, root / f"{case}.png") for case, m in summary["cases"].items()]
+    steps.stop("evaluate", t)
+
+    summary["demo"] = {**s_plan, "configuration": config, "model": str(model), "pngs": [str(p) for p in pngs],
+                       "timings_s": {**steps.timings, "total_s": round(time.perf_counter() - t_all, 1)},
+                       "cpu_s": {**steps.cpu, "total_s": round(_cpu_s(), 1)}, "load_average": os.getloadavg()}
     (root / "summary.json").write_text(json.dumps(summary, indent=2))
-    print(f"\nnodule demo done in {summary['demo']['seconds']:.0f} s: {root} (PNG per test case, summary.json, "
-          "hu_kde.png)")
+    m = summary["mean"]
+    print(f"\nDice vs rater 0 {m['dice_rater0']:.3f}, vs union {m['dice_union']:.3f}, vs intersection "
+          f"{m['dice_intersection']:.3f}; HC Dice {m.get('dice_hc', float('nan')):.3f}, LC Dice "
+          f"{m.get('dice_lc', float('nan')):.3f} (mean over {len(pngs)} test cases)")
+    print(f"nodule demo done in {summary['demo']['timings_s']['total_s']:.0f} s: {root} (PNG per test case, "
+          "summary.json, hu_kde.png)")
     return 0
+
+
+def _case_png(folder: Path, pred: Path, case: str, m: dict, path: Path) -> Path:
+    from nnunet_ext.imageio import read_image
+
+    image = read_image(folder / "imagesTs" / f"{case}_0000.nii.gz", kind="image")[0]
+    raters = np.stack([read_image(p, kind="label")[0] > 0
+                       for p in sorted((folder / "labelsTs_raters").glob(f"{case}_rater*.nii.gz"))])
+    xs, hc, lc = (read_image(pred / f"{case}{s}.nii.gz", kind="label")[0] for s in ("", "_hc", "_lc"))
+    overview_png(image, raters, xs, hc, lc, path, f"{case}: Dice vs rater 0 {m['dice_rater0']:.2f}, "
+                 f"HC {m.get('dice_hc', 0):.2f}, LC {m.get('dice_lc', 0):.2f}")
+    return path

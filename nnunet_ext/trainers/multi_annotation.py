@@ -92,6 +92,14 @@ class RaterSetTrainer(NnextTrainer):
                                                        foreground_labels=foreground_labels, regions=None,
                                                        ignore_label=ignore_label)
 
+    def deep_supervision_weights(self):
+        """nnU-Net's deep-supervision weights (1/2^i, lowest resolution 0, normalised); None without it."""
+        if not self.enable_deep_supervision:
+            return None
+        w = np.array([1 / (2 ** i) for i in range(len(self._get_deep_supervision_scales()))])
+        w[-1] = 0
+        return w / w.sum()
+
     @staticmethod
     def segmentation_logits(output):
         """Full-resolution X_S logits from whatever the network returned."""
@@ -131,13 +139,7 @@ class MultiAnnotationTrainer(RaterSetTrainer):
 
     def _build_loss(self):
         dice_weight = env_knob(DICE_WEIGHT_ENV, 1.0, float, lambda v: v >= 0, ">= 0")
-        weights = None
-        if self.enable_deep_supervision:
-            n = len(self._get_deep_supervision_scales())
-            w = np.array([1 / (2 ** i) for i in range(n)])
-            w[-1] = 0
-            weights = w / w.sum()
-        return FusionLoss(dice_weight, self.configuration_manager.batch_dice, weights)
+        return FusionLoss(dice_weight, self.configuration_manager.batch_dice, self.deep_supervision_weights())
 
     def checkpoint_metadata(self) -> dict:
         return {**super().checkpoint_metadata(), "loss": "fusion_bce + dice",

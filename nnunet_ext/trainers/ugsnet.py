@@ -15,7 +15,6 @@ The network (:class:`nnunet_ext.networks.ugsnet.UGSNet`) is built through nnU-Ne
 """
 from __future__ import annotations
 
-import numpy as np
 import torch
 from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
 
@@ -88,14 +87,8 @@ class UGSNetTrainer(RaterSetTrainer):
                                       deep_supervision=enable_deep_supervision)
 
     def _build_loss(self):
-        weights = None
-        if self.enable_deep_supervision:
-            n = len(self._get_deep_supervision_scales())
-            w = np.array([1 / (2 ** i) for i in range(n)])
-            w[-1] = 0
-            weights = w / w.sum()
         dice = env_knob(DICE_ENV, 0.0, float, lambda v: v >= 0, ">= 0")
-        return UGSLoss(ugs_alphas(), dice, self.configuration_manager.batch_dice, weights)
+        return UGSLoss(ugs_alphas(), dice, self.configuration_manager.batch_dice, self.deep_supervision_weights())
 
     def checkpoint_metadata(self) -> dict:
         return {**super().checkpoint_metadata(), "alphas": list(ugs_alphas()),
