@@ -86,6 +86,9 @@ def run(args: argparse.Namespace) -> int:
     from nnunet_ext.core.fusion import fit_case, fit_fusion
     from nnunet_ext.imageio import atomic_write_text, read_image
 
+    from nnunet_ext.integrity import check_output_file
+
+    check_output_file(args.output, "output file (-o)")  # before any work: a folder, a parent that is a file
     if os.path.exists(args.output) and not args.overwrite:
         raise InputError(f"{args.output}: exists; pass --overwrite to replace it")
     for d in (args.pred2d, args.pred3d, args.reference):

@@ -41,6 +41,9 @@ def run(args: argparse.Namespace) -> int:
     from nnunet_ext.core.kernels import kernel_size_voxels, search_kernels
     from nnunet_ext.imageio import atomic_write_text, read_image
 
+    from nnunet_ext.integrity import check_output_file
+
+    check_output_file(args.output, "output file (-o)")  # before any work: a folder, a parent that is a file
     if os.path.exists(args.output) and not args.overwrite:
         raise InputError(f"{args.output}: exists; pass --overwrite to replace it")
     if not args.kernel_mm > 0:

@@ -62,7 +62,7 @@ def _cmd_kernels(tmp: Path, mp, klass: str) -> Cell | None:
         write_image(unc_map() - 1.0, G, u)
         return Cell(argv, r"unc\.nii\.gz: \d+ voxel value\(s\) outside \[0, inf\]")
     if klass == "output_is_file":
-        return Cell(argv[:4] + [str(file_at(tmp / "f.txt") / "kernels.json")] + argv[5:], r"f\.txt: .*file")
+        return Cell(argv[:4] + [str(file_at(tmp / "f.txt") / "kernels.json")] + argv[5:], r"f\.txt: folder of the output file \(-o\) is an existing file")
     if klass == "interrupted":
         import nnunet_ext.core.kernels as ck
         return Cell(argv, "interrupted", code=130, patches=[interrupt_on_call(ck, "search_kernels", 0)], rerun=argv)
@@ -149,7 +149,7 @@ def _cmd_fusion_fit(tmp: Path, mp, klass: str) -> Cell | None:
         write_image(unc_map() + 1.0, G, bad)
         return Cell(argv, r"c1_p3d_r1\.nii\.gz: \d+ voxel value\(s\) outside \[0, 1\]")
     if klass == "output_is_file":
-        return Cell(argv[:8] + [str(file_at(tmp / "f.txt") / "fusion.json")] + argv[9:], r"f\.txt: .*file")
+        return Cell(argv[:8] + [str(file_at(tmp / "f.txt") / "fusion.json")] + argv[9:], r"f\.txt: folder of the output file \(-o\) is an existing file")
     if klass == "interrupted":
         import nnunet_ext.core.fusion as cf
         return Cell(argv, "interrupted", code=130, patches=[interrupt_on_call(cf, "fit_fusion", 0)], rerun=argv)
@@ -205,7 +205,8 @@ def _cmd_calibrate(tmp: Path, mp, klass: str) -> Cell | None:
     if klass == "bad_option":
         return Cell(argv + ["--regions", "1,x"], r"--regions 1,x: regions are comma-separated integers")
     if klass == "output_is_file":
-        return Cell(argv[:6] + [str(file_at(tmp / "f.txt") / "calibration.json")] + argv[7:], r"f\.txt: .*file")
+        return Cell(argv[:6] + [str(file_at(tmp / "f.txt") / "calibration.json")] + argv[7:],
+                    r"f\.txt: folder of the calibration file \(-o\) is an existing file")
     if klass == "unwritable_output":
         return Cell(argv, r"calibration\.json: not writable", patches=[unwritable()])
     if klass == "interrupted":
@@ -253,9 +254,10 @@ def _cmd_evaluate_raters(tmp: Path, mp, klass: str) -> Cell | None:
     if klass == "bad_option":
         return Cell(argv + ["--tau", "0"], r"--tau must be > 0")
     if klass == "output_is_file":
-        return Cell(argv[:6] + [str(file_at(tmp / "f.txt") / "raters.json")], r"f\.txt: .*file")
+        return Cell(argv[:6] + [str(file_at(tmp / "f.txt") / "raters.json")],
+                    r"f\.txt: folder of the summary file \(-o\) is an existing file")
     if klass == "unwritable_output":
-        return Cell(argv, r"raters\.(json|csv): not writable", patches=[unwritable()])
+        return Cell(argv, r"raters\.csv: not writable", patches=[unwritable()])
     if klass == "interrupted":
         import nnunet_ext.evaluation.multirater as mr
         return Cell(argv, "interrupted", code=130, patches=[interrupt_on_call(mr, "case_metrics", 1)], rerun=argv)

@@ -177,6 +177,9 @@ def run(args) -> int:
     output = args.output or os.path.join(model, CALIBRATION_FILE)
     if not output.lower().endswith(".json"):
         raise InputError(f"-o {output}: the output file must end in .json")
+    from nnunet_ext.integrity import check_output_file
+
+    check_output_file(output, "calibration file (-o)")  # before the fit: a folder, a parent that is a file
     if os.path.exists(output) and not args.overwrite:
         raise InputError(f"{output} exists; pass --overwrite to replace it")
     missing = [case for case, _, _ in raw if not os.path.isfile(os.path.join(ref_dir, case + ending))]

@@ -155,14 +155,16 @@ def evaluate_raters(pred_dir, raters_dir, out_json, mcm_dir=None, images_dir=Non
     if kde_png is not None and images_dir is not None and mcm_dir is not None:
         hu_kde_png({k: np.concatenate(v) if v else np.zeros(0) for k, v in hu.items()}, kde_png)
         summary["kde_png"] = str(kde_png)
+    from nnunet_ext.imageio import atomic_path
+
     out_json = Path(out_json)
     out_json.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out_json, json.dumps(summary, indent=2))
-    with open(out_json.with_suffix(".csv"), "w", newline="") as f:
+    with atomic_path(out_json.with_suffix(".csv")) as tmp, open(tmp, "w", newline="") as f:  # the summary last
         w = csv.writer(f)
         w.writerow(["case"] + keys)
         for c in cases:
             w.writerow([c] + [results[c].get(k, "") for k in keys])
+    atomic_write_text(out_json, json.dumps(summary, indent=2))
     return summary
 
 
@@ -184,6 +186,9 @@ def run(args) -> int:
         raise InputError(f"{args.baseline}: --baseline summary not found")
     if args.tau <= 0:
         raise InputError(f"--tau must be > 0, got {args.tau}")
+    from nnunet_ext.integrity import check_output_file
+
+    check_output_file(args.o, "summary file (-o)")
     s = evaluate_raters(args.pred, args.raters, args.o, args.mcm, args.images, args.kde_png, args.baseline, args.tau)
     m = s["mean"]
     print(f"{len(s['cases'])} cases: Dice vs rater 0 {m['dice_rater0']:.3f}, vs union {m['dice_union']:.3f}, "
