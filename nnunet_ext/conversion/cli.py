@@ -20,8 +20,8 @@ def _common(p: argparse.ArgumentParser, default_name: str) -> None:
     p.add_argument("--skip-invalid", action="store_true",
                    help="log and skip cases with a problem (default: stop with an error naming the case)")
     p.add_argument("--overwrite", action="store_true",
-                   help="delete an existing dataset with this ID and convert every case again "
-                        "(default: keep finished cases, i.e. resume)")
+                   help="replace an existing dataset with this ID (default: refuse it; `convert nsclc` "
+                        "instead resumes an interrupted conversion, keeping its finished cases)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
