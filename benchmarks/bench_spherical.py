@@ -6,7 +6,11 @@ with one origin each (target >= 10x, a GPU figure: on a CPU both are bound by th
 forward + inverse on a smooth image: max / mean absolute error in the magnified region (dT/dr >= 1, where
 nothing is lost to resampling) and the mean over the whole field of view (values in about [-2, 2]).
 
-    python benchmarks/bench_spherical.py [--origins 128] [--device cpu|cuda] [--radius 128]
+Batched calls are timed at every ``--budgets`` memory budget (MiB of grid + output per chunk): on a CPU the
+batch pays off only while a chunk stays cache-sized (measured: benchmarks/RESULTS.md). Each time is the best of
+``--repeats``.
+
+    python benchmarks/bench_spherical.py [--origins 128] [--device cpu|cuda] [--radius 128] [--budgets 512 16]
 """
 from __future__ import annotations
 
@@ -43,24 +47,33 @@ def main() -> None:
     p.add_argument("--origins", type=int, default=128)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--radius", type=float, default=128.0)
+    p.add_argument("--budgets", type=float, nargs="+", default=[512.0, 64.0, 16.0, 4.0],
+                   help="memory budgets per chunk in MiB for the batched call (default 512 64 16 4)")
+    p.add_argument("--repeats", type=int, default=3)
     a = p.parse_args()
     device = torch.device(a.device)
     x = smooth_slice().to(device)
     origins = origin_grid((256, 256), 8)[: a.origins]
     forward_warp(x, origins[:2], a.radius)  # warm-up
-    sync(device)
-    t = time.perf_counter()
-    y = forward_warp(x, origins, a.radius)
-    sync(device)
-    t_batch = time.perf_counter() - t
-    t = time.perf_counter()
-    for o in origins:
-        forward_warp(x, o[None], a.radius)
-    sync(device)
-    t_single = time.perf_counter() - t
-    print(f"{len(origins)} projections of 4 x 256 x 256 on {device}: batched {t_batch:.3f} s "
-          f"({len(origins) / t_batch:.0f} /s), one at a time {t_single:.3f} s ({len(origins) / t_single:.0f} /s), "
-          f"ratio {t_single / t_batch:.1f}x")
+
+    def best(fn):
+        times = []
+        for _ in range(a.repeats):
+            sync(device)
+            t = time.perf_counter()
+            out = fn()
+            sync(device)
+            times.append(time.perf_counter() - t)
+        return min(times), out
+
+    t_single, _ = best(lambda: [forward_warp(x, o[None], a.radius) for o in origins])
+    print(f"{len(origins)} projections of 4 x 256 x 256 on {device}, best of {a.repeats}: one origin per call "
+          f"{t_single:.3f} s ({len(origins) / t_single:.0f} /s)")
+    y = None
+    for mib in a.budgets:
+        t_batch, y = best(lambda: forward_warp(x, origins, a.radius, memory_budget=int(mib * 2 ** 20)))
+        print(f"  batched, {mib:g} MiB chunks: {t_batch:.3f} s ({len(origins) / t_batch:.0f} /s), "
+              f"ratio {t_single / t_batch:.1f}x")
     back = inverse_warp(y, origins, a.radius)
     err = (back - x[None]).abs().cpu()
     worst = max(float(err[k][:, magnified(o, 256, 256, a.radius)].max()) for k, o in enumerate(origins[:16]))
