@@ -1,25 +1,38 @@
-"""HN-UISeg pieces on head-and-neck phantoms with tiny plans (Chu 2026; issue 12 item 7).
+"""HN-UISeg pieces on head-and-neck phantoms with tiny plans (Chu 2026; issue 12 items 6 and 7).
 
-Builds its own workspace (``--root``): ``nnext synth headneck`` (``--n-train`` + ``--n-test`` cases, ``--size``),
-TinyPlanner 3d_fullres with ``--epochs`` x ``--iterations``, then trains with the plain ``nnUNetv2_train``:
-``MCDropoutTrainer`` (plain nnU-Net + dropout, the automatic baseline), ``ClickPromptTrainer`` (stage 1) and
-``ClickPromptErrorTrainer`` (stage 3, ``-pretrained_weights`` from stage 1). Prints and writes ``results.json``:
+Workspace ``--root`` (nnU-Net folders inside): ``nnext synth headneck`` (``--n-train`` + ``--n-test`` cases, seed
+``--seed``) planned with TinyPlanner ``-c`` (default 2d) for ``--epochs`` x ``--iterations``, and a separate
+test set of ``--eval-cases`` phantoms from seed ``--eval-seed`` (its own dataset; only its images / labels are
+used). Trainings (plain ``nnUNetv2_train`` entry point, 1 torch thread, seeded with ``--train-seed``; a finished
+checkpoint is reused), all with ``--optimizer`` (default the paper's AdamW + cosine, ``--warmup`` epochs): the
+automatic baseline ``--baseline`` (default ``ClickPromptAutoTrainer`` trained from scratch: plain nnU-Net +
+dropout whose prompt channels are always zero, so it differs from the click model only by the clicks it never
+sees), ``ClickPromptTrainer`` (stage 1, clicks from the reference with p = 0.5), ``ClickPromptErrorTrainer``
+(stage 3, clicks in its own errors, ``-pretrained_weights`` from stage 1; the paper's stage 2 is skipped: one
+dataset) and ``ClickPromptTrainer`` with ``NNEXT_PET_DROPOUT`` = ``--pet-dropout`` (its own results folder).
+Parts (``--parts``, default all), written to ``ROOT/results/results.json``:
 
-* automatic Dice per class: the baseline (``nnext predict -m stock --disable_tta``) and the click-prompt
-  model with zero prompts (clicks-eval step 0);
-* mean Dice per class after 0..``--max-clicks`` simulated clicks, protocols errors / autopet / each-lesion;
-* session latency after one click: full re-prediction vs tile-local update (best of ``--repeats``) on a test
-  case widened ``--widen`` times along x (more sliding windows).
+* ``auto``: automatic Dice / HD95 per class, ``nnext predict -m stock --disable_tta`` of the baseline and of the
+  click-prompt model (prompt channels zero-filled);
+* ``clicks``: mean Dice / HD95 per class after 0..``--max-clicks`` simulated clicks, protocols errors / autopet /
+  each-lesion (``nnext clicks-eval``), stage-1 and stage-3 models, and the mean lesions per class of the test set;
+* ``prune``: the stage-3 model's errors and autopet protocols again with ``--prune-unclicked MM`` (``--prune-mm``);
+* ``petdrop``: Dice of the click-prompt models with and without PET dropout on PET/CT input and on CT-only input
+  (PET channel zero-filled on the CT grid, as ``nnext convert hecktor --ct-only`` writes it);
+* ``latency``: :class:`nnunet_ext.session.InteractiveSession` after one click, full re-prediction vs tile-local
+  update (best of ``--repeats``), for the ``-c`` model on a test case widened ``--widen`` times along x and for a
+  3d_fullres ClickPromptTrainer trained for 1 x 2 iterations (timing does not depend on the weights) on its own
+  dataset.
 
-    python benchmarks/bench_interactive.py [--root DIR] [--epochs 10] [--iterations 20] [--n-train 16]
-        [--n-test 4] [--max-clicks 5] [--device cpu]
+    OMP_NUM_THREADS=1 python benchmarks/bench_interactive.py [--root DIR] [-c 2d] [--epochs 60]
+        [--iterations 50] [--parts auto,clicks,prune,petdrop,latency]
 """
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -27,109 +40,255 @@ from pathlib import Path
 
 import numpy as np
 
-HN_ID, TINY, C = 541, "nnextTinyPlans", "3d_fullres"
+TINY = "nnextTinyPlans"
+CLASSES = {1: "GTVp", 2: "GTVn"}
+PARTS = ("auto", "clicks", "prune", "petdrop", "latency")
 
 
-def _nnunet(name):
-    return str(Path(sys.executable).parent / name)
-
-
-def _run(cmd, **env):
+def _run(cmd, env=None):
     t = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **env})
+    proc = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, env={**os.environ, **(env or {})})
     if proc.returncode:
-        sys.exit(f"{' '.join(cmd[:3])} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
-    return time.perf_counter() - t
+        sys.exit(f"{' '.join(map(str, cmd[:4]))} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return round(time.perf_counter() - t, 1)
+
+
+def _nnext(argv):
+    from nnunet_ext.cli.main import main as nnext
+
+    if nnext([str(a) for a in argv]):
+        sys.exit(f"nnext {argv[0]} failed")
+
+
+def _load():
+    return round(os.getloadavg()[0], 2)
+
+
+def _dice_hd95(ref_dir: Path, pred_dir: Path) -> dict:
+    from nnunet_ext.evaluation.metrics import compute_metrics
+    from nnunet_ext.imageio import read_image
+
+    out = {name: {"dice": [], "hd95": []} for name in CLASSES.values()}
+    for ref_file in sorted(ref_dir.glob("*.nii.gz")):
+        ref, g = read_image(ref_file, kind="label")
+        pred, _ = read_image(pred_dir / ref_file.name, kind="label")
+        for v, name in CLASSES.items():
+            if not (ref == v).any():
+                continue  # a class absent from the case: Dice undefined, left out of the mean
+            m = compute_metrics(ref == v, pred == v, g.spacing[::-1])
+            out[name]["dice"].append(m["dice"])
+            out[name]["hd95"].append(m["hd95"])
+    return {name: {k: round(float(np.mean(v)), 4) for k, v in d.items()} | {"n": len(d["dice"])}
+            for name, d in out.items()}
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--root", default="bench_interactive_ws")
-    ap.add_argument("--epochs", type=int, default=10)
-    ap.add_argument("--iterations", type=int, default=20)
-    ap.add_argument("--n-train", type=int, default=16)
-    ap.add_argument("--n-test", type=int, default=4)
-    ap.add_argument("--size", type=int, nargs=3, default=(24, 48, 48))
+    ap.add_argument("--dataset-id", type=int, default=541)
+    ap.add_argument("--name", default="NnextHeadNeck")
+    ap.add_argument("-c", default="2d", choices=("2d", "3d_fullres"))
+    ap.add_argument("--epochs", type=int, default=60)
+    ap.add_argument("--iterations", type=int, default=50)
+    ap.add_argument("--n-train", type=int, default=8)
+    ap.add_argument("--n-test", type=int, default=3)
+    ap.add_argument("--seed", type=int, default=0, help="phantom seed of the training dataset")
+    ap.add_argument("--eval-cases", type=int, default=10)
+    ap.add_argument("--eval-seed", type=int, default=7)
+    ap.add_argument("--train-seed", type=int, default=0)
     ap.add_argument("--max-clicks", type=int, default=5)
+    ap.add_argument("--prune-mm", type=float, default=20.0)
+    ap.add_argument("--pet-dropout", type=float, default=0.5)
     ap.add_argument("--widen", type=int, default=3)
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--optimizer", default="adamw", choices=("sgd", "adamw"),
+                    help="NNEXT_OPTIMIZER of the ClickPrompt trainers (default adamw, the paper's)")
+    ap.add_argument("--warmup", type=int, default=6, help="NNEXT_WARMUP_EPOCHS (default 6)")
+    ap.add_argument("--baseline", default="ClickPromptAutoTrainer",
+                    help="automatic baseline: ClickPromptAutoTrainer trained from scratch = plain nnU-Net with the "
+                         "prompt channels always zero and the same optimiser (default); MCDropoutTrainer = nnU-Net's "
+                         "SGD")
+    ap.add_argument("--parts", default=",".join(PARTS))
     args = ap.parse_args()
+    parts = [p for p in args.parts.split(",") if p]
+    if set(parts) - set(PARTS):
+        sys.exit(f"unknown part(s) {set(parts) - set(PARTS)}; choose from {PARTS}")
 
-    from nnunet_ext.cli.main import main as nnext
     from nnunet_ext.paths import use_workspace
 
-    dirs = use_workspace(Path(args.root))
-    raw = dirs["nnUNet_raw"] / "Dataset541_NnextHeadNeck"
+    root = Path(args.root).resolve()
+    dirs = use_workspace(root)
+    raw = dirs["nnUNet_raw"] / f"Dataset{args.dataset_id:03d}_{args.name}"
     if not raw.is_dir():
-        nnext(["synth", "headneck", "-d", str(HN_ID), "-n", str(args.n_train), "--n-test", str(args.n_test),
-               "--size", *map(str, args.size)])
-        nnext(["plan", "-d", str(HN_ID), "-pl", "TinyPlanner", "-c", C, "--epochs", str(args.epochs),
-               "--iterations", str(args.iterations), "-np", "1"])
-    res = dirs["nnUNet_results"] / raw.name
-    times = {}
-    for trainer, extra in (("MCDropoutTrainer", []), ("ClickPromptTrainer", []),
-                           ("ClickPromptErrorTrainer", ["-pretrained_weights", str(
-                               res / f"ClickPromptTrainer__{TINY}__{C}" / "fold_0" / "checkpoint_final.pth")])):
-        if not (res / f"{trainer}__{TINY}__{C}" / "fold_0" / "checkpoint_final.pth").is_file():
-            times[trainer] = _run([_nnunet("nnUNetv2_train"), str(HN_ID), C, "0", "-tr", trainer, "-p", TINY,
-                                   "-device", args.device, *extra])
-    out = Path(args.root) / "results"
-    model = ["-d", str(HN_ID), "-c", C, "-p", TINY, "-f", "0", "-device", args.device]
-    nnext(["predict", "-m", "stock", "-i", str(raw / "imagesTs"), "-o", str(out / "baseline"), *model, "-tr",
-           "MCDropoutTrainer", "--disable_tta", "--overwrite"])
-    from nnunet_ext.evaluation.metrics import compute_metrics
-    from nnunet_ext.imageio import read_image
+        _nnext(["synth", "headneck", "-d", args.dataset_id, "-n", args.n_train, "--n-test", args.n_test,
+                "--seed", args.seed, "--name", args.name, "--no-progress"])
+    if not (dirs["nnUNet_preprocessed"] / raw.name / f"{TINY}.json").is_file():
+        _nnext(["plan", "-d", args.dataset_id, "-pl", "TinyPlanner", "-c", args.c, "--epochs", args.epochs,
+                "--iterations", args.iterations, "-np", "1"])
+    eval_id = args.dataset_id + 1
+    evr = dirs["nnUNet_raw"] / f"Dataset{eval_id:03d}_{args.name}Eval"
+    if not evr.is_dir():
+        _nnext(["synth", "headneck", "-d", eval_id, "-n", 5, "--n-test", args.eval_cases, "--seed", args.eval_seed,
+                "--name", f"{args.name}Eval", "--no-progress"])
+    images, labels = evr / "imagesTs", evr / "labelsTs"
+    out = root / "results"
+    out.mkdir(exist_ok=True)
+    res_file = out / "results.json"
+    results = json.loads(res_file.read_text()) if res_file.is_file() else {}
+    results["setup"] = {"optimizer": args.optimizer, "warmup_epochs": args.warmup, "baseline": args.baseline,
+                        "configuration": args.c, "epochs": args.epochs, "iterations": args.iterations,
+                        "n_train": args.n_train, "fold": 0, "eval_cases": args.eval_cases,
+                        "eval_seed": args.eval_seed, "train_seed": args.train_seed}
 
-    base = {"GTVp": [], "GTVn": []}
-    for ref_file in sorted((raw / "labelsTs").glob("*.nii.gz")):
-        ref, g = read_image(ref_file)
-        pred, _ = read_image(out / "baseline" / ref_file.name)
-        for name, v in (("GTVp", 1), ("GTVn", 2)):
-            base[name].append(compute_metrics(ref == v, pred == v, g.spacing[::-1])["dice"])
-    results = {"train_seconds": times, "baseline_dice": {k: float(np.mean(v)) for k, v in base.items()},
-               "protocols": {}}
-    for protocol in ("errors", "autopet", "each-lesion"):
-        nnext(["clicks-eval", "-i", str(raw / "imagesTs"), "-ref", str(raw / "labelsTs"), "-o",
-               str(out / protocol), *model, "--protocol", protocol, "--max-clicks", str(args.max_clicks),
-               "--overwrite"])
-        results["protocols"][protocol] = json.loads((out / protocol / "summary.json").read_text())["mean"]
-    results["latency"] = _latency(raw, args)
-    (out / "results.json").write_text(json.dumps(results, indent=2))
+    from nnunet_ext.demos.headneck import train_command
+
+    petdrop_results = root / "nnUNet_results_petdrop"
+    opt = {"NNEXT_OPTIMIZER": args.optimizer, "NNEXT_WARMUP_EPOCHS": str(args.warmup)}
+    models = {args.baseline: (dirs["nnUNet_results"], opt),
+              "ClickPromptTrainer": (dirs["nnUNet_results"], opt),
+              "ClickPromptTrainer+petdrop": (petdrop_results, {**opt, "NNEXT_PET_DROPOUT": str(args.pet_dropout)})}
+    stage1 = dirs["nnUNet_results"] / raw.name / f"ClickPromptTrainer__{TINY}__{args.c}" / "fold_0"
+    models["ClickPromptErrorTrainer"] = (dirs["nnUNet_results"], opt)  # stage 3, from stage 1's checkpoint
+    train_s = results.setdefault("train_seconds", {})
+    for key, (res_root, env) in models.items():
+        trainer = key.split("+")[0]
+        ckpt = res_root / raw.name / f"{trainer}__{TINY}__{args.c}" / "fold_0" / "checkpoint_final.pth"
+        extra = (["-pretrained_weights", stage1 / "checkpoint_final.pth"] if trainer == "ClickPromptErrorTrainer"
+                 else [])
+        if not ckpt.is_file():
+            load = _load()
+            cmd = train_command([args.dataset_id, args.c, "0", "-tr", trainer, "-p", TINY, "-device", "cpu", *extra],
+                                threads=1, seed=args.train_seed)
+            train_s[key] = {"seconds": _run(cmd, {**env, "nnUNet_results": str(res_root)}), "load": [load, _load()]}
+            print(key, train_s[key], flush=True)
+    model = ["-d", args.dataset_id, "-c", args.c, "-p", TINY, "-f", "0", "-device", "cpu"]
+
+    if "auto" in parts:
+        auto = {"load": _load()}
+        for trainer in (args.baseline, "ClickPromptTrainer", "ClickPromptErrorTrainer"):
+            pred = out / f"auto_{trainer}"
+            _nnext(["predict", "-m", "stock", "-i", images, "-o", pred, *model, "-tr", trainer, "--disable_tta",
+                    "--overwrite"])
+            auto[trainer] = _dice_hd95(labels, pred)
+        results["auto"] = auto
+        print("auto", json.dumps(auto), flush=True)
+
+    if "clicks" in parts or "prune" in parts:
+        from nnunet_ext.core.click_simulation import components
+        from nnunet_ext.imageio import read_image
+
+        counts = {name: [] for name in CLASSES.values()}
+        for f in sorted(labels.glob("*.nii.gz")):
+            ref = read_image(f, kind="label")[0]
+            for v, name in CLASSES.items():
+                counts[name].append(components(ref == v)[1])
+        results["lesions_per_case"] = {k: round(float(np.mean(v)), 2) for k, v in counts.items()}
+    runs = []
+    if "clicks" in parts:
+        runs += [(tr, p, None) for tr in ("ClickPromptTrainer", "ClickPromptErrorTrainer")
+                 for p in ("errors", "autopet", "each-lesion")]
+    if "prune" in parts:
+        runs += [("ClickPromptErrorTrainer", p, args.prune_mm) for p in ("errors", "autopet")]
+    for trainer, protocol, prune in runs:
+        name = f"{trainer}/{protocol}" + ("" if prune is None else f"_prune{prune:g}mm")
+        t, load = time.perf_counter(), _load()
+        _nnext(["clicks-eval", "-i", images, "-ref", labels, "-o", out / name, *model, "-tr", trainer,
+                "--protocol", protocol, "--max-clicks", args.max_clicks, "--overwrite",
+                *([] if prune is None else ["--prune-unclicked", prune])])
+        mean = json.loads((out / name / "summary.json").read_text())["mean"]
+        results.setdefault("clicks", {})[name] = {
+            "load": load, "seconds": round(time.perf_counter() - t, 1),
+            "mean": {c: {s: {k: round(v[k], 4) for k in ("dice", "hd95")} for s, v in d.items()}
+                     for c, d in mean.items()}}
+        print(name, json.dumps(results["clicks"][name]), flush=True)
+
+    if "petdrop" in parts:
+        import SimpleITK as sitk
+
+        ct_only = out / "images_ct_only"
+        if not ct_only.is_dir():
+            tmp = ct_only.with_name(".ct_only_tmp")
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir()
+            for f in sorted(images.glob("*_0000.nii.gz")):
+                shutil.copy(f, tmp / f.name)
+                pet = sitk.ReadImage(str(f.with_name(f.name.replace("_0000", "_0001"))))
+                zero = sitk.Image(pet.GetSize(), pet.GetPixelID())
+                zero.CopyInformation(pet)
+                sitk.WriteImage(zero, str(tmp / f.name.replace("_0000", "_0001")))
+            tmp.rename(ct_only)
+        pd = {"load": _load(), "pet_dropout": args.pet_dropout}
+        for key, (res_root, _) in models.items():
+            if not key.startswith("ClickPromptTrainer"):
+                continue
+            for inp_name, inp in (("pet_ct", images), ("ct_only", ct_only)):
+                pred = out / f"petdrop_{key}_{inp_name}"
+                os.environ["nnUNet_results"] = str(res_root)
+                try:
+                    _nnext(["predict", "-m", "stock", "-i", inp, "-o", pred, *model, "-tr", "ClickPromptTrainer",
+                            "--disable_tta", "--overwrite"])
+                finally:
+                    os.environ["nnUNet_results"] = str(dirs["nnUNet_results"])
+                pd[f"{key}/{inp_name}"] = _dice_hd95(labels, pred)
+        results["petdrop"] = pd
+        print("petdrop", json.dumps(pd), flush=True)
+
+    if "latency" in parts:
+        results["latency"] = {args.c: _latency(args.dataset_id, args.c, images, args)}
+        if args.c != "3d_fullres":
+            lat_id = args.dataset_id + 2
+            lr = dirs["nnUNet_raw"] / f"Dataset{lat_id:03d}_{args.name}Latency"
+            if not lr.is_dir():
+                _nnext(["synth", "headneck", "-d", lat_id, "-n", 5, "--n-test", 1, "--seed", args.seed,
+                        "--name", f"{args.name}Latency", "--no-progress"])
+                _nnext(["plan", "-d", lat_id, "-pl", "TinyPlanner", "-c", "3d_fullres", "--epochs", 1,
+                        "--iterations", 2, "-np", "1"])
+            ck = dirs["nnUNet_results"] / lr.name / f"ClickPromptTrainer__{TINY}__3d_fullres" / "fold_0"
+            if not (ck / "checkpoint_final.pth").is_file():
+                _run(train_command([lat_id, "3d_fullres", "0", "-tr", "ClickPromptTrainer", "-p", TINY, "-device",
+                                    "cpu"], threads=1, seed=args.train_seed))
+            results["latency"]["3d_fullres"] = _latency(lat_id, "3d_fullres", lr / "imagesTs", args)
+        print("latency", json.dumps(results["latency"]), flush=True)
+    res_file.write_text(json.dumps(results, indent=2))
     print(json.dumps(results, indent=2))
 
 
-def _latency(raw, args) -> dict:
+def _latency(dataset_id, config, images: Path, args) -> dict:
     import SimpleITK as sitk
+    import torch
 
     from nnunet_ext.session import InteractiveSession
 
-    case = sorted((raw / "imagesTs").glob("*_0000.nii.gz"))[0].name[:-len("_0000.nii.gz")]
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+    case = sorted(images.glob("*_0000.nii.gz"))[0].name[:-len("_0000.nii.gz")]
     wide = []
     for ch in (0, 1):
-        img = sitk.ReadImage(str(raw / "imagesTs" / f"{case}_{ch:04d}.nii.gz"))
+        img = sitk.ReadImage(str(images / f"{case}_{ch:04d}.nii.gz"))
         arr = sitk.GetArrayFromImage(img)
         w = sitk.GetImageFromArray(np.concatenate([arr] * args.widen, -1))
         w.SetSpacing(img.GetSpacing()), w.SetOrigin(img.GetOrigin()), w.SetDirection(img.GetDirection())
         wide.append(w)
-    s = InteractiveSession.from_model(HN_ID, C, plans=TINY, folds=(0,), device=args.device)
+    s = InteractiveSession.from_model(dataset_id, config, trainer="ClickPromptTrainer", plans=TINY, folds=(0,),
+                                      device="cpu")
+    load = _load()
     t = time.perf_counter()
     s.set_image(wide)
     set_image = time.perf_counter() - t
     size = wide[0].GetSize()
-    click = (2, size[1] // 2, size[2] // 2)
+    click = (size[0] // 2, size[1] // 2, size[2] // 2)
     local, full = [], []
     for _ in range(args.repeats):
         t = time.perf_counter()
         s.add_point_interaction(click, "GTVp")
         local.append(time.perf_counter() - t)
+        recomputed = s.last_recomputed
         t = time.perf_counter()
         s.recompute_all()
         full.append(time.perf_counter() - t)
         s.undo()
-    s.add_point_interaction(click, "GTVp")
-    return {"image_xyz": list(size), "windows": len(s._slicers), "windows_recomputed": s.last_recomputed,
-            "set_image_s": set_image, "tile_local_s": min(local), "full_s": min(full)}
+    return {"image_xyz": list(size), "windows": len(s._slicers), "windows_recomputed": recomputed,
+            "set_image_s": round(set_image, 3), "tile_local_s": round(min(local), 3), "full_s": round(min(full), 3),
+            "torch_threads": torch.get_num_threads(), "load": [load, _load()]}
 
 
 if __name__ == "__main__":

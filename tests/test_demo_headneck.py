@@ -66,7 +66,9 @@ class _Fake:
             for e in (".nii.gz", "_uncertainty.nii.gz"):
                 open(os.path.join(opt["-o"], "hn_test_000" + e), "w").close()
 
-    def train(self, argv):
+    def train(self, argv, seed=None, env=None):
+        assert seed == 0  # the demo's --seed
+        assert env["NNEXT_OPTIMIZER"] == "adamw"
         self.calls.append("train")
         c = str(argv[1])
         model = os.path.join(os.environ["nnUNet_results"], f"Dataset{headneck.RAW_ID}_{headneck.RAW_NAME}",
@@ -97,7 +99,9 @@ def fake(monkeypatch, tmp_path):
     return f
 
 
-def test_steps_reused_only_with_matching_settings(tmp_path, fake, capsys):
+def test_steps_reused_only_with_matching_settings(tmp_path, fake, capsys, monkeypatch):
+    monkeypatch.delenv("NNEXT_OPTIMIZER", raising=False)
+    monkeypatch.delenv("NNEXT_WARMUP_EPOCHS", raising=False)
     assert headneck.run_headneck(_args(tmp_path)) == 0
     assert fake.calls == ["synth", "plan", "train", "clicks-eval", "predict", "predict"]
     out = capsys.readouterr().out
@@ -119,12 +123,23 @@ def test_steps_reused_only_with_matching_settings(tmp_path, fake, capsys):
     fake.calls.clear()
     assert headneck.run_headneck(_args(tmp_path, n_samples=3, epochs=5)) == 0
     assert fake.calls == ["plan", "train", "clicks-eval", "predict", "predict"]
+    # another optimiser: the model and what it predicted
+    fake.calls.clear()
+    monkeypatch.setenv("NNEXT_WARMUP_EPOCHS", "2")
+    assert headneck.run_headneck(_args(tmp_path, n_samples=3, epochs=5)) == 0
+    assert fake.calls == ["train", "clicks-eval", "predict", "predict"]
+    assert "redoing train (settings changed: optimizer.NNEXT_WARMUP_EPOCHS)" in capsys.readouterr().out
     # a missing output is redone even with a matching record
     fake.calls.clear()
     model = next((tmp_path / "headneck" / "nnUNet_results").rglob("checkpoint_final.pth"))
     model.unlink()
     assert headneck.run_headneck(_args(tmp_path, n_samples=3, epochs=5)) == 0
     assert fake.calls == ["train"]
+    assert headneck.training_optimizer(30) == {"NNEXT_OPTIMIZER": "adamw", "NNEXT_WARMUP_EPOCHS": "2"}
+    monkeypatch.delenv("NNEXT_WARMUP_EPOCHS")
+    assert headneck.training_optimizer(30)["NNEXT_WARMUP_EPOCHS"] == "3"
+    assert headneck.training_optimizer(5)["NNEXT_WARMUP_EPOCHS"] == "1"
+    monkeypatch.setenv("NNEXT_WARMUP_EPOCHS", "2")
     # --overwrite starts afresh
     fake.calls.clear()
     assert headneck.run_headneck(_args(tmp_path, n_samples=3, epochs=5, overwrite=True)) == 0
@@ -135,7 +150,7 @@ def test_failed_step_is_one_line_and_leaves_no_record(tmp_path, fake, monkeypatc
     assert headneck.run_headneck(_args(tmp_path)) == 0
     capsys.readouterr()
 
-    def broken(argv):
+    def broken(argv, seed=None, env=None):
         raise headneck.StepFailed("nnUNetv2_train failed (exit 3; see its output above)")
 
     monkeypatch.setattr(headneck, "_train", broken)
@@ -161,7 +176,10 @@ def test_nnext_and_train_return_codes_become_step_failures(tmp_path, monkeypatch
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     with pytest.raises(headneck.StepFailed, match=r"nnUNetv2_train failed \(exit 5"):
         headneck._train([995, "2d", "0"])
-    assert seen[-1][:2] == [sys.executable, "-c"] and seen[-1][3:] == ["1", "995", "2d", "0"]
+    assert seen[-1][:2] == [sys.executable, "-c"] and seen[-1][3:] == ["1", "-", "995", "2d", "0"]
+    with pytest.raises(headneck.StepFailed):
+        headneck._train([995, "2d", "0"], seed=4)
+    assert seen[-1][3:5] == ["1", "4"]
     monkeypatch.delenv("OMP_NUM_THREADS")
     with pytest.raises(headneck.StepFailed):
         headneck._train([995, "2d", "0"])
@@ -169,11 +187,16 @@ def test_nnext_and_train_return_codes_become_step_failures(tmp_path, monkeypatch
 
 
 def test_thread_wrapper_pins_torch_threads_and_reaches_the_training_entry():
-    """The wrapper's torch.set_num_threads ignores nnU-Net's cpu_count() request."""
+    """The wrapper's torch.set_num_threads ignores nnU-Net's cpu_count() request; it seeds torch and numpy."""
     probe = headneck._TRAIN_WITH_THREADS.split("from nnunetv2")[0] + (
-        "torch.set_num_threads(64); print('threads', torch.get_num_threads())")
-    out = subprocess.run([sys.executable, "-c", probe, "1"], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "threads 1"
+        "torch.set_num_threads(64); print(torch.get_num_threads(), torch.initial_seed(), numpy.random.randint(1000))")
+    out = subprocess.run([sys.executable, "-c", probe, "1", "7"], capture_output=True, text=True, check=True).stdout
+    import numpy
+
+    numpy.random.seed(7)
+    assert out.split() == ["1", "7", str(numpy.random.randint(1000))]
+    out = subprocess.run([sys.executable, "-c", probe, "1", "-"], capture_output=True, text=True, check=True).stdout
+    assert out.split()[0] == "1" and out.split()[1] != "7"  # "-": not seeded
     # the entry point the wrapper imports exists in the installed nnU-Net (importing it here would cost ~40 s)
     import importlib.util
 

@@ -5,7 +5,8 @@ vars point there):
 
 1. ``nnext synth headneck`` (``-n`` training + ``--n-test`` test cases, CT + PET, GTVp / GTVn);
 2. ``nnext plan -pl TinyPlanner -c C`` with ``--epochs`` x ``--iterations``;
-3. plain ``nnUNetv2_train -tr ClickPromptTrainer`` (stage 1: clicks simulated from the reference, p = 0.5);
+3. plain ``nnUNetv2_train -tr ClickPromptTrainer`` (stage 1: clicks simulated from the reference, p = 0.5) with
+   the paper's AdamW + cosine schedule (:func:`training_optimizer`);
 4. ``nnext clicks-eval --protocol errors --max-clicks 3`` on the test cases: the automatic prediction, then per
    step one click in the largest error component of each class (CSV, ``dice_vs_clicks.png``);
 5. ``nnext predict -m interactive --n-samples N`` (MC dropout + TTA) of the first test case without and with the
@@ -21,9 +22,11 @@ line (exit 1).
 Configuration: ``2d`` by default (``nnunet_ext.demo.KIND_DEFAULTS["headneck"]``): the tiny 3D network still
 predicted background after 40 iterations, the tiny 2D one segments the phantoms' lesions after 30 x 50
 (benchmarks/RESULTS.md). In 2D a click paints a disc in its own slice (the network was trained on 2D clicks), so
-one click corrects one slice of a lesion. Torch threads: ``nnUNetv2_train -device cpu`` sets torch to every CPU
-core regardless of ``OMP_NUM_THREADS``; on a shared machine that is ~15x slower per operation (measured), so
-when ``OMP_NUM_THREADS`` is set the demo starts nnU-Net's training entry point with that many torch threads.
+one click corrects one slice of a lesion. Training is started through nnU-Net's training entry point
+(:func:`train_command`) with torch, numpy and random seeded from ``--seed`` (nnU-Net seeds nothing; tiny runs
+either learn or stay at background by chance, a seeded CPU run is repeatable) and, when ``OMP_NUM_THREADS`` is
+set, that many torch threads: ``nnUNetv2_train -device cpu`` sets torch to every CPU core regardless, which on a
+shared machine is ~15x slower per operation (measured).
 
 ``run_headneck(args)`` takes ``nnext demo``'s resolved arguments (``-o -n --n-test -c --epochs --iterations
 --n-samples --seed --overwrite``); ``python -m nnunet_ext.demos.headneck [-o DIR]`` runs it with the same
@@ -49,11 +52,26 @@ MAX_CLICKS = 3
 PROTOCOL = "errors"
 CLASSES = {1: "GTVp", 2: "GTVn"}
 
-#: starts nnU-Net's training entry point with a fixed number of torch threads (argv[1]); nnUNetv2_train itself
-#: calls torch.set_num_threads(cpu_count()) for -device cpu
-_TRAIN_WITH_THREADS = ("import sys, torch; n = int(sys.argv.pop(1)); f = torch.set_num_threads; "
-                       "torch.set_num_threads = lambda _: f(n); from nnunetv2.run.run_training import "
-                       "run_training_entry; sys.argv[0] = 'nnUNetv2_train'; run_training_entry()")
+#: nnU-Net's training entry point with a fixed number of torch threads (argv[1]; nnUNetv2_train itself calls
+#: torch.set_num_threads(cpu_count()) for -device cpu) and, when argv[2] is not "-", seeded torch / numpy / random
+#: generators (nnU-Net seeds nothing; with nnUNet_n_proc_DA=0 the CPU run is then repeatable)
+_TRAIN_WITH_THREADS = ("import sys, random, numpy, torch; n = int(sys.argv.pop(1)); s = sys.argv.pop(1); "
+                       "f = torch.set_num_threads; torch.set_num_threads = lambda _: f(n); "
+                       "s != '-' and (torch.manual_seed(int(s)), numpy.random.seed(int(s)), random.seed(int(s))); "
+                       "from nnunetv2.run.run_training import run_training_entry; sys.argv[0] = 'nnUNetv2_train'; "
+                       "run_training_entry()")
+
+
+def train_command(argv: list, threads: "int | None" = None, seed: "int | None" = None) -> list:
+    """``nnUNetv2_train ARGV`` as a command: nnU-Net's own script when neither ``threads`` nor ``seed`` is given,
+    else its entry point through :data:`_TRAIN_WITH_THREADS` (``threads`` None = every core, as nnU-Net)."""
+    from nnunet_ext.paths import nnunet_command
+
+    if threads is None and seed is None:
+        return [nnunet_command("nnUNetv2_train"), *map(str, argv)]
+    n = threads if threads is not None else os.cpu_count() or 1
+    return [sys.executable, "-c", _TRAIN_WITH_THREADS, str(int(n)), "-" if seed is None else str(int(seed)),
+            *map(str, argv)]
 
 
 class StepFailed(RuntimeError):
@@ -114,18 +132,23 @@ def _nnext(argv: list) -> None:
         raise StepFailed(f"nnext {argv[0]} failed (exit {code}; see its message above)")
 
 
-def _train(argv: list) -> None:
-    """``nnUNetv2_train ARGV`` (with ``OMP_NUM_THREADS`` torch threads when that is set); failure -> StepFailed."""
-    from nnunet_ext.paths import nnunet_command
-
+def _train(argv: list, seed: "int | None" = None, env: "dict | None" = None) -> None:
+    """``nnUNetv2_train ARGV`` (``OMP_NUM_THREADS`` torch threads when that is set, seeded with ``seed``, extra
+    environment ``env``); a non-zero exit status -> :class:`StepFailed`."""
     threads = os.environ.get("OMP_NUM_THREADS", "")
-    if threads.isdigit() and int(threads) >= 1:
-        cmd = [sys.executable, "-c", _TRAIN_WITH_THREADS, threads, *map(str, argv)]
-    else:
-        cmd = [nnunet_command("nnUNetv2_train"), *map(str, argv)]
-    code = subprocess.run(cmd, env=os.environ.copy()).returncode
+    cmd = train_command(argv, int(threads) if threads.isdigit() and int(threads) >= 1 else None, seed)
+    code = subprocess.run(cmd, env={**os.environ, **(env or {})}).returncode
     if code:
         raise StepFailed(f"nnUNetv2_train failed (exit {code}; see its output above)")
+
+
+def training_optimizer(epochs: int) -> dict:
+    """The demo's optimiser environment: the paper's AdamW + cosine schedule (``NNEXT_OPTIMIZER=adamw``) with
+    a warm-up of a tenth of the epochs (at least 1; the paper's 10 warm-up epochs would be a third of the demo's
+    30), unless ``NNEXT_OPTIMIZER`` / ``NNEXT_WARMUP_EPOCHS`` are set. nnU-Net's SGD (lr 0.05 in the tiny plans)
+    left the tiny 2D network at background after 30 x 50 iterations in 2 of 3 runs; AdamW segmented GTVp."""
+    return {"NNEXT_OPTIMIZER": os.environ.get("NNEXT_OPTIMIZER", "adamw"),
+            "NNEXT_WARMUP_EPOCHS": os.environ.get("NNEXT_WARMUP_EPOCHS", str(max(1, int(epochs) // 10)))}
 
 
 def _must_redo(steps, name: str, settings: dict, outputs_exist: bool) -> bool:
@@ -187,16 +210,20 @@ def _run(args) -> int:
         steps.done("plan", s_plan)
     steps.stop("plan", t)
 
-    t = steps.start(f"nnUNetv2_train {RAW_ID} {config} 0 -tr {TRAINER} -p {PLANS} -device cpu (stage 1)")
+    optimizer = training_optimizer(args.epochs)
+    s_train = {**s_plan, "optimizer": optimizer}
+    t = steps.start(f"NNEXT_OPTIMIZER={optimizer['NNEXT_OPTIMIZER']} NNEXT_WARMUP_EPOCHS="
+                    f"{optimizer['NNEXT_WARMUP_EPOCHS']} nnUNetv2_train {RAW_ID} {config} 0 -tr {TRAINER} -p {PLANS} "
+                    "-device cpu (stage 1)")
     model_dir = dirs["nnUNet_results"] / raw.name / f"{TRAINER}__{PLANS}__{config}"
-    if _must_redo(steps, "train", s_plan, (model_dir / "fold_0" / "checkpoint_final.pth").is_file()):
+    if _must_redo(steps, "train", s_train, (model_dir / "fold_0" / "checkpoint_final.pth").is_file()):
         shutil.rmtree(model_dir, ignore_errors=True)
-        _train([RAW_ID, config, "0", "-tr", TRAINER, "-p", PLANS, "-device", "cpu"])
-        steps.done("train", s_plan)
+        _train([RAW_ID, config, "0", "-tr", TRAINER, "-p", PLANS, "-device", "cpu"], seed=args.seed, env=optimizer)
+        steps.done("train", s_train)
     steps.stop("train", t)
 
     model = ["-d", RAW_ID, "-c", config, "-tr", TRAINER, "-p", PLANS, "-f", "0", "-device", "cpu"]
-    s_eval = {**s_plan, "protocol": PROTOCOL, "max_clicks": MAX_CLICKS}
+    s_eval = {**s_train, "protocol": PROTOCOL, "max_clicks": MAX_CLICKS}
     evald = out / "clicks_eval"
     t = steps.start(f"nnext clicks-eval --protocol {PROTOCOL} --max-clicks {MAX_CLICKS} ({args.n_test} test cases)")
     if _must_redo(steps, "clicks_eval", s_eval, (evald / "summary.json").is_file()):
@@ -273,7 +300,8 @@ def _figure_and_summary(raw: Path, out: Path, evald: Path, single: Path, case: s
                 for v, name in CLASSES.items()} for s in seg}
     z = before_after_png(ct, ref, seg["before"], seg["after"], unc["before"], unc["after"], zyx,
                          out / "before_after.png",
-                         f"{case}: {len(clicks)} simulated clicks ({PROTOCOL} protocol), {args.n_samples} MC/TTA passes")
+                         f"{case}: {len(clicks)} simulated clicks ({PROTOCOL} protocol), "
+                         f"{args.n_samples} MC/TTA passes")
     summary = json.loads((evald / "summary.json").read_text())
     return {"configuration": args.c, "epochs": args.epochs, "iterations": args.iterations,
             "dice_vs_clicks": {c: {s: round(v["dice"], 4) for s, v in d.items()} for c, d in summary["mean"].items()},
