@@ -64,12 +64,22 @@ def run_seed(args, seed: int, root: Path) -> dict:
     schedule = {"num_epochs": args.epochs, "num_iterations_per_epoch": args.iterations}
     times, load = {}, {}
     t = time.perf_counter()
-    src = write_dataset("nodule", RAW_ID, args.n, args.n_test, seed=seed, progress=False, raters=4, overwrite=True)
-    assert nnext(["convert", "raters", "-i", str(src), "-d", str(RATER_ID), "--name", "BenchRaters",
-                  "--overwrite", "--no-progress"]) == 0
+    stamp = {**_settings(args), "seed": seed}
+    data_done = root / "data_done.json"
+    if data_done.is_file() and json.loads(data_done.read_text()) == stamp:
+        src = next(dirs["nnUNet_raw"].glob(f"Dataset{RAW_ID}_*"))  # same data and plans as an earlier run
+    else:
+        data_done.unlink(missing_ok=True)
+        src = write_dataset("nodule", RAW_ID, args.n, args.n_test, seed=seed, progress=False, raters=4,
+                            overwrite=True)
+        assert nnext(["convert", "raters", "-i", str(src), "-d", str(RATER_ID), "--name", "BenchRaters",
+                      "--overwrite", "--no-progress"]) == 0
+        for d in (RAW_ID, RATER_ID):
+            plan_and_preprocess(d, "TinyPlanner", [args.c], num_processes=1, schedule=schedule, clean=True)
+        for old in root.glob("model_done_*.json"):
+            old.unlink()
+        data_done.write_text(json.dumps(stamp))
     rater_folder = next(dirs["nnUNet_raw"].glob(f"Dataset{RATER_ID}_*"))
-    for d in (RAW_ID, RATER_ID):
-        plan_and_preprocess(d, "TinyPlanner", [args.c], num_processes=1, schedule=schedule, clean=True)
     times["data_s"], load["data"] = time.perf_counter() - t, os.getloadavg()
 
     runs = {"baseline": (RAW_ID, "MCDropoutTrainer", {"NNEXT_DROPOUT_P": "0"}),
@@ -77,6 +87,12 @@ def run_seed(args, seed: int, root: Path) -> dict:
             "ugsnet": (RATER_ID, "UGSNetTrainer", {})}
     summaries = {}
     for name, (ds, trainer, env) in runs.items():
+        model_done = root / f"model_done_{name}.json"
+        if model_done.is_file() and (root / f"eval_{name}.json").is_file():
+            print(f"seed {seed}: reusing {name} (trained, predicted and evaluated by an earlier run)")
+            summaries[name] = json.loads((root / f"eval_{name}.json").read_text())
+            times.update(json.loads(model_done.read_text()))
+            continue
         t = time.perf_counter()
         _run(train_command([ds, args.c, 0, "-tr", trainer, "-p", PLANS, "-device", "cpu"], _threads(), seed),
              {**env1, **env})
@@ -97,6 +113,7 @@ def run_seed(args, seed: int, root: Path) -> dict:
         assert nnext(["evaluate-raters", "-pred", str(pred), "-raters", str(rater_folder / "labelsTs_raters"),
                       "-o", str(root / f"eval_{name}.json"), *extra]) == 0
         summaries[name] = json.loads((root / f"eval_{name}.json").read_text())
+        model_done.write_text(json.dumps({k: v for k, v in times.items() if name in k}))
     return {"settings": _settings(args), "seed": seed, "times_s": {k: round(v, 1) for k, v in times.items()},
             "load_average": load, "mean": {n: s["mean"] for n, s in summaries.items()},
             "dice_each_rater": {n: _per_rater(s) for n, s in summaries.items()},

@@ -9,7 +9,8 @@
   with R_z") followed by a 1x1 conv back to C channels (so that R'_z and R share a space and can be compared);
   A = single-head scaled dot-product self-attention (Vaswani et al.) over voxels with a learned residual gain
   γ (init 0); Γ = fixed Gabor bank + learned 1x1 mixing (Uni, LC) or the soft Otsu filter (HC).
-  S_z = per-voxel L2 distance ||R'_z − R||₂ / √C; R_Aug = Concat(S_Uni·R'_Uni, S_LC·R'_LC, S_HC·R'_HC);
+  S_z = per-voxel relative L2 distance ||R'_z − R||₂ / (||R'_z||₂ + ||R||₂) ∈ [0, 1] (bounded: the raw distance
+  makes S_z·R'_z quadratic in the features and training diverged); R_Aug = Concat(S_Uni·R'_Uni, S_LC·R'_LC, S_HC·R'_HC);
   X_S = 1x1 conv(Concat(R, R_Aug)) (the paper's "a convolutional layer").
 * Memory: attention runs on an average-pooled grid with at most ``max_tokens`` voxels (pool factor 2 per
   axis until it fits, i.e. 32³ -> 16³ = 4096 tokens; 2D patches <= 64x64 at full resolution) and is
@@ -40,6 +41,15 @@ DEFAULT_MAX_TOKENS = 4096
 
 def _ndim(conv_op) -> int:
     return 3 if issubclass(conv_op, nn.Conv3d) else 2
+
+
+def distance_weight(rz: torch.Tensor, r: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """S_z per voxel: ||R'_z − R||₂ / (||R'_z||₂ + ||R||₂ + ε) over channels, in [0, 1] (module docstring).
+
+    Relative, not the raw distance: S_z·R'_z with an unbounded S_z is quadratic in the features, and that feedback
+    made training diverge (loss 1e18 after ~200 iterations at TinyPlanner's lr 0.05, benchmarks/RESULTS.md)."""
+    norm = torch.linalg.vector_norm
+    return norm(rz - r, dim=1, keepdim=True) / (norm(rz, dim=1, keepdim=True) + norm(r, dim=1, keepdim=True) + eps)
 
 
 class ConvBlock(nn.Sequential):
@@ -175,7 +185,7 @@ class UGSNet(nn.Module):
         aug = []
         for z in ("uni", "lc", "hc"):
             rz = self.faab[z](feats[z])
-            s = torch.linalg.vector_norm(rz - r, dim=1, keepdim=True) / math.sqrt(self.channels)
+            s = distance_weight(rz, r)
             aug.append(s * rz)
         xs = self.final(torch.cat([r] + aug, 1))
         if self.decoder.deep_supervision:
