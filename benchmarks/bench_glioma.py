@@ -53,12 +53,13 @@ def main() -> None:
         for method in ("spherical", "kernel_refine"):
             out = root / f"timing_{method}_s{s}"
             shutil.rmtree(out, ignore_errors=True)
-            extra = (["--model2d", m2, "--model3d", m3, "--fusion", root / "fusion.json", "--max-kernels", a.max_kernels]
+            extra = (["--model2d", m2, "--model3d", m3, "--fusion", root / "fusion.json", "--max-kernels", a.max_kernels,
+                      "--disable_tta"]
                      if method == "kernel_refine" else
                      ["-d", glioma.RAW_ID, "-c", "2d", "-tr", glioma.TRAINER_2D, "-p", glioma.PLANS, "-f", glioma.FOLD])
             t = time.perf_counter()
             code = nnext([str(v) for v in ["predict", "-m", method, "-i", raw / "imagesTs", "-o", out, "--stride", s,
-                                           "--disable_tta", "-device", "cpu", *extra]])
+                                           "-device", "cpu", *extra]])
             if code:
                 raise SystemExit(code)
             sec = (time.perf_counter() - t) / len(summary["cases"])

@@ -94,3 +94,25 @@ def test_overview_png_marks_the_slice_with_most_kernels(tmp_path):
     # without kernels: the slice with the largest reference whole tumour
     entropy[:] = 0
     assert glioma.overview_png(flair, ref, fused, entropy, {"WT": []}, path) == 5
+
+
+def test_tune_plans_sets_3d_patch_and_per_configuration_oversampling(tmp_path):
+    import json
+
+    from nnunet_ext.trainers.schedule import PLANS_KEY, training_schedule
+
+    strides3 = [[1, 1, 1], [2, 2, 2], [2, 2, 2], [2, 2, 2]]
+    plans = {PLANS_KEY: {"num_epochs": 15, "oversample_foreground_percent": 1.0},
+             "configurations": {"2d": {"patch_size": [64, 56]},
+                                "3d_fullres": {"patch_size": [32, 64, 56],
+                                               "architecture": {"arch_kwargs": {"strides": strides3}}}}}
+    path = tmp_path / "plans.json"
+    path.write_text(json.dumps(plans))
+    assert glioma.tune_plans(path) == {"patch_3d": [16, 32, 32], "oversample_foreground_percent": 0.33}
+    tuned = json.loads(path.read_text())
+    assert tuned["configurations"]["3d_fullres"]["patch_size"] == [16, 32, 32]
+    assert tuned["configurations"]["2d"]["patch_size"] == [64, 56]
+    for c in ("2d", "3d_fullres"):  # the configuration's block wins over the plans-level 1.0; the rest is kept
+        assert training_schedule(tuned, c) == {"num_epochs": 15, "oversample_foreground_percent": 0.33}
+    with pytest.raises(ValueError, match="divisible"):
+        glioma.tune_plans(path, patch=(12, 32, 32))
