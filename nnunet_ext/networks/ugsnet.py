@@ -6,9 +6,10 @@
 * Uncertainty-Aware Module: three conv blocks R -> R_LC, R_HC, R_Uni (conv-norm-nonlin, the backbone's ops);
   1x1 heads -> ∪(GT)' (from R_LC), ∩(GT)' (from R_HC), GT'_uni (from R_Uni) logits.
 * IUCM: a Feature-Aware Attention Block per branch, R'_z = Concat(R_z, Γ(A(R_z))) (eq. 1, "⊕ ... is concatenated
-  with R_z") followed by a 1x1 conv back to C channels (so that R'_z and R share a space and can be compared);
+  with R_z") followed by a 1x1 conv back to C channels and the backbone's norm + nonlin (so that R'_z and R share
+  a space and can be compared; the norm also keeps training stable);
   A = single-head scaled dot-product self-attention (Vaswani et al.) over voxels with a learned residual gain
-  γ (init 0); Γ = fixed Gabor bank + learned 1x1 mixing (Uni, LC) or the soft Otsu filter (HC).
+  tanh(γ) (bounded; γ init 0); Γ = fixed Gabor bank + learned 1x1 mixing (Uni, LC) or the soft Otsu filter (HC).
   S_z = per-voxel relative L2 distance ||R'_z − R||₂ / (||R'_z||₂ + ||R||₂) ∈ [0, 1] (bounded: the raw distance
   makes S_z·R'_z quadratic in the features and training diverged); R_Aug = Concat(S_Uni·R'_Uni, S_LC·R'_LC, S_HC·R'_HC);
   X_S = 1x1 conv(Concat(R, R_Aug)) (the paper's "a convolutional layer").
@@ -52,17 +53,22 @@ def distance_weight(rz: torch.Tensor, r: torch.Tensor, eps: float = 1e-6) -> tor
     return norm(rz - r, dim=1, keepdim=True) / (norm(rz, dim=1, keepdim=True) + norm(r, dim=1, keepdim=True) + eps)
 
 
+def _norm_nonlin(enc, c: int) -> nn.Module:
+    """The backbone's norm -> nonlin (whichever it has)."""
+    layers = []
+    if enc.norm_op is not None:
+        layers.append(enc.norm_op(c, **(enc.norm_op_kwargs or {})))
+    if enc.nonlin is not None:
+        layers.append(enc.nonlin(**(enc.nonlin_kwargs or {})))
+    return nn.Sequential(*layers)
+
+
 class ConvBlock(nn.Sequential):
     """conv(k=3) -> norm -> nonlin with the backbone's ops."""
 
     def __init__(self, enc, c_in: int, c_out: int):
         ndim = _ndim(enc.conv_op)
-        layers = [enc.conv_op(c_in, c_out, 3, 1, 1, bias=True)]
-        if enc.norm_op is not None:
-            layers.append(enc.norm_op(c_out, **(enc.norm_op_kwargs or {})))
-        if enc.nonlin is not None:
-            layers.append(enc.nonlin(**(enc.nonlin_kwargs or {})))
-        super().__init__(*layers)
+        super().__init__(enc.conv_op(c_in, c_out, 3, 1, 1, bias=True), *_norm_nonlin(enc, c_out))
         self.ndim = ndim
 
 
@@ -93,13 +99,16 @@ class SelfAttention(nn.Module):
         if f > 1:
             att = F.interpolate(att, size=spatial, mode="trilinear" if self.ndim == 3 else "bilinear",
                                 align_corners=False)
-        return x + self.gamma * att
+        # bounded residual gain tanh(γ) ∈ (−1, 1): a raw scalar γ (its gradient sums over every voxel) ran away
+        # together with v and the branch norm (γ ≈ 6000 when UGSNetTrainer diverged, benchmarks/RESULTS.md)
+        return x + torch.tanh(self.gamma) * att
 
 
 class FeatureAwareAttentionBlock(nn.Module):
     """R'_z = 1x1conv(Concat(R_z, Γ(A(R_z)))) with Γ = ``gabor`` (bank + 1x1 mix) or ``otsu`` (eq. 1)."""
 
-    def __init__(self, channels: int, ndim: int, kind: str, max_tokens: int = DEFAULT_MAX_TOKENS):
+    def __init__(self, channels: int, ndim: int, kind: str, max_tokens: int = DEFAULT_MAX_TOKENS,
+                 post: "nn.Module | None" = None):
         super().__init__()
         conv = nn.Conv3d if ndim == 3 else nn.Conv2d
         self.attention = SelfAttention(channels, ndim, max_tokens)
@@ -112,9 +121,12 @@ class FeatureAwareAttentionBlock(nn.Module):
         else:
             raise ValueError(f"unknown feature-aware filter {kind!r} (gabor | otsu)")
         self.fuse = conv(2 * channels, channels, 1)
+        #: norm + nonlin after the 1x1 fuse (UGSNet passes the backbone's ops): without it v -> Gabor mix -> fuse ->
+        #: X_S layer is a chain of four unnormalised linear maps, and UGSNetTrainer diverged at lr 0.05
+        self.post = post if post is not None else nn.Identity()
 
     def forward(self, r: torch.Tensor) -> torch.Tensor:
-        return self.fuse(torch.cat([r, self.filter(self.attention(r))], 1))
+        return self.post(self.fuse(torch.cat([r, self.filter(self.attention(r))], 1)))
 
 
 class UGSNet(nn.Module):
@@ -141,9 +153,8 @@ class UGSNet(nn.Module):
         self.output_head = "xs"
         self.branch = nn.ModuleDict({z: ConvBlock(enc, c, c) for z in ("lc", "hc", "uni")})
         self.head = nn.ModuleDict({z: conv(c, 1, 1, 1, 0, bias=True) for z in ("lc", "hc", "uni")})
-        self.faab = nn.ModuleDict({"uni": FeatureAwareAttentionBlock(c, ndim, "gabor", max_tokens),
-                                   "lc": FeatureAwareAttentionBlock(c, ndim, "gabor", max_tokens),
-                                   "hc": FeatureAwareAttentionBlock(c, ndim, "otsu", max_tokens)})
+        self.faab = nn.ModuleDict({z: FeatureAwareAttentionBlock(c, ndim, kind, max_tokens, _norm_nonlin(enc, c))
+                                   for z, kind in (("uni", "gabor"), ("lc", "gabor"), ("hc", "otsu"))})
         self.final = conv(4 * c, 1, 1, 1, 0, bias=True)
 
     @staticmethod
