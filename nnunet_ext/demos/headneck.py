@@ -20,9 +20,10 @@ named. ``--overwrite`` starts afresh. A failing nnext command or ``nnUNetv2_trai
 line (exit 1).
 
 Configuration: ``2d`` by default (``nnunet_ext.demo.KIND_DEFAULTS["headneck"]``): the tiny 3D network still
-predicted background after 40 iterations, the tiny 2D one segments the phantoms' lesions after 30 x 50
-(benchmarks/RESULTS.md). In 2D a click paints a disc in its own slice (the network was trained on 2D clicks), so
-one click corrects one slice of a lesion. Training is started through nnU-Net's training entry point
+predicted background after 40 iterations, the tiny 2D one segments the primary tumours (GTVp) after 30 x 50
+iterations with AdamW (the nodes, GTVn, took ~1600 iterations in longer runs; see benchmarks/RESULTS.md).
+In 2D a click paints a disc in its own slice (the network was trained on 2D clicks), so one click corrects one
+slice of a lesion. Training is started through nnU-Net's training entry point
 (:func:`train_command`) with torch, numpy and random seeded from ``--seed`` (nnU-Net seeds nothing; tiny runs
 either learn or stay at background by chance, a seeded CPU run is repeatable) and, when ``OMP_NUM_THREADS`` is
 set, that many torch threads: ``nnUNetv2_train -device cpu`` sets torch to every CPU core regardless, which on a
