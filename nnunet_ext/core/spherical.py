@@ -21,7 +21,8 @@ Array conventions: images ``(C, H, W)`` (rows, columns), origins ``(K, 2)`` in p
 ``forward_warp`` samples ``x`` at ``T^-1`` (output pixel p' shows what was at T^-1(p')), ``inverse_warp``
 samples at ``T``; both use ``torch.nn.functional.grid_sample`` with ``align_corners=True`` (pixel centres
 at -1 and +1), bilinear for images and ``mode="nearest"`` for label maps, on the device of the input. All
-K origins are warped as one batch, cut into chunks that fit ``memory_budget`` bytes.
+K origins are warped as one batch, cut into chunks that fit ``memory_budget`` bytes (512 MiB on a GPU, 16 MiB
+on a CPU, where larger chunks fall out of the cache and run slower than one origin at a time).
 """
 from __future__ import annotations
 
@@ -33,10 +34,13 @@ import torch
 import torch.nn.functional as F
 
 __all__ = ["forward_radius", "inverse_radius", "ray_length", "sampling_grid", "forward_warp", "inverse_warp",
-           "origin_grid", "center_magnification", "DEFAULT_MEMORY_BUDGET"]
+           "origin_grid", "center_magnification", "DEFAULT_MEMORY_BUDGET", "CPU_MEMORY_BUDGET"]
 
-#: bytes of sampling grid + output per chunk (grids are float32 (k, H, W, 2))
+#: bytes of sampling grid + output per chunk (grids are float32 (k, H, W, 2)) on a GPU
 DEFAULT_MEMORY_BUDGET = 512 * 2 ** 20
+#: ... and on a CPU, where chunks must stay cache-sized: 64 origins on 4 x 256 x 256 took 1.35 s in 512 MiB
+#: chunks, 0.49 s in 16 MiB chunks, 0.66 s one origin per call (benchmarks/bench_spherical.py, RESULTS.md)
+CPU_MEMORY_BUDGET = 16 * 2 ** 20
 _EPS = 1e-12
 
 
@@ -132,6 +136,8 @@ def _warp(x: torch.Tensor, origins, radius, inverse: bool, mode: str, memory_bud
     k = o.shape[0]
     rad = _as_radius(radius, k, (h, w), x.device)
     c = x.shape[-3]
+    if memory_budget is None:
+        memory_budget = CPU_MEMORY_BUDGET if x.device.type == "cpu" else DEFAULT_MEMORY_BUDGET
     xf = x if x.is_floating_point() else x.float()
     out = torch.empty((k, c, h, w), dtype=xf.dtype, device=x.device)
     step = _chunk_size(k, c, h, w, xf.element_size(), memory_budget)
@@ -144,11 +150,12 @@ def _warp(x: torch.Tensor, origins, radius, inverse: bool, mode: str, memory_bud
 
 
 def forward_warp(x: torch.Tensor, origins, radius=None, mode: str = "bilinear",
-                 memory_budget: int = DEFAULT_MEMORY_BUDGET) -> torch.Tensor:
+                 memory_budget: int | None = None) -> torch.Tensor:
     """Spherical projection of ``x`` (C, H, W) around each origin (K, 2) -> (K, C, H, W).
 
     ``radius``: R in pixels, scalar or one per origin (None: max(H, W) / 2). ``mode``: ``"bilinear"`` for
-    images, ``"nearest"`` for label maps (integer inputs come back in their dtype).
+    images, ``"nearest"`` for label maps (integer inputs come back in their dtype). ``memory_budget``: bytes per
+    chunk (None: :data:`CPU_MEMORY_BUDGET` on a CPU, :data:`DEFAULT_MEMORY_BUDGET` elsewhere).
     """
     if x.ndim != 3:
         raise ValueError(f"forward_warp expects x of shape (C, H, W), got {tuple(x.shape)}")
@@ -156,7 +163,7 @@ def forward_warp(x: torch.Tensor, origins, radius=None, mode: str = "bilinear",
 
 
 def inverse_warp(y: torch.Tensor, origins, radius=None, mode: str = "bilinear",
-                 memory_budget: int = DEFAULT_MEMORY_BUDGET) -> torch.Tensor:
+                 memory_budget: int | None = None) -> torch.Tensor:
     """Map warped images back: ``y`` (K, C', H, W), ``y[k]`` warped around ``origins[k]`` -> (K, C', H, W)."""
     if y.ndim != 4:
         raise ValueError(f"inverse_warp expects y of shape (K, C, H, W), got {tuple(y.shape)}")
