@@ -85,7 +85,9 @@ def _steps(root: Path):
     from nnunet_ext.demos.steps import STEP_RECORD, DemoSteps
 
     class Steps(DemoSteps):
-        cpu: dict = {}
+        def __init__(self, *a, **kw):
+            super().__init__(*a, **kw)
+            self.cpu: dict[str, float] = {}
 
         def start(self, text):
             self._cpu0 = _cpu_s()
@@ -106,7 +108,8 @@ def _steps(root: Path):
 
 def _threads() -> int:
     """torch threads of the training: ``OMP_NUM_THREADS`` when set, else 1. nnUNetv2_train -device cpu would take
-    every core; on these 32x32 patches one thread is as fast on an idle machine and far faster on a busy one."""
+    every core, whose OpenMP threads spin on a busy machine (epochs 10-40x slower, benchmarks/RESULTS.md); more
+    than one thread for these 32x32 patches was not measured on an idle machine."""
     n = os.environ.get("OMP_NUM_THREADS", "")
     return int(n) if n.isdigit() and int(n) >= 1 else 1
 
@@ -120,9 +123,9 @@ def run_nodule(args) -> int:
     """The six steps of the module docstring; ``args`` as resolved by ``nnext demo`` (``-o -n --n-test -c
     --epochs --iterations --seed --overwrite``). Returns the exit code."""
     from nnunet_ext.cli.main import main as nnext
+    from nnunet_ext.demos.headneck import train_command  # nnUNetv2_train with fixed torch threads and a seed
     from nnunet_ext.demos.steps import made_by_demo
     from nnunet_ext.errors import InputError
-    from nnunet_ext.demos.headneck import train_command
     from nnunet_ext.paths import dataset_folders, use_workspace
 
     root = (Path(args.o) / "nodule").resolve()
