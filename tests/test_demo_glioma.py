@@ -58,6 +58,12 @@ def test_steps_reuse_only_with_matching_settings(tmp_path, capsys):
     train = {**plan, "trainer": glioma.TRAINER_2D}
     steps.done("train_2d", train)
     assert glioma.must_redo(steps, "train_2d", {**train, "seed": 1}, outputs_exist=True)
+    # equal settings are not enough once an earlier step was redone in this run (e.g. a retrained model)
+    steps.done("refine_train", train)
+    assert not glioma.must_redo(steps, "refine_train", train, outputs_exist=True)
+    assert glioma.must_redo(steps, "refine_train", train, outputs_exist=True, earlier_redone=True)
+    assert "an earlier step was redone" in capsys.readouterr().out
+    assert not (tmp_path / STEP_RECORD.format("refine_train")).exists()
 
 
 def test_region_metrics_against_hand_computation():

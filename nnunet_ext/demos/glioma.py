@@ -108,12 +108,15 @@ def tune_plans(plans_file: Path, patch=None, oversample: float | None = None) ->
     return {"patch_3d": patch, "oversample_foreground_percent": oversample}
 
 
-def must_redo(steps, name: str, settings: dict, outputs_exist: bool) -> bool:
-    """``not steps.reusable(...)``; on a redo the old settings record is dropped first, so that a redo failing
-    half-way cannot leave a record that would make a later run with the old settings reuse half-rewritten outputs."""
+def must_redo(steps, name: str, settings: dict, outputs_exist: bool, earlier_redone: bool = False) -> bool:
+    """``not steps.reusable(...)``, and always True after an earlier step was redone in this run (equal settings do
+    not mean equal outputs then: a retrained model). On a redo the old settings record is dropped first, so that a
+    redo failing half-way cannot leave a record that would make a later run reuse half-rewritten outputs."""
     from nnunet_ext.demos.steps import STEP_RECORD
 
-    if steps.reusable(name, settings, outputs_exist):
+    if earlier_redone:
+        print(f"redoing {name} (an earlier step was redone)")
+    elif steps.reusable(name, settings, outputs_exist):
         return False
     (steps.root / STEP_RECORD.format(name)).unlink(missing_ok=True)
     return True
@@ -212,11 +215,13 @@ def run_glioma(args) -> int:
         shutil.rmtree(root)
     dirs = use_workspace(root)
     steps = DemoSteps(root, TOTAL_STEPS, label="glioma")
+    redone = False  # once a step is redone, every later step that uses it is redone too
 
     t = steps.start(f"brain phantoms: {args.n} training + {args.n_test} test cases, {SIZE[0]} x {SIZE[1]} x {SIZE[2]}")
     s_synth = {"n": args.n, "n_test": args.n_test, "seed": args.seed, "size": list(SIZE)}
     raw = dataset_folders(dirs["nnUNet_raw"]).get(RAW_ID)
-    if must_redo(steps, "synth", s_synth, raw is not None):
+    if must_redo(steps, "synth", s_synth, raw is not None, redone):
+        redone = True
         from nnunet_ext.synthetic.dataset import write_dataset
 
         raw = write_dataset("brain", RAW_ID, args.n, args.n_test, seed=args.seed, size=SIZE, name=DATASET_NAME,
@@ -228,7 +233,9 @@ def run_glioma(args) -> int:
     s_plan = {**s_synth, "epochs": args.epochs, "iterations": args.iterations, "patch_3d": list(PATCH_3D),
               "oversample": OVERSAMPLE}
     pre = dirs["nnUNet_preprocessed"] / raw.name
-    if must_redo(steps, "plan", s_plan, all((pre / f"{PLANS}_{c}").is_dir() for c in ("2d", "3d_fullres"))):
+    made = all((pre / f"{PLANS}_{c}").is_dir() for c in ("2d", "3d_fullres"))
+    if must_redo(steps, "plan", s_plan, made, redone):
+        redone = True
         from nnunet_ext.planners.run import plan_and_preprocess
 
         shutil.rmtree(pre, ignore_errors=True)  # no preprocessed cases of an older dataset
@@ -240,12 +247,14 @@ def run_glioma(args) -> int:
     steps.stop("plan", t)
 
     results = dirs["nnUNet_results"] / raw.name
-    trained = {}
+    trained, before_training = {}, redone  # the 2D and 3D trainings do not depend on each other
     for name, config, trainer in (("train_2d", "2d", TRAINER_2D), ("train_3d", "3d_fullres", TRAINER_3D)):
         t = steps.start(f"train {config}: nnUNetv2_train {RAW_ID} {config} {FOLD} -tr {trainer} -p {PLANS} -device cpu")
         model = results / f"{trainer}__{PLANS}__{config}"
         s_train = {**s_plan, "trainer": trainer, "configuration": config, "fold": FOLD}
-        if must_redo(steps, name, s_train, (model / f"fold_{FOLD}" / "checkpoint_final.pth").is_file()):
+        if must_redo(steps, name, s_train, (model / f"fold_{FOLD}" / "checkpoint_final.pth").is_file(),
+                     before_training):
+            redone = True
             try:
                 _train(config, trainer, model)
             except TrainingFailed as e:
@@ -266,7 +275,8 @@ def run_glioma(args) -> int:
 
     t = steps.start(f"nnext predict -m kernel_refine on the {args.n} training cases (stride {stride}, "
                     f"<= {max_kernels} kernels per region)")
-    if must_redo(steps, "refine_train", s_fit, (fit / "dataset.json").is_file()):
+    if must_redo(steps, "refine_train", s_fit, (fit / "dataset.json").is_file(), redone):
+        redone = True
         _nnext("predict", "-m", "kernel_refine", "-i", raw / "imagesTr", "-o", fit, *common)
         steps.done("refine_train", s_fit)
     steps.stop("refine_train", t)
@@ -274,7 +284,8 @@ def run_glioma(args) -> int:
     t = steps.start(f"nnext fusion-fit (PSO {PSO['particles']} particles x {PSO['iters']} iterations, "
                     "w2D + w3D = 1) on the training cases")
     s_fusion = {**s_fit, **PSO}
-    if must_redo(steps, "fusion_fit", s_fusion, fusion.is_file()):
+    if must_redo(steps, "fusion_fit", s_fusion, fusion.is_file(), redone):
+        redone = True
         _nnext("fusion-fit", "--pred2d", fit, "--pred3d", fit, "-ref", raw / "labelsTr", "-o", fusion,
                "--particles", PSO["particles"], "--iters", PSO["iters"], "--sum-to-one", "--seed", args.seed,
                "--overwrite")
@@ -283,7 +294,7 @@ def run_glioma(args) -> int:
 
     t = steps.start(f"test cases: -m kernel_refine --fusion {fusion.name}, and -m stock with the 3D model")
     if must_redo(steps, "predict_test", s_fusion, (pred / "dataset.json").is_file()
-                          and (pred3d / "dataset.json").is_file()):
+                 and (pred3d / "dataset.json").is_file(), redone):
         _nnext("predict", "-m", "kernel_refine", "-i", raw / "imagesTs", "-o", pred, "--fusion", fusion, *common)
         _nnext("predict", "-m", "stock", "-i", raw / "imagesTs", "-o", pred3d, "-d", RAW_ID, "-c", "3d_fullres",
                "-tr", TRAINER_3D, "-p", PLANS, "-f", FOLD, "-device", "cpu", "--disable_tta", "--overwrite")
