@@ -20,6 +20,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--epochs", type=int, default=None,
                         help="training length written into the plans (honoured by every nnunet_ext trainer)")
     parser.add_argument("--iterations", type=int, default=None, help="training iterations per epoch (ditto)")
+    parser.add_argument("--fingerprint-samples", type=int, default=None,
+                        help="foreground voxels sampled for the intensity statistics (nnU-Net: 1e8; default: the "
+                             "planner's, TinyPlanner 1e6)")
     parser.add_argument("--verbose", action="store_true")
 
 
@@ -30,6 +33,7 @@ def run(args) -> int:
                 if v is not None}
     plans = plan_and_preprocess(args.d, args.pl, args.c, args.np, args.verify_dataset_integrity, args.clean,
                                 args.gpu_memory_target, args.dropout_p, args.overwrite_plans_name,
-                                preprocess=not args.no_pp, verbose=args.verbose, schedule=schedule)
+                                preprocess=not args.no_pp, verbose=args.verbose, schedule=schedule,
+                                fingerprint_samples=args.fingerprint_samples)
     print(f"plans identifier: {plans}  (use -p {plans} with nnUNetv2_train / nnUNetv2_predict)")
     return 0
