@@ -140,7 +140,7 @@ def main():
                         "n_train": args.n_train, "fold": 0, "eval_cases": args.eval_cases,
                         "eval_seed": args.eval_seed, "train_seed": args.train_seed}
 
-    from nnunet_ext.demos.headneck import train_command
+    from nnunet_ext.demos.steps import train_command
 
     petdrop_results = root / "nnUNet_results_petdrop"
     opt = {"NNEXT_OPTIMIZER": args.optimizer, "NNEXT_WARMUP_EPOCHS": str(args.warmup)}

@@ -53,7 +53,7 @@ def _run(cmd, env=None):
 def run_seed(args, seed: int, root: Path) -> dict:
     """Data, three trainings, predictions and evaluations for one seed (module docstring)."""
     from nnunet_ext.cli.main import main as nnext
-    from nnunet_ext.demos.headneck import train_command  # nnUNetv2_train with fixed torch threads and a seed
+    from nnunet_ext.demos.steps import train_command  # nnUNetv2_train with fixed torch threads and a seed
     from nnunet_ext.paths import use_workspace
     from nnunet_ext.planners.run import plan_and_preprocess
     from nnunet_ext.synthetic.dataset import write_dataset

@@ -11,7 +11,7 @@ import sys
 import numpy as np
 import pytest
 
-from nnunet_ext.demos import headneck
+from nnunet_ext.demos import headneck, steps
 from nnunet_ext.demos.steps import STEP_RECORD
 
 
@@ -173,22 +173,23 @@ def test_nnext_and_train_return_codes_become_step_failures(tmp_path, monkeypatch
         return subprocess.CompletedProcess(cmd, 5)
 
     monkeypatch.setattr(headneck.subprocess, "run", run)
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
     with pytest.raises(headneck.StepFailed, match=r"nnUNetv2_train failed \(exit 5"):
         headneck._train([995, "2d", "0"])
-    assert seen[-1][:2] == [sys.executable, "-c"] and seen[-1][3:] == ["1", "-", "995", "2d", "0"]
+    assert seen[-1][:2] == [sys.executable, "-c"] and seen[-1][3:] == ["3", "-", "995", "2d", "0"]
     with pytest.raises(headneck.StepFailed):
         headneck._train([995, "2d", "0"], seed=4)
-    assert seen[-1][3:5] == ["1", "4"]
-    monkeypatch.delenv("OMP_NUM_THREADS")
+    assert seen[-1][3:5] == ["3", "4"]
+    monkeypatch.delenv("OMP_NUM_THREADS")  # unset: one torch thread (steps.demo_threads), not nnU-Net's every core
     with pytest.raises(headneck.StepFailed):
         headneck._train([995, "2d", "0"])
-    assert seen[-1][0].endswith("nnUNetv2_train") and seen[-1][1:] == ["995", "2d", "0"]
+    assert seen[-1][3:] == ["1", "-", "995", "2d", "0"]
+    assert steps.train_command([995, "2d", "0"])[1:] == ["995", "2d", "0"]  # neither: nnU-Net's own script
 
 
 def test_thread_wrapper_pins_torch_threads_and_reaches_the_training_entry():
     """The wrapper's torch.set_num_threads ignores nnU-Net's cpu_count() request; it seeds torch and numpy."""
-    probe = headneck._TRAIN_WITH_THREADS.split("from nnunetv2")[0] + (
+    probe = steps._TRAIN_WITH_THREADS.split("from nnunetv2")[0] + (
         "torch.set_num_threads(64); print(torch.get_num_threads(), torch.initial_seed(), numpy.random.randint(1000))")
     out = subprocess.run([sys.executable, "-c", probe, "1", "7"], capture_output=True, text=True, check=True).stdout
     import numpy

@@ -59,17 +59,18 @@ class TrainingFailed(RuntimeError):
     pass
 
 
-def _train(configuration: str, trainer: str, model: Path) -> str:
-    """Plain ``nnUNetv2_train`` (fold :data:`FOLD`), output in ``train_CONFIG.log`` next to the model; returns the
-    last pseudo Dice line (validation patches)."""
-    from nnunet_ext.paths import nnunet_command
+def _train(configuration: str, trainer: str, model: Path, seed: "int | None" = None) -> str:
+    """``nnUNetv2_train`` (fold :data:`FOLD`; nnU-Net's entry point with :func:`steps.demo_threads` torch threads,
+    seeded with ``seed``), output in ``train_CONFIG.log`` next to the model; returns the last pseudo Dice line
+    (validation patches)."""
+    from nnunet_ext.demos.steps import demo_threads, train_command
 
     shutil.rmtree(model, ignore_errors=True)
     log = model.parent / f"train_{configuration}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
-    cmd = [nnunet_command("nnUNetv2_train"), str(RAW_ID), configuration, FOLD, "-tr", trainer, "-p", PLANS,
-           "-device", "cpu"]
-    print(" ".join(["nnUNetv2_train", *cmd[1:]]), f"(log: {log})", flush=True)
+    argv = [RAW_ID, configuration, FOLD, "-tr", trainer, "-p", PLANS, "-device", "cpu"]
+    cmd = train_command(argv, demo_threads(), seed)
+    print(" ".join(["nnUNetv2_train", *map(str, argv)]), f"(log: {log})", flush=True)
     with open(log, "w") as fh:
         proc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, env=os.environ.copy())
     text = log.read_text(errors="replace")
@@ -256,7 +257,7 @@ def run_glioma(args) -> int:
                      before_training):
             redone = True
             try:
-                _train(config, trainer, model)
+                _train(config, trainer, model, seed=args.seed)
             except TrainingFailed as e:
                 print(f"nnext demo glioma: error: {e}", file=sys.stderr)
                 return 1

@@ -53,28 +53,6 @@ MAX_CLICKS = 3
 PROTOCOL = "errors"
 CLASSES = {1: "GTVp", 2: "GTVn"}
 
-#: nnU-Net's training entry point with a fixed number of torch threads (argv[1]; nnUNetv2_train itself calls
-#: torch.set_num_threads(cpu_count()) for -device cpu) and, when argv[2] is not "-", seeded torch / numpy / random
-#: generators (nnU-Net seeds nothing; with nnUNet_n_proc_DA=0 the CPU run is then repeatable)
-_TRAIN_WITH_THREADS = ("import sys, random, numpy, torch; n = int(sys.argv.pop(1)); s = sys.argv.pop(1); "
-                       "f = torch.set_num_threads; torch.set_num_threads = lambda _: f(n); "
-                       "s != '-' and (torch.manual_seed(int(s)), numpy.random.seed(int(s)), random.seed(int(s))); "
-                       "from nnunetv2.run.run_training import run_training_entry; sys.argv[0] = 'nnUNetv2_train'; "
-                       "run_training_entry()")
-
-
-def train_command(argv: list, threads: "int | None" = None, seed: "int | None" = None) -> list:
-    """``nnUNetv2_train ARGV`` as a command: nnU-Net's own script when neither ``threads`` nor ``seed`` is given,
-    else its entry point through :data:`_TRAIN_WITH_THREADS` (``threads`` None = every core, as nnU-Net)."""
-    from nnunet_ext.paths import nnunet_command
-
-    if threads is None and seed is None:
-        return [nnunet_command("nnUNetv2_train"), *map(str, argv)]
-    n = threads if threads is not None else os.cpu_count() or 1
-    return [sys.executable, "-c", _TRAIN_WITH_THREADS, str(int(n)), "-" if seed is None else str(int(seed)),
-            *map(str, argv)]
-
-
 class StepFailed(RuntimeError):
     """A command of the demo failed; the message is the one line the demo prints."""
 
@@ -136,8 +114,9 @@ def _nnext(argv: list) -> None:
 def _train(argv: list, seed: "int | None" = None, env: "dict | None" = None) -> None:
     """``nnUNetv2_train ARGV`` (``OMP_NUM_THREADS`` torch threads when that is set, seeded with ``seed``, extra
     environment ``env``); a non-zero exit status -> :class:`StepFailed`."""
-    threads = os.environ.get("OMP_NUM_THREADS", "")
-    cmd = train_command(argv, int(threads) if threads.isdigit() and int(threads) >= 1 else None, seed)
+    from nnunet_ext.demos.steps import demo_threads, train_command
+
+    cmd = train_command(argv, demo_threads(), seed)
     code = subprocess.run(cmd, env={**os.environ, **(env or {})}).returncode
     if code:
         raise StepFailed(f"nnUNetv2_train failed (exit {code}; see its output above)")

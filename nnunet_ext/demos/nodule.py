@@ -106,14 +106,6 @@ def _steps(root: Path):
     return Steps(root, total=6, label="nodule")
 
 
-def _threads() -> int:
-    """torch threads of the training: ``OMP_NUM_THREADS`` when set, else 1. nnUNetv2_train -device cpu would take
-    every core, whose OpenMP threads spin on a busy machine (epochs 10-40x slower, benchmarks/RESULTS.md); more
-    than one thread for these 32x32 patches was not measured on an idle machine."""
-    n = os.environ.get("OMP_NUM_THREADS", "")
-    return int(n) if n.isdigit() and int(n) >= 1 else 1
-
-
 def _fail(what: str) -> int:
     print(f"nnext demo nodule: error: {what} failed (see its output above)", file=sys.stderr)
     return 1
@@ -123,7 +115,7 @@ def run_nodule(args) -> int:
     """The six steps of the module docstring; ``args`` as resolved by ``nnext demo`` (``-o -n --n-test -c
     --epochs --iterations --seed --overwrite``). Returns the exit code."""
     from nnunet_ext.cli.main import main as nnext
-    from nnunet_ext.demos.headneck import train_command  # nnUNetv2_train with fixed torch threads and a seed
+    from nnunet_ext.demos.steps import demo_threads, train_command  # fixed torch threads, seeded
     from nnunet_ext.demos.steps import made_by_demo
     from nnunet_ext.errors import InputError
     from nnunet_ext.paths import dataset_folders, use_workspace
@@ -179,7 +171,7 @@ def run_nodule(args) -> int:
     if not steps.reusable("train", s_plan, checkpoint.is_file()):
         shutil.rmtree(model, ignore_errors=True)
         cmd = train_command([RATER_ID, config, 0, "-tr", TRAINER, "-p", PLANS, "-device", "cpu"],
-                            threads=_threads(), seed=args.seed)
+                            threads=demo_threads(), seed=args.seed)
         if subprocess.run(cmd, env=os.environ.copy()).returncode != 0 or not checkpoint.is_file():
             return _fail("nnUNetv2_train")
         steps.done("train", s_plan)

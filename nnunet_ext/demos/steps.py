@@ -6,6 +6,8 @@ named. A step's settings should include those of the steps before it (a new data
 """
 from __future__ import annotations
 
+import os
+import sys
 import time
 from pathlib import Path
 
@@ -56,3 +58,33 @@ def made_by_demo(root: Path) -> bool:
     root = Path(root)
     return (not root.is_dir() or not any(root.iterdir()) or any(root.glob(STEP_RECORD.format("*")))
             or (root / "nnUNet_raw").is_dir())
+
+
+#: nnU-Net's training entry point with a fixed number of torch threads (argv[1]; nnUNetv2_train itself calls
+#: torch.set_num_threads(cpu_count()) for -device cpu) and, when argv[2] is not "-", seeded torch / numpy / random
+#: generators (nnU-Net seeds nothing; with nnUNet_n_proc_DA=0 the CPU run is then repeatable)
+_TRAIN_WITH_THREADS = ("import sys, random, numpy, torch; n = int(sys.argv.pop(1)); s = sys.argv.pop(1); "
+                       "f = torch.set_num_threads; torch.set_num_threads = lambda _: f(n); "
+                       "s != '-' and (torch.manual_seed(int(s)), numpy.random.seed(int(s)), random.seed(int(s))); "
+                       "from nnunetv2.run.run_training import run_training_entry; sys.argv[0] = 'nnUNetv2_train'; "
+                       "run_training_entry()")
+
+
+def demo_threads() -> int:
+    """torch threads of a demo's training: ``OMP_NUM_THREADS`` when set, else 1. ``nnUNetv2_train -device cpu``
+    takes every core, whose OpenMP threads spin on a busy machine (an instance norm 15x slower, epochs 10-40x
+    slower; benchmarks/RESULTS.md); the demos' 32 x 32-voxel patches gain little from more threads."""
+    n = os.environ.get("OMP_NUM_THREADS", "")
+    return int(n) if n.isdigit() and int(n) >= 1 else 1
+
+
+def train_command(argv: list, threads: "int | None" = None, seed: "int | None" = None) -> list:
+    """``nnUNetv2_train ARGV`` as a command: nnU-Net's own script when neither ``threads`` nor ``seed`` is given,
+    else its entry point through :data:`_TRAIN_WITH_THREADS` (``threads`` None = every core, as nnU-Net)."""
+    from nnunet_ext.paths import nnunet_command
+
+    if threads is None and seed is None:
+        return [nnunet_command("nnUNetv2_train"), *map(str, argv)]
+    n = threads if threads is not None else os.cpu_count() or 1
+    return [sys.executable, "-c", _TRAIN_WITH_THREADS, str(int(n)), "-" if seed is None else str(int(seed)),
+            *map(str, argv)]
