@@ -21,13 +21,13 @@ line (exit 1).
 
 Configuration: ``2d`` by default (``nnunet_ext.demo.KIND_DEFAULTS["headneck"]``): the tiny 3D network still
 predicted background after 40 iterations, the tiny 2D one segments the primary tumours (GTVp) after 30 x 50
-iterations with AdamW (the nodes, GTVn, took ~1600 iterations in longer runs; see benchmarks/RESULTS.md).
+iterations with AdamW and the nodes (GTVn) after ~1600, hence 60 x 50 by default (see benchmarks/RESULTS.md).
 In 2D a click paints a disc in its own slice (the network was trained on 2D clicks), so one click corrects one
 slice of a lesion. Training is started through nnU-Net's training entry point
 (:func:`train_command`) with torch, numpy and random seeded from ``--seed`` (nnU-Net seeds nothing; tiny runs
-either learn or stay at background by chance, a seeded CPU run is repeatable) and, when ``OMP_NUM_THREADS`` is
-set, that many torch threads: ``nnUNetv2_train -device cpu`` sets torch to every CPU core regardless, which on a
-shared machine is ~15x slower per operation (measured).
+either learn or stay at background by chance, a seeded CPU run is repeatable) with ``OMP_NUM_THREADS`` torch
+threads, 1 when unset (:func:`nnunet_ext.demos.steps.demo_threads`): ``nnUNetv2_train -device cpu`` sets torch to
+every CPU core regardless, which on a shared machine is ~15x slower per operation (measured).
 
 ``run_headneck(args)`` takes ``nnext demo``'s resolved arguments (``-o -n --n-test -c --epochs --iterations
 --n-samples --seed --overwrite``); ``python -m nnunet_ext.demos.headneck [-o DIR]`` runs it with the same
