@@ -173,11 +173,11 @@ def run(args) -> int:
     if _reusable(root, "train", s_plan, (model / "fold_0" / "checkpoint_final.pth").is_file()):
         print(f"reusing {model / 'fold_0' / 'checkpoint_final.pth'}")
     else:
-        from nnunet_ext.paths import nnunet_command
+        from nnunet_ext.demos.steps import demo_threads, train_command
 
-        shutil.rmtree(model, ignore_errors=True)
-        cmd = [nnunet_command("nnUNetv2_train"), str(DATASET_ID), config, "0", "-tr", TRAINER,
-               "-p", PLANS, "-device", "cpu"]
+        shutil.rmtree(model, ignore_errors=True)  # nnU-Net's training entry point, seeded, OMP_NUM_THREADS threads
+        cmd = train_command([DATASET_ID, config, "0", "-tr", TRAINER, "-p", PLANS, "-device", "cpu"],
+                            demo_threads(), args.seed)
         if subprocess.run(cmd, env=os.environ.copy()).returncode != 0:
             print("nnext demo: error: nnUNetv2_train failed (see its output above)", file=sys.stderr)
             return 1

@@ -33,10 +33,19 @@ def test_path_is_the_fallback(monkeypatch, tmp_path):
 
 
 def test_demo_starts_training_through_the_helper(monkeypatch):
-    """demo.py has no bare command name left (the failure was FileNotFoundError: 'nnUNetv2_train')."""
+    """The demos start training through ``demos.steps.train_command``: nnU-Net's script found next to
+    ``sys.executable`` or this interpreter running nnU-Net's entry point, never a bare name looked up on PATH (the
+    failure was FileNotFoundError: 'nnUNetv2_train' when the venv was not activated)."""
     import inspect
+    import sys
 
     from nnunet_ext import demo
+    from nnunet_ext.demos import glioma, headneck, nodule
+    from nnunet_ext.demos.steps import train_command
 
-    src = inspect.getsource(demo)
-    assert 'nnunet_command("nnUNetv2_train")' in src and 'shutil.which("nnUNetv2_train")' not in src
+    monkeypatch.setenv("PATH", "/nonexistent")
+    assert train_command([990, "2d", "0"]) == [nnunet_command("nnUNetv2_train"), "990", "2d", "0"]
+    assert train_command([990, "2d", "0"], threads=1, seed=3)[0] == sys.executable
+    for module in (demo, glioma, headneck, nodule):
+        src = inspect.getsource(module)
+        assert "train_command(" in src and 'run(["nnUNetv2_train"' not in src and 'which("nnUNetv2_train")' not in src
