@@ -35,6 +35,8 @@ def test_demo_nodule_runs_reuses_and_redoes(tmp_path, monkeypatch, capfd):
     assert set(d["timings_s"]) == {f"{s}_s" for s in (*STEPS, "evaluate", "total")} == set(d["cpu_s"])
     assert d["iterations"] == 2 and d["max_tokens"] == "256" and len(d["load_average"]) == 3
     checkpoint = next((root / "nnUNet_results").rglob("fold_0/checkpoint_final.pth"))
+    model_plans = json.loads((checkpoint.parents[1] / "plans.json").read_text())  # the grid the model trained with
+    assert model_plans["configurations"]["2d"]["architecture"]["arch_kwargs"]["max_tokens"] == 256
     stamp = checkpoint.stat().st_mtime_ns
     capfd.readouterr()
 

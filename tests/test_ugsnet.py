@@ -127,3 +127,40 @@ def test_ugsnet_builds_by_dotted_path_through_nnunet():
     assert res.eval()(torch.zeros(1, 1, 32, 32)).shape == (1, 1, 32, 32)
     with pytest.raises(ValueError, match="one sigmoid"):
         get_network_from_plans("nnunet_ext.networks.ugsnet.UGSNet", kw, req, 1, 3, deep_supervision=False)
+
+
+def test_max_tokens_recorded_in_the_plans_wins_over_the_environment(monkeypatch):
+    """UGSNetTrainer rebuilds the attention grid the model was trained with: ``max_tokens`` in the plans'
+    arch_kwargs beats ``NNEXT_UGS_MAX_TOKENS``; an inheriting configuration gets the resolved block."""
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+    from nnunet_ext.trainers.ugsnet import UGSNetTrainer, record_max_tokens
+
+    kw = dict(_kwargs(2), conv_op="torch.nn.modules.conv.Conv2d", norm_op="torch.nn.InstanceNorm2d",
+              nonlin="torch.nn.LeakyReLU")
+    arch = {"network_class_name": "dynamic_network_architectures.architectures.unet.PlainConvUNet",
+            "arch_kwargs": kw, "_kw_requires_import": ["conv_op", "norm_op", "nonlin"]}
+    plans = {"dataset_name": "D", "plans_name": "P", "original_median_spacing_after_transp": [1, 1],
+             "original_median_shape_after_transp": [32, 32], "image_reader_writer": "SimpleITKIO",
+             "transpose_forward": [0, 1], "transpose_backward": [0, 1], "foreground_intensity_properties_per_channel": {},
+             "configurations": {"2d": {"data_identifier": "x", "preprocessor_name": "DefaultPreprocessor",
+                                       "batch_size": 2, "patch_size": [32, 32], "median_image_size_in_voxels": [32, 32],
+                                       "spacing": [1, 1], "normalization_schemes": ["ZScoreNormalization"],
+                                       "use_mask_for_norm": [False], "resampling_fn_data": "resample_data_or_seg_to_shape",
+                                       "resampling_fn_seg": "resample_data_or_seg_to_shape",
+                                       "resampling_fn_data_kwargs": {}, "resampling_fn_seg_kwargs": {},
+                                       "resampling_fn_probabilities": "resample_data_or_seg_to_shape",
+                                       "resampling_fn_probabilities_kwargs": {}, "architecture": arch,
+                                       "batch_dice": False},
+                               "2d_child": {"inherits_from": "2d", "batch_size": 4}}}
+    child = PlansManager(plans).get_configuration("2d_child")
+    new = record_max_tokens(plans, "2d_child", child.configuration["architecture"], 64)
+    assert plans["configurations"]["2d_child"]["architecture"]["arch_kwargs"]["max_tokens"] == 64
+    assert "max_tokens" not in plans["configurations"]["2d"]["architecture"]["arch_kwargs"] and new is not arch
+
+    monkeypatch.setenv("NNEXT_UGS_MAX_TOKENS", "4096")
+    pm = PlansManager(plans)
+    net = UGSNetTrainer.build_network_architecture(pm, pm.get_configuration("2d_child"), 1, 1, False)
+    assert {m.max_tokens for m in net.modules() if hasattr(m, "max_tokens")} == {64}
+    net = UGSNetTrainer.build_network_architecture(pm, pm.get_configuration("2d"), 1, 1, False)  # no record: env
+    assert {m.max_tokens for m in net.modules() if hasattr(m, "max_tokens")} == {4096}

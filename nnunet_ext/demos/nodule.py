@@ -15,8 +15,9 @@ processes, which on a shared machine says more than wall time) and the load aver
 
 Speed: UGS-Net's self-attention is the cost on a CPU (three branches; at full resolution a 32x32 patch is 1024
 tokens). The demo sets ``NNEXT_UGS_MAX_TOKENS=256`` (a 16x16 attention grid, upsampled back; unless the variable
-is already set), which makes a training step about 4x cheaper; it is recorded with the step settings, and the
-in-process ``-m mcm`` step sees the same value as the training (the network is rebuilt from the variable).
+is already set), which makes a training step about 4x cheaper; it is recorded with the step settings, and
+``UGSNetTrainer`` writes it into the model's plans.json, from which ``-m mcm`` (or ``nnUNetv2_predict``) rebuilds
+the network whatever the variable says then.
 Default length ``demo.KIND_DEFAULTS["nodule"]`` (``--epochs`` / ``--iterations``); measured times in
 benchmarks/RESULTS.md.
 """

@@ -73,15 +73,40 @@ class UGSLoss(torch.nn.Module):
                 + a2 * fusion_bce(output["uni"], t["mean"]) + a3 * self.phi_b(output["xs"], target))
 
 
+def record_max_tokens(plans: dict, configuration: str, architecture: dict, max_tokens: int) -> dict:
+    """Write ``max_tokens`` into ``configuration``'s ``arch_kwargs`` of ``plans`` (in place; ``architecture`` = the
+    resolved architecture block, which an inheriting configuration does not hold itself), so that the plans.json
+    nnU-Net saves next to the model rebuilds the attention grid the model was trained with, whatever
+    ``NNEXT_UGS_MAX_TOKENS`` says at inference. Returns the new architecture block."""
+    import copy
+
+    arch = copy.deepcopy(architecture)
+    arch["arch_kwargs"]["max_tokens"] = int(max_tokens)
+    plans["configurations"][configuration]["architecture"] = arch
+    return arch
+
+
 class UGSNetTrainer(RaterSetTrainer):
-    """nnU-Net U-Net (Feature Extracting Module) + UGS-Net UAM / IUCM head; L = eq. 4 (module docstring)."""
+    """nnU-Net U-Net (Feature Extracting Module) + UGS-Net UAM / IUCM head; L = eq. 4 (module docstring).
+
+    ``max_tokens`` (attention grid) comes from the plans' ``arch_kwargs`` when they hold it (every model this trainer
+    saves does: :func:`record_max_tokens` at initialisation), else from ``NNEXT_UGS_MAX_TOKENS`` (default 4096)."""
+
+    def __init__(self, plans, configuration, fold, dataset_json, device=torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        cm = self.configuration_manager
+        if "max_tokens" not in cm.network_arch_init_kwargs:
+            tokens = env_knob(TOKENS_ENV, DEFAULT_MAX_TOKENS, int, lambda v: v >= 1, ">= 1")
+            cm.configuration["architecture"] = record_max_tokens(self.plans_manager.plans, configuration,
+                                                                 cm.configuration["architecture"], tokens)
 
     @classmethod
     def build_network_architecture(cls, plans_manager, configuration_manager, num_input_channels,
                                    num_output_channels, enable_deep_supervision=True):
         kwargs = dict(configuration_manager.network_arch_init_kwargs)
         kwargs["backbone_class_name"] = configuration_manager.network_arch_class_name
-        kwargs["max_tokens"] = env_knob(TOKENS_ENV, DEFAULT_MAX_TOKENS, int, lambda v: v >= 1, ">= 1")
+        if "max_tokens" not in kwargs:
+            kwargs["max_tokens"] = env_knob(TOKENS_ENV, DEFAULT_MAX_TOKENS, int, lambda v: v >= 1, ">= 1")
         return get_network_from_plans(NETWORK_CLASS, kwargs, configuration_manager.network_arch_init_kwargs_req_import,
                                       num_input_channels, num_output_channels, allow_init=True,
                                       deep_supervision=enable_deep_supervision)
