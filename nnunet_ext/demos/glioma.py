@@ -48,15 +48,9 @@ TOTAL_STEPS = 9
 
 
 def _nnext(*args) -> None:
-    from nnunet_ext.cli.main import main as nnext
+    from nnunet_ext.demos.steps import run_nnext
 
-    code = nnext([str(a) for a in args])
-    if code:
-        raise RuntimeError(f"nnext {' '.join(map(str, args[:3]))} failed (exit {code}; see its output above)")
-
-
-class TrainingFailed(RuntimeError):
-    pass
+    run_nnext(list(args))
 
 
 def _train(configuration: str, trainer: str, model: Path, seed: "int | None" = None) -> str:
@@ -76,7 +70,9 @@ def _train(configuration: str, trainer: str, model: Path, seed: "int | None" = N
     text = log.read_text(errors="replace")
     if proc.returncode != 0:
         print(text[-2000:], file=sys.stderr)
-        raise TrainingFailed(f"nnUNetv2_train {configuration} -tr {trainer} failed (exit {proc.returncode}; log {log})")
+        from nnunet_ext.demos.steps import StepFailed
+
+        raise StepFailed(f"nnUNetv2_train {configuration} -tr {trainer} failed (exit {proc.returncode}; log {log})")
     dice = [ln.split("Pseudo dice")[-1].strip() for ln in text.splitlines() if "Pseudo dice" in ln]
     val = [ln.split("Mean Validation Dice:")[-1].strip() for ln in text.splitlines() if "Mean Validation Dice" in ln]
     summary = f"last pseudo Dice {dice[-1] if dice else '?'}, mean validation Dice {val[-1] if val else '?'}"
@@ -207,6 +203,13 @@ def print_table(mean: dict) -> None:
 
 
 def run_glioma(args) -> int:
+    """The demo (module docstring); 0 on success, else one line on stderr and the failing step's exit status."""
+    from nnunet_ext.demos.steps import guarded
+
+    return guarded("glioma", _run_glioma, args)
+
+
+def _run_glioma(args) -> int:
     from nnunet_ext.demos.steps import DemoSteps
     from nnunet_ext.imageio import atomic_write_text, read_image
     from nnunet_ext.paths import dataset_folders, use_workspace
@@ -256,11 +259,7 @@ def run_glioma(args) -> int:
         if must_redo(steps, name, s_train, (model / f"fold_{FOLD}" / "checkpoint_final.pth").is_file(),
                      before_training):
             redone = True
-            try:
-                _train(config, trainer, model, seed=args.seed)
-            except TrainingFailed as e:
-                print(f"nnext demo glioma: error: {e}", file=sys.stderr)
-                return 1
+            _train(config, trainer, model, seed=args.seed)
             steps.done(name, s_train)
         trained[name] = s_train
         steps.stop(name, t)

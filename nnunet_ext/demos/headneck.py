@@ -40,7 +40,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -53,8 +52,8 @@ MAX_CLICKS = 3
 PROTOCOL = "errors"
 CLASSES = {1: "GTVp", 2: "GTVn"}
 
-class StepFailed(RuntimeError):
-    """A command of the demo failed; the message is the one line the demo prints."""
+from nnunet_ext.demos.steps import StepFailed  # noqa: E402  (a command of the demo failed: one line)
+from nnunet_ext.demos.steps import run_nnext as _nnext  # noqa: E402
 
 
 def before_after_png(ct, ref, before, after, u_before, u_after, clicks_zyx, path, title="") -> int:
@@ -102,15 +101,6 @@ def before_after_png(ct, ref, before, after, u_before, u_after, clicks_zyx, path
     return z
 
 
-def _nnext(argv: list) -> None:
-    """Run one nnext command in-process; a non-zero exit status -> :class:`StepFailed`."""
-    from nnunet_ext.cli.main import main as nnext
-
-    code = nnext([str(a) for a in argv])
-    if code:
-        raise StepFailed(f"nnext {argv[0]} failed (exit {code}; see its message above)")
-
-
 def _train(argv: list, seed: "int | None" = None, env: "dict | None" = None) -> None:
     """``nnUNetv2_train ARGV`` (``OMP_NUM_THREADS`` torch threads when that is set, seeded with ``seed``, extra
     environment ``env``); a non-zero exit status -> :class:`StepFailed`."""
@@ -151,11 +141,9 @@ def _load_average() -> "float | None":
 
 def run_headneck(args) -> int:
     """The demo (see the module docstring); 0 on success, 1 with one line on stderr when a step fails."""
-    try:
-        return _run(args)
-    except StepFailed as e:
-        print(f"nnext demo headneck: error: {e}", file=sys.stderr)
-        return 1
+    from nnunet_ext.demos.steps import guarded
+
+    return guarded("headneck", _run, args)
 
 
 def _run(args) -> int:

@@ -27,7 +27,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -107,16 +106,16 @@ def _steps(root: Path):
     return Steps(root, total=6, label="nodule")
 
 
-def _fail(what: str) -> int:
-    print(f"nnext demo nodule: error: {what} failed (see its output above)", file=sys.stderr)
-    return 1
-
-
 def run_nodule(args) -> int:
     """The six steps of the module docstring; ``args`` as resolved by ``nnext demo`` (``-o -n --n-test -c
-    --epochs --iterations --seed --overwrite``). Returns the exit code."""
-    from nnunet_ext.cli.main import main as nnext
-    from nnunet_ext.demos.steps import demo_threads, train_command  # fixed torch threads, seeded
+    --epochs --iterations --seed --overwrite``). Returns the exit code (a failed step: one line on stderr)."""
+    from nnunet_ext.demos.steps import guarded
+
+    return guarded("nodule", _run_nodule, args)
+
+
+def _run_nodule(args) -> int:
+    from nnunet_ext.demos.steps import StepFailed, demo_threads, run_nnext, train_command
     from nnunet_ext.demos.steps import made_by_demo
     from nnunet_ext.errors import InputError
     from nnunet_ext.paths import dataset_folders, use_workspace
@@ -147,9 +146,8 @@ def run_nodule(args) -> int:
     t = steps.start("nnext convert raters (all raters of a case in one rater-set label map)")
     folder = dataset_folders(dirs["nnUNet_raw"]).get(RATER_ID)
     if not steps.reusable("convert", s_synth, folder is not None):
-        if nnext(["convert", "raters", "-i", str(src), "-d", str(RATER_ID), "--name", "DemoNoduleRaters",
-                  "--overwrite", "--no-progress"]) != 0:
-            return _fail("nnext convert raters")
+        run_nnext(["convert", "raters", "-i", src, "-d", RATER_ID, "--name", "DemoNoduleRaters", "--overwrite",
+                   "--no-progress"])
         folder = dataset_folders(dirs["nnUNet_raw"])[RATER_ID]
         steps.done("convert", s_synth)
     steps.stop("convert", t)
@@ -173,8 +171,9 @@ def run_nodule(args) -> int:
         shutil.rmtree(model, ignore_errors=True)
         cmd = train_command([RATER_ID, config, 0, "-tr", TRAINER, "-p", PLANS, "-device", "cpu"],
                             threads=demo_threads(), seed=args.seed)
-        if subprocess.run(cmd, env=os.environ.copy()).returncode != 0 or not checkpoint.is_file():
-            return _fail("nnUNetv2_train")
+        code = subprocess.run(cmd, env=os.environ.copy()).returncode
+        if code != 0 or not checkpoint.is_file():
+            raise StepFailed(f"nnUNetv2_train failed (exit {code}; see its output above)")
         steps.done("train", s_plan)
     steps.stop("train", t)
 
@@ -184,17 +183,14 @@ def run_nodule(args) -> int:
     complete = all((pred / f"{c}{s}.nii.gz").is_file() for c in cases for s in ("", "_hc", "_lc"))
     if not steps.reusable("predict", s_plan, pred.is_dir() and complete):
         shutil.rmtree(pred, ignore_errors=True)
-        if nnext(["predict", "-m", "mcm", "-i", str(folder / "imagesTs"), "-o", str(pred), "-d", str(RATER_ID),
-                  "-c", config, "-tr", TRAINER, "-p", PLANS, "-f", "0", "-device", "cpu", "--all-maps"]) != 0:
-            return _fail("nnext predict -m mcm")
+        run_nnext(["predict", "-m", "mcm", "-i", folder / "imagesTs", "-o", pred, "-d", RATER_ID, "-c", config,
+                   "-tr", TRAINER, "-p", PLANS, "-f", "0", "-device", "cpu", "--all-maps"])
         steps.done("predict", s_plan)
     steps.stop("predict", t)
 
     t = steps.start("nnext evaluate-raters + overview PNG per test case")
-    if nnext(["evaluate-raters", "-pred", str(pred), "-raters", str(folder / "labelsTs_raters"), "-o",
-              str(root / "summary.json"), "--mcm", str(pred), "--images", str(folder / "imagesTs"),
-              "--kde-png", str(root / "hu_kde.png")]) != 0:
-        return _fail("nnext evaluate-raters")
+    run_nnext(["evaluate-raters", "-pred", pred, "-raters", folder / "labelsTs_raters", "-o", root / "summary.json",
+               "--mcm", pred, "--images", folder / "imagesTs", "--kde-png", root / "hu_kde.png"])
     summary = json.loads((root / "summary.json").read_text())
     pngs = [_case_png(folder, pred, case, m, root / f"{case}.png") for case, m in summary["cases"].items()]
     steps.stop("evaluate", t)

@@ -88,3 +88,33 @@ def train_command(argv: list, threads: "int | None" = None, seed: "int | None" =
     n = threads if threads is not None else os.cpu_count() or 1
     return [sys.executable, "-c", _TRAIN_WITH_THREADS, str(int(n)), "-" if seed is None else str(int(seed)),
             *map(str, argv)]
+
+
+class StepFailed(RuntimeError):
+    """A demo step failed: ``code`` is the demo's exit status; ``reported`` = the failing nnext command already
+    printed its own one-line error (exit 2), so the demo adds no second line."""
+
+    def __init__(self, message: str, code: int = 1, reported: bool = False):
+        super().__init__(message)
+        self.code, self.reported = code, reported
+
+
+def run_nnext(argv: list) -> None:
+    """Run one nnext command in-process; a non-zero exit status -> :class:`StepFailed` (Ctrl-C propagates)."""
+    from nnunet_ext.cli.main import main as nnext
+
+    code = nnext([str(a) for a in argv])
+    if code:
+        raise StepFailed(f"nnext {argv[0]} failed (exit {code}; see its message above)", code=code,
+                         reported=code == 2)
+
+
+def guarded(kind: str, run, args) -> int:
+    """``run(args)``, a :class:`StepFailed` turned into one line on stderr (none when the failing command already
+    printed its own) and the step's exit status."""
+    try:
+        return run(args)
+    except StepFailed as e:
+        if not e.reported:
+            print(f"nnext demo {kind}: error: {e}", file=sys.stderr)
+        return e.code
