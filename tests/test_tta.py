@@ -206,18 +206,3 @@ def test_parse_tta():
         parse_tta("flip,mirror")
     with pytest.raises(ValueError, match="repeated"):
         parse_tta("flip,flip")
-
-
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_cuda_transforms_stay_on_device():
-    x = torch.randn(2, 8, 10, 12, device="cuda")
-    g = torch.Generator(device="cuda")
-    g.manual_seed(0)
-    ts = TTAPolicy().sample(9, g, spatial_dims=3)
-    xs = apply_each(ts, x)
-    assert xs.is_cuda and xs.shape == (9, 2, 8, 10, 12)
-    cpu = apply_each(ts, x.cpu())
-    for i, t in enumerate(ts):
-        if not isinstance(t, GaussianNoise):
-            assert torch.allclose(xs[i].cpu(), cpu[i], atol=1e-5)
-    assert invert_each(ts, xs).is_cuda
