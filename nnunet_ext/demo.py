@@ -19,14 +19,10 @@ import json
 import os
 import shutil
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 DATASET_ID = 990
 TRAINER, PLANS = "MCDropoutTrainer", "nnextTinyPlans"
-
-from nnunet_ext.demos.steps import STEP_RECORD  # hidden per-step settings records (stale-settings guard)
 
 MAX_CASES = 200
 #: per-kind defaults of the options left unset (``None``) on the command line; ``-c None`` = not applicable
@@ -81,34 +77,6 @@ def resolve_kind_defaults(args):
     return args
 
 
-
-
-def _step(i: int, text: str) -> float:
-    print(f"\n[{i}/6] {text}", flush=True)
-    return time.perf_counter()
-
-
-def _reusable(root: Path, step: str, settings: dict, outputs_exist: bool) -> bool:
-    """Reuse a finished step only when its outputs exist and its recorded settings match; otherwise say why it is
-    redone (the names of the changed settings)."""
-    from nnunet_ext.integrity import differing_settings
-
-    if not outputs_exist:
-        return False
-    diff = differing_settings(root, settings, filename=STEP_RECORD.format(step))
-    if diff == []:
-        return True
-    why = "no settings record" if diff is None else "settings changed: " + ", ".join(diff)
-    print(f"redoing {step} ({why})")
-    return False
-
-
-def _done(root: Path, step: str, settings: dict) -> None:
-    from nnunet_ext.integrity import record_settings
-
-    record_settings(root, settings, filename=STEP_RECORD.format(step), command=f"nnext demo: {step}")
-
-
 def run(args) -> int:
     from nnunet_ext.demos.steps import made_by_demo
     from nnunet_ext.errors import InputError
@@ -130,97 +98,86 @@ def run(args) -> int:
         else:
             from nnunet_ext.demos.headneck import run_headneck as run_kind
         return run_kind(args)
-    config = args.c
     if not made_by_demo(root):
         raise InputError(f"{root}: folder exists and was not made by nnext demo; choose another -o")
     if args.overwrite and root.exists():
         shutil.rmtree(root)
-    from nnunet_ext.paths import use_workspace
+    from nnunet_ext.demos.steps import guarded
 
-    dirs = use_workspace(root)
-    timings = {}
+    return guarded("", lambda a: _run_chest(a, root), args)
 
-    from nnunet_ext.paths import dataset_folders
+
+def _run_chest(args, root: Path) -> int:
+    from nnunet_ext.demos.steps import DemoSteps, StepFailed, demo_threads, run_nnext, train_command
+    from nnunet_ext.paths import dataset_folders, use_workspace
     from nnunet_ext.synthetic.dataset import write_dataset
 
-    t = _step(1, f"synthetic chest CT phantoms: {args.n} training + {args.n_test} test cases")
+    config = args.c
+    dirs = use_workspace(root)
+    steps = DemoSteps(root, total=6)
+
+    t = steps.start(f"synthetic chest CT phantoms: {args.n} training + {args.n_test} test cases")
     s_synth = {"n": args.n, "n_test": args.n_test, "seed": args.seed}
     raw = dataset_folders(dirs["nnUNet_raw"]).get(DATASET_ID)
-    if _reusable(root, "synth", s_synth, raw is not None):
-        print(f"reusing {raw}")
-    else:
+    if steps.must_redo("synth", s_synth, raw is not None):
         raw = write_dataset("chest", DATASET_ID, args.n, args.n_test, seed=args.seed, name="NnextDemoChest",
                             overwrite=True)
-        _done(root, "synth", s_synth)
-    timings["synth_s"] = time.perf_counter() - t
+        steps.done("synth", s_synth)
+    steps.stop("synth", t)
 
-    t = _step(2, "plan + preprocess with TinyPlanner (nnext plan)")
+    t = steps.start("plan + preprocess with TinyPlanner (nnext plan)")
     s_plan = {**s_synth, "config": config, "epochs": args.epochs, "iterations": args.iterations}
     plans_file = dirs["nnUNet_preprocessed"] / raw.name / f"{PLANS}.json"
-    if _reusable(root, "plan", s_plan, plans_file.is_file() and (plans_file.parent / f"{PLANS}_{config}").is_dir()):
-        print(f"reusing {plans_file}")
-    else:
+    if steps.must_redo("plan", s_plan, plans_file.is_file() and (plans_file.parent / f"{PLANS}_{config}").is_dir()):
         from nnunet_ext.planners.run import plan_and_preprocess
 
         shutil.rmtree(plans_file.parent, ignore_errors=True)  # no preprocessed cases of an older dataset
         plan_and_preprocess(DATASET_ID, "TinyPlanner", [config], num_processes=1,
                             schedule={"num_epochs": args.epochs, "num_iterations_per_epoch": args.iterations})
-        _done(root, "plan", s_plan)
-    timings["plan_s"] = time.perf_counter() - t
+        steps.done("plan", s_plan)
+    steps.stop("plan", t)
 
-    t = _step(3, f"train: nnUNetv2_train {DATASET_ID} {config} 0 -tr {TRAINER} -p {PLANS} -device cpu")
+    t = steps.start(f"train: nnUNetv2_train {DATASET_ID} {config} 0 -tr {TRAINER} -p {PLANS} -device cpu")
     model = dirs["nnUNet_results"] / raw.name / f"{TRAINER}__{PLANS}__{config}"
-    if _reusable(root, "train", s_plan, (model / "fold_0" / "checkpoint_final.pth").is_file()):
-        print(f"reusing {model / 'fold_0' / 'checkpoint_final.pth'}")
-    else:
-        from nnunet_ext.demos.steps import demo_threads, train_command
-
+    if steps.must_redo("train", s_plan, (model / "fold_0" / "checkpoint_final.pth").is_file()):
         shutil.rmtree(model, ignore_errors=True)  # nnU-Net's training entry point, seeded, OMP_NUM_THREADS threads
         cmd = train_command([DATASET_ID, config, "0", "-tr", TRAINER, "-p", PLANS, "-device", "cpu"],
                             demo_threads(), args.seed)
         if subprocess.run(cmd, env=os.environ.copy()).returncode != 0:
-            print("nnext demo: error: nnUNetv2_train failed (see its output above)", file=sys.stderr)
-            return 1
-        _done(root, "train", s_plan)
-    timings["train_s"] = time.perf_counter() - t
+            raise StepFailed("nnUNetv2_train failed (see its output above)")
+        steps.done("train", s_plan)
+    steps.stop("train", t)
 
-    t = _step(4, f"predict the test cases: nnext predict -m tta_mc --n-samples {args.n_samples}")
+    t = steps.start(f"predict the test cases: nnext predict -m tta_mc --n-samples {args.n_samples}")
     pred = root / "predictions"
-    from nnunet_ext.cli.main import main as nnext
-
     s_pred = {**s_plan, "n_samples": args.n_samples}
-    if pred.is_dir() and not _reusable(root, "predict", s_pred, True):
+    if pred.is_dir() and steps.must_redo("predict", s_pred, True):
         shutil.rmtree(pred)  # predictions of another model / settings: redone (a matching folder resumes)
-    _done(root, "predict", s_pred)
+    steps.done("predict", s_pred)
+    run_nnext(["predict", "-m", "tta_mc", "-i", raw / "imagesTs", "-o", pred, "-d", DATASET_ID, "-c", config,
+               "-tr", TRAINER, "-p", PLANS, "-f", "0", "-device", "cpu", "--n-samples", args.n_samples,
+               "--save-probabilities", "--seed", args.seed])
+    steps.stop("predict", t)
 
-    code = nnext(["predict", "-m", "tta_mc", "-i", str(raw / "imagesTs"), "-o", str(pred), "-d", str(DATASET_ID),
-                  "-c", config, "-tr", TRAINER, "-p", PLANS, "-f", "0", "-device", "cpu", "--n-samples",
-                  str(args.n_samples), "--save-probabilities", "--seed", str(args.seed)])
-    if code:
-        return code
-    timings["predict_s"] = time.perf_counter() - t
-
-    t = _step(5, "evaluate: Dice, HD95, NSD + uncertainty calibration (nnext evaluate)")
-    code = nnext(["evaluate", "-ref", str(raw / "labelsTs"), "-pred", str(pred), "-o", str(root / "evaluation.json"),
-                  "--uncertainty", str(pred), "--probabilities", str(pred), "-q"])
-    if code:
-        return code
+    t = steps.start("evaluate: Dice, HD95, NSD + uncertainty calibration (nnext evaluate)")
+    run_nnext(["evaluate", "-ref", raw / "labelsTs", "-pred", pred, "-o", root / "evaluation.json",
+               "--uncertainty", pred, "--probabilities", pred, "-q"])
     evaluation = json.loads((root / "evaluation.json").read_text())
-    timings["evaluate_s"] = time.perf_counter() - t
+    steps.stop("evaluate", t)
 
-    t = _step(6, "figures: image, reference, prediction and uncertainty per test case")
+    t = steps.start("figures: image, reference, prediction and uncertainty per test case")
     from nnunet_ext.evaluation.report import report_folder
 
     pngs = report_folder(raw / "imagesTs", pred, root / "png", ref_dir=raw / "labelsTs", window=(-1000, 400))
     overview = root / "overview.png"
     shutil.copyfile(pngs[0], overview)
-    timings["figures_s"] = time.perf_counter() - t
+    steps.stop("figures", t)
 
     summary = {
         "dataset": raw.name, "model": str(model), "predictions": str(pred), "overview_png": str(overview),
         "case_pngs": [str(p) for p in pngs], "evaluation": str(root / "evaluation.json"),
         "mean": evaluation.get("mean"), "uncertainty": (evaluation.get("uncertainty") or {}).get("mean"),
-        "timings_s": {k: round(v, 1) for k, v in timings.items()},
+        "timings_s": steps.timings,
     }
     (root / "summary.json").write_text(json.dumps(summary, indent=2))
     mean = (evaluation.get("mean") or {}).get("1", {})

@@ -12,6 +12,7 @@ from bad_input_harness import (G, Cell, cell_ids, ct_image, file_at, interrupt_o
                                raw_dataset, run_cell, spoil, unwritable, write_nan_image)
 from bad_input_harness import workspace  # noqa: F401 (a fixture)
 from nnunet_ext.cli.main import main
+from nnunet_ext.demos.steps import STEP_RECORD
 from nnunet_ext.imageio import Geometry, write_image
 
 def _cmd_roi_dataset(tmp: Path, mp, klass: str) -> Cell | None:
@@ -190,12 +191,11 @@ def _cmd_demo(tmp: Path, mp, klass: str) -> Cell | None:
         return Cell(argv + ["-n", "5", "--n-test", "1"], "interrupted", code=130,
                     patches=[interrupt_on_call(ds, "write_image", 3)], check=check)
     if klass == "other_settings":  # a recorded 8-case dataset is not reused for -n 6: it is redone (and said so)
-        from nnunet_ext import demo
         from nnunet_ext.integrity import record_settings
         import nnunet_ext.synthetic.dataset as ds
 
         (root / "nnUNet_raw" / "Dataset990_NnextDemoChest").mkdir(parents=True)
-        record_settings(root, {"n": 8, "n_test": 3, "seed": 0}, filename=demo.STEP_RECORD.format("synth"))
+        record_settings(root, {"n": 8, "n_test": 3, "seed": 0}, filename=STEP_RECORD.format("synth"))
         return Cell(argv + ["-n", "6"], "interrupted", code=130, patches=[interrupt_on_call(ds, "write_image", 0)])
     return None
 
@@ -224,18 +224,17 @@ def test_bad_input_cell(command, klass, workspace, monkeypatch, capsys):
 
 def test_demo_reuses_a_step_only_with_matching_settings(workspace, monkeypatch, capsys):
     """The 8-case dataset is redone for -n 6 (and said so); with matching settings the step is reused."""
-    from nnunet_ext import demo
     from nnunet_ext.integrity import record_settings
     import nnunet_ext.planners.run as run
     import nnunet_ext.synthetic.dataset as ds
 
     root = workspace / "demo"
     (root / "nnUNet_raw" / "Dataset990_NnextDemoChest").mkdir(parents=True)
-    record_settings(root, {"n": 8, "n_test": 3, "seed": 0}, filename=demo.STEP_RECORD.format("synth"))
+    record_settings(root, {"n": 8, "n_test": 3, "seed": 0}, filename=STEP_RECORD.format("synth"))
     monkeypatch.setattr(ds, "write_image", interrupt_on_call(ds, "write_image", 0)[2])
     assert main(["demo", "-o", str(root), "-n", "6"]) == 130
     assert "redoing synth (settings changed: n)" in capsys.readouterr().out
-    record_settings(root, {"n": 6, "n_test": 3, "seed": 0}, filename=demo.STEP_RECORD.format("synth"))
+    record_settings(root, {"n": 6, "n_test": 3, "seed": 0}, filename=STEP_RECORD.format("synth"))
     monkeypatch.setattr(run, "plan_and_preprocess", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt()))
     assert main(["demo", "-o", str(root), "-n", "6"]) == 130
     out = capsys.readouterr().out

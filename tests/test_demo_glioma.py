@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 from nnunet_ext.demos import glioma
-from nnunet_ext.demos.steps import STEP_RECORD, DemoSteps
 
 
 def _phantom():
@@ -35,35 +34,6 @@ def test_dispatch_reaches_run_glioma_with_resolved_defaults(tmp_path, monkeypatc
     # glioma trains its own configurations: -c is refused before any step runs (exit 2)
     assert main(["demo", "glioma", "-o", str(tmp_path / "d"), "-c", "2d"]) == 2
     assert len(seen) == 2
-
-
-def test_steps_reuse_only_with_matching_settings(tmp_path, capsys):
-    steps = DemoSteps(tmp_path, total=2, label="glioma")
-    plan = {"n": 6, "seed": 0, "epochs": 10}
-    record = tmp_path / STEP_RECORD.format("plan")
-    assert glioma.must_redo(steps, "plan", plan, outputs_exist=False)  # nothing made yet
-    steps.done("plan", plan)
-    assert not glioma.must_redo(steps, "plan", plan, outputs_exist=True)
-    assert "reusing plan" in capsys.readouterr().out
-    assert glioma.must_redo(steps, "plan", plan, outputs_exist=False)  # record but outputs gone
-    steps.done("plan", plan)
-    # a changed setting is named, and the old record is dropped before the redo ...
-    assert glioma.must_redo(steps, "plan", {**plan, "epochs": 20}, outputs_exist=True)
-    assert "settings changed: epochs" in capsys.readouterr().out
-    assert not record.exists()
-    # ... so a redo that fails half-way cannot be mistaken later for the old, complete step
-    assert glioma.must_redo(steps, "plan", plan, outputs_exist=True)
-    assert "no settings record" in capsys.readouterr().out
-    # a later step's settings include the earlier ones: a new dataset invalidates the model
-    train = {**plan, "trainer": glioma.TRAINER_2D}
-    steps.done("train_2d", train)
-    assert glioma.must_redo(steps, "train_2d", {**train, "seed": 1}, outputs_exist=True)
-    # equal settings are not enough once an earlier step was redone in this run (e.g. a retrained model)
-    steps.done("refine_train", train)
-    assert not glioma.must_redo(steps, "refine_train", train, outputs_exist=True)
-    assert glioma.must_redo(steps, "refine_train", train, outputs_exist=True, earlier_redone=True)
-    assert "an earlier step was redone" in capsys.readouterr().out
-    assert not (tmp_path / STEP_RECORD.format("refine_train")).exists()
 
 
 def test_region_metrics_against_hand_computation():

@@ -33,3 +33,36 @@ def test_every_demo_kind_runs_through_guarded(kind, monkeypatch):
     seen = {}
     monkeypatch.setattr(steps, "guarded", lambda k, run, args: seen.setdefault("kind", k) and 7)
     assert getattr(module, f"run_{kind}")(object()) == 7 and seen["kind"] == kind
+
+
+def test_steps_reuse_only_with_matching_settings(tmp_path, capsys):
+    """must_redo: reuse only with a record of equal settings and existing outputs; a redo drops the record first;
+    an earlier redo in the same run forces the later steps."""
+    from nnunet_ext.demos.steps import STEP_RECORD, DemoSteps
+
+    steps = DemoSteps(tmp_path, total=2, label="glioma")
+    plan = {"n": 6, "seed": 0, "epochs": 10}
+    record = tmp_path / STEP_RECORD.format("plan")
+    assert steps.must_redo("plan", plan, outputs_exist=False)  # nothing made yet
+    steps.done("plan", plan)
+    assert not steps.must_redo("plan", plan, outputs_exist=True)
+    assert "reusing plan" in capsys.readouterr().out
+    assert steps.must_redo("plan", plan, outputs_exist=False)  # record but outputs gone
+    steps.done("plan", plan)
+    # a changed setting is named, and the old record is dropped before the redo ...
+    assert steps.must_redo("plan", {**plan, "epochs": 20}, outputs_exist=True)
+    assert "settings changed: epochs" in capsys.readouterr().out
+    assert not record.exists()
+    # ... so a redo that fails half-way cannot be mistaken later for the old, complete step
+    assert steps.must_redo("plan", plan, outputs_exist=True)
+    assert "no settings record" in capsys.readouterr().out
+    # a later step's settings include the earlier ones: a new dataset invalidates the model
+    train = {**plan, "trainer": "SphericalProjectionTrainer"}
+    steps.done("train_2d", train)
+    assert steps.must_redo("train_2d", {**train, "seed": 1}, outputs_exist=True)
+    # equal settings are not enough once an earlier step was redone in this run (e.g. a retrained model)
+    steps.done("refine_train", train)
+    assert not steps.must_redo("refine_train", train, outputs_exist=True)
+    assert steps.must_redo("refine_train", train, outputs_exist=True, earlier_redone=True)
+    assert "an earlier step was redone" in capsys.readouterr().out
+    assert not (tmp_path / STEP_RECORD.format("refine_train")).exists()

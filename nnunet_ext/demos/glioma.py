@@ -105,20 +105,6 @@ def tune_plans(plans_file: Path, patch=None, oversample: float | None = None) ->
     return {"patch_3d": patch, "oversample_foreground_percent": oversample}
 
 
-def must_redo(steps, name: str, settings: dict, outputs_exist: bool, earlier_redone: bool = False) -> bool:
-    """``not steps.reusable(...)``, and always True after an earlier step was redone in this run (equal settings do
-    not mean equal outputs then: a retrained model). On a redo the old settings record is dropped first, so that a
-    redo failing half-way cannot leave a record that would make a later run reuse half-rewritten outputs."""
-    from nnunet_ext.demos.steps import STEP_RECORD
-
-    if earlier_redone:
-        print(f"redoing {name} (an earlier step was redone)")
-    elif steps.reusable(name, settings, outputs_exist):
-        return False
-    (steps.root / STEP_RECORD.format(name)).unlink(missing_ok=True)
-    return True
-
-
 def region_metrics(ref: np.ndarray, seg_masks: dict, spacing_zyx) -> dict:
     """``{region: {"dice", "hd95"}}`` of boolean masks against the reference label map (HD95 in mm; an empty
     prediction against a non-empty reference gets the evaluation module's penalty distance)."""
@@ -224,7 +210,7 @@ def _run_glioma(args) -> int:
     t = steps.start(f"brain phantoms: {args.n} training + {args.n_test} test cases, {SIZE[0]} x {SIZE[1]} x {SIZE[2]}")
     s_synth = {"n": args.n, "n_test": args.n_test, "seed": args.seed, "size": list(SIZE)}
     raw = dataset_folders(dirs["nnUNet_raw"]).get(RAW_ID)
-    if must_redo(steps, "synth", s_synth, raw is not None, redone):
+    if steps.must_redo("synth", s_synth, raw is not None, redone):
         redone = True
         from nnunet_ext.synthetic.dataset import write_dataset
 
@@ -238,7 +224,7 @@ def _run_glioma(args) -> int:
               "oversample": OVERSAMPLE}
     pre = dirs["nnUNet_preprocessed"] / raw.name
     made = all((pre / f"{PLANS}_{c}").is_dir() for c in ("2d", "3d_fullres"))
-    if must_redo(steps, "plan", s_plan, made, redone):
+    if steps.must_redo("plan", s_plan, made, redone):
         redone = True
         from nnunet_ext.planners.run import plan_and_preprocess
 
@@ -256,7 +242,7 @@ def _run_glioma(args) -> int:
         t = steps.start(f"train {config}: nnUNetv2_train {RAW_ID} {config} {FOLD} -tr {trainer} -p {PLANS} -device cpu")
         model = results / f"{trainer}__{PLANS}__{config}"
         s_train = {**s_plan, "trainer": trainer, "configuration": config, "fold": FOLD}
-        if must_redo(steps, name, s_train, (model / f"fold_{FOLD}" / "checkpoint_final.pth").is_file(),
+        if steps.must_redo(name, s_train, (model / f"fold_{FOLD}" / "checkpoint_final.pth").is_file(),
                      before_training):
             redone = True
             _train(config, trainer, model, seed=args.seed)
@@ -275,7 +261,7 @@ def _run_glioma(args) -> int:
 
     t = steps.start(f"nnext predict -m kernel_refine on the {args.n} training cases (stride {stride}, "
                     f"<= {max_kernels} kernels per region)")
-    if must_redo(steps, "refine_train", s_fit, (fit / "dataset.json").is_file(), redone):
+    if steps.must_redo("refine_train", s_fit, (fit / "dataset.json").is_file(), redone):
         redone = True
         _nnext("predict", "-m", "kernel_refine", "-i", raw / "imagesTr", "-o", fit, *common)
         steps.done("refine_train", s_fit)
@@ -284,7 +270,7 @@ def _run_glioma(args) -> int:
     t = steps.start(f"nnext fusion-fit (PSO {PSO['particles']} particles x {PSO['iters']} iterations, "
                     "w2D + w3D = 1) on the training cases")
     s_fusion = {**s_fit, **PSO}
-    if must_redo(steps, "fusion_fit", s_fusion, fusion.is_file(), redone):
+    if steps.must_redo("fusion_fit", s_fusion, fusion.is_file(), redone):
         redone = True
         _nnext("fusion-fit", "--pred2d", fit, "--pred3d", fit, "-ref", raw / "labelsTr", "-o", fusion,
                "--particles", PSO["particles"], "--iters", PSO["iters"], "--sum-to-one", "--seed", args.seed,
@@ -293,7 +279,7 @@ def _run_glioma(args) -> int:
     steps.stop("fusion_fit", t)
 
     t = steps.start(f"test cases: -m kernel_refine --fusion {fusion.name}, and -m stock with the 3D model")
-    if must_redo(steps, "predict_test", s_fusion, (pred / "dataset.json").is_file()
+    if steps.must_redo("predict_test", s_fusion, (pred / "dataset.json").is_file()
                  and (pred3d / "dataset.json").is_file(), redone):
         _nnext("predict", "-m", "kernel_refine", "-i", raw / "imagesTs", "-o", pred, "--fusion", fusion, *common)
         _nnext("predict", "-m", "stock", "-i", raw / "imagesTs", "-o", pred3d, "-d", RAW_ID, "-c", "3d_fullres",

@@ -121,17 +121,6 @@ def training_optimizer(epochs: int) -> dict:
             "NNEXT_WARMUP_EPOCHS": os.environ.get("NNEXT_WARMUP_EPOCHS", str(max(1, int(epochs) // 10)))}
 
 
-def _must_redo(steps, name: str, settings: dict, outputs_exist: bool) -> bool:
-    """``not steps.reusable(...)``; on a redo the old record is dropped first, so a redo that fails half-way
-    cannot leave a record that a later run with the old settings would take for a finished step."""
-    from nnunet_ext.demos.steps import STEP_RECORD
-
-    if steps.reusable(name, settings, outputs_exist):
-        return False
-    (steps.root / STEP_RECORD.format(name)).unlink(missing_ok=True)
-    return True
-
-
 def _load_average() -> "float | None":
     try:
         return round(os.getloadavg()[0], 2)
@@ -162,7 +151,7 @@ def _run(args) -> int:
 
     s_synth = {"n": args.n, "n_test": args.n_test, "seed": args.seed}
     t = steps.start(f"head-and-neck PET/CT phantoms: {args.n} training + {args.n_test} test cases (nnext synth)")
-    if _must_redo(steps, "synth", s_synth, (raw / "dataset.json").is_file()):
+    if steps.must_redo("synth", s_synth, (raw / "dataset.json").is_file()):
         _nnext(["synth", "headneck", "-d", RAW_ID, "-n", args.n, "--n-test", args.n_test, "--seed", args.seed,
                 "--name", RAW_NAME, "--overwrite", "--no-progress"])
         steps.done("synth", s_synth)
@@ -171,7 +160,7 @@ def _run(args) -> int:
     s_plan = {**s_synth, "config": config, "epochs": args.epochs, "iterations": args.iterations}
     t = steps.start(f"nnext plan -pl TinyPlanner -c {config} ({args.epochs} x {args.iterations} iterations)")
     plans_file = dirs["nnUNet_preprocessed"] / raw.name / f"{PLANS}.json"
-    if _must_redo(steps, "plan", s_plan, plans_file.is_file() and (plans_file.parent / f"{PLANS}_{config}").is_dir()):
+    if steps.must_redo("plan", s_plan, plans_file.is_file() and (plans_file.parent / f"{PLANS}_{config}").is_dir()):
         shutil.rmtree(plans_file.parent, ignore_errors=True)  # no preprocessed cases of an older dataset
         _nnext(["plan", "-d", RAW_ID, "-pl", "TinyPlanner", "-c", config, "--epochs", args.epochs,
                 "--iterations", args.iterations, "-np", "1"])
@@ -184,7 +173,7 @@ def _run(args) -> int:
                     f"{optimizer['NNEXT_WARMUP_EPOCHS']} nnUNetv2_train {RAW_ID} {config} 0 -tr {TRAINER} -p {PLANS} "
                     "-device cpu (stage 1)")
     model_dir = dirs["nnUNet_results"] / raw.name / f"{TRAINER}__{PLANS}__{config}"
-    if _must_redo(steps, "train", s_train, (model_dir / "fold_0" / "checkpoint_final.pth").is_file()):
+    if steps.must_redo("train", s_train, (model_dir / "fold_0" / "checkpoint_final.pth").is_file()):
         shutil.rmtree(model_dir, ignore_errors=True)
         _train([RAW_ID, config, "0", "-tr", TRAINER, "-p", PLANS, "-device", "cpu"], seed=args.seed, env=optimizer)
         steps.done("train", s_train)
@@ -194,7 +183,7 @@ def _run(args) -> int:
     s_eval = {**s_train, "protocol": PROTOCOL, "max_clicks": MAX_CLICKS}
     evald = out / "clicks_eval"
     t = steps.start(f"nnext clicks-eval --protocol {PROTOCOL} --max-clicks {MAX_CLICKS} ({args.n_test} test cases)")
-    if _must_redo(steps, "clicks_eval", s_eval, (evald / "summary.json").is_file()):
+    if steps.must_redo("clicks_eval", s_eval, (evald / "summary.json").is_file()):
         _nnext(["clicks-eval", "-i", raw / "imagesTs", "-ref", raw / "labelsTs", "-o", evald, *model,
                 "--protocol", PROTOCOL, "--max-clicks", MAX_CLICKS, "--save-steps", "--seed", args.seed,
                 "--overwrite"])
@@ -207,7 +196,7 @@ def _run(args) -> int:
     t = steps.start(f"nnext predict -m interactive --n-samples {args.n_samples} of {case}: before / after its clicks")
     done = all((single / s / f"{case}{e}").is_file() for s in ("before", "after")
                for e in (".nii.gz", "_uncertainty.nii.gz"))
-    if _must_redo(steps, "predict", s_pred, done and (out / "clicks.json").is_file()):
+    if steps.must_redo("predict", s_pred, done and (out / "clicks.json").is_file()):
         shutil.rmtree(single, ignore_errors=True)
         clicks = _demo_clicks(raw, evald, case)
         (out / "clicks.json").write_text(json.dumps({case: clicks}, indent=1))

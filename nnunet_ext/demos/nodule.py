@@ -73,39 +73,6 @@ def overview_png(image: np.ndarray, raters: np.ndarray, xs: np.ndarray, hc: np.n
     return z
 
 
-def _cpu_s() -> float:
-    """CPU seconds of this process and its finished children (user + system)."""
-    t = os.times()
-    return t.user + t.system + t.children_user + t.children_system
-
-
-def _steps(root: Path):
-    """DemoSteps that also record each step's CPU seconds (``cpu``): on a shared machine wall time depends on the
-    load, CPU time of the (single-threaded) steps hardly does."""
-    from nnunet_ext.demos.steps import STEP_RECORD, DemoSteps
-
-    class Steps(DemoSteps):
-        def __init__(self, *a, **kw):
-            super().__init__(*a, **kw)
-            self.cpu: dict[str, float] = {}
-
-        def start(self, text):
-            self._cpu0 = _cpu_s()
-            return super().start(text)
-
-        def reusable(self, name, settings, outputs_exist):
-            if super().reusable(name, settings, outputs_exist):
-                return True
-            (self.root / STEP_RECORD.format(name)).unlink(missing_ok=True)  # a failed redo leaves no record
-            return False
-
-        def stop(self, name, t):
-            self.cpu[f"{name}_s"] = round(_cpu_s() - self._cpu0, 1)
-            return super().stop(name, t)
-
-    return Steps(root, total=6, label="nodule")
-
-
 def run_nodule(args) -> int:
     """The six steps of the module docstring; ``args`` as resolved by ``nnext demo`` (``-o -n --n-test -c
     --epochs --iterations --seed --overwrite``). Returns the exit code (a failed step: one line on stderr)."""
@@ -115,7 +82,7 @@ def run_nodule(args) -> int:
 
 
 def _run_nodule(args) -> int:
-    from nnunet_ext.demos.steps import StepFailed, demo_threads, run_nnext, train_command
+    from nnunet_ext.demos.steps import DemoSteps, StepFailed, cpu_seconds, demo_threads, run_nnext, train_command
     from nnunet_ext.demos.steps import made_by_demo
     from nnunet_ext.errors import InputError
     from nnunet_ext.paths import dataset_folders, use_workspace
@@ -127,7 +94,7 @@ def _run_nodule(args) -> int:
         shutil.rmtree(root)
     dirs = use_workspace(root)
     t_all = time.perf_counter()
-    steps = _steps(root)
+    steps = DemoSteps(root, total=6, label="nodule")
     config, epochs, iterations = args.c, args.epochs, args.iterations  # defaults: demo.KIND_DEFAULTS["nodule"]
     # attention grid of the demo's UGS-Net (training and -m mcm read the same variable; module docstring)
     os.environ[TOKENS_ENV] = tokens = os.environ.get(TOKENS_ENV, str(DEMO_MAX_TOKENS))
@@ -135,7 +102,7 @@ def _run_nodule(args) -> int:
     t = steps.start(f"phantoms: {args.n} training + {args.n_test} test cases, {N_RATERS} raters")
     s_synth = {"n": args.n, "n_test": args.n_test, "seed": args.seed, "raters": N_RATERS}
     src = dataset_folders(dirs["nnUNet_raw"]).get(RAW_ID)
-    if not steps.reusable("synth", s_synth, src is not None):
+    if steps.must_redo("synth", s_synth, src is not None):
         from nnunet_ext.synthetic.dataset import write_dataset
 
         src = write_dataset("nodule", RAW_ID, args.n, args.n_test, seed=args.seed, name="DemoNodule",
@@ -145,7 +112,7 @@ def _run_nodule(args) -> int:
 
     t = steps.start("nnext convert raters (all raters of a case in one rater-set label map)")
     folder = dataset_folders(dirs["nnUNet_raw"]).get(RATER_ID)
-    if not steps.reusable("convert", s_synth, folder is not None):
+    if steps.must_redo("convert", s_synth, folder is not None):
         run_nnext(["convert", "raters", "-i", src, "-d", RATER_ID, "--name", "DemoNoduleRaters", "--overwrite",
                    "--no-progress"])
         folder = dataset_folders(dirs["nnUNet_raw"])[RATER_ID]
@@ -155,7 +122,7 @@ def _run_nodule(args) -> int:
     t = steps.start(f"nnext plan -pl TinyPlanner -c {config} ({epochs} x {iterations} iterations)")
     s_plan = {**s_synth, "config": config, "epochs": epochs, "iterations": iterations, "max_tokens": tokens}
     plans_file = dirs["nnUNet_preprocessed"] / folder.name / f"{PLANS}.json"
-    if not steps.reusable("plan", s_plan, plans_file.is_file() and (plans_file.parent / f"{PLANS}_{config}").is_dir()):
+    if steps.must_redo("plan", s_plan, plans_file.is_file() and (plans_file.parent / f"{PLANS}_{config}").is_dir()):
         from nnunet_ext.planners.run import plan_and_preprocess
 
         shutil.rmtree(plans_file.parent, ignore_errors=True)  # no preprocessed cases of an older dataset
@@ -167,7 +134,7 @@ def _run_nodule(args) -> int:
     t = steps.start(f"nnUNetv2_train {RATER_ID} {config} 0 -tr {TRAINER} -p {PLANS} -device cpu")
     model = dirs["nnUNet_results"] / folder.name / f"{TRAINER}__{PLANS}__{config}"
     checkpoint = model / "fold_0" / "checkpoint_final.pth"
-    if not steps.reusable("train", s_plan, checkpoint.is_file()):
+    if steps.must_redo("train", s_plan, checkpoint.is_file()):
         shutil.rmtree(model, ignore_errors=True)
         cmd = train_command([RATER_ID, config, 0, "-tr", TRAINER, "-p", PLANS, "-device", "cpu"],
                             threads=demo_threads(), seed=args.seed)
@@ -181,7 +148,7 @@ def _run_nodule(args) -> int:
     pred = root / "prediction"
     cases = sorted(p.name[:-len("_0000.nii.gz")] for p in (folder / "imagesTs").glob("*_0000.nii.gz"))
     complete = all((pred / f"{c}{s}.nii.gz").is_file() for c in cases for s in ("", "_hc", "_lc"))
-    if not steps.reusable("predict", s_plan, pred.is_dir() and complete):
+    if steps.must_redo("predict", s_plan, pred.is_dir() and complete):
         shutil.rmtree(pred, ignore_errors=True)
         run_nnext(["predict", "-m", "mcm", "-i", folder / "imagesTs", "-o", pred, "-d", RATER_ID, "-c", config,
                    "-tr", TRAINER, "-p", PLANS, "-f", "0", "-device", "cpu", "--all-maps"])
@@ -197,7 +164,7 @@ def _run_nodule(args) -> int:
 
     summary["demo"] = {**s_plan, "configuration": config, "model": str(model), "pngs": [str(p) for p in pngs],
                        "timings_s": {**steps.timings, "total_s": round(time.perf_counter() - t_all, 1)},
-                       "cpu_s": {**steps.cpu, "total_s": round(_cpu_s(), 1)}, "load_average": os.getloadavg()}
+                       "cpu_s": {**steps.cpu, "total_s": round(cpu_seconds(), 1)}, "load_average": os.getloadavg()}
     (root / "summary.json").write_text(json.dumps(summary, indent=2))
     m = summary["mean"]
     print(f"\nDice vs rater 0 {m['dice_rater0']:.3f}, vs union {m['dice_union']:.3f}, vs intersection "

@@ -15,23 +15,46 @@ from pathlib import Path
 STEP_RECORD = ".nnext_demo_{}.json"
 
 
+def cpu_seconds() -> float:
+    """CPU seconds of this process and its finished children (user + system)."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
 class DemoSteps:
     """``steps = DemoSteps(root, total=6)``; ``t = steps.start("text")`` prints ``[i/total] text`` and returns a
-    start time; ``steps.reusable(name, settings, outputs_exist)``; ``steps.done(name, settings)``;
-    ``steps.timings`` collects ``steps.stop(name, t)``."""
+    start time; ``steps.must_redo(name, settings, outputs_exist)``; ``steps.done(name, settings)``;
+    ``steps.timings`` (wall) and ``steps.cpu`` (CPU seconds, which on a shared machine hardly depend on the load)
+    collect ``steps.stop(name, t)``."""
 
     def __init__(self, root: Path, total: int, label: str = ""):
         self.root, self.total, self.label, self.i = Path(root), total, label, 0
         self.timings: dict[str, float] = {}
+        self.cpu: dict[str, float] = {}
+        self._cpu0 = cpu_seconds()
 
     def start(self, text: str) -> float:
         self.i += 1
         print(f"\n[{self.i}/{self.total}]{' ' + self.label if self.label else ''} {text}", flush=True)
+        self._cpu0 = cpu_seconds()
         return time.perf_counter()
 
     def stop(self, name: str, t: float) -> float:
+        self.cpu[f"{name}_s"] = round(cpu_seconds() - self._cpu0, 1)
         self.timings[f"{name}_s"] = round(time.perf_counter() - t, 1)
         return self.timings[f"{name}_s"]
+
+    def must_redo(self, name: str, settings: dict, outputs_exist: bool, earlier_redone: bool = False) -> bool:
+        """``not reusable(...)``, and always True after an earlier step was redone in this run (equal settings do
+        not mean equal outputs then: a retrained model). On a redo the old settings record is dropped first, so
+        that a redo failing half-way cannot leave a record that would make a later run reuse half-rewritten
+        outputs."""
+        if earlier_redone:
+            print(f"redoing {name} (an earlier step was redone)")
+        elif self.reusable(name, settings, outputs_exist):
+            return False
+        (self.root / STEP_RECORD.format(name)).unlink(missing_ok=True)
+        return True
 
     def reusable(self, name: str, settings: dict, outputs_exist: bool) -> bool:
         """True when ``name``'s outputs exist and were made with ``settings``; else say why it is redone."""
@@ -111,10 +134,10 @@ def run_nnext(argv: list) -> None:
 
 def guarded(kind: str, run, args) -> int:
     """``run(args)``, a :class:`StepFailed` turned into one line on stderr (none when the failing command already
-    printed its own) and the step's exit status."""
+    printed its own) and the step's exit status. ``kind`` "" = the chest demo (``nnext demo: error: ...``)."""
     try:
         return run(args)
     except StepFailed as e:
         if not e.reported:
-            print(f"nnext demo {kind}: error: {e}", file=sys.stderr)
+            print(f"nnext demo{' ' + kind if kind else ''}: error: {e}", file=sys.stderr)
         return e.code
