@@ -39,11 +39,6 @@ _PREDICT_WITH_THREADS = ("import sys, torch; n = int(sys.argv.pop(1)); f = torch
                          "sys.argv[0] = 'nnUNetv2_predict'; predict_entry_point()")
 
 
-def _threads() -> int:
-    n = os.environ.get("OMP_NUM_THREADS", "")
-    return int(n) if n.isdigit() and int(n) >= 1 else 1
-
-
 def _run(cmd, env=None):
     proc = subprocess.run(cmd, env={**os.environ, **(env or {})}, capture_output=True, text=True)
     if proc.returncode != 0:
@@ -53,7 +48,7 @@ def _run(cmd, env=None):
 def run_seed(args, seed: int, root: Path) -> dict:
     """Data, three trainings, predictions and evaluations for one seed (module docstring)."""
     from nnunet_ext.cli.main import main as nnext
-    from nnunet_ext.demos.steps import train_command  # nnUNetv2_train with fixed torch threads and a seed
+    from nnunet_ext.demos.steps import demo_threads, train_command  # fixed torch threads, seeded
     from nnunet_ext.paths import use_workspace
     from nnunet_ext.planners.run import plan_and_preprocess
     from nnunet_ext.synthetic.dataset import write_dataset
@@ -94,7 +89,7 @@ def run_seed(args, seed: int, root: Path) -> dict:
             times.update(json.loads(model_done.read_text()))
             continue
         t = time.perf_counter()
-        _run(train_command([ds, args.c, 0, "-tr", trainer, "-p", PLANS, "-device", "cpu"], _threads(), seed),
+        _run(train_command([ds, args.c, 0, "-tr", trainer, "-p", PLANS, "-device", "cpu"], demo_threads(), seed),
              {**env1, **env})
         times[f"train_{name}_s"], load[f"train_{name}"] = time.perf_counter() - t, os.getloadavg()
         t = time.perf_counter()
@@ -104,7 +99,7 @@ def run_seed(args, seed: int, root: Path) -> dict:
             assert nnext(["predict", "-m", "mcm", "-i", str(images), "-o", str(pred), "-d", str(ds), "-c", args.c,
                           "-tr", trainer, "-p", PLANS, "-f", "0", "-device", "cpu", "--overwrite"]) == 0
         else:
-            _run([sys.executable, "-c", _PREDICT_WITH_THREADS, str(_threads()), "-i", str(images), "-o", str(pred), "-d", str(ds), "-c", args.c,
+            _run([sys.executable, "-c", _PREDICT_WITH_THREADS, str(demo_threads()), "-i", str(images), "-o", str(pred), "-d", str(ds), "-c", args.c,
                   "-f", "0", "-tr", trainer, "-p", PLANS, "-device", "cpu"], env1)
         times[f"predict_{name}_s"], load[f"predict_{name}"] = time.perf_counter() - t, os.getloadavg()
         extra = ["--baseline", str(root / "eval_baseline.json")] if name != "baseline" else []
