@@ -84,7 +84,7 @@ def sitk_error_text(error: Exception) -> str:
     return lines[-1] if lines else type(error).__name__
 
 
-def _read_sitk(path: str | os.PathLike, nan_policy: str = "refuse") -> sitk.Image:
+def read_sitk(path: str | os.PathLike, nan_policy: str = "refuse") -> sitk.Image:
     """SimpleITK image of ``path`` after the file-completeness check and the NaN / Inf check of float NIfTI voxels
     (ITK's reader silently zeroes them: ``nan_policy`` "refuse" or "zero"); InputError naming the file otherwise."""
     from nnunet_ext.integrity import check_file_complete, check_nonfinite_file
@@ -162,7 +162,7 @@ def read_probabilities(path: str | os.PathLike) -> tuple[np.ndarray, Geometry]:
     """Read a file written by :func:`write_probabilities` -> ``(probs (C, *spatial) float32, spatial geometry)``."""
     from nnunet_ext.integrity import check_values
 
-    image = _read_sitk(path)
+    image = read_sitk(path)
     n = image.GetDimension()
     if image.GetNumberOfComponentsPerPixel() != 1 or n < 3:
         raise InputError(f"{path}: expected a {n}D scalar image with classes on the last axis (4D NIfTI for 3D "

@@ -153,11 +153,11 @@ def read_image_checked(path: str | os.PathLike, *, ndim: int | Sequence[int] | N
     """Read ``path`` -> ``(array (z, y, x), Geometry)`` after every integrity check (one-line InputError)."""
     import SimpleITK as sitk
 
-    from nnunet_ext.imageio import Geometry, _read_sitk
+    from nnunet_ext.imageio import Geometry, read_sitk
 
     path = os.fspath(path)
     check_file_complete(path, full=full_gzip)
-    image = _read_sitk(path, "refuse" if kind in ("label", "mask") else nan_policy)  # NaN in NIfTI: ITK zeroes them
+    image = read_sitk(path, "refuse" if kind in ("label", "mask") else nan_policy)  # NaN in NIfTI: ITK zeroes them
     _check_dimension(image, path, ndim)
     check_spacing(image.GetSpacing(), path, spacing_range)
     array = check_values(sitk.GetArrayFromImage(image), path, kind=kind, nan_policy=nan_policy,

@@ -56,9 +56,9 @@ class InteractiveSession:
         from acvl_utils.cropping_and_padding.padding import pad_nd_image
         from nnunetv2.inference.sliding_window_prediction import compute_gaussian
 
-        from nnunet_ext.imageio import Geometry, _read_sitk
+        from nnunet_ext.imageio import Geometry, read_sitk
 
-        imgs = [_read_sitk(i) if isinstance(i, (str, bytes)) or hasattr(i, "__fspath__") else i for i in images]
+        imgs = [read_sitk(i) if isinstance(i, (str, bytes)) or hasattr(i, "__fspath__") else i for i in images]
         n_in = self.engine.network.n_image_channels
         if len(imgs) != n_in:
             raise InputError(f"the model takes {n_in} image channel(s), got {len(imgs)}")

@@ -125,13 +125,6 @@ def case_files(case: str, folder: Path, layout: Layout) -> tuple[list[Path], Pat
     return images, seg, note
 
 
-def _read(path: Path):
-    """SimpleITK image after the integrity checks (complete file, gzip stream to its end, no NaN / Inf voxels)."""
-    from nnunet_ext.imageio import _read_sitk
-
-    return _read_sitk(path)
-
-
 def _same_grid(a, b) -> bool:
     return (a.GetSize() == b.GetSize() and np.allclose(a.GetSpacing(), b.GetSpacing(), atol=1e-4)
             and np.allclose(a.GetOrigin(), b.GetOrigin(), atol=1e-3)
@@ -141,15 +134,17 @@ def _same_grid(a, b) -> bool:
 def _convert_case(case, folder, layout, mapping, out: Path) -> dict:
     import SimpleITK as sitk
 
+    from nnunet_ext.imageio import read_sitk
+
     images, seg, note = case_files(case, folder, layout)
     split = "Tr" if seg is not None else "Ts"
-    loaded = [_read(p) for p in images]
+    loaded = [read_sitk(p) for p in images]
     for p, img in zip(images[1:], loaded[1:]):
         if not _same_grid(loaded[0], img):
             raise InputError(f"case {case}: {p.name} is not on the grid of {images[0].name}")
     entry = {"folder": str(folder), "split": "train" if seg is not None else "test"}
     if seg is not None:
-        lab = _read(seg)
+        lab = read_sitk(seg)
         if not _same_grid(loaded[0], lab):
             raise InputError(f"case {case}: label {seg.name} is not on the grid of {images[0].name}")
         arr = sitk.GetArrayFromImage(lab)
@@ -238,7 +233,7 @@ def brats_back(pred_dir, out_dir, year: int, labels: str = "nnunet", overwrite: 
     """Map segmentations ``pred_dir/CASE.nii.gz`` (dataset labels) back to BraTS ``year``'s label values."""
     import SimpleITK as sitk
 
-    from nnunet_ext.imageio import atomic_path
+    from nnunet_ext.imageio import atomic_path, read_sitk
 
     if year not in LAYOUTS:
         raise InputError(f"--year must be one of {', '.join(map(str, LAYOUTS))}, got {year}")
@@ -258,13 +253,13 @@ def brats_back(pred_dir, out_dir, year: int, labels: str = "nnunet", overwrite: 
     for p, target in zip(files, targets):  # every input checked before the first file is written
         if target.exists() and not overwrite:
             raise InputError(f"{target}: exists; pass --overwrite to replace it")
-        bad = sorted(set(np.unique(sitk.GetArrayFromImage(_read(p))).tolist()) - set(back))
+        bad = sorted(set(np.unique(sitk.GetArrayFromImage(read_sitk(p))).tolist()) - set(back))
         if bad:
             raise InputError(f"{p}: label values {bad} are not dataset labels {sorted(back)}")
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for p, target in zip(files, targets):
-        img = _read(p)
+        img = read_sitk(p)
         arr = sitk.GetArrayFromImage(img)
         new = np.zeros(arr.shape, np.uint8)
         for src, dst in back.items():

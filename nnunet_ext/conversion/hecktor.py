@@ -98,9 +98,9 @@ def convert_case(case: str, files: dict, out: Path, ct_only: bool = False) -> di
     import numpy as np
     import SimpleITK as sitk
 
-    from nnunet_ext.imageio import Geometry, _read_sitk, write_image
+    from nnunet_ext.imageio import Geometry, read_sitk, write_image
 
-    ct = _read_sitk(files["CT"])
+    ct = read_sitk(files["CT"])
     if ct.GetDimension() != 3 or ct.GetNumberOfComponentsPerPixel() != 1:
         raise InputError(f"{files['CT']}: expected a 3D scalar CT")
     geometry = Geometry.of(ct)
@@ -113,7 +113,7 @@ def convert_case(case: str, files: dict, out: Path, ct_only: bool = False) -> di
     else:
         if files["PT"] is None:
             raise InputError(f"case {case}: no PET ({case}__PT.nii.gz); use --ct-only for CT-only data")
-        pet = sitk.Cast(_read_sitk(files["PT"]), sitk.sitkFloat32)
+        pet = sitk.Cast(read_sitk(files["PT"]), sitk.sitkFloat32)
         if pet.GetDimension() != 3:
             raise InputError(f"{files['PT']}: expected a 3D PET")
         cover = _overlap_fraction(pet, ct)
@@ -126,7 +126,7 @@ def convert_case(case: str, files: dict, out: Path, ct_only: bool = False) -> di
         entry.update(pet=str(files["PT"]), pet_coverage=round(cover, 4))
     split = "Tr" if files["label"] is not None else "Ts"
     if files["label"] is not None:
-        lab = _read_sitk(files["label"])
+        lab = read_sitk(files["label"])
         if not (lab.GetSize() == ct.GetSize() and Geometry.of(lab).matches(geometry, atol=1e-3)):
             lab = sitk.Resample(lab, ct, sitk.Transform(), sitk.sitkNearestNeighbor, 0)
             entry["label_note"] = "label grid differs from the CT: resampled onto it (nearest neighbour)"

@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     import SimpleITK as sitk
 
     from nnunet_ext.errors import InputError
-    from nnunet_ext.imageio import Geometry, _read_sitk, atomic_write_text, write_image
+    from nnunet_ext.imageio import Geometry, read_sitk, atomic_write_text, write_image
     from nnunet_ext.postprocessing.component_filter import filter_components
 
     ending = args.file_ending
@@ -85,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
                 cases_log[case] = previous[case]
             continue
         pred_path = os.path.join(args.input, case + ending)
-        pred_img = _read_sitk(pred_path)
+        pred_img = read_sitk(pred_path)
         if pred_img.GetDimension() != 3:
             raise InputError(f"case {case}: prediction must be 3D, got {pred_img.GetDimension()}D")
         # a float map (probabilities, an image) is not a segmentation: refused, not turned into one component

@@ -13,9 +13,9 @@ def load_lung_on_grid(lung_path: str, pred_img, case: str):
     import SimpleITK as sitk
 
     from nnunet_ext.errors import InputError
-    from nnunet_ext.imageio import Geometry, _read_sitk
+    from nnunet_ext.imageio import Geometry, read_sitk
 
-    lung_img = _read_sitk(lung_path)
+    lung_img = read_sitk(lung_path)
     if lung_img.GetDimension() != pred_img.GetDimension():
         raise InputError(f"case {case}: lung mask is {lung_img.GetDimension()}D, prediction "
                          f"{pred_img.GetDimension()}D")
