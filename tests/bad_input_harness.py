@@ -89,6 +89,18 @@ def spoil(path: Path, klass: str) -> None:
         raise ValueError(klass)
 
 
+#: what the integrity layer says about a file spoiled as empty / corrupt / truncated (:func:`spoil`)
+SPOILED = {"empty": r"empty file", "corrupt": r"(not a gzip|corrupt|cannot be read)", "truncated": r"truncated"}
+
+
+def spoiled_cell(klass: str, argv: list, bad: Path) -> "Cell | None":
+    """For an empty / corrupt / truncated ``klass``: spoil ``bad`` and expect its one-line message naming it."""
+    if klass not in SPOILED:
+        return None
+    spoil(bad, klass)
+    return Cell(argv, bad.name.replace(".", r"\.") + ": " + SPOILED[klass])
+
+
 def raw_dataset(raw: Path, dataset_id=901, n=2, ending=".nii.gz") -> Path:
     folder = raw / f"Dataset{dataset_id}_Bad"
     for sub in ("imagesTr", "labelsTr"):

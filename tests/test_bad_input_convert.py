@@ -11,12 +11,11 @@ import pytest
 import SimpleITK as sitk
 
 from bad_input_harness import (G, Cell, cell_ids, ct_image, file_at, interrupt_on_call, label_map, matrix_cells,
-                               run_cell, spoil, unwritable)
+                               run_cell, spoiled_cell, unwritable)
 from bad_input_harness import workspace  # noqa: F401 (a fixture)
 from nnunet_ext.cli.main import main
 from nnunet_ext.imageio import Geometry, write_image
 
-SPOILED = {"empty": r"empty file", "corrupt": r"(not a gzip|corrupt|cannot be read)", "truncated": r"truncated"}
 
 
 def _esc(name: str) -> str:
@@ -25,9 +24,8 @@ def _esc(name: str) -> str:
 
 def _file_cells(klass, argv, bad: Path, nan_writer=None):
     """Spoiled / NaN versions of the input file ``bad``."""
-    if klass in SPOILED:
-        spoil(bad, klass)
-        return Cell(argv, _esc(bad.name) + ": " + SPOILED[klass])
+    if klass in ("empty", "corrupt", "truncated"):
+        return spoiled_cell(klass, argv, bad)
     if klass == "nan" and nan_writer is not None:
         nan_writer(bad)
         return Cell(argv, _esc(bad.name) + r": 1 NaN and 0 infinite voxel")

@@ -9,12 +9,11 @@ import numpy as np
 import pytest
 
 from bad_input_harness import (G, Cell, cell_ids, file_at, interrupt_on_call, label_map, matrix_cells, raw_dataset,
-                               run_cell, spoil, unwritable)
+                               run_cell, spoiled_cell, unwritable)
 from bad_input_harness import workspace  # noqa: F401 (a fixture)
 from nnunet_ext.cli.main import main
 from nnunet_ext.imageio import Geometry, write_image
 
-SPOILED = {"empty": r"empty file", "corrupt": r"(not a gzip|corrupt|cannot be read)", "truncated": r"truncated"}
 
 
 def unc_map(shape=(8, 16, 16), seed=0):
@@ -31,9 +30,8 @@ def _nan_map(shape=(8, 16, 16)):
 
 def _common_cells(klass, argv, bad: Path, out_name: str):
     """Cells every map command shares: the file ``bad`` spoiled, NaN, 2D, implausible spacing, unwritable."""
-    if klass in SPOILED:
-        spoil(bad, klass)
-        return Cell(argv, bad.name.replace(".", r"\.") + ": " + SPOILED[klass])
+    if klass in ("empty", "corrupt", "truncated"):
+        return spoiled_cell(klass, argv, bad)
     if klass == "nan":
         write_image(_nan_map(), G, bad)
         return Cell(argv, bad.name.replace(".", r"\.") + r": 1 NaN and 0 infinite voxel")
@@ -185,9 +183,8 @@ def _cmd_calibrate(tmp: Path, mp, klass: str) -> Cell | None:
     if klass == "missing":
         (ref / "c1.nii.gz").unlink()
         return Cell(argv, r"ref: no reference for 1 case\(s\) \(c1;")
-    if klass in SPOILED:
-        spoil(bad, klass)
-        return Cell(argv, r"c1_probabilities\.nii\.gz: " + SPOILED[klass])
+    if klass in ("empty", "corrupt", "truncated"):
+        return spoiled_cell(klass, argv, bad)
     if klass == "nan":
         arr = label_map().astype(np.float32)
         arr[0, 0, 0] = np.nan
@@ -234,9 +231,8 @@ def _cmd_evaluate_raters(tmp: Path, mp, klass: str) -> Cell | None:
     bad = raters / "c1_rater2.nii.gz"
     if klass == "missing":
         return Cell(argv[:2] + [str(tmp / "nope")] + argv[3:], r"nope: -pred folder not found")
-    if klass in SPOILED:
-        spoil(bad, klass)
-        return Cell(argv, r"c1_rater2\.nii\.gz: " + SPOILED[klass])
+    if klass in ("empty", "corrupt", "truncated"):
+        return spoiled_cell(klass, argv, bad)
     if klass == "nan":
         arr = label_map().astype(np.float32)
         arr[0, 0, 0] = np.nan

@@ -11,13 +11,12 @@ import numpy as np
 import pytest
 
 from bad_input_harness import (G, Cell, cell_ids, ct_image, file_at, interrupt_on_call, label_map, matrix_cells,
-                               raw_dataset, run_cell, spoil, unwritable, write_nan_image)
+                               raw_dataset, run_cell, spoiled_cell, unwritable, write_nan_image)
 from bad_input_harness import workspace  # noqa: F401 (a fixture)
 from bad_input_models import DATASET, DATASET_ID, PLANS, write_untrained_model
 from nnunet_ext.cli.main import main
 from nnunet_ext.imageio import Geometry, write_image
 
-SPOILED = {"empty": r"empty file", "corrupt": r"(not a gzip|corrupt|cannot be read)", "truncated": r"truncated"}
 MODELS: dict[str, Path] = {}
 
 
@@ -53,9 +52,8 @@ def _cmd_predict(tmp: Path, mp, klass: str) -> Cell | None:
     bad = images / "c1_0000.nii.gz"  # the LAST case: every input is checked before the first output
     if klass == "missing":
         return Cell(argv[:4] + [str(tmp / "nope")] + argv[5:], r"nope.*not found")
-    if klass in SPOILED:
-        spoil(bad, klass)
-        return Cell(argv, r"c1_0000\.nii\.gz: " + SPOILED[klass])
+    if klass in ("empty", "corrupt", "truncated"):
+        return spoiled_cell(klass, argv, bad)
     if klass == "nan":  # voxel-level problems are found when a case is read: the first
         write_nan_image(images / "c0_0000.nii.gz")
         return Cell(argv, r"c0_0000\.nii\.gz: 1 NaN and 1 infinite voxel")
@@ -96,9 +94,8 @@ def _cmd_clicks_eval(tmp: Path, mp, klass: str) -> Cell | None:
     if klass == "missing":
         bad.unlink()
         return Cell(argv, r"c1\.nii\.gz: reference segmentation not found")
-    if klass in SPOILED:
-        spoil(bad, klass)
-        return Cell(argv, r"c1\.nii\.gz: " + SPOILED[klass])
+    if klass in ("empty", "corrupt", "truncated"):
+        return spoiled_cell(klass, argv, bad)
     if klass == "nan":
         arr = label_map().astype(np.float32)
         arr[0, 0, 0] = np.nan
