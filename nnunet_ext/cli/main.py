@@ -100,6 +100,12 @@ def main(argv: list[str] | None = None) -> int:
     prefix = f"nnext {name}: error:"
     _NESTING[0] += 1
     try:
+        from nnunet_ext.trainers.plans_options import refuse_legacy_environment
+
+        try:
+            refuse_legacy_environment()
+        except ValueError as e:
+            raise InputError(str(e)) from None
         module = importlib.import_module(COMMANDS[name][0])
         parser = argparse.ArgumentParser(prog=f"nnext {name}", description=COMMANDS[name][1])
         module.add_arguments(parser)

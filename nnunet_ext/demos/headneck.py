@@ -101,24 +101,23 @@ def before_after_png(ct, ref, before, after, u_before, u_after, clicks_zyx, path
     return z
 
 
-def _train(argv: list, seed: "int | None" = None, env: "dict | None" = None) -> None:
-    """``nnUNetv2_train ARGV`` (``OMP_NUM_THREADS`` torch threads when that is set, seeded with ``seed``, extra
-    environment ``env``); a non-zero exit status -> :class:`StepFailed`."""
+def _train(argv: list, seed: "int | None" = None) -> None:
+    """``nnUNetv2_train ARGV`` (``OMP_NUM_THREADS`` torch threads when that is set, seeded with ``seed``); a
+    non-zero exit status -> :class:`StepFailed`."""
     from nnunet_ext.demos.steps import demo_threads, train_command
 
     cmd = train_command(argv, demo_threads(), seed)
-    code = subprocess.run(cmd, env={**os.environ, **(env or {})}).returncode
+    code = subprocess.run(cmd, env=os.environ.copy()).returncode
     if code:
         raise StepFailed(f"nnUNetv2_train failed (exit {code}; see its output above)")
 
 
-def training_optimizer(epochs: int) -> dict:
-    """The demo's optimiser environment: the paper's AdamW + cosine schedule (``NNEXT_OPTIMIZER=adamw``) with
-    a warm-up of a tenth of the epochs (at least 1; the paper's 10 warm-up epochs would be a third of the demo's
-    30), unless ``NNEXT_OPTIMIZER`` / ``NNEXT_WARMUP_EPOCHS`` are set. nnU-Net's SGD (lr 0.05 in the tiny plans)
-    left the tiny 2D network at background after 30 x 50 iterations in 2 of 3 runs; AdamW segmented GTVp."""
-    return {"NNEXT_OPTIMIZER": os.environ.get("NNEXT_OPTIMIZER", "adamw"),
-            "NNEXT_WARMUP_EPOCHS": os.environ.get("NNEXT_WARMUP_EPOCHS", str(max(1, int(epochs) // 10)))}
+def training_optimizer(epochs: int) -> list:
+    """The demo's optimiser, as plans options (``nnext plan --set``): the paper's AdamW + cosine schedule with a
+    warm-up of a tenth of the epochs (at least 1; the paper's 10 warm-up epochs would be a third of the demo's
+    30). nnU-Net's SGD (lr 0.05 in the tiny plans) left the tiny 2D network at background after 30 x 50
+    iterations in 2 of 3 runs; AdamW segmented GTVp."""
+    return ["optimizer.name=adamw", f"optimizer.warmup_epochs={max(1, int(epochs) // 10)}"]
 
 
 def _load_average() -> "float | None":
@@ -157,25 +156,25 @@ def _run(args) -> int:
         steps.done("synth", s_synth)
     steps.stop("synth", t)
 
-    s_plan = {**s_synth, "config": config, "epochs": args.epochs, "iterations": args.iterations}
-    t = steps.start(f"nnext plan -pl TinyPlanner -c {config} ({args.epochs} x {args.iterations} iterations)")
+    optimizer = training_optimizer(args.epochs)
+    s_plan = {**s_synth, "config": config, "epochs": args.epochs, "iterations": args.iterations,
+              "options": optimizer}
+    t = steps.start(f"nnext plan -pl TinyPlanner -c {config} ({args.epochs} x {args.iterations} iterations, "
+                    f"--set {' --set '.join(optimizer)})")
     plans_file = dirs["nnUNet_preprocessed"] / raw.name / f"{PLANS}.json"
     if steps.must_redo("plan", s_plan, plans_file.is_file() and (plans_file.parent / f"{PLANS}_{config}").is_dir()):
         shutil.rmtree(plans_file.parent, ignore_errors=True)  # no preprocessed cases of an older dataset
         _nnext(["plan", "-d", RAW_ID, "-pl", "TinyPlanner", "-c", config, "--epochs", args.epochs,
-                "--iterations", args.iterations, "-np", "1"])
+                "--iterations", args.iterations, "-np", "1", *[a for o in optimizer for a in ("--set", o)]])
         steps.done("plan", s_plan)
     steps.stop("plan", t)
 
-    optimizer = training_optimizer(args.epochs)
-    s_train = {**s_plan, "optimizer": optimizer}
-    t = steps.start(f"NNEXT_OPTIMIZER={optimizer['NNEXT_OPTIMIZER']} NNEXT_WARMUP_EPOCHS="
-                    f"{optimizer['NNEXT_WARMUP_EPOCHS']} nnUNetv2_train {RAW_ID} {config} 0 -tr {TRAINER} -p {PLANS} "
-                    "-device cpu (stage 1)")
+    s_train = dict(s_plan)
+    t = steps.start(f"nnUNetv2_train {RAW_ID} {config} 0 -tr {TRAINER} -p {PLANS} -device cpu (stage 1)")
     model_dir = dirs["nnUNet_results"] / raw.name / f"{TRAINER}__{PLANS}__{config}"
     if steps.must_redo("train", s_train, (model_dir / "fold_0" / "checkpoint_final.pth").is_file()):
         shutil.rmtree(model_dir, ignore_errors=True)
-        _train([RAW_ID, config, "0", "-tr", TRAINER, "-p", PLANS, "-device", "cpu"], seed=args.seed, env=optimizer)
+        _train([RAW_ID, config, "0", "-tr", TRAINER, "-p", PLANS, "-device", "cpu"], seed=args.seed)
         steps.done("train", s_train)
     steps.stop("train", t)
 

@@ -14,10 +14,10 @@ plus ``demo``: the settings, per-step wall ``timings_s`` and ``cpu_s`` (CPU seco
 processes, which on a shared machine says more than wall time) and the load average at the end.
 
 Speed: UGS-Net's self-attention is the cost on a CPU (three branches; at full resolution a 32x32 patch is 1024
-tokens). The demo sets ``NNEXT_UGS_MAX_TOKENS=256`` (a 16x16 attention grid, upsampled back; unless the variable
-is already set), which makes a training step about 4x cheaper; it is recorded with the step settings, and
+tokens). The demo writes ``ugsnet.max_tokens=256`` into its plans (a 16x16 attention grid, upsampled back; ``nnext plan
+--set``), which makes a training step about 4x cheaper; it is recorded with the step settings, and
 ``UGSNetTrainer`` writes it into the model's plans.json, from which ``-m mcm`` (or ``nnUNetv2_predict``) rebuilds
-the network whatever the variable says then.
+the network.
 Default length ``demo.KIND_DEFAULTS["nodule"]`` (``--epochs`` / ``--iterations``); measured times in
 benchmarks/RESULTS.md.
 """
@@ -34,7 +34,7 @@ import numpy as np
 
 RAW_ID, RATER_ID = 993, 994
 N_RATERS = 4
-TOKENS_ENV, DEMO_MAX_TOKENS = "NNEXT_UGS_MAX_TOKENS", 256
+DEMO_MAX_TOKENS = 256
 TRAINER, PLANS = "UGSNetTrainer", "nnextTinyPlans"
 
 
@@ -96,8 +96,7 @@ def _run_nodule(args) -> int:
     t_all = time.perf_counter()
     steps = DemoSteps(root, total=6, label="nodule")
     config, epochs, iterations = args.c, args.epochs, args.iterations  # defaults: demo.KIND_DEFAULTS["nodule"]
-    # attention grid of the demo's UGS-Net (training and -m mcm read the same variable; module docstring)
-    os.environ[TOKENS_ENV] = tokens = os.environ.get(TOKENS_ENV, str(DEMO_MAX_TOKENS))
+    tokens = DEMO_MAX_TOKENS  # attention grid of the demo's UGS-Net (plans option; module docstring)
 
     t = steps.start(f"phantoms: {args.n} training + {args.n_test} test cases, {N_RATERS} raters")
     s_synth = {"n": args.n, "n_test": args.n_test, "seed": args.seed, "raters": N_RATERS}
@@ -128,6 +127,9 @@ def _run_nodule(args) -> int:
         shutil.rmtree(plans_file.parent, ignore_errors=True)  # no preprocessed cases of an older dataset
         plan_and_preprocess(RATER_ID, "TinyPlanner", [config], num_processes=1,
                             schedule={"num_epochs": epochs, "num_iterations_per_epoch": iterations})
+        from nnunet_ext.planners.plans_edit import write_options
+
+        write_options(plans_file, [f"ugsnet.max_tokens={tokens}"], [config])
         steps.done("plan", s_plan)
     steps.stop("plan", t)
 

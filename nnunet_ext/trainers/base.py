@@ -6,6 +6,8 @@ import os
 import torch
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
+from nnunet_ext.core.options import Options
+from nnunet_ext.trainers.plans_options import PLANS_KEY, plans_options, refuse_legacy_environment
 from nnunet_ext.trainers.schedule import apply_training_schedule
 
 #: key under which extension trainers store their own metadata inside nnU-Net checkpoints
@@ -16,20 +18,44 @@ class NnextTrainer(nnUNetTrainer):
     """nnUNetTrainer that honours the plans' ``nnext_training`` schedule and records extension metadata.
 
     Subclasses add entries to :meth:`checkpoint_metadata`; they are saved under ``checkpoint["nnext"]``.
+    Subclasses list the option families they read in ``option_families``: each is read from the plans'
+    ``nnext_training`` block at construction (:meth:`options`) and recorded in ``checkpoint["nnext"]["options"]``.
     """
+
+    #: option families (:class:`nnunet_ext.core.options.Options` subclasses) this trainer reads from the plans
+    option_families: tuple = ()
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
+        refuse_legacy_environment()
         super().__init__(plans, configuration, fold, dataset_json, device)
         self.nnext_schedule = apply_training_schedule(self, plans, configuration)
+        self.nnext_options = {family.SECTION: plans_options(plans, configuration, family)
+                              for family in self.all_option_families()}
+
+    @classmethod
+    def all_option_families(cls) -> tuple:
+        """``option_families`` of this class and its bases, each once, in method resolution order."""
+        seen: dict = {}
+        for klass in reversed(cls.__mro__):
+            for family in klass.__dict__.get("option_families", ()):
+                seen.setdefault(family.SECTION, family)
+        return tuple(seen.values())
+
+    def options(self, family: "type[Options]"):
+        """The plans' options of ``family`` for this trainer's configuration."""
+        return self.nnext_options[family.SECTION]
 
     def on_train_start(self):
         super().on_train_start()
         if self.nnext_schedule:
             self.print_to_log_file(f"nnunet_ext training schedule from plans: {self.nnext_schedule}")
+        for section, opts in self.nnext_options.items():
+            self.print_to_log_file(f"nnunet_ext options {section} (plans {PLANS_KEY}.{section}): {opts.to_dict()}")
 
     def checkpoint_metadata(self) -> dict:
-        return {"trainer": self.__class__.__name__, "schedule": dict(self.nnext_schedule)}
+        return {"trainer": self.__class__.__name__, "schedule": dict(self.nnext_schedule),
+                "options": {section: opts.to_dict() for section, opts in self.nnext_options.items()}}
 
     def save_checkpoint(self, filename: str) -> None:
         """nnU-Net's checkpoint plus ``checkpoint["nnext"]``.

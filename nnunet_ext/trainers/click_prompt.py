@@ -18,15 +18,16 @@ segmentation heads, which it re-initialises):
 * ``ClickPromptErrorTrainer`` -- stage 3, interactive fine-tuning: per sample (probability p_prompt = 1) the
   current network predicts the patch with zero prompts (eval mode, no gradient), then one click per error
   component of each class (FN -> positive, FP -> negative, at its deepest voxel, largest first, at most
-  ``NNEXT_CLICK_MAX_ERRORS`` = 5 per class; :func:`nnunet_ext.core.click_simulation.error_clicks`) fills the
+  ``clicks.max_errors`` = 5 per class; :func:`nnunet_ext.core.click_simulation.error_clicks`) fills the
   prompt channels before the training forward pass.
 
-Knobs (environment): ``NNEXT_CLICK_P_PROMPT`` (stage default), ``NNEXT_CLICK_RADIUS`` (3 voxels),
-``NNEXT_CLICK_ENCODING`` (``ball`` | ``edt`` | ``gaussian``), ``NNEXT_CLICK_MAX_ERRORS`` (5);
-``NNEXT_OPTIMIZER=adamw`` switches nnU-Net's SGD + poly schedule to the paper's AdamW with a cosine schedule
-and ``NNEXT_WARMUP_EPOCHS`` (10) linear warm-up epochs (:func:`nnunet_ext.core.lr_schedule.warmup_cosine_lr`),
-learning rate ``NNEXT_ADAMW_LR`` (1e-3) and weight decay ``NNEXT_ADAMW_WD`` (1e-2; the paper gives neither).
-Beyond the paper: ``NNEXT_PET_DROPOUT=p`` zeroes image channel ``NNEXT_PET_CHANNEL`` (1 = PET) with probability p
+Options (plans ``nnext_training``, :class:`nnunet_ext.methods.interactive.options.ClickOptions` section
+``clicks``: p_prompt (stage default), radius (3 voxels), encoding (ball | edt | gaussian), max_errors (5);
+:class:`nnunet_ext.trainers.training_options.OptimizerOptions` section ``optimizer``: ``name = adamw`` switches
+nnU-Net's SGD + poly schedule to the paper's AdamW with a cosine schedule and ``warmup_epochs`` (10) linear warm-up
+epochs (:func:`nnunet_ext.core.lr_schedule.warmup_cosine_lr`), ``adamw_lr`` (1e-3), ``adamw_wd`` (1e-2; the paper
+gives neither). Beyond the paper: ``clicks.pet_dropout = p`` zeroes image channel ``clicks.pet_channel`` (1 = PET)
+with probability p
 per sample (:class:`~nnunet_ext.trainers.click_transform.ChannelDropoutTransform`), so one model also serves
 CT-only input (the PET channel zero-filled).
 Label-based (softmax) datasets only, no ignore label.
@@ -43,10 +44,11 @@ from nnunet_ext.core.clicks import ENCODINGS, rasterize_voxels
 from nnunet_ext.core.lr_schedule import warmup_cosine_lr
 from nnunet_ext.networks.prompt_channels import PromptChannelNetwork
 from nnunet_ext.trainers.click_transform import ChannelDropoutTransform, SimulateClicksTransform
-from nnunet_ext.trainers.ds_loss import env_knob, require_plain_labels
+from nnunet_ext.methods.interactive.options import ClickOptions
+from nnunet_ext.trainers.ds_loss import require_plain_labels
+from nnunet_ext.trainers.training_options import OptimizerOptions
 from nnunet_ext.trainers.mc_dropout import MCDropoutTrainer
 
-OPTIMIZERS = ("sgd", "adamw")
 
 
 class WarmupCosineLRScheduler(_LRScheduler):
@@ -73,22 +75,18 @@ class ClickPromptTrainer(MCDropoutTrainer):
     stage: int = 1
     default_p_prompt: float = 0.5
     click_source: str = "reference"  # reference (transform) | none | errors (train_step)
+    option_families = (ClickOptions, OptimizerOptions)
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
         super().__init__(plans, configuration, fold, dataset_json, device)
-        self.p_prompt = env_knob("NNEXT_CLICK_P_PROMPT", self.default_p_prompt, float, lambda p: 0 <= p <= 1,
-                                 "in [0, 1]")
-        self.click_radius = env_knob("NNEXT_CLICK_RADIUS", 3.0, float, lambda r: r > 0, "> 0")
-        self.click_encoding = env_knob("NNEXT_CLICK_ENCODING", "ball", str, lambda e: e in ENCODINGS,
-                                       f"in {ENCODINGS}")
-        self.max_error_clicks = env_knob("NNEXT_CLICK_MAX_ERRORS", 5, int, lambda n: n >= 1, ">= 1")
-        self.optimizer_kind = env_knob("NNEXT_OPTIMIZER", "sgd", str, lambda o: o in OPTIMIZERS, f"in {OPTIMIZERS}")
-        self.warmup_epochs = env_knob("NNEXT_WARMUP_EPOCHS", 10, int, lambda n: n >= 0, ">= 0")
-        self.adamw_lr = env_knob("NNEXT_ADAMW_LR", 1e-3, float, lambda v: v > 0, "> 0")
-        self.adamw_wd = env_knob("NNEXT_ADAMW_WD", 1e-2, float, lambda v: v >= 0, ">= 0")
-        self.pet_dropout = env_knob("NNEXT_PET_DROPOUT", 0.0, float, lambda p: 0 <= p <= 1, "in [0, 1]")
-        self.pet_channel = env_knob("NNEXT_PET_CHANNEL", 1, int, lambda c: c >= 0, ">= 0")
+        clicks, optimizer = self.options(ClickOptions), self.options(OptimizerOptions)
+        self.p_prompt = self.default_p_prompt if clicks.p_prompt is None else clicks.p_prompt
+        self.click_radius, self.click_encoding = clicks.radius, clicks.encoding
+        self.max_error_clicks = clicks.max_errors
+        self.pet_dropout, self.pet_channel = clicks.pet_dropout, clicks.pet_channel
+        self.optimizer_kind, self.warmup_epochs = optimizer.name, optimizer.warmup_epochs
+        self.adamw_lr, self.adamw_wd = optimizer.adamw_lr, optimizer.adamw_wd
 
     @classmethod
     def build_network_architecture(cls, plans_manager, configuration_manager, num_input_channels: int,

@@ -18,7 +18,7 @@ nnU-Net's deep-supervision downsampling, in the augmentation workers), carried a
 handed to the loss by ``train_step`` / ``validation_step``; the loss computes them itself only when called
 without them. Used for training and validation loss. Label maps only.
 
-Defaults (class attributes ``dt_w0`` / ``dt_sigma``, env ``NNEXT_DT_W0`` / ``NNEXT_DT_SIGMA``): ``w0 = 10``
+Defaults (class attributes ``dt_w0`` / ``dt_sigma``, plans ``distance.w0`` / ``distance.sigma``): ``w0 = 10``
 (Ronneberger) and ``σ = 5 mm`` -- about 5–7 voxels in-plane and 1–5 slices at CT 3d_fullres spacings
 (0.7–1 mm x 1–5 mm), i.e. a ±10 mm band around tumour boundaries. Recorded in the checkpoint and the log.
 """
@@ -30,11 +30,10 @@ import torch
 
 from nnunet_ext.core.losses import distance_weight_map, weighted_cross_entropy, weighted_soft_dice_loss
 from nnunet_ext.trainers.distance_weights_transform import DistanceWeightTransform, split_weights
-from nnunet_ext.trainers.ds_loss import DeepSupervisionLoss, env_knob, require_plain_labels
+from nnunet_ext.methods.lung_cascade.options import DistanceOptions
+from nnunet_ext.trainers.ds_loss import DeepSupervisionLoss, require_plain_labels
 from nnunet_ext.trainers.mc_dropout import MCDropoutTrainer
 
-W0_ENV = "NNEXT_DT_W0"
-SIGMA_ENV = "NNEXT_DT_SIGMA"
 
 
 def deep_supervision_spacings(spacing: Sequence[float], scales) -> list[tuple[float, ...]]:
@@ -73,12 +72,11 @@ class DistanceWeightedLoss(DeepSupervisionLoss):
 class DistanceTransformTrainer(MCDropoutTrainer):
     """MC-dropout nnU-Net trained with Dice[w] + CE[w], w = 1 + w0·exp(-d²/2σ²), d = mm to the label boundary."""
 
-    dt_w0: float = 10.0
-    dt_sigma: float = 5.0
+    option_families = (DistanceOptions,)
 
     def initialize(self):
-        self.dt_w0 = env_knob(W0_ENV, self.dt_w0, float, lambda v: v >= 0, ">= 0")
-        self.dt_sigma = env_knob(SIGMA_ENV, self.dt_sigma, float, lambda v: v > 0, "> 0")
+        opts = self.options(DistanceOptions)
+        self.dt_w0, self.dt_sigma = opts.w0, opts.sigma
         require_plain_labels(self)
         super().initialize()
 

@@ -8,9 +8,6 @@ False (e.g. no uncertainty map yet, or in validation) the wrapped nnU-Net ``fall
 """
 from __future__ import annotations
 
-import os
-from typing import Callable
-
 import torch
 
 
@@ -40,19 +37,6 @@ class DeepSupervisionLoss(torch.nn.Module):
         weights = self.weight_factors or (1.0,) * len(output)
         return sum(w * self.output_loss(o, t, i) for i, (w, o, t) in enumerate(zip(weights, output, target))
                    if w != 0)
-
-
-def env_knob(name: str, default, cast: Callable = float, valid: Callable = lambda v: True,
-             requirement: str = ""):
-    """``cast(os.environ[name])`` if set (non-empty), else ``default``; ValueError naming the variable if invalid."""
-    raw = os.environ.get(name, "").strip()
-    try:
-        value = cast(raw) if raw else cast(default)
-    except ValueError:
-        raise ValueError(f"{name} must be a number {requirement}, got {raw!r}".rstrip()) from None
-    if not valid(value):
-        raise ValueError(f"need {name} {requirement}, got {value}")
-    return value
 
 
 def require_plain_labels(trainer) -> None:

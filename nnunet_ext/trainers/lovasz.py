@@ -2,7 +2,7 @@
 ("U-W Lovász", isler2025 sec. III.D / Table VII).
 
 Per training batch, U = MC-dropout variance of K passes exactly as in ``UncertaintyTrainer`` (same knobs
-``NNEXT_UNC_SAMPLES`` / ``NNEXT_UNC_REFRESH``), then per deep-supervision output (U area-resized to it)::
+plans ``uncertainty_loss.samples`` / ``.refresh``), then per deep-supervision output (U area-resized to it)::
 
     L = Lovász[w = 1 + U] + λ_CE · CE,
 
@@ -15,19 +15,17 @@ Choice: the paper does not say whether Lovász is used alone. We default to ``λ
 Lovász gradient follows the current error ranking and is usually paired with CE when training from scratch
 (Berman et al. fine-tune CE-trained networks), and nnU-Net's baseline is likewise a region loss + CE.
 ``λ_CE = 0`` gives the pure weighted Lovász loss. ``lovasz_classes`` (class attribute): ``"present"`` (default).
-Knob: class attribute ``lovasz_ce_weight`` or env ``NNEXT_LOVASZ_CE_WEIGHT`` (>= 0), recorded in the
-checkpoint (``checkpoint["nnext"]["lovasz_ce_weight"]``) and the training log. Validation: nnU-Net's Dice + CE.
+Option: plans ``nnext_training.lovasz.ce_weight`` (>= 0), recorded in the
+checkpoint (``checkpoint["nnext"]["options"]["lovasz"]``) and the training log. Validation: nnU-Net's Dice + CE.
 """
 from __future__ import annotations
 
 import torch
 
 from nnunet_ext.core.losses import lovasz_softmax_loss, weighted_cross_entropy
-from nnunet_ext.trainers.ds_loss import env_knob
+from nnunet_ext.methods.lung_cascade.options import LovaszOptions
 from nnunet_ext.trainers.uncertainty import UncertaintyTrainer, UncertaintyWeightedLoss
 
-#: environment variable overriding ``UncertaintyLovaszTrainer.lovasz_ce_weight``
-CE_WEIGHT_ENV = "NNEXT_LOVASZ_CE_WEIGHT"
 
 
 class UncertaintyLovaszLoss(UncertaintyWeightedLoss):
@@ -49,11 +47,11 @@ class UncertaintyLovaszLoss(UncertaintyWeightedLoss):
 class UncertaintyLovaszTrainer(UncertaintyTrainer):
     """MC-dropout nnU-Net trained with L = Lovász-softmax[w = 1 + U] + λ_CE·CE, U = MC-dropout variance."""
 
-    lovasz_ce_weight: float = 1.0
     lovasz_classes = "present"
+    option_families = (LovaszOptions,)
 
     def initialize(self):
-        self.lovasz_ce_weight = env_knob(CE_WEIGHT_ENV, self.lovasz_ce_weight, float, lambda v: v >= 0, ">= 0")
+        self.lovasz_ce_weight = self.options(LovaszOptions).ce_weight
         super().initialize()
 
     def _uncertainty_loss(self, fallback, weight_factors):

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import os
 
 import torch
 from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
@@ -11,22 +10,19 @@ from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager
 
 from nnunet_ext.core.mc_dropout import check_dropout_p, dropout_arch_kwargs, planned_dropout_p
 from nnunet_ext.trainers.base import NnextTrainer
-
-#: environment variable overriding the dropout probability at training time
-DROPOUT_P_ENV = "NNEXT_DROPOUT_P"
-#: environment variable choosing ``channel`` (Dropout3d/2d, default) or ``element`` (nn.Dropout) dropout
-DROPOUT_KIND_ENV = "NNEXT_DROPOUT_KIND"
+from nnunet_ext.trainers.plans_options import manager_options
+from nnunet_ext.trainers.training_options import DropoutOptions
 
 #: (p, kind) a predictor rebuilds the network with: what the checkpoint was trained with (see
-#: :func:`prediction_dropout`); ``None`` at training time, where the environment variables apply
+#: :func:`prediction_dropout`); ``None`` at training time, where the plans' ``dropout`` section applies
 _PREDICTION_DROPOUT: contextvars.ContextVar = contextvars.ContextVar("nnext_prediction_dropout", default=None)
 
 
 @contextlib.contextmanager
 def prediction_dropout(p: "float | None", kind: "str | None"):
     """Within this block :class:`MCDropoutTrainer` builds networks with dropout ``p`` / ``kind`` (``None`` = the
-    trainer's default) and ignores ``NNEXT_DROPOUT_P`` / ``NNEXT_DROPOUT_KIND``: those configure training, while
-    a trained checkpoint must be rebuilt exactly as it was trained."""
+    trainer's default) and ignores the plans' ``dropout`` section: it configures training, while a trained
+    checkpoint must be rebuilt exactly as it was trained (its recorded p and kind)."""
     token = _PREDICTION_DROPOUT.set((p, kind))
     try:
         yield
@@ -37,7 +33,7 @@ def prediction_dropout(p: "float | None", kind: "str | None"):
 class MCDropoutTrainer(NnextTrainer):
     """nnUNetTrainer with dropout (default p = 0.05) in encoder and decoder conv blocks, for MC sampling.
 
-    Dropout probability, first match wins: env ``NNEXT_DROPOUT_P``; a dropout already configured in the
+    Dropout probability, first match wins: plans ``nnext_training.dropout.p``; a dropout already configured in the
     plans' architecture kwargs (e.g. by ``MCDropoutResEncPlannerM``); the class default ``default_dropout_p``
     (0.05, as in HN-UISeg, chu2026 sec. 2.5). Works with PlainConvUNet and ResidualEncoderUNet plans. The
     probability used is written to the training log and to ``checkpoint["nnext"]["dropout_p"]``.
@@ -45,9 +41,11 @@ class MCDropoutTrainer(NnextTrainer):
 
     default_dropout_p: float = 0.05
     default_dropout_kind: str = "channel"
+    option_families = (DropoutOptions,)
 
     @classmethod
-    def resolve_dropout(cls, configuration_manager: ConfigurationManager) -> tuple[float, str]:
+    def resolve_dropout(cls, plans_manager: PlansManager,
+                        configuration_manager: ConfigurationManager) -> tuple[float, str]:
         """(p, kind) this trainer builds its network with (see the class docstring for precedence)."""
         override = _PREDICTION_DROPOUT.get()
         if override is not None:
@@ -55,9 +53,10 @@ class MCDropoutTrainer(NnextTrainer):
             planned = planned_dropout_p(configuration_manager.network_arch_init_kwargs)
             return (check_dropout_p(p) if p is not None else planned if planned is not None
                     else cls.default_dropout_p), kind or cls.default_dropout_kind
-        kind = os.environ.get(DROPOUT_KIND_ENV, cls.default_dropout_kind)
-        if os.environ.get(DROPOUT_P_ENV, "").strip():
-            return check_dropout_p(os.environ[DROPOUT_P_ENV]), kind
+        opts = manager_options(plans_manager, configuration_manager, DropoutOptions)
+        kind = opts.kind
+        if opts.p is not None:
+            return check_dropout_p(opts.p), kind
         planned = planned_dropout_p(configuration_manager.network_arch_init_kwargs)
         return (planned if planned is not None else cls.default_dropout_p), kind
 
@@ -65,7 +64,7 @@ class MCDropoutTrainer(NnextTrainer):
     def build_network_architecture(cls, plans_manager: PlansManager, configuration_manager: ConfigurationManager,
                                    num_input_channels: int, num_output_channels: int,
                                    enable_deep_supervision: bool = True) -> torch.nn.Module:
-        p, kind = cls.resolve_dropout(configuration_manager)
+        p, kind = cls.resolve_dropout(plans_manager, configuration_manager)
         kwargs, req = dropout_arch_kwargs(configuration_manager.network_arch_init_kwargs,
                                           configuration_manager.network_arch_init_kwargs_req_import, p, kind)
         return get_network_from_plans(configuration_manager.network_arch_class_name, kwargs, req,
@@ -74,13 +73,13 @@ class MCDropoutTrainer(NnextTrainer):
 
     @property
     def dropout_p(self) -> float:
-        return self.resolve_dropout(self.configuration_manager)[0]
+        return self.resolve_dropout(self.plans_manager, self.configuration_manager)[0]
 
     def on_train_start(self):
         super().on_train_start()
-        p, kind = self.resolve_dropout(self.configuration_manager)
+        p, kind = self.resolve_dropout(self.plans_manager, self.configuration_manager)
         self.print_to_log_file(f"MC dropout: p = {p}, kind = {kind}")
 
     def checkpoint_metadata(self) -> dict:
-        p, kind = self.resolve_dropout(self.configuration_manager)
+        p, kind = self.resolve_dropout(self.plans_manager, self.configuration_manager)
         return {**super().checkpoint_metadata(), "dropout_p": p, "dropout_kind": kind}

@@ -10,7 +10,7 @@ resampling), and decodes the mean rater mask m = (1/K) Σ_j GT_j per voxel at ev
 
     L = Φ(X, GT) + w_Dice · SoftDice(σ(X), m),   Φ = mean_j BCE(σ(X), GT_j) = BCE(σ(X), m)
 
-``w_Dice`` = 1 (``NNEXT_MA_DICE_WEIGHT``; 0 = the paper's pure fusion BCE) keeps nnU-Net's usual Dice term;
+``w_Dice`` = 1 (plans ``multi_annotation.dice_weight``; 0 = the paper's pure fusion BCE) keeps nnU-Net's usual Dice term;
 deep supervision weights are nnU-Net's. The online validation Dice is X_S > 0.5 against the majority
 (m >= 0.5); nnU-Net's final validation scores against the union (the dataset's region).
 """
@@ -24,11 +24,11 @@ from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
 from nnunet_ext.core.fusion_loss import decode_targets, fusion_bce, soft_dice_loss
 from nnunet_ext.core.raters import ENCODING_NAME
 from nnunet_ext.trainers.base import NnextTrainer
-from nnunet_ext.trainers.ds_loss import DeepSupervisionLoss, env_knob
+from nnunet_ext.methods.multi_rater.options import MultiAnnotationOptions
+from nnunet_ext.trainers.ds_loss import DeepSupervisionLoss
 
 #: dataset.json key written by the rater-set converters
 DATASET_KEY = "nnext_raters"
-DICE_WEIGHT_ENV = "NNEXT_MA_DICE_WEIGHT"
 
 
 def check_rater_dataset(trainer) -> None:
@@ -126,6 +126,8 @@ class RaterSetTrainer(NnextTrainer):
 
 
 class MultiAnnotationTrainer(RaterSetTrainer):
+    option_families = (MultiAnnotationOptions,)
+
     """nnU-Net's U-Net, one sigmoid output, L = Φ + w_Dice · SoftDice against the mean rater mask."""
 
     @classmethod
@@ -138,9 +140,8 @@ class MultiAnnotationTrainer(RaterSetTrainer):
                                       deep_supervision=enable_deep_supervision)
 
     def _build_loss(self):
-        dice_weight = env_knob(DICE_WEIGHT_ENV, 1.0, float, lambda v: v >= 0, ">= 0")
-        return FusionLoss(dice_weight, self.configuration_manager.batch_dice, self.deep_supervision_weights())
+        return FusionLoss(self.options(MultiAnnotationOptions).dice_weight, self.configuration_manager.batch_dice, self.deep_supervision_weights())
 
     def checkpoint_metadata(self) -> dict:
         return {**super().checkpoint_metadata(), "loss": "fusion_bce + dice",
-                "dice_weight": env_knob(DICE_WEIGHT_ENV, 1.0, float)}
+                "dice_weight": self.options(MultiAnnotationOptions).dice_weight}

@@ -24,8 +24,11 @@ def training_schedule(plans: dict, configuration: str) -> dict:
     merged.update((plans.get("configurations", {}).get(configuration, {}) or {}).get(PLANS_KEY) or {})
     out = {}
     for key, value in merged.items():
+        if isinstance(value, dict):  # an option family's section (nnunet_ext.trainers.plans_options)
+            continue
         if key not in ALLOWED:
-            raise ValueError(f"unknown key {key!r} in plans['{PLANS_KEY}']; allowed: {sorted(ALLOWED)}")
+            raise ValueError(f"unknown key {key!r} in plans['{PLANS_KEY}']; allowed: {sorted(ALLOWED)} and option "
+                             f"sections (objects)")
         out[key] = ALLOWED[key](value)
         if out[key] <= 0 or (key == "oversample_foreground_percent" and out[key] > 1):
             raise ValueError(f"plans['{PLANS_KEY}']['{key}'] must be positive"

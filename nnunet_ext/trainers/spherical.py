@@ -4,7 +4,7 @@
   has regions (BraTS: WT, TC, ET), nnU-Net's default loss (Dice + BCE for regions), plus
   :class:`~nnunet_ext.trainers.spherical_transform.SphericalProjectionTransform` after the spatial transform.
 * ``SphericalProjectionBCETrainer``: the paper's training: BCE only (keeps probabilities calibrated for the
-  entropy) and Adam with initial lr 1e-5 (nnU-Net's poly decay kept; ``NNEXT_SPHERICAL_LR`` overrides). The
+  entropy) and Adam with initial lr 1e-5 (nnU-Net's poly decay kept; plans option ``spherical.lr``). The
   paper's batch size 10 is a plans setting; its early stopping on validation Dice corresponds to nnU-Net's
   ``checkpoint_best.pth`` (best EMA pseudo-Dice), use ``-chk checkpoint_best.pth`` at inference.
 * ``..._WT`` / ``_TC`` / ``_ET``: one model per region (the paper trains one per region): the dataset.json the
@@ -12,45 +12,20 @@
   Regions are found by name ("whole", "core", "enhanc"), else by size (WT = most labels, ET = fewest). A
   one-label region is written as ``[l, l]`` (nnU-Net only treats label lists longer than one as regions).
 
-Knobs: ``NNEXT_SPHERICAL_P`` (probability per sample, default 0.5), ``NNEXT_SPHERICAL_RADIUS`` ("lo,hi" sphere
-radius R in pixels, default "32,128"). Recorded in the checkpoint under ``nnext``. 2D configurations only.
+Options: plans ``nnext_training.spherical`` (:class:`nnunet_ext.methods.glioma.options.SphericalOptions`): ``p``
+(probability per sample, default 0.5), ``radius`` ([lo, hi] sphere radius R in pixels, default [32, 128]), ``lr``.
+Recorded in the checkpoint under ``nnext``. 2D configurations only.
 """
 from __future__ import annotations
 
 import copy
-import os
 
 import torch
 
+from nnunet_ext.methods.glioma.options import SphericalOptions
 from nnunet_ext.trainers.base import NnextTrainer
 
-P_ENV, RADIUS_ENV, LR_ENV = "NNEXT_SPHERICAL_P", "NNEXT_SPHERICAL_RADIUS", "NNEXT_SPHERICAL_LR"
-DEFAULT_P, DEFAULT_RADIUS, PAPER_LR = 0.5, (32.0, 128.0), 1e-5
 REGION_KEYWORDS = {"WT": ("whole",), "TC": ("core",), "ET": ("enhanc",)}
-
-
-def _env_float(name: str, default: float) -> float:
-    text = os.environ.get(name)
-    if not text:
-        return default
-    try:
-        return float(text)
-    except ValueError:
-        raise ValueError(f"{name}={text!r} is not a number") from None
-
-
-def spherical_settings() -> tuple[float, tuple[float, float]]:
-    """``(p, (R_low, R_high))`` from the environment (defaults 0.5 and 32..128 px)."""
-    p = _env_float(P_ENV, DEFAULT_P)
-    text = os.environ.get(RADIUS_ENV)
-    radius = DEFAULT_RADIUS
-    if text:
-        try:
-            parts = [float(v) for v in text.split(",")]
-        except ValueError:
-            raise ValueError(f"{RADIUS_ENV}={text!r}: expected 'low,high' in pixels") from None
-        radius = (parts[0], parts[-1])
-    return p, radius
 
 
 def select_region(dataset_json: dict, which: str) -> dict:
@@ -100,6 +75,7 @@ class RegionBCELoss(torch.nn.Module):
 
 class SphericalProjectionTrainer(NnextTrainer):
     region: str | None = None  # per-region subclasses set WT / TC / ET
+    option_families = (SphericalOptions,)
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
@@ -109,7 +85,8 @@ class SphericalProjectionTrainer(NnextTrainer):
         if len(self.configuration_manager.patch_size) != 2:
             raise ValueError(f"{type(self).__name__} trains 2D configurations only (got {configuration!r} with "
                              f"patch {self.configuration_manager.patch_size}); use -c 2d")
-        self.spherical_p, self.spherical_radius = spherical_settings()
+        opts = self.options(SphericalOptions)
+        self.spherical_p, self.spherical_radius = opts.p, tuple(opts.radius)
 
     def get_training_transforms(self, patch_size, rotation_for_DA, deep_supervision_scales, mirror_axes,
                                 do_dummy_2d_data_aug, use_mask_for_norm=None, is_cascaded=False,
@@ -145,7 +122,7 @@ class SphericalProjectionBCETrainer(SphericalProjectionTrainer):
         super().__init__(plans, configuration, fold, dataset_json, device)
         if not self.label_manager.has_regions:
             raise ValueError(f"{type(self).__name__} needs a region-based dataset (sigmoid outputs)")
-        self.initial_lr = _env_float(LR_ENV, PAPER_LR)
+        self.initial_lr = self.options(SphericalOptions).lr
 
     def _build_loss(self):
         import numpy as np

@@ -1,13 +1,13 @@
 """``UGSNetTrainer``: UGS-Net (Yang & Wang, sec. III) on nnU-Net's U-Net, trained with eq. 4 on a rater-set
 dataset.
 
-    L = α1 L_MCM + α2 Φ_a + α3 Φ_b,   α = (0.5, 0.5, 1)  (``NNEXT_UGS_ALPHAS="a1,a2,a3"``)
+    L = α1 L_MCM + α2 Φ_a + α3 Φ_b,   α = (0.5, 0.5, 1)  (plans ``nnext_training.ugsnet.alphas``)
 
 L_MCM and Φ_a on the full-resolution heads ∪(GT)', ∩(GT)', GT'_uni; Φ_b on X_S. With deep supervision the
 backbone's lower-resolution logits are supervised by Φ as well, with nnU-Net's weights (λ_0 on X_S), i.e.
-Φ_b = Σ_i λ_i Φ(o_i) — at one output this is exactly eq. 4. ``NNEXT_UGS_DICE_WEIGHT`` (default 0 = the
-paper) adds a soft Dice against the mean rater mask to every Φ_b term. ``NNEXT_UGS_MAX_TOKENS`` (4096)
-bounds the self-attention grid. Validation loss is Φ_b alone (the network returns X_S only in eval mode).
+Φ_b = Σ_i λ_i Φ(o_i) — at one output this is exactly eq. 4. ``ugsnet.dice_weight`` (default 0 = the
+paper) adds a soft Dice against the mean rater mask to every Φ_b term. ``ugsnet.max_tokens`` (4096)
+bounds the self-attention grid (:class:`nnunet_ext.methods.multi_rater.options.UGSNetOptions`). Validation loss is Φ_b alone (the network returns X_S only in eval mode).
 
 The network (:class:`nnunet_ext.networks.ugsnet.UGSNet`) is built through nnU-Net's
 ``get_network_from_plans`` by its dotted path, with the plans' backbone class and kwargs, so
@@ -19,24 +19,11 @@ import torch
 from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
 
 from nnunet_ext.core.fusion_loss import DEFAULT_ALPHAS, decode_targets, fusion_bce, mcm_loss, soft_dice_loss
-from nnunet_ext.networks.ugsnet import DEFAULT_MAX_TOKENS
-from nnunet_ext.trainers.ds_loss import env_knob
+from nnunet_ext.methods.multi_rater.options import UGSNetOptions
 from nnunet_ext.trainers.multi_annotation import RaterSetTrainer
+from nnunet_ext.trainers.plans_options import manager_options
 
 NETWORK_CLASS = "nnunet_ext.networks.ugsnet.UGSNet"
-ALPHAS_ENV, DICE_ENV, TOKENS_ENV = "NNEXT_UGS_ALPHAS", "NNEXT_UGS_DICE_WEIGHT", "NNEXT_UGS_MAX_TOKENS"
-
-
-def _alphas(text) -> tuple:
-    values = tuple(float(v) for v in str(text).split(","))
-    if len(values) != 3:
-        raise ValueError("three comma-separated weights")
-    return values
-
-
-def ugs_alphas() -> tuple:
-    return env_knob(ALPHAS_ENV, ",".join(map(str, DEFAULT_ALPHAS)), _alphas,
-                    lambda v: all(a >= 0 for a in v), "(three comma-separated weights >= 0)")
 
 
 class UGSLoss(torch.nn.Module):
@@ -77,7 +64,7 @@ def record_max_tokens(plans: dict, configuration: str, architecture: dict, max_t
     """Write ``max_tokens`` into ``configuration``'s ``arch_kwargs`` of ``plans`` (in place; ``architecture`` = the
     resolved architecture block, which an inheriting configuration does not hold itself), so that the plans.json
     nnU-Net saves next to the model rebuilds the attention grid the model was trained with, whatever
-    ``NNEXT_UGS_MAX_TOKENS`` says at inference. Returns the new architecture block."""
+    the plans' ``ugsnet`` section says at inference. Returns the new architecture block."""
     import copy
 
     arch = copy.deepcopy(architecture)
@@ -90,13 +77,15 @@ class UGSNetTrainer(RaterSetTrainer):
     """nnU-Net U-Net (Feature Extracting Module) + UGS-Net UAM / IUCM head; L = eq. 4 (module docstring).
 
     ``max_tokens`` (attention grid) comes from the plans' ``arch_kwargs`` when they hold it (every model this trainer
-    saves does: :func:`record_max_tokens` at initialisation), else from ``NNEXT_UGS_MAX_TOKENS`` (default 4096)."""
+    saves does: :func:`record_max_tokens` at initialisation), else from plans ``ugsnet.max_tokens`` (default 4096)."""
+
+    option_families = (UGSNetOptions,)
 
     def __init__(self, plans, configuration, fold, dataset_json, device=torch.device("cuda")):
         super().__init__(plans, configuration, fold, dataset_json, device)
         cm = self.configuration_manager
         if "max_tokens" not in cm.network_arch_init_kwargs:
-            tokens = env_knob(TOKENS_ENV, DEFAULT_MAX_TOKENS, int, lambda v: v >= 1, ">= 1")
+            tokens = self.options(UGSNetOptions).max_tokens
             cm.configuration["architecture"] = record_max_tokens(self.plans_manager.plans, configuration,
                                                                  cm.configuration["architecture"], tokens)
 
@@ -106,15 +95,16 @@ class UGSNetTrainer(RaterSetTrainer):
         kwargs = dict(configuration_manager.network_arch_init_kwargs)
         kwargs["backbone_class_name"] = configuration_manager.network_arch_class_name
         if "max_tokens" not in kwargs:
-            kwargs["max_tokens"] = env_knob(TOKENS_ENV, DEFAULT_MAX_TOKENS, int, lambda v: v >= 1, ">= 1")
+            kwargs["max_tokens"] = manager_options(plans_manager, configuration_manager, UGSNetOptions).max_tokens
         return get_network_from_plans(NETWORK_CLASS, kwargs, configuration_manager.network_arch_init_kwargs_req_import,
                                       num_input_channels, num_output_channels, allow_init=True,
                                       deep_supervision=enable_deep_supervision)
 
     def _build_loss(self):
-        dice = env_knob(DICE_ENV, 0.0, float, lambda v: v >= 0, ">= 0")
-        return UGSLoss(ugs_alphas(), dice, self.configuration_manager.batch_dice, self.deep_supervision_weights())
+        opts = self.options(UGSNetOptions)
+        return UGSLoss(opts.alphas, opts.dice_weight, self.configuration_manager.batch_dice, self.deep_supervision_weights())
 
     def checkpoint_metadata(self) -> dict:
-        return {**super().checkpoint_metadata(), "alphas": list(ugs_alphas()),
-                "dice_weight": env_knob(DICE_ENV, 0.0, float), "network": NETWORK_CLASS}
+        opts = self.options(UGSNetOptions)
+        return {**super().checkpoint_metadata(), "alphas": list(opts.alphas), "dice_weight": opts.dice_weight,
+                "network": NETWORK_CLASS}

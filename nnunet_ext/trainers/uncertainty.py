@@ -7,10 +7,10 @@ active, normalisation in eval mode, no gradient; :func:`nnunet_ext.core.losses.m
 released code reduces α to its mean -- we follow the formula). With deep supervision, U is resized (area
 interpolation) to each output and the terms are weighted like nnU-Net's ``DeepSupervisionWrapper``.
 
-Knobs (class attributes, or env ``NNEXT_UNC_SAMPLES`` / ``NNEXT_UNC_REFRESH`` / ``NNEXT_UNC_SCALE``): K =
-``mc_samples`` (default 4); ``refresh`` (default 1 = a fresh U for every batch; with n > 1, U is recomputed
+Options (plans ``nnext_training.uncertainty_loss``: ``samples`` / ``refresh`` / ``scale``): K =
+``samples`` (default 4); ``refresh`` (default 1 = a fresh U for every batch; with n > 1, U is recomputed
 every n-th batch and the batches in between use ONE scalar, the mean of the last map over all its samples and
-voxels -- a per-sample map must not be applied to the unrelated samples of another batch); ``u_scaling``:
+voxels -- a per-sample map must not be applied to the unrelated samples of another batch); ``scale``:
 ``none`` (default, the paper's α = exp(−U); U is a variance of probabilities, <= 0.25 for two classes, so
 α >= 0.78 and in practice ≈ 1: Dice-only training), ``max`` (α = exp(−U / U_max), U_max the largest possible U for K passes and C classes (0.25 for C = 2, even K),
 :func:`~nnunet_ext.core.losses.max_mc_variance`; α spans [1/e, 1]) or ``batch`` (α = exp(−U / max U of the
@@ -23,8 +23,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from nnunet_ext.core.losses import U_SCALINGS, mc_dropout_variance, scale_uncertainty, uncertainty_adaptive_loss
-from nnunet_ext.trainers.ds_loss import DeepSupervisionLoss, env_knob, require_plain_labels
+from nnunet_ext.core.losses import mc_dropout_variance, scale_uncertainty, uncertainty_adaptive_loss
+from nnunet_ext.methods.lung_cascade.options import UncertaintyLossOptions
+from nnunet_ext.trainers.ds_loss import DeepSupervisionLoss, require_plain_labels
 from nnunet_ext.trainers.mc_dropout import MCDropoutTrainer
 
 
@@ -67,15 +68,11 @@ class UncertaintyAdaptiveLoss(UncertaintyWeightedLoss):
 class UncertaintyTrainer(MCDropoutTrainer):
     """MC-dropout nnU-Net trained with L = α·Dice + (1−α)·CE, α = exp(−U), U = MC-dropout variance (per voxel)."""
 
-    mc_samples: int = 4
-    refresh: int = 1
-    u_scaling: str = "none"
+    option_families = (UncertaintyLossOptions,)
 
     def initialize(self):
-        self.mc_samples = env_knob("NNEXT_UNC_SAMPLES", self.mc_samples, int, lambda k: k >= 2, ">= 2")
-        self.refresh = env_knob("NNEXT_UNC_REFRESH", self.refresh, int, lambda n: n >= 1, ">= 1")
-        self.u_scaling = env_knob("NNEXT_UNC_SCALE", self.u_scaling, str, lambda v: v in U_SCALINGS,
-                                  "in " + "|".join(U_SCALINGS))
+        opts = self.options(UncertaintyLossOptions)
+        self.mc_samples, self.refresh, self.u_scaling = opts.samples, opts.refresh, opts.scale
         require_plain_labels(self)
         super().initialize()
         self._iteration = 0

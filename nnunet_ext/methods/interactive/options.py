@@ -1,0 +1,27 @@
+"""Training options of the click-prompt trainers (plans section ``clicks``; HN-UISeg, chu2026 sec. 2.2-2.4)."""
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional
+
+from nnunet_ext.core.options import Options, option
+
+from nnunet_ext.core.clicks import ENCODINGS  # noqa: E402 (numpy + scipy only)
+
+
+@dataclasses.dataclass(frozen=True)
+class ClickOptions(Options):
+    """How clicks are simulated and encoded while training (stage 1: from the reference; stage 3: in the
+    model's own errors) and the PET-dropout extension beyond the paper."""
+
+    SECTION = "clicks"
+    SOURCE = "chu2026 sec. 2.2-2.4"
+
+    p_prompt: Optional[float] = option(None, "probability that a training sample gets clicks; null = the stage's "
+                                       "default (stage 1: 0.5)", lambda v: v is None or 0 <= v <= 1, "in [0, 1]")
+    radius: float = option(3.0, "click stamp radius in voxels", lambda r: r > 0, "> 0")
+    encoding: str = option("ball", "prompt encoding: ball, edt (distance) or gaussian", choices=ENCODINGS)
+    max_errors: int = option(5, "stage 3: most error clicks per class and sample", lambda n: n >= 1, ">= 1")
+    pet_channel: int = option(1, "image channel zeroed by pet_dropout (1 = PET of CT/PET)", lambda c: c >= 0, ">= 0")
+    pet_dropout: float = option(0.0, "probability of zeroing pet_channel per sample (beyond the paper: CT-only "
+                                "robustness)", lambda p: 0 <= p <= 1, "in [0, 1]")

@@ -1,0 +1,46 @@
+"""The registries every entry point reads: shared parts here, each method's own in its ``registration`` module.
+
+A method package (``nnunet_ext/methods/NAME/``) declares a string-only table in ``registration.py`` (its option
+families, trainers, prediction methods, commands); adding a method is one folder plus one line in
+:data:`METHOD_PACKAGES`. Tables hold ``"module:attribute"`` strings and are merged here without importing any
+method code (no torch), so ``nnext -h`` stays fast and no shared layer imports a method package.
+"""
+from __future__ import annotations
+
+import functools
+import importlib
+
+#: the method packages under nnunet_ext/methods (one line per method)
+METHOD_PACKAGES = ("lung_cascade", "glioma", "multi_rater", "interactive")
+
+#: the shared layers' own entries (same keys as a method's registration table)
+SHARED = {
+    "OPTION_SECTIONS": {
+        "optimizer": "nnunet_ext.trainers.training_options:OptimizerOptions",
+        "dropout": "nnunet_ext.trainers.training_options:DropoutOptions",
+    },
+}
+
+
+@functools.lru_cache(maxsize=None)
+def table(name: str) -> dict:
+    """The merged table ``name`` (``OPTION_SECTIONS``, ``TRAINERS``, ``PREDICT_METHODS``, ``COMMANDS``)."""
+    merged = dict(SHARED.get(name, {}))
+    for package in METHOD_PACKAGES:
+        module = importlib.import_module(f"nnunet_ext.methods.{package}.registration")
+        for key, value in getattr(module, name, {}).items():
+            if key in merged:
+                raise RuntimeError(f"{name}: {key!r} registered twice (methods.{package})")
+            merged[key] = value
+    return merged
+
+
+def load(target: str):
+    """The object named by ``"module:attribute"``."""
+    module, _, attribute = target.partition(":")
+    return getattr(importlib.import_module(module), attribute)
+
+
+def option_families() -> dict:
+    """``{section: Options class}`` of every registered option family."""
+    return {section: load(target) for section, target in table("OPTION_SECTIONS").items()}
