@@ -64,8 +64,8 @@ def main() -> None:
     plans["continue_training"] = False
     tr = UncertaintyTrainer(plans, "3d_fullres", 0, json.loads((pre / "dataset.json").read_text()),
                             device=torch.device("cpu"))
-    os.environ["NNEXT_UNC_SAMPLES"] = str(args.k)
     tr.initialize()
+    tr.mc_samples = args.k  # the benchmark varies K on one loaded model (training reads plans uncertainty_loss.samples)
     ckpt = torch.load(model / "checkpoint_final.pth", map_location="cpu", weights_only=False)
     tr.network.load_state_dict(ckpt["network_weights"])
     dl_tr, _ = tr.get_dataloaders()

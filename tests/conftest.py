@@ -50,3 +50,21 @@ def trained_chest_model(chest_dataset, nnunet_dirs):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     model = nnunet_dirs["nnUNet_results"] / chest_dataset.name / f"MCDropoutTrainer__{TINY}__3d_fullres"
     return model
+
+
+@pytest.fixture(scope="session")
+def plans_with_options():
+    """``plans_with_options(nnunet_dirs, dataset_folder_name, assignments, name, source="nnextTinyPlans")``: see
+    :func:`_plans_with_options`."""
+    return _plans_with_options
+
+
+def _plans_with_options(nnunet_dirs, dataset_folder_name: str, assignments: list, name: str,
+                        source: str = "nnextTinyPlans") -> str:
+    """A copy of the dataset's ``source`` plans named ``name`` with the training options ``assignments``
+    (``["uncertainty_loss.samples=3"]``) written by ``nnext plan``'s own writer; returns the plans identifier. The
+    copy shares the preprocessed data (same ``data_identifier``)."""
+    from nnunet_ext.planners.plans_edit import write_options
+
+    path = nnunet_dirs["nnUNet_preprocessed"] / dataset_folder_name / f"{source}.json"
+    return write_options(path, assignments, None, name).stem

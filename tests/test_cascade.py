@@ -56,7 +56,7 @@ def stage1_model(trained_chest_model, chest_dataset):
 
 
 @pytest.fixture(scope="module")
-def stage2_model(chest_dataset, nnunet_dirs):
+def stage2_model(chest_dataset, nnunet_dirs, plans_with_options):
     from nnunet_ext.planners.run import plan_and_preprocess
     from nnunet_ext.postprocessing.roi_dataset import build_roi_dataset
 
@@ -67,9 +67,9 @@ def stage2_model(chest_dataset, nnunet_dirs):
     assert min(cfg["median_image_size_in_voxels"]) < 8  # the crops are tiny ...
     assert all(p >= f for p, f in zip(cfg["patch_size"], (8, 16, 16)))  # ... the patch and the net are not
     assert cfg["architecture"]["arch_kwargs"]["n_stages"] >= 3
-    env = {**os.environ, "NNEXT_UNC_SAMPLES": "2"}
+    plans_with_options(nnunet_dirs, roi.name, ["uncertainty_loss.samples=2"], "nnextTinyPlans", "nnextTinyPlans")
     proc = subprocess.run([nnunet_command("nnUNetv2_train"), str(ROI_ID), "3d_fullres", "0", "-tr", "UncertaintyTrainer", "-p",
-                           "nnextTinyPlans", "-device", "cpu"], capture_output=True, text=True, env=env)
+                           "nnextTinyPlans", "-device", "cpu"], capture_output=True, text=True, env=os.environ.copy())
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     model = nnunet_dirs["nnUNet_results"] / roi.name / "UncertaintyTrainer__nnextTinyPlans__3d_fullres"
     log = next((model / "fold_0").glob("training_log_*.txt")).read_text()

@@ -183,7 +183,7 @@ def test_dropout_kind_and_p_come_from_the_checkpoint(trained_chest_model, monkey
     from nnunet_ext.core.mc_dropout import dropout_modules
     from nnunet_ext.predictors.engine import SlidingWindowEngine
 
-    monkeypatch.setenv("NNEXT_DROPOUT_KIND", "element")  # acts at training only
+    monkeypatch.setenv("NNEXT_DROPOUT_KIND", "element")  # a legacy variable: never read at prediction
     monkeypatch.setenv("NNEXT_DROPOUT_P", "0.3")
     e = SlidingWindowEngine(device=torch.device("cpu"), allow_tqdm=False)
     e.load(str(trained_chest_model), [0])

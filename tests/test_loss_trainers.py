@@ -170,33 +170,38 @@ def test_gradients_are_finite_and_nonzero(kind, all_background):
 
 # ----------------------------------------------------------------------------------------------- trainers
 
-def _trainer(name, fold):
+def _trainer(name, fold, plans="nnextTinyPlans"):
     from nnunetv2.run.run_training import get_trainer_from_args
 
-    trainer = get_trainer_from_args("501", "3d_fullres", fold, name, "nnextTinyPlans", device=torch.device("cpu"))
+    trainer = get_trainer_from_args("501", "3d_fullres", fold, name, plans, device=torch.device("cpu"))
     trainer.initialize()
     return trainer
 
 
-def test_lovasz_trainer_knobs_loss_and_metadata(chest_dataset, nnunet_dirs, monkeypatch):
-    monkeypatch.setenv("NNEXT_LOVASZ_CE_WEIGHT", "0.25")
-    monkeypatch.setenv("NNEXT_UNC_SAMPLES", "3")
-    trainer = _trainer("UncertaintyLovaszTrainer", 4)
+def test_lovasz_trainer_knobs_loss_and_metadata(chest_dataset, nnunet_dirs, monkeypatch, plans_with_options):
+    plans = plans_with_options(nnunet_dirs, chest_dataset.name, ["lovasz.ce_weight=0.25", "uncertainty_loss.samples=3"],
+                               "nnextTinyPlansLov")
+    trainer = _trainer("UncertaintyLovaszTrainer", 4, plans)
     assert type(trainer.loss) is UncertaintyLovaszLoss and trainer.loss.ce_weight == 0.25
     assert trainer.loss.weight_factors is not None and trainer.loss.weight_factors[-1] == 0
     meta = trainer.checkpoint_metadata()
     assert meta["lovasz_ce_weight"] == 0.25 and meta["mc_samples"] == 3 and meta["refresh"] == 1
     assert meta["trainer"] == "UncertaintyLovaszTrainer" and "dropout_p" in meta
-    monkeypatch.setenv("NNEXT_LOVASZ_CE_WEIGHT", "-1")
-    with pytest.raises(ValueError, match="NNEXT_LOVASZ_CE_WEIGHT >= 0"):
-        _trainer("UncertaintyLovaszTrainer", 4)
+    assert meta["options"]["lovasz"] == {"ce_weight": 0.25}
+    assert meta["options"]["uncertainty_loss"] == {"samples": 3, "refresh": 1, "scale": "none"}
+    from nnunet_ext.planners.plans_edit import write_options
+    from nnunet_ext.errors import InputError
+
+    with pytest.raises(InputError, match="lovasz.ce_weight: must be >= 0, got -1"):
+        write_options(nnunet_dirs["nnUNet_preprocessed"] / chest_dataset.name / "nnextTinyPlans.json",
+                      ["lovasz.ce_weight=-1"], None, "nnextTinyPlansBad")
 
 
-def test_distance_trainer_weights_at_deep_supervision_resolution(chest_dataset, nnunet_dirs, monkeypatch):
+def test_distance_trainer_weights_at_deep_supervision_resolution(chest_dataset, nnunet_dirs, monkeypatch, plans_with_options):
     from batchgeneratorsv2.transforms.utils.deep_supervision_downsampling import DownsampleSegForDSTransform
 
-    monkeypatch.setenv("NNEXT_DT_SIGMA", "6")
-    trainer = _trainer("DistanceTransformTrainer", 3)
+    plans = plans_with_options(nnunet_dirs, chest_dataset.name, ["distance.sigma=6"], "nnextTinyPlansDT6")
+    trainer = _trainer("DistanceTransformTrainer", 3, plans)
     cm = trainer.configuration_manager
     strides = np.cumprod(np.vstack(cm.pool_op_kernel_sizes), axis=0)[:-1]
     expected_spacings = [tuple(float(s) for s in np.asarray(cm.spacing) * f) for f in strides]
@@ -215,23 +220,23 @@ def test_distance_trainer_weights_at_deep_supervision_resolution(chest_dataset, 
         w = loss.weights(t, i)
         assert torch.equal(w, distance_weight_map(t, expected_spacings[i], sigma=6.0, w0=10.0))
         assert not torch.allclose(w, distance_weight_map(t, cm.spacing, sigma=6.0, w0=10.0))
-    monkeypatch.setenv("NNEXT_DT_SIGMA", "0")
-    with pytest.raises(ValueError, match="NNEXT_DT_SIGMA > 0"):
-        _trainer("DistanceTransformTrainer", 3)
+    with pytest.raises(ValueError, match="distance.sigma: must be > 0, got 0"):
+        plans_with_options(nnunet_dirs, chest_dataset.name, ["distance.sigma=0"], "nnextTinyPlansDT0")
 
 
 @pytest.mark.parametrize("trainer,fold,env,log_line", [
-    ("UncertaintyLovaszTrainer", "3", {"NNEXT_UNC_SAMPLES": "2", "NNEXT_LOVASZ_CE_WEIGHT": "0.5"},
+    ("UncertaintyLovaszTrainer", "3", ["uncertainty_loss.samples=2", "lovasz.ce_weight=0.5"],
      "uncertainty-weighted Lovasz loss: L = Lovasz[w = 1 + U] + 0.5 * CE, K = 2 MC passes, refresh every 1"),
-    ("DistanceTransformTrainer", "4", {"NNEXT_DT_W0": "5", "NNEXT_DT_SIGMA": "8"},
+    ("DistanceTransformTrainer", "4", ["distance.w0=5", "distance.sigma=8"],
      "distance-transform loss: L = Dice[w] + CE[w], w = 1 + 5.0 * exp(-d^2 / (2 * 8.0^2)), d in mm"),
 ])
-def test_nnunetv2_train_runs(chest_dataset, nnunet_dirs, trainer, fold, env, log_line):
-    proc = subprocess.run([nnunet_command("nnUNetv2_train"), "501", "3d_fullres", fold, "-tr", trainer, "-p", "nnextTinyPlans",
+def test_nnunetv2_train_runs(chest_dataset, nnunet_dirs, trainer, fold, env, log_line, plans_with_options):
+    plans = plans_with_options(nnunet_dirs, chest_dataset.name, env, f"nnextTinyPlans{trainer[:4]}")
+    proc = subprocess.run([nnunet_command("nnUNetv2_train"), "501", "3d_fullres", fold, "-tr", trainer, "-p", plans,
                            "-device", "cpu", "--disable_checkpointing"],
-                          capture_output=True, text=True, env={**os.environ, **env})
+                          capture_output=True, text=True, env=os.environ.copy())
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    folder = nnunet_dirs["nnUNet_results"] / chest_dataset.name / f"{trainer}__nnextTinyPlans__3d_fullres" / f"fold_{fold}"
+    folder = nnunet_dirs["nnUNet_results"] / chest_dataset.name / f"{trainer}__{plans}__3d_fullres" / f"fold_{fold}"
     logs = [p.read_text() for p in folder.glob("training_log_*.txt")]
     log = next(text for text in logs if "train_loss" in text)
     assert log_line in log

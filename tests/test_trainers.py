@@ -6,7 +6,7 @@ import torch
 from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
 from nnunet_ext.core.mc_dropout import dropout_arch_kwargs, dropout_modules, set_mc_dropout
-from nnunet_ext.trainers.mc_dropout import DROPOUT_P_ENV, MCDropoutTrainer
+from nnunet_ext.trainers.mc_dropout import MCDropoutTrainer
 from nnunet_ext.trainers.schedule import training_schedule
 
 PLAIN = {
@@ -57,8 +57,7 @@ def _build(arch, **extra):
 
 
 @pytest.mark.parametrize("arch", [PLAIN, _resenc()], ids=["PlainConvUNet", "ResidualEncoderUNet"])
-def test_dropout_in_encoder_and_decoder(arch, monkeypatch):
-    monkeypatch.delenv(DROPOUT_P_ENV, raising=False)
+def test_dropout_in_encoder_and_decoder(arch):
     net = _build(arch)
     names = [n for n, m in net.named_modules() if isinstance(m, torch.nn.Dropout3d)]
     assert any(n.startswith("encoder.") for n in names), names
@@ -73,16 +72,17 @@ def test_dropout_in_encoder_and_decoder(arch, monkeypatch):
 
 
 def test_dropout_p_precedence(monkeypatch):
-    monkeypatch.delenv(DROPOUT_P_ENV, raising=False)
     planned = copy.deepcopy(PLAIN)
     planned["arch_kwargs"], planned["_kw_requires_import"] = dropout_arch_kwargs(
         planned["arch_kwargs"], planned["_kw_requires_import"], 0.2)
     assert {m.p for m in dropout_modules(_build(planned))} == {0.2}
-    monkeypatch.setenv(DROPOUT_P_ENV, "0.3")
-    assert {m.p for m in dropout_modules(_build(planned))} == {0.3}
-    monkeypatch.setenv(DROPOUT_P_ENV, "1.5")
-    with pytest.raises(ValueError, match=r"\[0, 1\)"):
-        _build(PLAIN)
+    # the plans' dropout section beats the architecture's planned dropout; a legacy variable is not read
+    monkeypatch.setenv("NNEXT_DROPOUT_P", "0.4")
+    assert {m.p for m in dropout_modules(_build(planned, nnext_training={"dropout": {"p": 0.3}}))} == {0.3}
+    element = _build(planned, nnext_training={"dropout": {"kind": "element"}})
+    assert {type(m) for m in dropout_modules(element)} == {torch.nn.Dropout}
+    with pytest.raises(ValueError, match=r"dropout.p: must be in \[0, 1\)"):
+        _build(PLAIN, nnext_training={"dropout": {"p": 1.5}})
 
 
 def test_mc_mode_only_switches_dropout():

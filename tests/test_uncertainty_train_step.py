@@ -27,13 +27,13 @@ def test_max_mc_variance_against_one_hot_splits(c, k):
     assert torch.allclose(scale_uncertainty(u, "batch", c, k), torch.tensor([0.0, 1.0]))
 
 
-def _trainer(chest_dataset, nnunet_dirs, monkeypatch, **env):
+def _trainer(chest_dataset, nnunet_dirs, monkeypatch, **options):
     from nnunet_ext.trainers.uncertainty import UncertaintyTrainer
 
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
     pre = nnunet_dirs["nnUNet_preprocessed"] / chest_dataset.name
     plans = json.loads((pre / "nnextTinyPlans.json").read_text())
+    plans["configurations"]["3d_fullres"]["nnext_training"] = {
+        **plans["configurations"]["3d_fullres"].get("nnext_training", {}), "uncertainty_loss": options}
     plans["continue_training"] = False  # what nnU-Net's run_training adds before building the trainer
     dataset_json = json.loads((pre / "dataset.json").read_text())
     tr = UncertaintyTrainer(plans, "3d_fullres", 0, dataset_json, device=torch.device("cpu"))
@@ -54,7 +54,7 @@ def _batch(tr, seed):
 
 
 def test_train_step_refreshes_u_and_the_loss_depends_on_it(chest_dataset, nnunet_dirs, monkeypatch):
-    tr = _trainer(chest_dataset, nnunet_dirs, monkeypatch, NNEXT_UNC_REFRESH="2", NNEXT_UNC_SAMPLES="3")
+    tr = _trainer(chest_dataset, nnunet_dirs, monkeypatch, refresh=2, samples=3)
     calls = []
     real = tr.mc_uncertainty
 
@@ -86,7 +86,7 @@ def test_train_step_refreshes_u_and_the_loss_depends_on_it(chest_dataset, nnunet
 
 
 def test_u_scaling_knob(chest_dataset, nnunet_dirs, monkeypatch):
-    tr = _trainer(chest_dataset, nnunet_dirs, monkeypatch, NNEXT_UNC_SCALE="max", NNEXT_UNC_SAMPLES="4")
+    tr = _trainer(chest_dataset, nnunet_dirs, monkeypatch, scale="max", samples=4)
     assert tr.u_scaling == "max" and "U scaling max" in tr.loss_summary()
     torch.manual_seed(0)
     data = _batch(tr, 0)["data"]
@@ -95,6 +95,5 @@ def test_u_scaling_knob(chest_dataset, nnunet_dirs, monkeypatch):
     torch.manual_seed(0)
     raw = tr.mc_uncertainty(data)
     assert torch.allclose(u, raw / max_mc_variance(2, 4), atol=1e-6)
-    monkeypatch.setenv("NNEXT_UNC_SCALE", "log")
-    with pytest.raises(ValueError, match="NNEXT_UNC_SCALE"):
-        _trainer(chest_dataset, nnunet_dirs, monkeypatch)
+    with pytest.raises(ValueError, match="uncertainty_loss.scale: must be one of none, max, batch, got 'log'"):
+        _trainer(chest_dataset, nnunet_dirs, monkeypatch, scale="log")

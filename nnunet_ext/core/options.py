@@ -172,7 +172,7 @@ class Options:
 
     # -- command line -----------------------------------------------------------------------------------------
     @classmethod
-    def flag(cls, f: dataclasses.Field) -> str:
+    def cli_flag(cls, f: dataclasses.Field) -> str:
         return f.metadata.get("flag") or "--" + f.name.replace("_", "-")
 
     @classmethod
@@ -186,7 +186,7 @@ class Options:
             default = list(f.default) if isinstance(f.default, tuple) else f.default
             extra = {"choices": f.metadata["choices"]} if f.metadata.get("choices") else {}
             metavar = None if extra else cls._metavar(hints[f.name])
-            group.add_argument(cls.flag(f), dest=f"{cls.SECTION}__{f.name}", default=None, metavar=metavar,
+            group.add_argument(cls.cli_flag(f), dest=f"{cls.SECTION}__{f.name}", default=None, metavar=metavar,
                                help=f"{f.metadata.get('help', '')} (default: {default})", **extra)
 
     @staticmethod
