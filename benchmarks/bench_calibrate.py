@@ -34,7 +34,7 @@ def main() -> int:
     args = ap.parse_args()
 
     from nnunet_ext.cli.main import main as nnext
-    from nnunet_ext.paths import dataset_folders, use_workspace
+    from nnunet_ext.io.paths import dataset_folders, use_workspace
     from nnunet_ext.planners.run import plan_and_preprocess
     from nnunet_ext.synthetic.dataset import write_dataset
 

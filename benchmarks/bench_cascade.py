@@ -11,7 +11,7 @@ Steps (each reused when its output exists, so the script resumes):
    3d_fullres, one model per loss: Dice-CE (``MCDropoutTrainer``: nnU-Net's loss, dropout for MC inference),
    ``UncertaintyTrainer``, ``UncertaintyLovaszTrainer``, ``DistanceTransformTrainer`` (margin 0; Dice-CE and
    UncertaintyTrainer also at margin 16).
-4. Inference on the test cases with :class:`~nnunet_ext.predictors.cascade.CascadeMethod` (lung masks of the
+4. Inference on the test cases with :class:`~nnunet_ext.methods.lung_cascade.cascade_predictor.CascadeMethod` (lung masks of the
    phantoms, default filter settings): stage 1 alone vs cascade Top-1 / Top-2 / All, margin 0 vs 16, per loss.
 5. Dice / HD95 / boundary Dice (label 1, penalty HD for empty masks as ``nnext evaluate``), and Pearson /
    Spearman correlations between the stage-1 component count (and its reduction by the filter) and the
@@ -36,7 +36,7 @@ PLANS = "nnextTinyPlans"
 
 
 def _train(dataset_id: int, config: str, trainer: str, results: Path, dataset_name: str) -> Path:
-    from nnunet_ext.paths import nnunet_command
+    from nnunet_ext.io.paths import nnunet_command
 
     model = results / dataset_name / f"{trainer}__{PLANS}__{config}"
     if (model / "fold_all" / "checkpoint_final.pth").is_file():
@@ -125,13 +125,13 @@ def main() -> int:
     args = ap.parse_args()
     losses = args.losses.split(",")
     root = Path(args.o).resolve()
-    from nnunet_ext.imageio import read_image
-    from nnunet_ext.paths import dataset_folders, use_workspace
+    from nnunet_ext.io.imageio import read_image
+    from nnunet_ext.io.paths import dataset_folders, use_workspace
 
     dirs = use_workspace(root)
-    from nnunet_ext.postprocessing.component_filter import LungFilterConfig
-    from nnunet_ext.postprocessing.roi_dataset import build_roi_dataset
-    from nnunet_ext.predictors.cascade import CascadeMethod
+    from nnunet_ext.methods.lung_cascade.component_filter import LungFilterConfig
+    from nnunet_ext.methods.lung_cascade.roi_dataset import build_roi_dataset
+    from nnunet_ext.methods.lung_cascade.cascade_predictor import CascadeMethod
     from nnunet_ext.predictors.method import CaseContext
     from nnunet_ext.predictors.inputs import list_cases
     from nnunet_ext.synthetic.dataset import write_dataset

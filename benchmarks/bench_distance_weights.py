@@ -20,8 +20,8 @@ import torch
 def main() -> None:
     from batchgeneratorsv2.transforms.utils.deep_supervision_downsampling import DownsampleSegForDSTransform
 
-    from nnunet_ext.trainers.distance import DistanceWeightedLoss, deep_supervision_spacings
-    from nnunet_ext.trainers.distance_weights_transform import DistanceWeightTransform, split_weights
+    from nnunet_ext.methods.lung_cascade.distance_trainer import DistanceWeightedLoss, deep_supervision_spacings
+    from nnunet_ext.methods.lung_cascade.distance_weights_transform import DistanceWeightTransform, split_weights
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--size", type=int, default=128)

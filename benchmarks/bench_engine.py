@@ -41,7 +41,7 @@ def run(cmd, **kw) -> float:
 
 
 def model(root: Path) -> tuple[Path, Path]:
-    from nnunet_ext.paths import dataset_folders, use_workspace
+    from nnunet_ext.io.paths import dataset_folders, use_workspace
 
     dirs = use_workspace(root)
     raw = dataset_folders(dirs["nnUNet_raw"]).get(ID)
@@ -156,7 +156,7 @@ def stock_vs_nnunet(root, images, common, repeats) -> None:
                              "-tr", "MCDropoutTrainer", *common]))
         t_ours.append(run([command("nnext"), "predict", "-m", "stock", "-i", str(images), "-o", str(root / "ours"),
                            "-tr", "MCDropoutTrainer", *common, "--accumulator-dtype", "float16"]))
-    from nnunet_ext.imageio import read_image
+    from nnunet_ext.io.imageio import read_image
 
     same = total = 0
     for f in sorted((root / "theirs").glob("*.nii.gz")):

@@ -38,7 +38,7 @@ def crop_refiner(a, root: Path, raw: Path, m2: str) -> dict:
     from nnunet_ext.cli.main import main as nnext
     from nnunet_ext.demos import glioma
     from nnunet_ext.demos.steps import demo_threads, train_command
-    from nnunet_ext.paths import dataset_folders, env_dir
+    from nnunet_ext.io.paths import dataset_folders, env_dir
     from nnunet_ext.planners.run import plan_and_preprocess
 
     def run(*argv):

@@ -19,7 +19,7 @@ Parts (``--parts``, default all), written to ``ROOT/results/results.json``:
 * ``prune``: the stage-3 model's errors and autopet protocols again with ``--prune-unclicked MM`` (``--prune-mm``);
 * ``petdrop``: Dice of the click-prompt models with and without PET dropout on PET/CT input and on CT-only input
   (PET channel zero-filled on the CT grid, as ``nnext convert hecktor --ct-only`` writes it);
-* ``latency``: :class:`nnunet_ext.session.InteractiveSession` after one click, full re-prediction vs tile-local
+* ``latency``: :class:`nnunet_ext.methods.interactive.session.InteractiveSession` after one click, full re-prediction vs tile-local
   update (best of ``--repeats``), for the ``-c`` model on a test case widened ``--widen`` times along x and for a
   3d_fullres ClickPromptTrainer trained for 1 x 2 iterations (timing does not depend on the weights) on its own
   dataset.
@@ -66,7 +66,7 @@ def _load():
 
 def _dice_hd95(ref_dir: Path, pred_dir: Path) -> dict:
     from nnunet_ext.evaluation.metrics import compute_metrics
-    from nnunet_ext.imageio import read_image
+    from nnunet_ext.io.imageio import read_image
 
     out = {name: {"dice": [], "hd95": []} for name in CLASSES.values()}
     for ref_file in sorted(ref_dir.glob("*.nii.gz")):
@@ -114,7 +114,7 @@ def main():
     if set(parts) - set(PARTS):
         sys.exit(f"unknown part(s) {set(parts) - set(PARTS)}; choose from {PARTS}")
 
-    from nnunet_ext.paths import use_workspace
+    from nnunet_ext.io.paths import use_workspace
 
     root = Path(args.root).resolve()
     dirs = use_workspace(root)
@@ -174,8 +174,8 @@ def main():
         print("auto", json.dumps(auto), flush=True)
 
     if "clicks" in parts or "prune" in parts:
-        from nnunet_ext.core.click_simulation import components
-        from nnunet_ext.imageio import read_image
+        from nnunet_ext.methods.interactive.click_simulation import components
+        from nnunet_ext.io.imageio import read_image
 
         counts = {name: [] for name in CLASSES.values()}
         for f in sorted(labels.glob("*.nii.gz")):
@@ -257,7 +257,7 @@ def _latency(dataset_id, config, images: Path, args) -> dict:
     import SimpleITK as sitk
     import torch
 
-    from nnunet_ext.session import InteractiveSession
+    from nnunet_ext.methods.interactive.session import InteractiveSession
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     case = sorted(images.glob("*_0000.nii.gz"))[0].name[:-len("_0000.nii.gz")]

@@ -17,7 +17,7 @@ import time
 import numpy as np
 from scipy import ndimage
 
-from nnunet_ext.core.kernels import direct_window_sums, greedy_walk, search_kernels, search_kernels_bruteforce
+from nnunet_ext.methods.glioma.kernels import direct_window_sums, greedy_walk, search_kernels, search_kernels_bruteforce
 
 
 def entropy_like_map(shape, seed: int = 0, n_tumours: int = 3) -> np.ndarray:
@@ -71,7 +71,7 @@ def main() -> None:
     t = time.perf_counter()
     direct = direct_window_sums(u, size, [tuple(s) for s in starts])
     t_sums = (time.perf_counter() - t) * total / len(idx)
-    from nnunet_ext.core.kernels import window_sums
+    from nnunet_ext.methods.glioma.kernels import window_sums
 
     sums = window_sums(u, size).reshape(-1)
     assert np.allclose(direct, sums[idx], rtol=1e-9, atol=1e-6)  # the table gives the direct sums

@@ -35,7 +35,7 @@ import numpy as np
 def _read_series(folder: str):
     import SimpleITK as sitk
 
-    from nnunet_ext.imageio import Geometry
+    from nnunet_ext.io.imageio import Geometry
 
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames(reader.GetGDCMSeriesFileNames(folder))
@@ -44,7 +44,7 @@ def _read_series(folder: str):
 
 
 def _mask(ct, geometry):
-    from nnunet_ext.postprocessing.lungmask import threshold_lung_mask
+    from nnunet_ext.methods.lung_cascade.lungmask import threshold_lung_mask
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -55,7 +55,7 @@ def _mask(ct, geometry):
 
 
 def _sub(geometry, z0: int, spacing_z=None):
-    from nnunet_ext.imageio import Geometry
+    from nnunet_ext.io.imageio import Geometry
 
     d = np.asarray(geometry.direction, float).reshape(3, 3)
     origin = np.asarray(geometry.origin, float) + d[:, 2] * geometry.spacing[2] * z0
@@ -72,7 +72,7 @@ def _pct(a, b):
 
 
 def run(dicom: str, with_pydicom: bool) -> dict:
-    from nnunet_ext.imageio import Geometry
+    from nnunet_ext.io.imageio import Geometry
 
     ct, geo = _read_series(dicom)
     voxel_ml = float(np.prod(geo.spacing)) / 1000.0
@@ -156,7 +156,7 @@ def _pydicom_checks() -> list:
     from pydicom.data import get_testdata_file
 
     from nnunet_ext.errors import InputError
-    from nnunet_ext.imageio import Geometry
+    from nnunet_ext.io.imageio import Geometry
 
     out = []
     for name in ("J2K_pixelrep_mismatch.dcm", "693_J2KI.dcm", "MR_small.dcm"):

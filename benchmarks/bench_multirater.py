@@ -49,7 +49,7 @@ def run_seed(args, seed: int, root: Path) -> dict:
     """Data, three trainings, predictions and evaluations for one seed (module docstring)."""
     from nnunet_ext.cli.main import main as nnext
     from nnunet_ext.demos.steps import demo_threads, train_command  # fixed torch threads, seeded
-    from nnunet_ext.paths import use_workspace
+    from nnunet_ext.io.paths import use_workspace
     from nnunet_ext.planners.run import plan_and_preprocess
     from nnunet_ext.synthetic.dataset import write_dataset
 

@@ -10,7 +10,7 @@ import time
 
 import numpy as np
 
-from nnunet_ext.postprocessing.component_filter import (
+from nnunet_ext.methods.lung_cascade.component_filter import (
     LungFilterConfig,
     filter_components,
 )

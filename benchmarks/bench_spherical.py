@@ -20,7 +20,7 @@ import time
 import numpy as np
 import torch
 
-from nnunet_ext.core.spherical import forward_warp, inverse_warp, origin_grid, ray_length
+from nnunet_ext.methods.glioma.spherical import forward_warp, inverse_warp, origin_grid, ray_length
 
 
 def smooth_slice(h=256, w=256, c=4):

@@ -30,8 +30,8 @@ def _quantiles(a: np.ndarray) -> dict:
 def main() -> None:
     import torch
 
-    from nnunet_ext.core.losses import mc_dropout_variance, scale_uncertainty
-    from nnunet_ext.paths import dataset_folders, nnunet_command, use_workspace
+    from nnunet_ext.methods.lung_cascade.weighted_losses import mc_dropout_variance, scale_uncertainty
+    from nnunet_ext.io.paths import dataset_folders, nnunet_command, use_workspace
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("-o", default="bench_uncertainty")
@@ -58,7 +58,7 @@ def main() -> None:
         subprocess.run([nnunet_command("nnUNetv2_train"), str(dataset_id), "3d_fullres", "0", "-tr",
                         "MCDropoutTrainer", "-p", plans_name, "-device", "cpu"], check=True, env=os.environ.copy())
 
-    from nnunet_ext.trainers.uncertainty import UncertaintyTrainer
+    from nnunet_ext.methods.lung_cascade.uncertainty_trainer import UncertaintyTrainer
 
     plans = json.loads((pre / f"{plans_name}.json").read_text())
     plans["continue_training"] = False

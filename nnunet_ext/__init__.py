@@ -12,8 +12,8 @@ __version__ = "0.1.0"
 _LAZY = {
     "MCDropoutTrainer": "nnunet_ext.trainers.mc_dropout",
     "TinyPlanner": "nnunet_ext.planners.tiny",
-    "encode_raters": "nnunet_ext.core.raters",
-    "decode_raters": "nnunet_ext.core.raters",
+    "encode_raters": "nnunet_ext.methods.multi_rater.raters",
+    "decode_raters": "nnunet_ext.methods.multi_rater.raters",
 }
 
 

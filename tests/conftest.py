@@ -5,7 +5,7 @@ import subprocess
 
 import pytest
 
-from nnunet_ext.paths import nnunet_command
+from nnunet_ext.io.paths import nnunet_command
 
 CHEST_ID = 501
 TINY = "nnextTinyPlans"

@@ -16,31 +16,27 @@ import traceback
 
 from nnunet_ext import __version__
 from nnunet_ext.errors import InputError
+from nnunet_ext.registry import table
 
 #: command -> (module, one-line help). Add new commands here.
-COMMANDS: dict[str, tuple[str, str]] = {
-    "synth": ("nnunet_ext.synthetic.cli", "write a synthetic phantom dataset (chest, brain, nodule, headneck) to nnUNet_raw"),
-    "plan": ("nnunet_ext.planners.cli", "plan and preprocess a dataset with an nnunet_ext planner (e.g. TinyPlanner)"),
-    "predict": ("nnunet_ext.predictors.cli", "predict with uncertainty maps (methods: stock, tta_mc, cascade)"),
-    "lungmask": ("nnunet_ext.postprocessing.lungmask_cli", "lung masks (1 = right, 2 = left) with lungmask or a classical HU algorithm"),
-    "postprocess": ("nnunet_ext.postprocessing.cli", "post-process segmentations (lung: anatomy-aware component filter)"),
-    "roi-dataset": ("nnunet_ext.postprocessing.roi_dataset", "nnU-Net raw dataset of ROI crops (stage 2 of the lung cascade)"),
-    "trainers": ("nnunet_ext.trainers.cli", "list the extension trainers usable with nnUNetv2_train -tr"),
-    "evaluate": ("nnunet_ext.evaluation.cli", "Dice / HD95 / NSD and more between reference and predicted segmentations"),
-    "calibrate": ("nnunet_ext.evaluation.calibrate_cli", "fit temperature scaling on nnU-Net's cross-validation outputs (calibration.json)"),
-    "clicks-eval": ("nnunet_ext.evaluation.clicks_eval", "simulated-click evaluation of a click-prompt model: Dice / NSD / HD95 per click step (chu2026)"),
-    "evaluate-raters": ("nnunet_ext.evaluation.multirater", "multi-rater evaluation: vs rater 0 / each rater / union / intersection, HC / LC, complex nodules, HU KDE (yang-wang)"),
-    "compare": ("nnunet_ext.evaluation.compare_cli", "paired comparison of two evaluation summaries (Wilcoxon, Spearman, Pearson)"),
-    "convert": ("nnunet_ext.conversion.cli", "convert public collections to nnU-Net raw datasets (nsclc)"),
-    "kernels": ("nnunet_ext.kernels_cli", "high-uncertainty kernels of an uncertainty map (yang2025 kernel search)"),
-    "kernel-dataset": ("nnunet_ext.kernel_dataset", "raw dataset of uncertainty-kernel crops (3D refinement training data, yang2025)"),
-    "fusion-fit": ("nnunet_ext.fusion_cli", "PSO fit of the 2D/3D sigmoid fusion weights per region (yang2025 eq. 2)"),
-    "demo": ("nnunet_ext.demo", "end-to-end demos on phantoms: chest (default), nodule, glioma, headneck (synth, plan, train, predict, evaluate)"),
-}
+#: command -> (module, one-line help): shared commands and every method's (nnunet_ext.registry)
+COMMANDS: dict[str, tuple[str, str]] = table("COMMANDS")
+
+
+def command_help(name: str) -> str:
+    """The one-line help of command ``name``, with the registered prediction methods / converters filled in."""
+    text = COMMANDS[name][1]
+    if "{methods}" in text:
+        text = text.replace("{methods}", ", ".join(table("PREDICT_METHODS")))
+    if "{converters}" in text:
+        from nnunet_ext.conversion.cli import CONVERTERS
+
+        text = text.replace("{converters}", ", ".join(CONVERTERS))
+    return text
 
 
 def _top_parser() -> argparse.ArgumentParser:
-    lines = "\n".join(f"  {name:<12} {helptext}" for name, (_, helptext) in COMMANDS.items())
+    lines = "\n".join(f"  {name:<15} {command_help(name)}" for name in COMMANDS)
     p = argparse.ArgumentParser(
         prog="nnext", formatter_class=argparse.RawDescriptionHelpFormatter,
         description="nnunet_ext: uncertainty-aware extensions for nnU-Net v2",
@@ -107,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError as e:
             raise InputError(str(e)) from None
         module = importlib.import_module(COMMANDS[name][0])
-        parser = argparse.ArgumentParser(prog=f"nnext {name}", description=COMMANDS[name][1])
+        parser = argparse.ArgumentParser(prog=f"nnext {name}", description=command_help(name))
         module.add_arguments(parser)
         parser.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
         args = parser.parse_args(rest)  # argparse: usage + one error line, SystemExit(2)

@@ -134,7 +134,7 @@ def _same_grid(a, b) -> bool:
 def _convert_case(case, folder, layout, mapping, out: Path) -> dict:
     import SimpleITK as sitk
 
-    from nnunet_ext.imageio import read_sitk
+    from nnunet_ext.io.imageio import read_sitk
 
     images, seg, note = case_files(case, folder, layout)
     split = "Tr" if seg is not None else "Ts"
@@ -174,7 +174,7 @@ def convert_brats(input_dir, dataset_id: int, year: int | None = None, name: str
     swapped in); returns the dataset folder."""
     from tqdm import tqdm
 
-    from nnunet_ext.paths import env_dir, staged_dataset
+    from nnunet_ext.io.paths import env_dir, staged_dataset
 
     root = Path(input_dir)
     if not root.is_dir():
@@ -233,7 +233,7 @@ def brats_back(pred_dir, out_dir, year: int, labels: str = "nnunet", overwrite: 
     """Map segmentations ``pred_dir/CASE.nii.gz`` (dataset labels) back to BraTS ``year``'s label values."""
     import SimpleITK as sitk
 
-    from nnunet_ext.imageio import atomic_path, read_sitk
+    from nnunet_ext.io.imageio import atomic_path, read_sitk
 
     if year not in LAYOUTS:
         raise InputError(f"--year must be one of {', '.join(map(str, LAYOUTS))}, got {year}")
@@ -246,7 +246,7 @@ def brats_back(pred_dir, out_dir, year: int, labels: str = "nnunet", overwrite: 
                    and not p.name.startswith(".") and not re.search(r"_[A-Za-z]+\d*\.nii(\.gz)?$", p.name))
     if not files:
         raise InputError(f"{pred_dir}: no segmentation files CASE.nii.gz")
-    from nnunet_ext.integrity import check_output_dir
+    from nnunet_ext.io.integrity import check_output_dir
 
     check_output_dir(out_dir, "output folder (-o)")
     targets = [out_dir / (p.name if p.name.endswith(".nii.gz") else p.name + ".gz") for p in files]

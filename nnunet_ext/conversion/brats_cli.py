@@ -45,7 +45,7 @@ def run_brats_back(args: argparse.Namespace) -> int:
     if not os.path.isdir(args.input):
         raise InputError(f"{args.input}: input folder not found")
     if args.dataset_id is not None:
-        from nnunet_ext.paths import find_dataset
+        from nnunet_ext.io.paths import find_dataset
 
         year, labels = dataset_convention(find_dataset(args.dataset_id))
     else:

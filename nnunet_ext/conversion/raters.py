@@ -4,7 +4,7 @@ Input layout (what ``nnext synth nodule`` writes; any nnU-Net-like folder):
 ``imagesTr/CASE_0000.nii.gz`` (channels ``_0001`` ...), ``labelsTr_raters/CASE_rater{k}.nii.gz`` (binary, one
 file per rater, k = 0, 1, ...), optionally ``imagesTs/`` + ``labelsTs_raters/``, optionally ``dataset.json``
 (its ``channel_names`` are kept). Output ``$nnUNet_raw/DatasetXXX_NAME``: the images, ``labelsTr/CASE.nii.gz``
-= :func:`nnunet_ext.core.raters.encode_raters` of the raters in order of k, ``labelsTr_raters/`` copied (the
+= :func:`nnunet_ext.methods.multi_rater.raters.encode_raters` of the raters in order of k, ``labelsTr_raters/`` copied (the
 evaluation reads the raters from there), the same for ``Ts``, and a ``dataset.json`` that nnU-Net accepts:
 one region ``nodule`` = every code of up to K_max raters (``regions_class_order [1]``), so the network has
 one sigmoid output and nnU-Net's predictions are 1 = nodule; plus ``nnext_raters`` (encoding, max_raters,
@@ -19,11 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-from nnunet_ext.core.raters import ENCODING_NAME, MAX_RATERS, encode_raters, max_label
+from nnunet_ext.methods.multi_rater.raters import ENCODING_NAME, MAX_RATERS, encode_raters, max_label
 from nnunet_ext.errors import InputError
 
-FILE_ENDING = ".nii.gz"
-RATER_RE = re.compile(r"^(?P<case>.+)_rater(?P<k>\d+)\.nii\.gz$")
+from nnunet_ext.methods.multi_rater.rater_files import FILE_ENDING, RATER_RE, find_rater_files  # noqa: F401
 DATASET_KEY = "nnext_raters"
 
 
@@ -39,18 +38,8 @@ def rater_dataset_json(channel_names: dict, n_raters: dict[str, int], num_traini
             DATASET_KEY: {"encoding": ENCODING_NAME, "max_raters": k_max, "n_raters": dict(sorted(n_raters.items()))}}
 
 
-def find_rater_files(folder: Path) -> dict[str, dict[int, Path]]:
-    """``{case: {k: path}}`` of ``CASE_rater{k}.nii.gz`` files in ``folder``."""
-    out: dict[str, dict[int, Path]] = {}
-    for p in sorted(folder.glob(f"*{FILE_ENDING}")):
-        m = RATER_RE.match(p.name)
-        if m:
-            out.setdefault(m["case"], {})[int(m["k"])] = p
-    return out
-
-
 def _image_files(folder: Path, case: str) -> list[Path]:
-    from nnunet_ext.integrity import check_image_file
+    from nnunet_ext.io.integrity import check_image_file
 
     files = sorted(folder.glob(f"{case}_[0-9][0-9][0-9][0-9]{FILE_ENDING}"))
     if not files:
@@ -62,7 +51,7 @@ def _image_files(folder: Path, case: str) -> list[Path]:
 
 def read_rater_masks(image: Path, raters: dict[int, Path]) -> np.ndarray:
     """(K, z, y, x) bool masks of one case, each checked against the image's grid (one-line InputErrors)."""
-    from nnunet_ext.imageio import read_header, read_image
+    from nnunet_ext.io.imageio import read_header, read_image
 
     if not raters:
         raise InputError(f"{image}: case has zero raters (no CASE_rater{{k}}{FILE_ENDING} files)")
@@ -88,8 +77,8 @@ def convert_raters(input_dir, dataset_id: int, name: str = "Raters", overwrite: 
     """Build the rater-set dataset (module docstring); returns its folder."""
     from tqdm import tqdm
 
-    from nnunet_ext.imageio import read_header, write_image
-    from nnunet_ext.paths import env_dir, staged_dataset
+    from nnunet_ext.io.imageio import read_header, write_image
+    from nnunet_ext.io.paths import env_dir, staged_dataset
 
     src = Path(input_dir)
     splits = [s for s in ("Tr", "Ts") if (src / f"labels{s}_raters").is_dir()]
@@ -97,7 +86,7 @@ def convert_raters(input_dir, dataset_id: int, name: str = "Raters", overwrite: 
         raise InputError(f"{src / 'labelsTr_raters'}: folder of CASE_rater{{k}}{FILE_ENDING} files not found")
     channel_names = {"0": "CT"}
     if (src / "dataset.json").is_file():
-        from nnunet_ext.integrity import load_json_checked
+        from nnunet_ext.io.integrity import load_json_checked
 
         channel_names = load_json_checked(src / "dataset.json").get("channel_names", channel_names)
     plan = {s: find_rater_files(src / f"labels{s}_raters") for s in splits}

@@ -1,1 +1,1 @@
-"""Demo variants of ``nnext demo KIND`` (the chest demo lives in nnunet_ext.demo)."""
+"""Demo variants of ``nnext demo KIND`` (the chest demo lives in nnunet_ext.demos.cli)."""

@@ -13,7 +13,7 @@ regions, the fused regions, the WT entropy map with the selected kernels of ever
 Everything lives in ``-o DIR/glioma``. Steps are numbered; a finished step is reused on a re-run only when the
 settings it was made with (:class:`nnunet_ext.demos.steps.DemoSteps`; a step's settings include those of the
 steps before it) match, otherwise it is redone and the changed settings are named; ``--overwrite`` starts
-afresh. Defaults (``nnunet_ext.demo.KIND_DEFAULTS["glioma"]``: 6 + 2 cases, 15 epochs x 20 iterations) are sized
+afresh. Defaults (``nnunet_ext.demos.defaults.KIND_DEFAULTS["glioma"]``: 6 + 2 cases, 15 epochs x 20 iterations) are sized
 so that both tiny networks leave the all-background state on the phantoms (measured: benchmarks/RESULTS.md).
 
 Run it as ``nnext demo glioma`` or ``python -m nnunet_ext.demos.glioma [-o DIR]``; ``args.stride`` /
@@ -127,7 +127,7 @@ def overview_png(image, ref, fused, entropy, kernels: dict, path, title: str = "
     import matplotlib.patches as patches
     import matplotlib.pyplot as plt
 
-    from nnunet_ext.imageio import atomic_path
+    from nnunet_ext.io.imageio import atomic_path
 
     every = [k for ks in kernels.values() for k in ks]
     counts = [sum(k["start"][0] <= s < k["start"][0] + k["size"][0] for k in every) for s in range(image.shape[0])]
@@ -163,7 +163,7 @@ def overview_png(image, ref, fused, entropy, kernels: dict, path, title: str = "
 
 def evaluate(raw: Path, pred: Path, pred3d: Path) -> dict:
     """Per-case and mean Dice / HD95 per region of the three methods on the test cases."""
-    from nnunet_ext.imageio import read_image
+    from nnunet_ext.io.imageio import read_image
 
     cases = sorted(p.name[: -len("_0000.nii.gz")] for p in (raw / "imagesTs").glob("*_0000.nii.gz"))
     per_case = {m: {} for m in METHODS}
@@ -197,8 +197,8 @@ def run_glioma(args) -> int:
 
 def _run_glioma(args) -> int:
     from nnunet_ext.demos.steps import DemoSteps
-    from nnunet_ext.imageio import atomic_write_text, read_image
-    from nnunet_ext.paths import dataset_folders, use_workspace
+    from nnunet_ext.io.imageio import atomic_write_text, read_image
+    from nnunet_ext.io.paths import dataset_folders, use_workspace
 
     root = (Path(args.o) / "glioma").resolve()
     if getattr(args, "overwrite", False) and root.exists():
@@ -316,7 +316,7 @@ def _run_glioma(args) -> int:
 
 
 def main(argv=None) -> int:
-    from nnunet_ext.demo import KIND_DEFAULTS
+    from nnunet_ext.demos.defaults import KIND_DEFAULTS
 
     d = KIND_DEFAULTS["glioma"]
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -19,7 +19,7 @@ including the settings of the steps before it) match; otherwise it is redone and
 named. ``--overwrite`` starts afresh. A failing nnext command or ``nnUNetv2_train`` stops the demo with one
 line (exit 1).
 
-Configuration: ``2d`` by default (``nnunet_ext.demo.KIND_DEFAULTS["headneck"]``): the tiny 3D network still
+Configuration: ``2d`` by default (``nnunet_ext.demos.defaults.KIND_DEFAULTS["headneck"]``): the tiny 3D network still
 predicted background after 40 iterations, the tiny 2D one segments the primary tumours (GTVp) after 30 x 50
 iterations with AdamW and the nodes (GTVn) after ~1600, hence 60 x 50 by default (see benchmarks/RESULTS.md).
 In 2D a click paints a disc in its own slice (the network was trained on 2D clicks), so one click corrects one
@@ -66,7 +66,7 @@ def before_after_png(ct, ref, before, after, u_before, u_after, clicks_zyx, path
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from nnunet_ext.imageio import atomic_path
+    from nnunet_ext.io.imageio import atomic_path
 
     votes = np.zeros(ct.shape[0])
     for cz, _, _, _ in clicks_zyx:
@@ -136,7 +136,7 @@ def run_headneck(args) -> int:
 
 def _run(args) -> int:
     from nnunet_ext.demos.steps import DemoSteps
-    from nnunet_ext.paths import use_workspace
+    from nnunet_ext.io.paths import use_workspace
 
     root = (Path(args.o) / "headneck").resolve()
     if args.overwrite and root.exists():
@@ -214,7 +214,7 @@ def _run(args) -> int:
     steps.stop("figure", t)
     result["timings_s"] = {**steps.timings, "total_s": round(time.perf_counter() - t0, 1)}
     result["load_average_1min"] = {"start": load0, "end": _load_average()}
-    from nnunet_ext.imageio import atomic_write_text
+    from nnunet_ext.io.imageio import atomic_write_text
 
     atomic_write_text(out / "summary.json", json.dumps(result, indent=2))
     print(json.dumps({k: result[k] for k in ("dice_vs_clicks", "timings_s", "load_average_1min")}, indent=2))
@@ -226,8 +226,8 @@ def _run(args) -> int:
 def _demo_clicks(raw: Path, evald: Path, case: str) -> list:
     """The clicks the errors protocol placed for ``case`` in step 4 (replayed from its saved step predictions),
     as clicks JSON entries (voxel x, y, z)."""
-    from nnunet_ext.core.click_protocols import ClickProtocol, as_clicks
-    from nnunet_ext.imageio import read_image
+    from nnunet_ext.methods.interactive.click_protocols import ClickProtocol, as_clicks
+    from nnunet_ext.io.imageio import read_image
 
     ref, geometry = read_image(raw / "labelsTs" / f"{case}.nii.gz", kind="label")
     protocol = ClickProtocol(PROTOCOL, ref, tuple(CLASSES), MAX_CLICKS, spacing=geometry.spacing[::-1])
@@ -244,7 +244,7 @@ def _demo_clicks(raw: Path, evald: Path, case: str) -> list:
 
 def _figure_and_summary(raw: Path, out: Path, evald: Path, single: Path, case: str, args) -> dict:
     from nnunet_ext.evaluation.metrics import compute_metrics
-    from nnunet_ext.imageio import read_image
+    from nnunet_ext.io.imageio import read_image
 
     ref, geometry = read_image(raw / "labelsTs" / f"{case}.nii.gz", kind="label")
     ct, _ = read_image(single / "in" / f"{case}_0000.nii.gz", kind="image")
@@ -268,7 +268,7 @@ def _figure_and_summary(raw: Path, out: Path, evald: Path, single: Path, case: s
 
 
 def _parser() -> argparse.ArgumentParser:
-    from nnunet_ext.demo import KIND_DEFAULTS
+    from nnunet_ext.demos.defaults import KIND_DEFAULTS
 
     d = KIND_DEFAULTS["headneck"]
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

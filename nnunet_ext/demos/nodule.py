@@ -18,7 +18,7 @@ tokens). The demo writes ``ugsnet.max_tokens=256`` into its plans (a 16x16 atten
 --set``), which makes a training step about 4x cheaper; it is recorded with the step settings, and
 ``UGSNetTrainer`` writes it into the model's plans.json, from which ``-m mcm`` (or ``nnUNetv2_predict``) rebuilds
 the network.
-Default length ``demo.KIND_DEFAULTS["nodule"]`` (``--epochs`` / ``--iterations``); measured times in
+Default length ``demos.defaults.KIND_DEFAULTS["nodule"]`` (``--epochs`` / ``--iterations``); measured times in
 benchmarks/RESULTS.md.
 """
 from __future__ import annotations
@@ -46,7 +46,7 @@ def overview_png(image: np.ndarray, raters: np.ndarray, xs: np.ndarray, hc: np.n
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from nnunet_ext.imageio import atomic_path
+    from nnunet_ext.io.imageio import atomic_path
 
     z = int(np.argmax(raters.any(0).sum((1, 2))))
     fig, axes = plt.subplots(1, 2, figsize=(8, 4.2))
@@ -85,7 +85,7 @@ def _run_nodule(args) -> int:
     from nnunet_ext.demos.steps import DemoSteps, StepFailed, cpu_seconds, demo_threads, run_nnext, train_command
     from nnunet_ext.demos.steps import made_by_demo
     from nnunet_ext.errors import InputError
-    from nnunet_ext.paths import dataset_folders, use_workspace
+    from nnunet_ext.io.paths import dataset_folders, use_workspace
 
     root = (Path(args.o) / "nodule").resolve()
     if not made_by_demo(root):
@@ -95,7 +95,7 @@ def _run_nodule(args) -> int:
     dirs = use_workspace(root)
     t_all = time.perf_counter()
     steps = DemoSteps(root, total=6, label="nodule")
-    config, epochs, iterations = args.c, args.epochs, args.iterations  # defaults: demo.KIND_DEFAULTS["nodule"]
+    config, epochs, iterations = args.c, args.epochs, args.iterations  # defaults: demos.defaults.KIND_DEFAULTS["nodule"]
     tokens = DEMO_MAX_TOKENS  # attention grid of the demo's UGS-Net (plans option; module docstring)
 
     t = steps.start(f"phantoms: {args.n} training + {args.n_test} test cases, {N_RATERS} raters")
@@ -178,7 +178,7 @@ def _run_nodule(args) -> int:
 
 
 def _case_png(folder: Path, pred: Path, case: str, m: dict, path: Path) -> Path:
-    from nnunet_ext.imageio import read_image
+    from nnunet_ext.io.imageio import read_image
 
     image = read_image(folder / "imagesTs" / f"{case}_0000.nii.gz", kind="image")[0]
     raters = np.stack([read_image(p, kind="label")[0] > 0

@@ -58,7 +58,7 @@ class DemoSteps:
 
     def reusable(self, name: str, settings: dict, outputs_exist: bool) -> bool:
         """True when ``name``'s outputs exist and were made with ``settings``; else say why it is redone."""
-        from nnunet_ext.integrity import differing_settings
+        from nnunet_ext.io.integrity import differing_settings
 
         if not outputs_exist:
             return False
@@ -71,7 +71,7 @@ class DemoSteps:
         return False
 
     def done(self, name: str, settings: dict) -> None:
-        from nnunet_ext.integrity import record_settings
+        from nnunet_ext.io.integrity import record_settings
 
         record_settings(self.root, settings, filename=STEP_RECORD.format(name), command=f"nnext demo: {name}")
 
@@ -104,7 +104,7 @@ def demo_threads() -> int:
 def train_command(argv: list, threads: "int | None" = None, seed: "int | None" = None) -> list:
     """``nnUNetv2_train ARGV`` as a command: nnU-Net's own script when neither ``threads`` nor ``seed`` is given,
     else its entry point through :data:`_TRAIN_WITH_THREADS` (``threads`` None = every core, as nnU-Net)."""
-    from nnunet_ext.paths import nnunet_command
+    from nnunet_ext.io.paths import nnunet_command
 
     if threads is None and seed is None:
         return [nnunet_command("nnUNetv2_train"), *map(str, argv)]

@@ -27,7 +27,7 @@ from nnunet_ext.core.temperature import (VoxelSampler, apply_temperature, fit_te
                                          scores_from_probabilities)
 from nnunet_ext.errors import InputError
 from nnunet_ext.evaluation.uncertainty_eval import roi_slices
-from nnunet_ext.imageio import read_image, read_probabilities
+from nnunet_ext.io.imageio import read_image, read_probabilities
 
 __all__ = ["LabelSpec", "CaseSource", "CalibrationOptions", "label_spec_from_dataset_json", "load_case", "roi_slabs",
            "calibrate_cases"]

@@ -14,7 +14,7 @@ import json
 import os
 import re
 
-from nnunet_ext.cli.argtypes import int_at_least, non_negative
+from nnunet_ext.argtypes import int_at_least, non_negative
 from nnunet_ext.errors import InputError
 
 _MAX_NAMED = 5
@@ -60,7 +60,7 @@ def _fold_id(text: str) -> str:
 
 
 def _model_folder(args) -> str:
-    from nnunet_ext.paths import find_dataset
+    from nnunet_ext.io.paths import find_dataset
 
     if not args.configuration:
         raise InputError("-d needs -c CONFIGURATION (and -tr / -p unless nnUNetTrainer / nnUNetPlans)")
@@ -73,7 +73,7 @@ def _model_folder(args) -> str:
 
 
 def _references_folder(args) -> str:
-    from nnunet_ext.paths import find_dataset
+    from nnunet_ext.io.paths import find_dataset
 
     if args.ref:
         return args.ref
@@ -140,7 +140,7 @@ def run(args) -> int:
     from nnunet_ext.evaluation.calibrate import (CalibrationOptions, CaseSource, LabelSpec, calibrate_cases,
                                                  describe_options, label_spec_from_dataset_json)
     from nnunet_ext.evaluation.summary_io import json_safe
-    from nnunet_ext.imageio import atomic_write_text
+    from nnunet_ext.io.imageio import atomic_write_text
 
     if args.dataset is None and args.probabilities is None:
         raise InputError("give a model (-d D -c C [-tr TR] [-p PLANS]) or --probabilities DIR -ref REF_DIR")
@@ -177,7 +177,7 @@ def run(args) -> int:
     output = args.output or os.path.join(model, CALIBRATION_FILE)
     if not output.lower().endswith(".json"):
         raise InputError(f"-o {output}: the output file must end in .json")
-    from nnunet_ext.integrity import check_output_file
+    from nnunet_ext.io.integrity import check_output_file
 
     check_output_file(output, "calibration file (-o)")  # before the fit: a folder, a parent that is a file
     if os.path.exists(output) and not args.overwrite:

@@ -13,7 +13,7 @@ import argparse
 import sys
 import warnings
 
-from nnunet_ext.cli.argtypes import non_negative
+from nnunet_ext.argtypes import non_negative
 
 
 def _label(text: str) -> int:
@@ -111,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
             reliability_png = args.reliability_png or os.path.splitext(output)[0] + "_reliability.png"
     if args.reliability_png and not args.probabilities:
         raise InputError("--reliability-png needs --probabilities (the diagram is built from class probabilities)")
-    from nnunet_ext.integrity import check_output_file
+    from nnunet_ext.io.integrity import check_output_file
 
     for path, what in ((output, "summary file (-o)"), (csv_path_for(output), "summary CSV"),
                        (reliability_png, "reliability diagram (--reliability-png)")):

@@ -103,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
     from nnunet_ext.evaluation.summary_io import atomic_write_text, json_safe, load_summary
 
     if args.output:
-        from nnunet_ext.integrity import check_output_file
+        from nnunet_ext.io.integrity import check_output_file
 
         check_output_file(args.output, "output file (-o)")
     a, b = load_summary(args.a), load_summary(args.b)

@@ -111,7 +111,7 @@ def labels_from_dataset_json(path: str | os.PathLike) -> tuple[list[LabelOrRegio
 
     Background (value 0) and the ``ignore`` label are skipped. Returns ``(labels_or_regions, {key: name})``.
     """
-    from nnunet_ext.integrity import load_json_checked
+    from nnunet_ext.io.integrity import load_json_checked
 
     path = os.fspath(path)
     labels = load_json_checked(path, ("labels",), what="dataset.json")["labels"]

@@ -16,7 +16,7 @@ from typing import Sequence
 import numpy as np
 
 from nnunet_ext.errors import InputError
-from nnunet_ext.imageio import atomic_path
+from nnunet_ext.io.imageio import atomic_path
 
 __all__ = ["largest_component_centroid", "choose_slices", "view_specs", "save_case_report", "report_folder"]
 
@@ -144,7 +144,7 @@ def report_folder(image_dir, pred_dir, out_dir, ref_dir=None, channel: int = 0, 
     ``pred_dir/CASE_uncertainty{E}`` if present and ``ref_dir/CASE{E}`` if given and present."""
     from nnunet_ext.evaluation.evaluate import find_cases
     from nnunet_ext.evaluation.uncertainty_eval import UNCERTAINTY_SUFFIX, drop_auxiliary
-    from nnunet_ext.imageio import read_image
+    from nnunet_ext.io.imageio import read_image
 
     preds = drop_auxiliary(find_cases(pred_dir, file_ending, "PRED_DIR"), {})
     if not preds:

@@ -17,7 +17,7 @@ import numpy as np
 from nnunet_ext.errors import InputError
 from nnunet_ext.evaluation.metrics import METRIC_NAMES
 from nnunet_ext.evaluation.uncertainty_eval import UNCERTAINTY_METRICS
-from nnunet_ext.imageio import atomic_write_text
+from nnunet_ext.io.imageio import atomic_write_text
 
 __all__ = ["json_safe", "atomic_write_text", "write_summary", "csv_path_for", "load_summary"]
 
@@ -93,7 +93,7 @@ def write_summary(summary: dict, json_path: str | os.PathLike) -> tuple[str, str
 
 def load_summary(path: str | os.PathLike) -> dict:
     """Read a summary written by :func:`write_summary` (nulls back to NaN); InputError if it is not one."""
-    from nnunet_ext.integrity import load_json_checked
+    from nnunet_ext.io.integrity import load_json_checked
 
     path = os.fspath(path)
     if os.path.exists(path) and not os.path.isdir(path) and not os.path.isfile(path):

@@ -2,7 +2,7 @@
 
 File conventions of the nnunet_ext predictor (in its output folder, ``E`` = the segmentation file ending):
 ``CASE{E}`` segmentation, ``CASE_uncertainty{E}`` float32 map on the same grid, optional
-``CASE_probabilities{E}`` class probabilities written by :func:`nnunet_ext.imageio.write_probabilities`
+``CASE_probabilities{E}`` class probabilities written by :func:`nnunet_ext.io.imageio.write_probabilities`
 (numpy ``(C, z, y, x)``, a 4D NIfTI with the class as the last SimpleITK axis; channel c = label c).
 
 Per case, inside a region of interest (ROI):
@@ -30,7 +30,7 @@ import numpy as np
 from nnunet_ext.core.calibration import (ECE_POOLING, ReliabilityBins, auroc, brier_score,
                                          expected_calibration_error, top_uncertainty_dice)
 from nnunet_ext.errors import InputError
-from nnunet_ext.imageio import atomic_path, read_header, read_image, read_probabilities
+from nnunet_ext.io.imageio import atomic_path, read_header, read_image, read_probabilities
 
 __all__ = ["UNCERTAINTY_SUFFIX", "PROBABILITIES_SUFFIX", "UNC_ROIS", "UNCERTAINTY_METRICS", "UncertaintyOptions",
            "drop_auxiliary", "check_uncertainty_inputs", "roi_slices", "case_uncertainty",

@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 
 from nnunet_ext.errors import InputError
-from nnunet_ext.imageio import atomic_write_text
-from nnunet_ext.paths import env_dir, find_dataset
+from nnunet_ext.io.imageio import atomic_write_text
+from nnunet_ext.io.paths import env_dir, find_dataset
 from nnunet_ext.trainers.plans_options import PLANS_KEY, effective_options, set_options
 from nnunet_ext.trainers.schedule import training_schedule
 

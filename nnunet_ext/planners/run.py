@@ -9,7 +9,7 @@ import os
 from typing import Sequence
 
 from nnunet_ext.errors import InputError
-from nnunet_ext.paths import env_dir, find_dataset
+from nnunet_ext.io.paths import env_dir, find_dataset
 from nnunet_ext.planners.registry import PLANNERS, load_planner
 
 
@@ -41,7 +41,7 @@ def plan_and_preprocess(dataset: "int | str", planner: str = "TinyPlanner",
         raise InputError(f"-gpu_memory_target must be a number of GB in (0, 1024], got {gpu_memory_target:g}")
     folder = find_dataset(dataset, "nnUNet_raw")
     check_raw_dataset(folder, full=verify_dataset_integrity)
-    from nnunet_ext.integrity import check_output_dir
+    from nnunet_ext.io.integrity import check_output_dir
 
     check_output_dir(env_dir("nnUNet_preprocessed") / folder.name, "preprocessed dataset folder")
     dataset_id = int(folder.name[7:10])
@@ -79,7 +79,7 @@ def check_raw_dataset(folder, full: bool = False) -> None:
     """dataset.json with nnU-Net's keys and every image / label file complete (gzip stream checked: truncated
     files are otherwise read as half-zero images); ``full`` (``--verify_dataset_integrity``) decompresses every
     stream to its end and reads every file: images finite with plausible spacing, labels integer-valued."""
-    from nnunet_ext.integrity import check_file_complete, load_json_checked, read_image_checked
+    from nnunet_ext.io.integrity import check_file_complete, load_json_checked, read_image_checked
 
     dj = load_json_checked(folder / "dataset.json", ("labels", "file_ending"))
     if not (dj.get("channel_names") or dj.get("modality")):
@@ -104,7 +104,7 @@ def _check_pairs(folder, files: dict, ending: str) -> None:
     """Every label has its images and every image its label, on the same grid (size and spacing)."""
     import re
 
-    from nnunet_ext.integrity import read_header_checked
+    from nnunet_ext.io.integrity import read_header_checked
 
     images: dict[str, list] = {}
     for p in files["imagesTr"]:

@@ -115,7 +115,7 @@ class SlidingWindowEngine(nnUNetPredictor):
         from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
         from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
-        from nnunet_ext.integrity import check_checkpoint, load_json_checked
+        from nnunet_ext.io.integrity import check_checkpoint, load_json_checked
 
         folds = detect_folds(model_folder, checkpoint_name) if folds is None else list(folds)
         dataset_json = load_json_checked(join(model_folder, "dataset.json"), ("file_ending", "labels"), "dataset.json")

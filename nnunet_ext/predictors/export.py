@@ -14,7 +14,7 @@ from acvl_utils.cropping_and_padding.bounding_boxes import insert_crop_into_imag
 from nnunetv2.inference.export_prediction import convert_predicted_logits_to_segmentation_with_correct_shape
 
 from nnunet_ext.errors import InputError
-from nnunet_ext.imageio import Geometry
+from nnunet_ext.io.imageio import Geometry
 
 
 def geometry_from_properties(properties: dict) -> Geometry:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nnunet_ext.errors import InputError
-from nnunet_ext.paths import env_dir, find_dataset
+from nnunet_ext.io.paths import env_dir, find_dataset
 
 
 @dataclass(frozen=True)
@@ -123,10 +123,10 @@ class ModelSpec:
 
 
 def read_case_checked(case: Case, plans_manager, configuration_manager, nan_policy: str = "refuse"):
-    """Read one case with the plans' reader after the integrity checks of :mod:`nnunet_ext.integrity` (complete
+    """Read one case with the plans' reader after the integrity checks of :mod:`nnunet_ext.io.integrity` (complete
     gzip streams, sane spacing, finite values, one scalar image per channel, matching grids, 2D / 3D as the
     configuration needs) -> ``(image (C, *spatial), properties)``; one-line InputError naming the file."""
-    from nnunet_ext.integrity import check_image_file, check_values
+    from nnunet_ext.io.integrity import check_image_file, check_values
 
     shapes = []
     for f in case.files:

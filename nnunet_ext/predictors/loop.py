@@ -59,7 +59,7 @@ class OutputSpec:
 
 def write_result(result: CaseResult, spec: OutputSpec, stem: str, ending: str) -> None:
     """Write one case: maps, probabilities, side outputs, then the segmentation (its presence marks it done)."""
-    from nnunet_ext.imageio import atomic_path, atomic_write_text, write_image, write_probabilities
+    from nnunet_ext.io.imageio import atomic_path, atomic_write_text, write_image, write_probabilities
 
     g = result.geometry
     side = spec.side_stem(stem)
@@ -91,7 +91,7 @@ def predict_cases(method: Method, cases: list, out: "str | os.PathLike", spec: O
                   overwrite: bool = False, num_parts: int = 1, part_id: int = 0, seed: int = 0,
                   settings: "dict | None" = None, npp: int = 0, nps: int = 0, progress: bool = True) -> list[str]:
     """Predict ``cases[part_id::num_parts]`` into ``out`` (module docstring); returns the ids predicted now."""
-    from nnunet_ext.integrity import check_output_dir, check_settings, record_settings
+    from nnunet_ext.io.integrity import check_output_dir, check_settings, record_settings
 
     if num_parts < 1 or not 0 <= part_id < num_parts:
         raise InputError(f"-part_id must be in [0, -num_parts), got {part_id} with -num_parts {num_parts}")
@@ -163,7 +163,7 @@ def _check_headers(method: Method, cases: list) -> None:
     """Header-level checks of every input file before anything is written: complete file (gzip stream), scalar
     2D / 3D image, plausible spacing, and a 3D image for a 3D model. Voxel-level checks (NaN / Inf, intensities)
     happen when a case is read (the first one before anything is written)."""
-    from nnunet_ext.integrity import read_header_checked
+    from nnunet_ext.io.integrity import read_header_checked
 
     config = getattr(getattr(method, "engine", None), "configuration_manager", None)
     for case in cases:
@@ -175,6 +175,6 @@ def _check_headers(method: Method, cases: list) -> None:
 
 
 def _write_json(path: Path, obj) -> None:
-    from nnunet_ext.imageio import atomic_write_text
+    from nnunet_ext.io.imageio import atomic_write_text
 
     atomic_write_text(path, json.dumps(obj, indent=2, default=str))

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from nnunet_ext.errors import InputError
-from nnunet_ext.imageio import Geometry
+from nnunet_ext.io.imageio import Geometry
 from nnunet_ext.predictors.inputs import Case, ModelSpec
 
 

@@ -11,7 +11,7 @@ import numpy as np
 from scipy import ndimage
 
 from nnunet_ext.errors import InputError
-from nnunet_ext.imageio import Geometry
+from nnunet_ext.io.imageio import Geometry
 from nnunet_ext.synthetic import shapes as S
 
 FOVS = ("chest", "thorax-abdomen", "abdomen")

@@ -17,8 +17,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from nnunet_ext.errors import InputError
-from nnunet_ext.imageio import Geometry, write_image
-from nnunet_ext.paths import staged_dataset
+from nnunet_ext.io.imageio import Geometry, write_image
+from nnunet_ext.io.paths import staged_dataset
 
 FILE_ENDING = ".nii.gz"
 INFO_FILE = "phantom_info.json"
@@ -129,7 +129,7 @@ def write_dataset(kind: str, dataset_id: int, num_train: int, num_test: int = 0,
     if validate_options is not None:
         validate_options(**kind_options)  # raises InputError
     raw = resolve_raw_dir(raw_dir)
-    from nnunet_ext.integrity import check_output_dir
+    from nnunet_ext.io.integrity import check_output_dir
 
     check_output_dir(raw, "nnUNet_raw folder")
     with staged_dataset(raw, dataset_id, name, overwrite) as (tmp, final):

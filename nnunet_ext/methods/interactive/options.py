@@ -6,7 +6,7 @@ from typing import Optional
 
 from nnunet_ext.core.options import Options, option
 
-from nnunet_ext.core.clicks import ENCODINGS  # noqa: E402 (numpy + scipy only)
+from nnunet_ext.methods.interactive.clicks import ENCODINGS  # noqa: E402 (numpy + scipy only)
 
 
 @dataclasses.dataclass(frozen=True)

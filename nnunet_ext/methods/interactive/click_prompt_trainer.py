@@ -1,0 +1,186 @@
+"""Click-prompt trainers of HN-UISeg (Chu 2026, sec. 2.1-2.2): MC-dropout nnU-Net with one prompt channel per
+foreground class, in three stages.
+
+Network: :class:`MCDropoutTrainer`'s network (dropout p = 0.05; use ResEnc plans, e.g. ``nnext plan -pl
+MCDropoutResEncPlannerM``, for the paper's residual-encoder U-Net) built with ``C + K`` input channels (C image
+channels from dataset.json, K = number of foreground classes = output channels - 1) inside
+:class:`nnunet_ext.methods.interactive.prompt_channels.PromptChannelNetwork`, in ``build_network_architecture``, so
+``nnUNetv2_predict`` rebuilds the same network and, feeding only the C image channels, gets the automatic
+branch (prompts zero-filled).
+
+Stages (trainer variants; fine-tuning starts from the previous stage through ``nnUNetv2_train ...
+-pretrained_weights PREV/fold_F/checkpoint_final.pth``; nnU-Net transfers every weight except the 1x1
+segmentation heads, which it re-initialises):
+
+* ``ClickPromptTrainer`` -- stage 1, pre-training: with probability p_prompt = 0.5 per sample, clicks
+  simulated from the reference (:class:`nnunet_ext.methods.interactive.click_transform.SimulateClicksTransform`);
+* ``ClickPromptAutoTrainer`` -- stage 2, automatic fine-tuning: all prompt channels zero;
+* ``ClickPromptErrorTrainer`` -- stage 3, interactive fine-tuning: per sample (probability p_prompt = 1) the
+  current network predicts the patch with zero prompts (eval mode, no gradient), then one click per error
+  component of each class (FN -> positive, FP -> negative, at its deepest voxel, largest first, at most
+  ``clicks.max_errors`` = 5 per class; :func:`nnunet_ext.methods.interactive.click_simulation.error_clicks`) fills the
+  prompt channels before the training forward pass.
+
+Options (plans ``nnext_training``, :class:`nnunet_ext.methods.interactive.options.ClickOptions` section
+``clicks``: p_prompt (stage default), radius (3 voxels), encoding (ball | edt | gaussian), max_errors (5);
+:class:`nnunet_ext.trainers.training_options.OptimizerOptions` section ``optimizer``: ``name = adamw`` switches
+nnU-Net's SGD + poly schedule to the paper's AdamW with a cosine schedule and ``warmup_epochs`` (10) linear warm-up
+epochs (:func:`nnunet_ext.core.lr_schedule.warmup_cosine_lr`), ``adamw_lr`` (1e-3), ``adamw_wd`` (1e-2; the paper
+gives neither). Beyond the paper: ``clicks.pet_dropout = p`` zeroes image channel ``clicks.pet_channel`` (1 = PET)
+with probability p
+per sample (:class:`~nnunet_ext.methods.interactive.click_transform.ChannelDropoutTransform`), so one model also serves
+CT-only input (the PET channel zero-filled).
+Label-based (softmax) datasets only, no ignore label.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from batchgeneratorsv2.transforms.utils.deep_supervision_downsampling import DownsampleSegForDSTransform
+from torch.optim.lr_scheduler import _LRScheduler
+
+from nnunet_ext.methods.interactive.click_simulation import error_clicks
+from nnunet_ext.methods.interactive.clicks import ENCODINGS, rasterize_voxels
+from nnunet_ext.core.lr_schedule import warmup_cosine_lr
+from nnunet_ext.methods.interactive.prompt_channels import PromptChannelNetwork
+from nnunet_ext.methods.interactive.click_transform import ChannelDropoutTransform, SimulateClicksTransform
+from nnunet_ext.methods.interactive.options import ClickOptions
+from nnunet_ext.trainers.ds_loss import require_plain_labels
+from nnunet_ext.trainers.training_options import OptimizerOptions
+from nnunet_ext.trainers.mc_dropout import MCDropoutTrainer
+
+
+
+class WarmupCosineLRScheduler(_LRScheduler):
+    """nnU-Net-style scheduler (``step(epoch)`` sets the lr) evaluating :func:`warmup_cosine_lr`."""
+
+    def __init__(self, optimizer, initial_lr: float, num_epochs: int, warmup_epochs: int = 10):
+        self.initial_lr, self.num_epochs, self.warmup_epochs = initial_lr, num_epochs, warmup_epochs
+        self.ctr = 0
+        super().__init__(optimizer, -1)
+
+    def step(self, current_step=None):
+        if current_step is None or current_step == -1:
+            current_step = self.ctr
+            self.ctr += 1
+        lr = warmup_cosine_lr(int(current_step), self.initial_lr, self.num_epochs, self.warmup_epochs)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
+
+
+class ClickPromptTrainer(MCDropoutTrainer):
+    """Stage 1: MC-dropout nnU-Net + K prompt channels, clicks simulated from the reference with p = 0.5."""
+
+    stage: int = 1
+    default_p_prompt: float = 0.5
+    click_source: str = "reference"  # reference (transform) | none | errors (train_step)
+    option_families = (ClickOptions, OptimizerOptions)
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        clicks, optimizer = self.options(ClickOptions), self.options(OptimizerOptions)
+        self.p_prompt = self.default_p_prompt if clicks.p_prompt is None else clicks.p_prompt
+        self.click_radius, self.click_encoding = clicks.radius, clicks.encoding
+        self.max_error_clicks = clicks.max_errors
+        self.pet_dropout, self.pet_channel = clicks.pet_dropout, clicks.pet_channel
+        self.optimizer_kind, self.warmup_epochs = optimizer.name, optimizer.warmup_epochs
+        self.adamw_lr, self.adamw_wd = optimizer.adamw_lr, optimizer.adamw_wd
+
+    @classmethod
+    def build_network_architecture(cls, plans_manager, configuration_manager, num_input_channels: int,
+                                   num_output_channels: int, enable_deep_supervision: bool = True) -> torch.nn.Module:
+        n_prompt = num_output_channels - 1  # one per foreground class of a softmax (label-based) dataset
+        net = super().build_network_architecture(plans_manager, configuration_manager,
+                                                 num_input_channels + n_prompt, num_output_channels,
+                                                 enable_deep_supervision)
+        return PromptChannelNetwork(net, num_input_channels, n_prompt)
+
+    def initialize(self):
+        require_plain_labels(self)
+        super().initialize()
+
+    @property
+    def prompt_classes(self) -> tuple:
+        return tuple(int(v) for v in self.label_manager.foreground_labels)
+
+    def get_training_transforms(self, *args, **kwargs):
+        """nnU-Net's training transforms with :class:`SimulateClicksTransform` inserted before the
+        deep-supervision downsampling (prompt probability 0 for stages 2 and 3: zero channels)."""
+        compose = super().get_training_transforms(*args, **kwargs)
+        p = self.p_prompt if self.click_source == "reference" else 0.0
+        clicks = SimulateClicksTransform(self.prompt_classes, p, self.click_radius, self.click_encoding)
+        at = next((i for i, t in enumerate(compose.transforms) if isinstance(t, DownsampleSegForDSTransform)),
+                  len(compose.transforms))
+        compose.transforms.insert(at, clicks)
+        if self.pet_dropout > 0:  # before the prompts are appended, on the image channels only
+            compose.transforms.insert(at, ChannelDropoutTransform(self.pet_channel, self.pet_dropout))
+        return compose
+
+    def configure_optimizers(self):
+        if self.optimizer_kind != "adamw":
+            return super().configure_optimizers()
+        optimizer = torch.optim.AdamW(self.network.parameters(), lr=self.adamw_lr, weight_decay=self.adamw_wd)
+        return optimizer, WarmupCosineLRScheduler(optimizer, self.adamw_lr, self.num_epochs, self.warmup_epochs)
+
+    def on_train_start(self):
+        super().on_train_start()
+        adamw = (f" (lr {self.adamw_lr}, wd {self.adamw_wd}, warm-up {self.warmup_epochs} epochs, cosine)"
+                 if self.optimizer_kind == "adamw" else "")
+        self.print_to_log_file(
+            f"click prompts: stage {self.stage}, source {self.click_source}, p_prompt {self.p_prompt}, classes "
+            f"{self.prompt_classes}, radius {self.click_radius}, encoding {self.click_encoding}, optimizer "
+            f"{self.optimizer_kind}{adamw}, PET dropout {self.pet_dropout}")
+
+    def train_step(self, batch: dict) -> dict:
+        if self.click_source == "errors" and self.p_prompt > 0:
+            batch = {**batch, "data": self.error_prompts(batch["data"], batch["target"])}
+        return super().train_step(batch)
+
+    def error_prompts(self, data: torch.Tensor, target) -> torch.Tensor:
+        """``data`` (B, C + K, *patch) with the K prompt channels set from the errors of the current network's
+        automatic prediction (zero prompts, eval mode, no gradient) against ``target`` (full resolution)."""
+        k = len(self.prompt_classes)
+        n_image = data.shape[1] - k
+        ref = (target[0] if isinstance(target, (list, tuple)) else target)[:, 0].cpu().numpy().astype(np.int64)
+        x = data.clone()
+        x[:, n_image:] = 0
+        was_training = self.network.training
+        self.network.eval()
+        try:
+            with torch.no_grad():
+                out = self.network(x.to(self.device, non_blocking=True))
+        finally:
+            self.network.train(was_training)
+        out = out[0] if isinstance(out, (list, tuple)) else out
+        pred = out.argmax(1).cpu().numpy()
+        for b in range(x.shape[0]):
+            if np.random.uniform() >= self.p_prompt:
+                continue
+            clicks = error_clicks(ref[b], pred[b], self.prompt_classes, self.max_error_clicks)
+            prompt = rasterize_voxels(clicks, ref.shape[1:], k, self.click_radius, self.click_encoding)
+            x[b, n_image:] = torch.from_numpy(prompt).to(x.dtype)
+        return x
+
+    def checkpoint_metadata(self) -> dict:
+        return {**super().checkpoint_metadata(), "click_stage": self.stage, "click_source": self.click_source,
+                "p_prompt": self.p_prompt, "prompt_classes": list(self.prompt_classes),
+                "click_radius": self.click_radius, "click_encoding": self.click_encoding,
+                "optimizer": self.optimizer_kind, "pet_dropout": self.pet_dropout}
+
+
+class ClickPromptAutoTrainer(ClickPromptTrainer):
+    """Stage 2: automatic fine-tuning, every prompt channel zero."""
+
+    stage = 2
+    default_p_prompt = 0.0
+    click_source = "none"
+
+
+class ClickPromptErrorTrainer(ClickPromptTrainer):
+    """Stage 3: interactive fine-tuning, clicks in the error components of the network's own prediction."""
+
+    stage = 3
+    default_p_prompt = 1.0
+    click_source = "errors"

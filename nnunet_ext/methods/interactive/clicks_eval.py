@@ -1,0 +1,169 @@
+"""``nnext clicks-eval``: simulated-click evaluation of a click-prompt model (HN-UISeg, Chu 2026 4, B, D.2).
+
+Per case: the automatic prediction (step 0, zero prompts), then ``--max-clicks`` refinement steps whose
+cumulative clicks come from :class:`nnunet_ext.methods.interactive.click_protocols.ClickProtocol` (``errors`` from the previous
+step's prediction, ``autopet`` / ``each-lesion`` from the reference; autoPET's background clicks use the image
+channel ``--pet-channel``). Each step re-predicts with ``-m interactive`` (the same per-case seed every step, so
+steps differ by their clicks only). Clicks are simulated in the reference's grid (the input image's grid) and
+mapped into the network grid like user clicks. Per step and class: Dice, NSD (``--tau`` mm), HD95
+(:func:`nnunet_ext.evaluation.metrics.compute_metrics`). Outputs in OUT: ``clicks_eval.csv`` (one row per case,
+step and class), ``summary.json`` (mean per step and class) and ``dice_vs_clicks.png``; ``--save-steps`` also
+writes ``steps/CASE_step{k}.nii.gz``. Defaults are deterministic (1 pass, no TTA, no dropout); ``--n-samples``
+/ ``--tta`` / ``--dropout-p`` as ``nnext predict -m tta_mc``.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import sys
+from pathlib import Path
+
+from nnunet_ext.errors import InputError
+
+METRICS = ("dice", "nsd", "hd95")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-i", required=True, help="input images (nnU-Net naming CASE_XXXX.nii.gz)")
+    p.add_argument("-ref", required=True, help="reference segmentations CASE.nii.gz")
+    p.add_argument("-o", required=True, help="output folder")
+    p.add_argument("-d", required=True, help="dataset ID or name of the model")
+    p.add_argument("-c", required=True, help="configuration, e.g. 3d_fullres")
+    p.add_argument("-tr", default="ClickPromptErrorTrainer",
+                   help="click-prompt trainer (default ClickPromptErrorTrainer)")
+    p.add_argument("-p", default="nnUNetPlans", help="plans identifier")
+    p.add_argument("-f", nargs="+", default=None, help="folds (default: every fold_<int> with the checkpoint)")
+    p.add_argument("-chk", default="checkpoint_final.pth", help="checkpoint file name")
+    p.add_argument("-device", default="cuda", choices=["cuda", "cpu", "mps"], help="device (default cuda)")
+    p.add_argument("--protocol", default="errors", choices=("errors", "autopet", "each-lesion"),
+                   help="click simulation (default errors)")
+    p.add_argument("--max-clicks", type=int, default=5, help="refinement steps = clicks per class (default 5)")
+    p.add_argument("--pet-channel", type=int, default=1,
+                   help="image channel of autopet's background hot spots (default 1 = PET; -1 = none)")
+    p.add_argument("--n-samples", type=int, default=1, help="passes per prediction (default 1)")
+    p.add_argument("--tta", default="none", help="TTA kinds per pass (noise,flip,rotate) or none (default)")
+    p.add_argument("--dropout-p", type=float, default=0.0, help="MC dropout p at inference (default 0 = off)")
+    p.add_argument("--prune-unclicked", type=float, default=None, metavar="MM",
+                   help="as nnext predict -m interactive --prune-unclicked (default off)")
+    p.add_argument("--tau", type=float, default=2.0, help="NSD tolerance in mm (default 2, as the paper)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (per case derived from it)")
+    p.add_argument("--save-steps", action="store_true", help="also write the segmentation of every step")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+
+
+def build_method(args):
+    """An :class:`~nnunet_ext.methods.interactive.interactive_predictor.InteractiveMethod` for the model named by ``args``."""
+    from nnunet_ext.methods.interactive.interactive_predictor import InteractiveMethod
+
+    if args.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise InputError("-device cuda requested but no CUDA device is available (use -device cpu)")
+    return InteractiveMethod.load(args.d, args.c, args.tr, args.p, args.f, args.device, args.chk, args.n_samples,
+                                  args.tta, args.dropout_p, prune_unclicked=getattr(args, "prune_unclicked", None))
+
+
+def run(args) -> int:
+    import numpy as np
+    from tqdm import tqdm
+
+    from nnunet_ext.methods.interactive.click_protocols import ClickProtocol, as_clicks
+    from nnunet_ext.evaluation.metrics import compute_metrics
+    from nnunet_ext.io.imageio import read_image, write_image
+    from nnunet_ext.predictors.inputs import list_cases
+    from nnunet_ext.predictors.method import CaseContext
+
+    if args.max_clicks < 1:
+        raise InputError(f"--max-clicks must be >= 1, got {args.max_clicks}")
+    from nnunet_ext.io.integrity import check_output_dir
+
+    out = check_output_dir(args.o, "output folder (-o)")
+    if (out / "clicks_eval.csv").exists() and not args.overwrite:
+        raise InputError(f"{out / 'clicks_eval.csv'} exists; pass --overwrite to replace it")
+    if not os.path.isdir(args.ref):
+        raise InputError(f"{args.ref}: reference folder not found")
+    method = build_method(args)
+    ending = method.dataset_json["file_ending"]
+    classes = sorted(v for k, v in method.labels.items() if isinstance(v, int) and v != 0)
+    names = {v: k for k, v in method.labels.items() if isinstance(v, int)}
+    cases = list_cases(args.i, method.dataset_json)
+    refs = {c.case_id: os.path.join(args.ref, c.case_id + ending) for c in cases}
+    missing = [p for p in refs.values() if not os.path.isfile(p)]
+    if missing:
+        raise InputError(f"{missing[0]}: reference segmentation not found ({len(missing)} case(s) without one)")
+    if args.protocol == "autopet" and args.pet_channel >= len(cases[0].files):
+        raise InputError(f"--pet-channel {args.pet_channel}: the images have {len(cases[0].files)} channel(s)")
+    out.mkdir(parents=True, exist_ok=True)
+    rows, k_prompt = [], method.n_prompt
+    for case in tqdm(cases, desc="clicks-eval", unit="case", disable=not sys.stderr.isatty()):
+        ref, geometry = read_image(refs[case.case_id], kind="label")
+        pet = (read_image(case.files[args.pet_channel])[0] if args.protocol == "autopet" and args.pet_channel >= 0
+               else None)
+        prepared = method.prepare(case)
+        base = prepared.data[:-k_prompt]
+        if tuple(ref.shape) != tuple(prepared.properties["shape_before_cropping"][i]
+                                     for i in method.engine.plans_manager.transpose_backward):
+            raise InputError(f"{refs[case.case_id]}: shape {ref.shape} differs from the image")
+        protocol = ClickProtocol(args.protocol, ref, classes, args.max_clicks, image=pet,
+                                 spacing=geometry.spacing[::-1])
+        pred, points = None, []
+        for step in range(protocol.n_steps + 1):
+            if step:
+                points = protocol.step(step, pred)
+                clicks = as_clicks(points, classes)
+                prompt = method.prompt_for(clicks, base.shape[1:], prepared.properties)
+                prepared.data = np.concatenate([base, prompt.astype(base.dtype)], 0)
+                prepared.clicks = clicks
+            pred = method.predict_case(prepared, CaseContext.for_case(case.case_id, args.seed)).segmentation
+            pred = pred[0] if pred.ndim == ref.ndim + 1 else pred
+            if args.save_steps:
+                write_image(pred.astype(np.uint8), geometry, out / "steps" / f"{case.case_id}_step{step}{ending}")
+            for ch, value in enumerate(classes):
+                m = compute_metrics(ref == value, pred == value, geometry.spacing[::-1], tau=args.tau)
+                rows.append({"case": case.case_id, "step": step, "class": names.get(value, str(value)),
+                             "clicks_total": len(points),
+                             "clicks_class": sum(1 for c, _, _ in points if c in (ch, None)),
+                             **{k: float(m[k]) for k in METRICS}})
+    _write_outputs(out, rows, args)
+    print(f"{len(cases)} case(s), protocol {args.protocol}: {out / 'clicks_eval.csv'}, summary.json, "
+          "dice_vs_clicks.png")
+    return 0
+
+
+def _write_outputs(out: Path, rows: list, args) -> None:
+    import numpy as np
+
+    from nnunet_ext.io.imageio import atomic_path, atomic_write_text
+
+    with atomic_path(out / "clicks_eval.csv") as tmp, open(tmp, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    summary = {"protocol": args.protocol, "max_clicks": args.max_clicks, "tau_mm": args.tau, "mean": {}}
+    for cls in dict.fromkeys(r["class"] for r in rows):
+        steps = sorted({r["step"] for r in rows if r["class"] == cls})
+        summary["mean"][cls] = {str(s): {k: float(np.mean([r[k] for r in rows if r["class"] == cls and
+                                                            r["step"] == s])) for k in METRICS}
+                                for s in steps}
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2))
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    for cls, per_step in summary["mean"].items():
+        steps = sorted(int(s) for s in per_step)
+        ax.plot(steps, [per_step[str(s)]["dice"] for s in steps], marker="o", label=cls)
+    ax.set_xlabel("refinement step (clicks per class)")
+    ax.set_ylabel("mean Dice")
+    ax.set_title(f"protocol {args.protocol}")
+    ax.set_ylim(0, 1)
+    ax.legend()
+    fig.tight_layout()
+    with atomic_path(out / "dice_vs_clicks.png") as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)

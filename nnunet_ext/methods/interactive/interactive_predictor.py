@@ -1,0 +1,186 @@
+"""``-m interactive``: click-prompted refinement with MC dropout + TTA uncertainty (HN-UISeg, Chu 2026 2.1-2.5).
+
+Needs a model trained by a ``ClickPrompt*Trainer`` (its network takes C image + K prompt channels). Without
+``--clicks`` (or for a case the clicks file does not name) the prompts are zero: the automatic branch. With
+clicks, each case's clicks are mapped into nnU-Net's preprocessed grid
+(:class:`nnunet_ext.methods.interactive.clicks.PreprocessedGrid`: transpose, crop, resampling) and painted with the radius and
+encoding the model was trained with (``checkpoint["nnext"]``; a disc in the click's slice for 2D
+configurations), appended to the preprocessed image, and every pass (``--n-samples``, MC dropout active, one
+random TTA each, the ``tta_mc`` options) sees them; maps as ``tta_mc`` (predictive entropy by default, as the
+paper). Prompt channels follow the spatial TTA (flip, rotation) with the image; for the ``ball`` encoding they
+are rounded back to {-1, 0, 1} in every window, so the Gaussian-noise TTA (meant for the image) and rotation
+interpolation do not blur them.
+
+Clicks JSON (:mod:`nnunet_ext.methods.interactive.clicks_json`): one file for every case (a list, or a grand-challenge
+"Multiple points" object) or one object keyed by case id; ``--point-names tumor=GTVp background=-`` maps
+grand-challenge point names. Per case ``CASE_clicks.json`` records the clicks used. ``--prune-unclicked MM``
+(beyond the paper) drops, for each class with positive clicks, the segmented components farther than MM from
+all of them (:func:`nnunet_ext.methods.interactive.click_simulation.prune_unclicked`; the segmentation only).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from nnunet_ext.errors import InputError
+from nnunet_ext.predictors.tta_mc import TTAMCMethod
+
+
+class InteractiveMethod(TTAMCMethod):
+    name = "interactive"
+    map_names = ("entropy", "variance", "mi")
+    default_uncertainty = "entropy"
+    stage_methods = ("tta_mc",)
+
+    clicks = None
+    click_radius: float = 3.0
+    click_encoding: str = "ball"
+
+    @classmethod
+    def add_arguments(cls, group) -> None:
+        group.add_argument("--clicks", default=None, metavar="CLICKS.json",
+                           help="clicks for every case (list / 'Multiple points') or keyed by case id; "
+                                "none = the automatic branch")
+        group.add_argument("--point-names", nargs="+", default=None, metavar="NAME=CLASS",
+                           help="grand-challenge point names -> classes (NAME=CLASS positive, NAME=-CLASS negative, "
+                                "NAME=- negative in every class); default tumor=1 background=-")
+        group.add_argument("--gc-space", choices=("voxel", "world"), default="voxel",
+                           help="coordinates of grand-challenge points: voxel (x, y, z) index as autoPET IV "
+                                "(default) or world mm")
+        group.add_argument("--prune-unclicked", type=float, default=None, metavar="MM",
+                           help="beyond the paper: for a class with positive clicks, drop its segmented components "
+                                "farther than MM from every positive click of that class (default off)")
+
+    @classmethod
+    def from_args(cls, args, common, model=None):
+        from nnunet_ext.methods.interactive.clicks import class_channels
+        from nnunet_ext.methods.interactive.clicks_json import load_clicks, parse_point_names
+        from nnunet_ext.methods.interactive.prompt_channels import PromptChannelNetwork
+
+        method = super().from_args(args, common, model)
+        net = method.engine.network
+        if not isinstance(net, PromptChannelNetwork):
+            raise InputError(f"-m interactive needs a click-prompt model (ClickPromptTrainer, ClickPromptAutoTrainer, "
+                             f"ClickPromptErrorTrainer); {method.engine.trainer_name} has no prompt channels")
+        meta = method.engine.training_metadata
+        method.click_radius = float(meta.get("click_radius", 3.0))
+        method.click_encoding = str(meta.get("click_encoding", "ball"))
+        method.n_prompt = net.n_prompt_channels
+        method.prune_mm = getattr(args, "prune_unclicked", None)
+        if method.prune_mm is not None and not method.prune_mm > 0:
+            raise InputError(f"--prune-unclicked must be > 0 mm, got {method.prune_mm}")
+        if args.clicks is not None:
+            names = parse_point_names(args.point_names) if args.point_names else None
+            method.clicks = load_clicks(args.clicks, names, args.gc_space)
+            channels = class_channels(method.labels)
+            for case, clicks in method.clicks.items():
+                for n, c in enumerate(clicks):
+                    key = int(c.label) if isinstance(c.label, str) and c.label.isdigit() else c.label
+                    if key is not None and key not in channels:
+                        where = f"{args.clicks}: " + (f"{case}[{n}]" if case is not None else f"click {n}")
+                        known = ", ".join(k for k in channels if isinstance(k, str))
+                        raise InputError(f"{where}: class {c.label!r} is not a foreground class of the dataset "
+                                         f"(known: {known})")
+        return method
+
+    @classmethod
+    def load(cls, dataset, configuration: str, trainer: str = "ClickPromptErrorTrainer", plans: str = "nnUNetPlans",
+             folds=None, device: str = "cpu", checkpoint: str = "checkpoint_final.pth", n_samples: int = 1,
+             tta: str = "none", dropout_p: "float | None" = 0.0, **options) -> "InteractiveMethod":
+        """Build the method from Python (what ``nnext predict -m interactive`` does from its flags); other
+        ``tta_mc`` / ``interactive`` options as keywords (e.g. ``clicks="clicks.json"``, ``blend="logits"``)."""
+        import argparse
+
+        from nnunet_ext.predictors.method import CommonOptions
+
+        values = {}
+
+        class _Collect:
+            def add_argument(self, *flags, **kw):
+                dest = kw.get("dest") or next((f for f in flags if f.startswith("--")), flags[0])
+                dest = dest.lstrip("-").replace("-", "_")
+                values[dest] = kw.get("default", False if kw.get("action") == "store_true" else None)
+
+        TTAMCMethod.add_arguments(_Collect())
+        cls.add_arguments(_Collect())
+        unknown = set(options) - set(values)
+        if unknown:
+            raise InputError(f"unknown interactive option(s): {', '.join(sorted(unknown))}")
+        ns = argparse.Namespace(**{**values, **options, "n_samples": n_samples, "tta": tta, "dropout_p": dropout_p})
+        ns.m, ns.d, ns.c, ns.tr, ns.p, ns.prev_stage_predictions = cls.name, str(dataset), configuration, trainer, \
+            plans, None
+        ns.f = None if folds is None else [str(f) for f in folds]
+        method = cls.from_args(ns, CommonOptions(device=device, checkpoint=checkpoint, progress=False))
+        method.requested_maps = ("entropy",)
+        return method
+
+    @property
+    def labels(self) -> dict:
+        return {k: v for k, v in self.dataset_json["labels"].items() if k != "ignore"}
+
+    def side_outputs(self):
+        return (), (("clicks",) if self.clicks is not None else ())
+
+    def case_clicks(self, case_id: str) -> list:
+        from nnunet_ext.methods.interactive.clicks_json import clicks_for_case
+
+        return [] if self.clicks is None else clicks_for_case(self.clicks, case_id)
+
+    def prompt_for(self, clicks, data_shape, properties) -> np.ndarray:
+        """Prompt channels ``(K, *S)`` in the preprocessed grid of a case (``properties`` from its preprocessing)."""
+        from nnunet_ext.methods.interactive.clicks import PreprocessedGrid, rasterize_preprocessed
+        from nnunet_ext.predictors.export import geometry_from_properties
+
+        pm = self.engine.plans_manager
+        grid = PreprocessedGrid.from_properties(properties, pm.transpose_forward, data_shape)
+        shape = tuple(properties["shape_before_cropping"][i] for i in pm.transpose_backward)
+        image = (shape, geometry_from_properties(properties))
+        return rasterize_preprocessed(clicks, image, self.labels, grid, self.click_radius, self.click_encoding,
+                                      stamp_ndim=len(self.engine.configuration_manager.patch_size))
+
+    def prepare(self, case):
+        prepared = super().prepare(case)
+        clicks = self.case_clicks(case.case_id)
+        prompt = (self.prompt_for(clicks, prepared.data.shape[1:], prepared.properties) if clicks
+                  else np.zeros((self.n_prompt, *prepared.data.shape[1:]), np.float32))
+        prepared.data = np.concatenate([prepared.data, prompt.astype(prepared.data.dtype)], 0)
+        prepared.clicks = clicks
+        return prepared
+
+    def forward(self, batch, window, ctx):
+        if self.click_encoding == "ball":
+            batch = batch.clone()
+            batch[:, -self.n_prompt:] = batch[:, -self.n_prompt:].round().clamp(-1, 1)
+        return self.engine.network(batch)
+
+    prune_mm = None
+
+    def predict_case(self, prepared, ctx):
+        result = super().predict_case(prepared, ctx)
+        pruned = self.prune(result, prepared.clicks) if self.prune_mm is not None and prepared.clicks else []
+        if self.clicks is not None:
+            result.jsons["clicks"] = {"clicks": [
+                {"point": list(c.position), "space": c.space, "label": c.label, "positive": c.positive}
+                for c in prepared.clicks], "radius_voxels": self.click_radius, "encoding": self.click_encoding,
+                **({"pruned_components": pruned} if self.prune_mm is not None else {})}
+        return result
+
+    def prune(self, result, clicks) -> list:
+        """``--prune-unclicked``: drop far components of clicked classes from ``result.segmentation`` (in place;
+        probabilities and maps are left as predicted)."""
+        from nnunet_ext.methods.interactive.click_simulation import prune_unclicked
+        from nnunet_ext.methods.interactive.clicks import class_channels, click_indices
+
+        seg = result.segmentation
+        spatial = seg[0] if seg.ndim == len(result.geometry.spacing) + 1 else seg
+        channels = class_channels(self.labels)
+        values = sorted(v for v in channels if isinstance(v, int))
+        positives = [(values[ch[0]], np.floor(zyx + 0.5).astype(int))
+                     for ch, zyx, pos in click_indices(clicks, (spatial.shape, result.geometry), self.labels)
+                     if pos and len(ch) == 1]
+        out, dropped = prune_unclicked(spatial, positives, self.prune_mm, result.geometry.spacing[::-1])
+        spatial[...] = out
+        return dropped
+
+    def settings(self) -> dict:
+        return {**super().settings(), "click_radius": self.click_radius, "click_encoding": self.click_encoding,
+                "clicks_file": None if self.clicks is None else "given", "prune_unclicked_mm": self.prune_mm}

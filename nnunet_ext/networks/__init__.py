@@ -1,1 +1,0 @@
-"""nnU-Net-compatible network classes (buildable by dotted path from plans)."""

@@ -1,1 +1,0 @@
-"""Post-processing of segmentations (component filters, ROI handling)."""

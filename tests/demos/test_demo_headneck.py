@@ -1,0 +1,234 @@
+"""``nnext demo headneck`` pieces that need no training: dispatch with resolved defaults, the numbered steps'
+reuse / redo (every command faked by one that writes the outputs the step checks), one-line failures, the
+torch-thread wrapper around nnU-Net's training entry point and the before / after PNG."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from nnunet_ext.demos import headneck, steps
+from nnunet_ext.demos.steps import STEP_RECORD
+
+
+def test_dispatch_reaches_run_headneck_with_resolved_defaults(tmp_path, monkeypatch):
+    from nnunet_ext.cli.main import main
+    from nnunet_ext.demos.cli import KIND_DEFAULTS
+
+    seen = []
+    monkeypatch.setattr(headneck, "run_headneck", lambda args: seen.append(vars(args).copy()) or 0)
+    assert main(["demo", "headneck", "-o", str(tmp_path / "d")]) == 0
+    (args,) = seen
+    for key, value in KIND_DEFAULTS["headneck"].items():
+        assert args[key] == value, key
+    assert args["kind"] == "headneck" and args["o"] == str(tmp_path / "d")
+    assert main(["demo", "headneck", "-o", str(tmp_path / "d"), "-c", "3d_fullres", "--n-samples", "2"]) == 0
+    assert (seen[-1]["c"], seen[-1]["n_samples"], seen[-1]["epochs"]) == (
+        "3d_fullres", 2, KIND_DEFAULTS["headneck"]["epochs"])
+    # a folder the demo did not make is refused before any step (exit 2), run_headneck is not reached
+    (tmp_path / "x" / "headneck").mkdir(parents=True)
+    (tmp_path / "x" / "headneck" / "mine.txt").write_text("not the demo's")
+    assert main(["demo", "headneck", "-o", str(tmp_path / "x")]) == 2
+    assert len(seen) == 2
+
+
+class _Fake:
+    """Stands in for every nnext command / nnUNetv2_train of the demo: records the calls and writes exactly the
+    files the demo's steps look for."""
+
+    def __init__(self):
+        self.calls = []
+
+    def nnext(self, argv):
+        argv = [str(a) for a in argv]
+        self.calls.append(argv[0])
+        raw = os.path.join(os.environ["nnUNet_raw"], f"Dataset{headneck.RAW_ID}_{headneck.RAW_NAME}")
+        opt = dict(zip(argv, argv[1:]))
+        if argv[0] == "synth":
+            for sub in ("imagesTs", "labelsTs"):
+                os.makedirs(os.path.join(raw, sub), exist_ok=True)
+            for f in ("imagesTs/hn_test_000_0000.nii.gz", "imagesTs/hn_test_000_0001.nii.gz",
+                      "labelsTs/hn_test_000.nii.gz", "dataset.json"):
+                open(os.path.join(raw, f), "w").close()
+        elif argv[0] == "plan":
+            pre = os.path.join(os.environ["nnUNet_preprocessed"], os.path.basename(raw))
+            os.makedirs(os.path.join(pre, f"{headneck.PLANS}_{opt['-c']}"), exist_ok=True)
+            open(os.path.join(pre, f"{headneck.PLANS}.json"), "w").close()
+        elif argv[0] == "clicks-eval":
+            os.makedirs(opt["-o"], exist_ok=True)
+            open(os.path.join(opt["-o"], "summary.json"), "w").close()
+        elif argv[0] == "predict":
+            os.makedirs(opt["-o"], exist_ok=True)
+            for e in (".nii.gz", "_uncertainty.nii.gz"):
+                open(os.path.join(opt["-o"], "hn_test_000" + e), "w").close()
+
+    def train(self, argv, seed=None, env=None):
+        assert seed == 0  # the demo's --seed
+        assert env["NNEXT_OPTIMIZER"] == "adamw"
+        self.calls.append("train")
+        c = str(argv[1])
+        model = os.path.join(os.environ["nnUNet_results"], f"Dataset{headneck.RAW_ID}_{headneck.RAW_NAME}",
+                             f"{headneck.TRAINER}__{headneck.PLANS}__{c}", "fold_0")
+        os.makedirs(model, exist_ok=True)
+        open(os.path.join(model, "checkpoint_final.pth"), "w").close()
+
+
+def _args(o, **kw):
+    import argparse
+
+    from nnunet_ext.demos.cli import KIND_DEFAULTS
+
+    return argparse.Namespace(**{"o": str(o), "seed": 0, "overwrite": False, "kind": "headneck",
+                                 **KIND_DEFAULTS["headneck"], **kw})
+
+
+@pytest.fixture
+def fake(monkeypatch, tmp_path):
+    for var in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
+        monkeypatch.setenv(var, str(tmp_path / "unused" / var))  # restored after the test (use_workspace sets them)
+    f = _Fake()
+    monkeypatch.setattr(headneck, "_nnext", f.nnext)
+    monkeypatch.setattr(headneck, "_train", f.train)
+    monkeypatch.setattr(headneck, "_demo_clicks", lambda raw, evald, case: [
+        {"point": [3, 4, 5], "space": "voxel", "label": "GTVp", "positive": True}])
+    monkeypatch.setattr(headneck, "_figure_and_summary", lambda *a: {"dice_vs_clicks": {}})
+    return f
+
+
+def test_steps_reused_only_with_matching_settings(tmp_path, fake, capsys, monkeypatch):
+    monkeypatch.delenv("NNEXT_OPTIMIZER", raising=False)
+    monkeypatch.delenv("NNEXT_WARMUP_EPOCHS", raising=False)
+    assert headneck.run_headneck(_args(tmp_path)) == 0
+    assert fake.calls == ["synth", "plan", "train", "clicks-eval", "predict", "predict"]
+    out = capsys.readouterr().out
+    assert "[1/6] headneck" in out and "[6/6] headneck" in out
+    summary = json.loads((tmp_path / "headneck" / "results" / "summary.json").read_text())
+    assert set(summary["timings_s"]) == {"synth_s", "plan_s", "train_s", "clicks_eval_s", "predict_s", "figure_s",
+                                         "total_s"}
+    assert set(summary["load_average_1min"]) == {"start", "end"}
+    # same settings: every step reused, nothing run
+    fake.calls.clear()
+    assert headneck.run_headneck(_args(tmp_path)) == 0
+    assert fake.calls == []
+    assert capsys.readouterr().out.count("(same settings)") == 5
+    # more MC passes: only the interactive predictions are redone, and the changed setting is named
+    assert headneck.run_headneck(_args(tmp_path, n_samples=3)) == 0
+    assert fake.calls == ["predict", "predict"]
+    assert "redoing predict (settings changed: n_samples)" in capsys.readouterr().out
+    # a longer schedule: plan and everything after it, not the phantoms
+    fake.calls.clear()
+    assert headneck.run_headneck(_args(tmp_path, n_samples=3, epochs=5)) == 0
+    assert fake.calls == ["plan", "train", "clicks-eval", "predict", "predict"]
+    # another optimiser: the model and what it predicted
+    fake.calls.clear()
+    monkeypatch.setenv("NNEXT_WARMUP_EPOCHS", "2")
+    assert headneck.run_headneck(_args(tmp_path, n_samples=3, epochs=5)) == 0
+    assert fake.calls == ["train", "clicks-eval", "predict", "predict"]
+    assert "redoing train (settings changed: optimizer.NNEXT_WARMUP_EPOCHS)" in capsys.readouterr().out
+    # a missing output is redone even with a matching record
+    fake.calls.clear()
+    model = next((tmp_path / "headneck" / "nnUNet_results").rglob("checkpoint_final.pth"))
+    model.unlink()
+    assert headneck.run_headneck(_args(tmp_path, n_samples=3, epochs=5)) == 0
+    assert fake.calls == ["train"]
+    assert headneck.training_optimizer(30) == {"NNEXT_OPTIMIZER": "adamw", "NNEXT_WARMUP_EPOCHS": "2"}
+    monkeypatch.delenv("NNEXT_WARMUP_EPOCHS")
+    assert headneck.training_optimizer(30)["NNEXT_WARMUP_EPOCHS"] == "3"
+    assert headneck.training_optimizer(5)["NNEXT_WARMUP_EPOCHS"] == "1"
+    monkeypatch.setenv("NNEXT_WARMUP_EPOCHS", "2")
+    # --overwrite starts afresh
+    fake.calls.clear()
+    assert headneck.run_headneck(_args(tmp_path, n_samples=3, epochs=5, overwrite=True)) == 0
+    assert fake.calls[0] == "synth" and len(fake.calls) == 6
+
+
+def test_failed_step_is_one_line_and_leaves_no_record(tmp_path, fake, monkeypatch, capsys):
+    assert headneck.run_headneck(_args(tmp_path)) == 0
+    capsys.readouterr()
+
+    def broken(argv, seed=None, env=None):
+        raise headneck.StepFailed("nnUNetv2_train failed (exit 3; see its output above)")
+
+    monkeypatch.setattr(headneck, "_train", broken)
+    assert headneck.run_headneck(_args(tmp_path, epochs=7)) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["nnext demo headneck: error: nnUNetv2_train failed (exit 3; see its output above)"]
+    # the record of the step being redone was dropped first: the old settings cannot reuse a half-made step
+    assert not (tmp_path / "headneck" / STEP_RECORD.format("train")).exists()
+    assert (tmp_path / "headneck" / STEP_RECORD.format("synth")).exists()
+
+
+def test_nnext_and_train_return_codes_become_step_failures(tmp_path, monkeypatch):
+    with pytest.raises(headneck.StepFailed, match=r"nnext clicks-eval failed \(exit 2"):
+        headneck._nnext(["clicks-eval", "-i", tmp_path / "none", "-ref", tmp_path / "none", "-o", tmp_path / "o",
+                         "-d", "999", "-c", "2d"])
+    seen = []
+
+    def run(cmd, env=None):
+        seen.append(cmd)
+        return subprocess.CompletedProcess(cmd, 5)
+
+    monkeypatch.setattr(headneck.subprocess, "run", run)
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    with pytest.raises(headneck.StepFailed, match=r"nnUNetv2_train failed \(exit 5"):
+        headneck._train([995, "2d", "0"])
+    assert seen[-1][:2] == [sys.executable, "-c"] and seen[-1][3:] == ["3", "-", "995", "2d", "0"]
+    with pytest.raises(headneck.StepFailed):
+        headneck._train([995, "2d", "0"], seed=4)
+    assert seen[-1][3:5] == ["3", "4"]
+    monkeypatch.delenv("OMP_NUM_THREADS")  # unset: one torch thread (steps.demo_threads), not nnU-Net's every core
+    with pytest.raises(headneck.StepFailed):
+        headneck._train([995, "2d", "0"])
+    assert seen[-1][3:] == ["1", "-", "995", "2d", "0"]
+    assert steps.train_command([995, "2d", "0"])[1:] == ["995", "2d", "0"]  # neither: nnU-Net's own script
+
+
+def test_thread_wrapper_pins_torch_threads_and_reaches_the_training_entry():
+    """The wrapper's torch.set_num_threads ignores nnU-Net's cpu_count() request; it seeds torch and numpy."""
+    probe = steps._TRAIN_WITH_THREADS.split("from nnunetv2")[0] + (
+        "torch.set_num_threads(64); print(torch.get_num_threads(), torch.initial_seed(), numpy.random.randint(1000))")
+    out = subprocess.run([sys.executable, "-c", probe, "1", "7"], capture_output=True, text=True, check=True).stdout
+    import numpy
+
+    numpy.random.seed(7)
+    assert out.split() == ["1", "7", str(numpy.random.randint(1000))]
+    out = subprocess.run([sys.executable, "-c", probe, "1", "-"], capture_output=True, text=True, check=True).stdout
+    assert out.split()[0] == "1" and out.split()[1] != "7"  # "-": not seeded
+    # the entry point the wrapper imports exists in the installed nnU-Net (importing it here would cost ~40 s)
+    import importlib.util
+
+    spec = importlib.util.find_spec("nnunetv2.run.run_training")
+    assert spec is not None and "def run_training_entry(" in open(spec.origin).read()
+
+
+def test_before_after_png_picks_the_clicked_slice(tmp_path):
+    import matplotlib.image as mpimg
+
+    shape = (8, 24, 24)
+    ref = np.zeros(shape, np.uint8)
+    ref[2:6, 6:14, 6:14] = 1
+    ref[3, 4:16, 4:16] = 1  # the largest reference slice
+    ref[4:6, 16:20, 16:20] = 2
+    before = np.zeros_like(ref)
+    before[2:6, 7:13, 7:13] = 1
+    after = ref.copy()
+    rng = np.random.default_rng(0)
+    ct = rng.normal(40, 20, shape).astype(np.float32)
+    u_before = np.zeros(shape, np.float32)
+    u_before[2:6, 5:15, 5:15] = 0.6
+    u_after = u_before / 3
+    path = tmp_path / "before_after.png"
+    clicks = [(5, 18, 18, True), (5, 10, 10, True), (2, 1, 1, False)]
+    assert headneck.before_after_png(ct, ref, before, after, u_before, u_after, clicks, path, "case") == 5
+    img = mpimg.imread(path)
+    assert img.ndim == 3 and 0.8 < img.shape[0] / img.shape[1] < 1.3  # 2 x 2 panels
+    assert not [p for p in tmp_path.iterdir() if p.name != "before_after.png"]  # atomic: no temp file left
+    # without clicks: the slice with the largest reference area
+    assert headneck.before_after_png(ct, ref, before, after, u_before, u_after, [], path) == 3
+    # empty reference, no clicks: the middle slice
+    z = headneck.before_after_png(ct, np.zeros_like(ref), before, after, u_before, u_after, [], path)
+    assert z == shape[0] // 2

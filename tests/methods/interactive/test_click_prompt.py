@@ -1,0 +1,145 @@
+"""Click-prompt training pieces: prompt-channel network, click simulation (transform and core), error clicks,
+warm-up cosine schedule (no nnU-Net training here; see test_click_prompt_e2e.py)."""
+import math
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+from nnunet_ext.methods.interactive.click_simulation import error_clicks, region_centre, training_clicks
+from nnunet_ext.core.lr_schedule import warmup_cosine_lr
+from nnunet_ext.methods.interactive.prompt_channels import PromptChannelNetwork
+from nnunet_ext.methods.interactive.click_prompt_trainer import (ClickPromptAutoTrainer, ClickPromptErrorTrainer, ClickPromptTrainer,
+                                              WarmupCosineLRScheduler)
+from nnunet_ext.methods.interactive.click_transform import SimulateClicksTransform
+from nnunet_ext.trainers.mc_dropout import DROPOUT_P_ENV
+from test_trainers import PLAIN, _plans, _resenc
+
+
+def _net(deep_supervision=False):
+    pm = PlansManager(_plans(_resenc()))
+    cm = pm.get_configuration("3d_fullres")
+    return ClickPromptTrainer.build_network_architecture(pm, cm, 2, 3, enable_deep_supervision=deep_supervision)
+
+
+def test_prompt_network_zero_fills_and_pickles(monkeypatch):
+    monkeypatch.delenv(DROPOUT_P_ENV, raising=False)
+    torch.manual_seed(0)
+    net = _net()
+    assert isinstance(net, PromptChannelNetwork) and (net.n_image_channels, net.n_prompt_channels) == (2, 2)
+    first = next(m for m in net.modules() if isinstance(m, torch.nn.Conv3d))
+    assert first.in_channels == 4  # CT, PET + GTVp, GTVn prompts
+    assert all(m.p == pytest.approx(0.05) for m in net.modules() if isinstance(m, torch.nn.Dropout3d))
+    assert all(k.startswith("network.") for k in net.state_dict())
+    net.eval()
+    x = torch.randn(1, 2, 16, 16, 16)
+    with torch.no_grad():
+        auto = net(x)
+        zero = net(torch.cat([x, torch.zeros(1, 2, 16, 16, 16)], 1))
+        clicked = net(torch.cat([x, torch.ones(1, 2, 16, 16, 16)], 1))
+    assert torch.equal(auto, zero) and not torch.allclose(auto, clicked)
+    with pytest.raises(ValueError, match="expects 2 image channels"):
+        net(torch.randn(1, 3, 16, 16, 16))
+    # picklable (ResEnc blocks of dynamic_network_architectures hold a lambda, so pickle a PlainConvUNet one)
+    pm = PlansManager(_plans(PLAIN))
+    plain = ClickPromptTrainer.build_network_architecture(pm, pm.get_configuration("3d_fullres"), 2, 3, False).eval()
+    again = pickle.loads(pickle.dumps(plain))
+    with torch.no_grad():
+        assert type(again) is PromptChannelNetwork and torch.equal(again(x), plain(x))
+    ds = _net(deep_supervision=True)
+    ds.decoder.deep_supervision = False  # what nnU-Net's set_deep_supervision_enabled does
+    assert ds.network.decoder.deep_supervision is False
+
+
+def _two_class_label(shape=(12, 20, 20)):
+    label = np.zeros(shape, np.int64)
+    label[2:5, 2:6, 2:6] = 1
+    label[7:10, 12:16, 12:18] = 1  # second GTVp component
+    label[2:6, 13:18, 3:7] = 2
+    return label
+
+
+def test_training_clicks_one_per_component_and_negatives_outside():
+    label = _two_class_label()
+    clicks = training_clicks(label, (1, 2), np.random.default_rng(0))
+    by = {(c, p): [z for ch, z, pos in clicks if ch == c and pos == p] for c in (0, 1) for p in (True, False)}
+    assert len(by[0, True]) == 2 == len(by[0, False]) and len(by[1, True]) == 1 == len(by[1, False])
+    assert {label[z] for z in by[0, True]} == {1} and {label[z] for z in by[1, True]} == {2}
+    assert {z[0] < 6 for z in by[0, True]} == {True, False}  # one in each GTVp component
+    assert all(label[z] != 1 for z in by[0, False]) and all(label[z] != 2 for z in by[1, False])
+    assert training_clicks(np.zeros((4, 4, 4), np.int64), (1, 2), np.random.default_rng(0)) == []
+
+
+def test_transform_appends_prompt_channels():
+    label = torch.from_numpy(_two_class_label())[None]
+    image = torch.randn(2, *label.shape[1:])
+    np.random.seed(0)
+    out = SimulateClicksTransform((1, 2), p_prompt=1.0, radius=1)(image=image.clone(), segmentation=label.clone())
+    assert out["image"].shape == (4, *label.shape[1:]) and torch.equal(out["image"][:2], image)
+    prompt = out["image"][2:].numpy()
+    assert (prompt[0] == 1).sum() == 2 * 7 and (prompt[0] == -1).sum() <= 2 * 7 and (prompt[0] == -1).any()
+    assert (prompt[1] == 1).sum() <= 7 and prompt[1][label[0].numpy() == 2].max() == 1
+    assert torch.equal(out["segmentation"], label)
+    off = SimulateClicksTransform((1, 2), p_prompt=0.0)(image=image.clone(), segmentation=label.clone())
+    assert off["image"].shape == (4, *label.shape[1:]) and not off["image"][2:].any()
+    with pytest.raises(ValueError, match="p_prompt"):
+        SimulateClicksTransform((1,), p_prompt=1.5)
+
+
+def test_error_clicks_analytic():
+    ref = np.zeros((20, 20, 20), np.int64)
+    ref[2:9, 2:9, 2:9] = 1  # 7^3 cube, predicted only in its first 2 slices -> FN = 5 x 7 x 7 slab
+    pred = np.zeros_like(ref)
+    pred[2:4, 2:9, 2:9] = 1
+    pred[12:15, 12:15, 12:15] = 1  # FP 3^3 cube, centre (13, 13, 13)
+    pred[17, 17, 2] = 1  # 1-voxel FP
+    ref[15:18, 2:5, 14:17] = 2  # GTVn missed entirely
+    clicks = error_clicks(ref, pred, (1, 2))
+    assert clicks[0] == (0, (6, 5, 5), True)  # slab z 4..8: deepest voxel z = 6, y = x = 5
+    assert clicks[1] == (0, (13, 13, 13), False)
+    assert clicks[2] == (0, (17, 17, 2), False)
+    assert clicks[3] == (1, (16, 3, 15), True)
+    assert error_clicks(ref, pred, (1, 2), max_per_class=1) == [clicks[0], clicks[3]]
+    assert error_clicks(ref, pred, (1,), min_voxels=2) == clicks[:2]
+    assert error_clicks(ref, ref, (1, 2)) == []
+    # anisotropic spacing moves the deepest point of a box towards the middle of its long (thin-slice) axis
+    box = np.zeros((9, 9, 9), bool)
+    box[1:8, 2:5, 2:7] = True
+    assert region_centre(box, spacing=(1.0, 3.0, 3.0))[0] == 4
+
+
+def test_warmup_cosine():
+    assert warmup_cosine_lr(0, 1.0, 100, 10) == pytest.approx(0.1)
+    assert warmup_cosine_lr(9, 1.0, 100, 10) == pytest.approx(1.0)
+    assert warmup_cosine_lr(10, 1.0, 100, 10) == pytest.approx(1.0)
+    assert warmup_cosine_lr(55, 1.0, 100, 10) == pytest.approx(0.5)
+    assert warmup_cosine_lr(99, 1.0, 100, 10) == pytest.approx(0.5 * (1 + math.cos(math.pi * 89 / 90)))
+    assert warmup_cosine_lr(1, 2.0, 2, 10) == pytest.approx(0.4)  # fewer epochs than warm-up: warm-up only
+    opt = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=1e-3)
+    sched = WarmupCosineLRScheduler(opt, 1e-3, 30, 10)
+    sched.step(4)
+    assert opt.param_groups[0]["lr"] == pytest.approx(5e-4)
+
+
+def test_stage_variants():
+    assert (ClickPromptTrainer.stage, ClickPromptTrainer.default_p_prompt, ClickPromptTrainer.click_source) == (
+        1, 0.5, "reference")
+    assert (ClickPromptAutoTrainer.default_p_prompt, ClickPromptAutoTrainer.click_source) == (0.0, "none")
+    assert (ClickPromptErrorTrainer.default_p_prompt, ClickPromptErrorTrainer.click_source) == (1.0, "errors")
+
+
+def test_pet_channel_dropout():
+    from nnunet_ext.methods.interactive.click_transform import ChannelDropoutTransform
+
+    image = torch.randn(2, 4, 8, 8) + 5
+    seg = torch.zeros(1, 4, 8, 8, dtype=torch.int64)
+    out = ChannelDropoutTransform(1, p=1.0)(image=image.clone(), segmentation=seg)
+    assert torch.equal(out["image"][0], image[0]) and not out["image"][1].any()
+    np.random.seed(0)
+    kept = sum(bool(ChannelDropoutTransform(1, p=0.3)(image=image.clone(), segmentation=seg)["image"][1].any())
+               for _ in range(200))
+    assert 120 <= kept <= 160  # ~ 70 % of 200
+    with pytest.raises(ValueError, match="in \\[0, 1\\]"):
+        ChannelDropoutTransform(1, p=2)
