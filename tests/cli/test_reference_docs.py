@@ -1,0 +1,39 @@
+"""The generated reference pages are current, and nnext -h lists every registered method and converter."""
+from pathlib import Path
+
+from nnunet_ext.cli.reference_docs import default_folder, render
+from nnunet_ext.registry import option_families, table
+
+
+def test_committed_reference_pages_match_the_code():
+    pages = render()
+    stale = [name for name, text in pages.items()
+             if not (default_folder() / name).is_file() or (default_folder() / name).read_text(encoding="utf-8") != text]
+    assert not stale, f"stale generated pages {stale}: run python -m nnunet_ext.cli.reference_docs"
+
+
+def test_pages_cover_every_command_option_family_and_trainer():
+    from nnunet_ext.cli.main import COMMANDS
+    from nnunet_ext.conversion.cli import CONVERTERS
+
+    pages = render()
+    assert all(f"## nnext {name}\n" in pages["commands.md"] for name in COMMANDS)
+    assert all(f"### nnext convert {name}\n" in pages["commands.md"] for name in CONVERTERS)
+    for family in option_families().values():
+        assert all(f"| `{row['key']}` |" in pages["plans_options.md"] for row in family.schema())
+    assert all(f"| `{name}` |" in pages["trainers.md"] for name in table("TRAINERS"))
+    assert Path(default_folder()).parent.name == "documentation"
+
+
+def test_top_level_help_lists_every_registered_method_and_converter(capsys):
+    from nnunet_ext.cli.main import main
+    from nnunet_ext.conversion.cli import CONVERTERS
+
+    import pytest
+
+    with pytest.raises(SystemExit) as exit_info:  # argparse's own -h
+        main(["-h"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert all(m in out for m in table("PREDICT_METHODS")) and all(c in out for c in CONVERTERS)
+    assert all(c in out for c in table("COMMANDS"))
