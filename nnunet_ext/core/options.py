@@ -176,9 +176,10 @@ class Options:
         return f.metadata.get("flag") or "--" + f.name.replace("_", "-")
 
     @classmethod
-    def add_arguments(cls, parser, title: "str | None" = None, skip: tuple = ()) -> None:
-        """One argparse group; every flag defaults to ``None`` (= the dataclass default)."""
-        group = parser.add_argument_group(title or f"{cls.SECTION} options")
+    def add_arguments(cls, parser, title: "str | None" = None, skip: tuple = (), group=None) -> None:
+        """One argparse group (or the given ``group``); flag ``--field-name``, destination ``field_name`` (one
+        meaning per flag name across commands); every flag defaults to ``None`` (= the dataclass default)."""
+        group = group if group is not None else parser.add_argument_group(title or f"{cls.SECTION} options")
         hints = typing.get_type_hints(cls)
         for f in dataclasses.fields(cls):
             if f.name in skip:
@@ -186,7 +187,7 @@ class Options:
             default = list(f.default) if isinstance(f.default, tuple) else f.default
             extra = {"choices": f.metadata["choices"]} if f.metadata.get("choices") else {}
             metavar = None if extra else cls._metavar(hints[f.name])
-            group.add_argument(cls.cli_flag(f), dest=f"{cls.SECTION}__{f.name}", default=None, metavar=metavar,
+            group.add_argument(cls.cli_flag(f), dest=f.name, default=None, metavar=metavar,
                                help=f"{f.metadata.get('help', '')} (default: {default})", **extra)
 
     @staticmethod
@@ -197,7 +198,7 @@ class Options:
     @classmethod
     def from_args(cls, args, **overrides):
         """The options given on the command line (``None`` = default), plus ``overrides``."""
-        values = {f.name: getattr(args, f"{cls.SECTION}__{f.name}", None) for f in dataclasses.fields(cls)}
+        values = {f.name: getattr(args, f.name, None) for f in dataclasses.fields(cls)}
         values = {k: parse_text(v) if isinstance(v, str) and _base_type(
             typing.get_type_hints(cls)[k]) in (int, float, bool) else v for k, v in values.items() if v is not None}
         values.update(overrides)
