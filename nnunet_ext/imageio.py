@@ -6,7 +6,6 @@ nnU-Net's ``SimpleITKIO`` does, so files written here round-trip through nnU-Net
 """
 from __future__ import annotations
 
-import contextlib
 import os
 from dataclasses import dataclass, field
 from typing import Sequence
@@ -53,9 +52,9 @@ class Geometry:
 
 def write_image(array: np.ndarray, geometry: Geometry, path: str | os.PathLike) -> None:
     """Write ``array`` (z, y, x) with ``geometry`` to ``path`` atomically (temp file + rename)."""
-    image = geometry.apply(sitk.GetImageFromArray(np.ascontiguousarray(array)))
-    with atomic_path(path) as tmp:
-        sitk.WriteImage(image, tmp, True)
+    from nnunet_ext.io.atomic_write import write_sitk
+
+    write_sitk(geometry.apply(sitk.GetImageFromArray(np.ascontiguousarray(array))), path)
 
 
 def read_image(path: str | os.PathLike, *, ndim=None, kind: str = "map", nan_policy: str = "refuse",
@@ -106,26 +105,19 @@ def read_header(path: str | os.PathLike) -> tuple[tuple[int, ...], Geometry]:
     return read_header_checked(path)
 
 
-@contextlib.contextmanager
-def atomic_path(path: str | os.PathLike):
-    """Yield a temporary name beside ``path`` (same extension); rename it to ``path`` if the block succeeds,
-    delete it otherwise, so readers never see a half-written file."""
-    path = os.fspath(path)
-    folder, name = os.path.split(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    tmp = os.path.join(folder, f".tmp-{os.getpid()}-{name}")
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+def atomic_path(path: str | os.PathLike, **verify):
+    """Temporary name beside ``path``, renamed onto it once written and verified
+    (:func:`nnunet_ext.io.atomic_write.atomic_path`, looked up at call time)."""
+    from nnunet_ext.io import atomic_write
+
+    return atomic_write.atomic_path(path, **verify)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` to a temporary file beside ``path`` and rename it over ``path``."""
-    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline="") as f:
-        f.write(text)
+    """Write ``text`` to ``path`` through the verifying writer (:func:`nnunet_ext.io.atomic_write.write_text`)."""
+    from nnunet_ext.io import atomic_write
+
+    atomic_write.write_text(path, text)
 
 
 def strip_ending(filename: str, endings: Sequence[str] = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd")) -> str:
@@ -154,8 +146,9 @@ def write_probabilities(probs_czyx: np.ndarray, geometry: Geometry, path: str | 
         direction = np.eye(d + 1)
         direction[:d, :d] = np.asarray(geometry.direction, dtype=float).reshape(d, d)
         image.SetDirection(direction.ravel().tolist())
-    with atomic_path(path) as tmp:
-        sitk.WriteImage(image, tmp, True)
+    from nnunet_ext.io.atomic_write import write_sitk
+
+    write_sitk(image, path)
 
 
 def read_probabilities(path: str | os.PathLike) -> tuple[np.ndarray, Geometry]:

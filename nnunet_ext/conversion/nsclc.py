@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Sequence
 
 from nnunet_ext.errors import InputError
+from nnunet_ext.io.atomic_write import copy_file
 
 LOG_NAME = "conversion_log.json"
 LUNG_MASK_MODES = ("auto", "threshold", "lungmask")
@@ -78,7 +79,7 @@ def _link_or_copy(src: Path, dst: Path) -> None:
     try:
         os.link(src, dst)
     except OSError:
-        shutil.copy2(src, dst)
+        copy_file(src, dst)
 
 
 def _link_tree(src: Path, dst: Path, skip_existing: bool = False) -> None:

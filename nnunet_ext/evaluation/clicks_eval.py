@@ -137,6 +137,7 @@ def _write_outputs(out: Path, rows: list, args) -> None:
     import numpy as np
 
     from nnunet_ext.imageio import atomic_path, atomic_write_text
+    from nnunet_ext.io.atomic_write import save_figure
 
     with atomic_path(out / "clicks_eval.csv") as tmp, open(tmp, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
@@ -164,6 +165,5 @@ def _write_outputs(out: Path, rows: list, args) -> None:
     ax.set_ylim(0, 1)
     ax.legend()
     fig.tight_layout()
-    with atomic_path(out / "dice_vs_clicks.png") as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
+    save_figure(fig, out / "dice_vs_clicks.png", format="png", dpi=100)
     plt.close(fig)

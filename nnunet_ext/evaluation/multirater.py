@@ -82,7 +82,7 @@ def hu_kde_png(samples: dict[str, np.ndarray], path, title: str = "HU kernel den
     import matplotlib.pyplot as plt
     from scipy.stats import gaussian_kde
 
-    from nnunet_ext.imageio import atomic_path
+    from nnunet_ext.io.atomic_write import save_figure
 
     grid = np.linspace(-1000, 200, 400)
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -99,8 +99,7 @@ def hu_kde_png(samples: dict[str, np.ndarray], path, title: str = "HU kernel den
     ax.set_title(title)
     ax.legend()
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=100, format="png")
+    save_figure(fig, path, dpi=100, format="png")
     plt.close(fig)
 
 
