@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bad_input_harness import (G, Cell, cell_ids, ct_image, file_at, interrupt_on_call, label_map, matrix_cells,
+from bad_input_harness import (DISK_FULL, disk_full,
+                               G, Cell, cell_ids, ct_image, file_at, interrupt_on_call, label_map, matrix_cells,
                                raw_dataset, run_cell, spoiled_cell, unwritable, write_nan_image)
 from bad_input_harness import workspace  # noqa: F401 (a fixture)
 from bad_input_models import DATASET, DATASET_ID, PLANS, write_untrained_model
@@ -70,6 +71,8 @@ def _cmd_predict(tmp: Path, mp, klass: str) -> Cell | None:
         return Cell(argv + ["-step_size", "0"], r"-step_size must be in \(0, 1\]")
     if klass == "output_is_file":
         return Cell(argv[:6] + [str(file_at(tmp / "out"))] + argv[7:], r"out: .*is an existing file")
+    if klass == "disk_full":
+        return Cell(argv, DISK_FULL, patches=[disk_full()])
     if klass == "unwritable_output":
         return Cell(argv, r"not writable", patches=[unwritable()])
     if klass == "interrupted":  # Ctrl-C while writing the second case: the first stays and is not redone
@@ -114,6 +117,8 @@ def _cmd_clicks_eval(tmp: Path, mp, klass: str) -> Cell | None:
         return Cell(argv[:-1] + ["0"], r"--max-clicks must be >= 1")
     if klass == "output_is_file":
         return Cell(argv[:6] + [str(file_at(tmp / "ce"))] + argv[7:], r"ce: .*is an existing file")
+    if klass == "disk_full":
+        return Cell(argv, DISK_FULL, patches=[disk_full()])
     if klass == "unwritable_output":
         return Cell(argv, r"not writable", patches=[unwritable()])
     if klass == "interrupted":  # outputs are written at the end: nothing is left, a re-run redoes all cases
