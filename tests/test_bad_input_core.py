@@ -235,3 +235,25 @@ def test_unexpected_error_one_line_traceback_with_debug(workspace, monkeypatch, 
     monkeypatch.setenv("NNEXT_DEBUG", "1")
     with pytest.raises(ZeroDivisionError):
         main(["compare", "-a", str(a), "-b", str(a)])
+
+
+# ------------------------------------------------------------- issue 19: compare's duplicated cases and label keys
+
+def _compare_extra(tmp: Path, mp, klass: str) -> Cell:
+    a, b = tmp / "a.json", tmp / "b.json"
+    data = _summary({"x": 0.5, "y": 0.6, "z": 0.7})
+    b.write_text(json.dumps(_summary({"x": 0.6, "y": 0.65, "z": 0.9})))
+    argv = ["compare", "-a", str(a), "-b", str(b), "-o", str(tmp / "out" / "cmp.json")]
+    if klass == "duplicated_case":  # which of the two entries would count is a silent choice
+        data["metric_per_case"].append({"case": "y", "metrics": {"1": {"dice": 0.1, "hd95": 9.0, "nsd": 0.1}}})
+        a.write_text(json.dumps(data))
+        return Cell(argv, r"a\.json: case 'y' appears twice in metric_per_case \(entries 1 and 3\)")
+    data["metric_per_case"][1]["metrics"] = {"2": data["metric_per_case"][1]["metrics"]["1"]}  # other label key
+    data["labels"] = {"1": {"name": "tumor"}}
+    a.write_text(json.dumps(data))
+    return Cell(argv, r"a\.json: case 'y' has metrics for label key\(s\) '2', not '1'")
+
+
+@pytest.mark.parametrize("klass", ["duplicated_case", "label_key"])
+def test_compare_refuses_duplicated_cases_and_other_label_keys(klass, workspace, monkeypatch, capsys):
+    run_cell(_compare_extra(workspace, monkeypatch, klass), f"compare x {klass}", workspace, monkeypatch, capsys)

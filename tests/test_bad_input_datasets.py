@@ -251,3 +251,14 @@ def test_demo_reuses_a_step_only_with_matching_settings(workspace, monkeypatch, 
     assert main(["demo", "-o", str(root), "-n", "6"]) == 130
     out = capsys.readouterr().out
     assert "reusing" in out and "redoing synth" not in out and "redoing plan (no settings record)" not in out
+
+
+# ---------------------------------------------------------------- issue 19: a dataset name that is not one folder
+
+@pytest.mark.parametrize("command", ["roi-dataset", "synth"])
+def test_a_dataset_name_with_a_path_is_refused(command, workspace, monkeypatch, capsys):
+    argv = COMMANDS[command](workspace, monkeypatch, "disk_full").argv  # the command's valid argv
+    if command == "synth":
+        argv = ["synth", "chest", "-d", "950", "-n", "2"]
+    run_cell(Cell(argv + ["--name", "../../evil"], r"'\.\./\.\./evil'.*(may only contain letters, digits|a dataset "
+                  r"name may only)"), f"{command} x name", workspace, monkeypatch, capsys)

@@ -59,7 +59,10 @@ def case_id(patient_id: str) -> str:
 def _check_target(raw: Path, dataset_id: int, name: str, overwrite: bool) -> Path:
     """The final ``raw/DatasetXXX_name``; refuses other datasets with this ID, or a folder of this name not written
     by this converter, unless ``overwrite``. Creates nothing."""
+    from nnunet_ext.paths import check_dataset_name
+
     final = raw / f"Dataset{dataset_id:03d}_{name}"
+    check_dataset_name(name)
     old = sorted(p for p in raw.glob(f"Dataset{dataset_id:03d}_*") if p.is_dir()) if raw.is_dir() else []
     if not overwrite:
         others = [p for p in old if p != final]

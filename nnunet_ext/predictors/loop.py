@@ -29,7 +29,7 @@ from nnunet_ext.predictors.method import CaseContext, CaseResult, Method
 
 #: settings that do not change what is written (excluded from the stale-output comparison)
 VOLATILE = ("i", "o", "overwrite", "continue_prediction", "num_parts", "part_id", "npp", "nps", "device",
-            "png", "debug", "progress")
+            "png", "debug", "progress", "allow_missing_clicks")
 
 
 @dataclass(frozen=True)
