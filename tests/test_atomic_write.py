@@ -180,8 +180,8 @@ def test_lungmask_resume_recomputes_an_empty_or_foreign_mask(tmp_path, capsys):
     capsys.readouterr()
     assert main(argv) == 0
     text = capsys.readouterr().out
-    assert "c0.nii.gz: recomputing (0 bytes written)" in text, text
-    assert "c1.nii.gz: recomputing (on another grid than c1_0000.nii.gz" in text, text
+    assert "c0.nii.gz: recomputing (c0.nii.gz: 0 bytes written)" in text, text
+    assert "c1.nii.gz: recomputing (c1.nii.gz is on another grid than c1_0000.nii.gz (size (x,y,z) (16, 16, 8) vs (48, 48, 14)" in text, text
     assert "skipping 1 existing mask" in text
     assert np.array_equal(read_image(out / "c0.nii.gz")[0], expected)
     assert np.array_equal(read_image(out / "c1.nii.gz")[0], expected)
@@ -245,3 +245,40 @@ def test_predict_on_a_full_disk_writes_no_record(untrained_model, tmp_path, monk
     assert main(argv) == 0
     assert "no settings record" in capsys.readouterr().out  # the two files left of c0 are not trusted
     assert json.loads((out / "predict_settings.json").read_text())
+
+
+def test_postprocess_resume_recomputes_a_cut_output(tmp_path, monkeypatch, capsys):
+    from test_bad_input_core import _cmd_postprocess
+
+    argv = _cmd_postprocess(tmp_path, monkeypatch, "disk_full").argv
+    out = Path(argv[argv.index("-o") + 1])
+    assert main(argv) == 0
+    first = sorted(out.glob("*.nii.gz"))[0]
+    expected = read_image(first)[0]
+    data = first.read_bytes()
+    first.write_bytes(data[: len(data) // 2])
+    capsys.readouterr()
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    assert f"{first.name[:-7]}: recomputing ({first.name}: read back: truncated" in text, text
+    assert np.array_equal(read_image(first)[0], expected)
+
+
+def test_nsclc_resume_converts_a_cut_case_again(tmp_path, monkeypatch, capsys):
+    """Disk full at the second patient: the first stays in the resume folder; cut there, it is converted again."""
+    from test_bad_input_datasets import _cmd_convert_nsclc
+
+    monkeypatch.setenv("nnUNet_raw", str(tmp_path / "raw"))
+    argv = _cmd_convert_nsclc(tmp_path, monkeypatch, "disk_full").argv
+    with monkeypatch.context() as m:
+        m.setattr(*disk_full("short", after=4))  # log, image + label of LUNG1-001, log; LUNG1-002's image is cut
+        assert main(argv) == 2
+    resume = tmp_path / "raw" / ".nnext-resume-Dataset904_NSCLCRadiomics"
+    label = resume / "labelsTr" / "LUNG1-001.nii.gz"
+    assert label.is_file() and not (resume / "imagesTr" / "LUNG1-002_0000.nii.gz").exists()
+    label.write_bytes(b"")
+    capsys.readouterr()
+    assert main(argv) == 0
+    assert "LUNG1-001: converting again (LUNG1-001.nii.gz: 0 bytes written)" in capsys.readouterr().out
+    final = tmp_path / "raw" / "Dataset904_NSCLCRadiomics"
+    assert read_image(final / "labelsTr" / "LUNG1-001.nii.gz")[0].sum() > 0

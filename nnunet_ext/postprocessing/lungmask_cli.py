@@ -64,31 +64,13 @@ def collect_jobs(inp: str, out: str) -> list[tuple[str, str]]:
     return [(os.path.join(inp, n), os.path.join(out, _stem(n) + ".nii.gz")) for n in names]
 
 
-def stale_reason(ct_path: str, mask_path: str) -> "str | None":
-    """Why an existing mask cannot be kept by a resume (``None``: it can): empty, incomplete or unreadable
-    (:func:`nnunet_ext.io.atomic_write.verify_written`) or on another grid than its CT."""
-    from nnunet_ext.errors import DiskFullError, InputError
-    from nnunet_ext.integrity import read_header_checked
-    from nnunet_ext.io.atomic_write import verify_written
-
-    try:
-        verify_written(mask_path, mask_path, full_gzip=False)
-        shape_m, g_m = read_header_checked(mask_path)
-        shape_c, g_c = read_header_checked(ct_path)
-    except DiskFullError as e:
-        return e.detail
-    except InputError as e:
-        return str(e)
-    if tuple(shape_m) != tuple(shape_c) or not g_m.matches(g_c):
-        return f"on another grid than {os.path.basename(ct_path)} (size {tuple(shape_m)[::-1]} vs {tuple(shape_c)[::-1]})"
-    return None
-
-
 def _keep(ct_path: str, mask_path: str, recorded: bool) -> bool:
     """A resume skips an existing mask only under a matching settings record and when it checks out; else a note."""
     if not os.path.exists(mask_path):
         return False
-    reason = stale_reason(ct_path, mask_path) if recorded else "no settings record in the folder"
+    from nnunet_ext.io.resume import output_problem
+
+    reason = output_problem(mask_path, like=ct_path) if recorded else "no settings record in the folder"
     if reason is not None:
         print(f"lungmask: {os.path.basename(mask_path)}: recomputing ({reason})")
     return reason is None

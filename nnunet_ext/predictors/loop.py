@@ -60,30 +60,16 @@ class OutputSpec:
 
 def stale_reason(case, spec: OutputSpec, stem: str, ending: str) -> "str | None":
     """Why the outputs of ``case`` at ``stem`` cannot be kept by a resume (``None``: they can): a file missing,
-    empty, incomplete or unreadable (:func:`nnunet_ext.io.atomic_write.verify_written`, gzip fast path), or a
-    segmentation whose header (size, spacing, origin) differs from the case's first input image."""
-    from nnunet_ext.errors import DiskFullError
-    from nnunet_ext.integrity import read_header_checked
-    from nnunet_ext.io.atomic_write import verify_written
+    empty, incomplete or unreadable, or a segmentation on another grid than the case's first input image
+    (:func:`nnunet_ext.io.resume.output_problem`)."""
+    from nnunet_ext.io.resume import output_problem
 
-    for p in spec.files(stem, ending):
-        name = os.path.basename(p)
-        if not os.path.isfile(p):
-            return f"{name} missing"
-        try:
-            verify_written(p, p, full_gzip=False)
-        except DiskFullError as e:
-            return f"{name}: {e.detail}"
     files = getattr(case, "files", ())
-    if files:
-        try:
-            shape_in, g_in = read_header_checked(files[0])
-            shape_out, g_out = read_header_checked(f"{stem}{ending}")
-        except InputError as e:
-            return str(e)
-        if tuple(shape_out) != tuple(shape_in) or not g_in.matches(g_out):
-            return (f"{os.path.basename(stem)}{ending} is on another grid than {os.path.basename(files[0])} "
-                    f"(size {tuple(shape_out)[::-1]} vs {tuple(shape_in)[::-1]})")
+    seg = f"{stem}{ending}"
+    for p in spec.files(stem, ending):
+        problem = output_problem(p, like=files[0] if files and p == seg else None)
+        if problem is not None:
+            return problem
     return None
 
 
