@@ -39,7 +39,8 @@ def _src(folder: Path) -> Path:
 #: writer name -> (file name, write(path), read(path) -> something comparable)
 WRITERS = {
     "write_text": ("notes.csv", lambda p: aw.write_text(p, "a,b\r\n" * 200), lambda p: p.read_text()),
-    "write_json": ("summary.json", lambda p: aw.write_json(p, {"dice": [0.5] * 100}), lambda p: json.loads(p.read_text())),
+    "write_json": ("summary.json", lambda p: aw.write_json(p, {"dice": [0.5] * 100}),
+                   lambda p: json.loads(p.read_text())),
     "write_bytes": ("blob.bin", lambda p: aw.write_bytes(p, bytes(range(256)) * 20), lambda p: p.read_bytes()),
     "copy_file": ("copy.bin", lambda p: aw.copy_file(_src(p.parent), p), lambda p: p.read_bytes()),
     "write_image": ("seg.nii.gz", lambda p: write_image(ct_image(), G, p), lambda p: read_image(p)[0].tolist()),
@@ -181,7 +182,8 @@ def test_lungmask_resume_recomputes_an_empty_or_foreign_mask(tmp_path, capsys):
     assert main(argv) == 0
     text = capsys.readouterr().out
     assert "c0.nii.gz: recomputing (c0.nii.gz: 0 bytes written)" in text, text
-    assert "c1.nii.gz: recomputing (c1.nii.gz is on another grid than c1_0000.nii.gz (size (x,y,z) (16, 16, 8) vs (48, 48, 14)" in text, text
+    assert ("c1.nii.gz: recomputing (c1.nii.gz is on another grid than c1_0000.nii.gz (size (x,y,z) (16, 16, 8) vs "
+            "(48, 48, 14)") in text, text
     assert "skipping 1 existing mask" in text
     assert np.array_equal(read_image(out / "c0.nii.gz")[0], expected)
     assert np.array_equal(read_image(out / "c1.nii.gz")[0], expected)

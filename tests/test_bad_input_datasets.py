@@ -116,7 +116,8 @@ def _cmd_plan(tmp: Path, mp, klass: str) -> Cell | None:
     import nnunetv2.experiment_planning.plan_and_preprocess_api as api
     if klass == "disk_full":  # nnU-Net's own writer hits a full disk (ENOSPC)
         return Cell(argv, DISK_FULL, patches=[(api, "extract_fingerprint_dataset", _fake_fingerprint(
-            OSError(errno.ENOSPC, "No space left on device", str(tmp / "pre" / "Dataset901_Bad" / "dataset_fingerprint.json"))))])
+            OSError(errno.ENOSPC, "No space left on device",
+                    str(tmp / "pre" / "Dataset901_Bad" / "dataset_fingerprint.json"))))])
     if klass == "unwritable_output":
         return Cell(argv, r"Dataset901_Bad: not writable",
                     patches=[(api, "extract_fingerprint_dataset", _fake_fingerprint(
