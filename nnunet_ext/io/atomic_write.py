@@ -12,7 +12,7 @@ skip it. Every write therefore goes through :func:`atomic_path`:
    decompressed (end-of-stream marker and CRC) and holding the voxels its NIfTI header announces, then the image
    header read back by SimpleITK (size and number of components as written); other image formats read back in full;
    ``.json``: parsed; ``.png``: signature and the closing ``IEND`` chunk; ``.npz`` / ``.pt`` / ``.pth`` / ``.zip``:
-   every member's CRC (``zipfile.testzip``); ``.pkl``: unpickled;
+   every member's CRC (``zipfile.testzip``); ``.pkl``: every opcode parsed up to STOP (nothing executed);
 4. ``os.replace`` onto the target, then the folder is fsynced (best effort).
 
 Any failure removes the temporary file. ENOSPC / EDQUOT / EFBIG and a verification failure raise
@@ -127,11 +127,12 @@ def verify_written(tmp: str, final: str, *, expected_size: int | None = None,
                 bad = z.testzip()
             if bad is not None:
                 raise short(f"member {bad} corrupt")
-        elif lower.endswith(".pkl"):
-            import pickle
+        elif lower.endswith(".pkl"):  # every opcode parsed up to STOP, nothing executed (safe on any file)
+            import pickletools
 
             with open(tmp, "rb") as f:
-                pickle.load(f)
+                for _ in pickletools.genops(f):
+                    pass
     except DiskFullError:
         raise
     except InputError as e:  # filecheck names the temporary file: name the target and keep the reason
