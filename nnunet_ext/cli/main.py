@@ -58,10 +58,15 @@ def describe_os_error(e: OSError) -> str:
     """One line for an operating-system error: the file(s) and the problem (errno name and text)."""
     import errno as _errno
 
+    from nnunet_ext.errors import DiskFullError
+
+    if isinstance(e, DiskFullError):  # a write the atomic writer found short or without room
+        return str(e)
     reason = e.strerror or str(e) or type(e).__name__
     names = [n for n in (e.filename, e.filename2) if n is not None]
-    if e.errno == _errno.ENOSPC:
-        reason = "no space left on the device (disk full)"
+    if e.errno in (_errno.ENOSPC, _errno.EDQUOT, _errno.EFBIG):  # e.g. inside nnU-Net's own writers
+        where = " -> ".join(os.fspath(n) for n in names)
+        return f"disk full while writing {where}" if where else "disk full (no space left on the device)"
     elif e.errno in (_errno.EACCES, _errno.EPERM, _errno.EROFS):
         reason = f"not writable / readable ({e.strerror or 'permission denied'})"
     elif e.errno == _errno.ENOTDIR and e.filename2 is not None:  # rename of a folder onto an existing file

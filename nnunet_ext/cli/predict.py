@@ -185,6 +185,7 @@ def run(args) -> int:
         raise InputError("--uncertainty / --all-maps: variance and mutual information need >= 2 passes, this run "
                          "has 1 (raise --n-samples, or use --uncertainty entropy)")
     cases = list_cases(args.i, method.dataset_json)
+    method.check_cases(cases)
     images, jsons = method.side_outputs()
     spec = OutputSpec(uncertainty, extra, args.save_probabilities, tuple(images), tuple(jsons), args.maps_dir)
     settings = {k: v for k, v in sorted(vars(args).items()) if not k.startswith("_")}

@@ -133,7 +133,7 @@ def main(argv=None) -> int:
     p.add_argument("-o", default=str(default_folder()), help="output folder (default: the checkout's)")
     p.add_argument("--check", action="store_true", help="exit 1 naming stale pages, write nothing")
     args = p.parse_args(argv)
-    from nnunet_ext.io.atomic import atomic_write_text
+    from nnunet_ext.io.atomic_write import write_text as atomic_write_text
 
     folder = Path(args.o)
     stale = []

@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from nnunet_ext.errors import InputError
+from nnunet_ext.io.atomic_write import write_json, write_sitk
 
 CHANNELS = ("T1", "T1ce", "T2", "FLAIR")
 KNOWN_MISNAMED = {"BraTS20_Training_355": "W39_1998.09.19_Segm.nii"}
@@ -158,10 +159,10 @@ def _convert_case(case, folder, layout, mapping, out: Path) -> dict:
             new[arr == src] = dst
         out_lab = sitk.GetImageFromArray(new)
         out_lab.CopyInformation(lab)
-        sitk.WriteImage(out_lab, str(out / "labelsTr" / f"{case}.nii.gz"), True)
+        write_sitk(out_lab, out / "labelsTr" / f"{case}.nii.gz")
         entry["label"] = seg.name
     for c, img in enumerate(loaded):
-        sitk.WriteImage(img, str(out / f"images{split}" / f"{case}_{c:04d}.nii.gz"), True)
+        write_sitk(img, out / f"images{split}" / f"{case}_{c:04d}.nii.gz")
     if note:
         entry["note"] = note
     return entry
@@ -221,8 +222,8 @@ def convert_brats(input_dir, dataset_id: int, year: int | None = None, name: str
             "nnext_brats": {"year": year, "labels": labels,
                             "to_dataset": {str(k): v for k, v in mapping.items()}},
         }
-        (tmp / "dataset.json").write_text(json.dumps(dataset_json, indent=2))
-        (tmp / "conversion_log.json").write_text(json.dumps(log, indent=2))
+        write_json(tmp / "dataset.json", dataset_json, indent=2)
+        write_json(tmp / "conversion_log.json", log, indent=2)
     print(f"{final}: {n_train} training cases, "
           f"{sum(1 for e in log['cases'].values() if e.get('split') == 'test')} test cases, "
           f"{sum(1 for e in log['cases'].values() if e.get('status') == 'skipped')} skipped")
@@ -233,7 +234,7 @@ def brats_back(pred_dir, out_dir, year: int, labels: str = "nnunet", overwrite: 
     """Map segmentations ``pred_dir/CASE.nii.gz`` (dataset labels) back to BraTS ``year``'s label values."""
     import SimpleITK as sitk
 
-    from nnunet_ext.io.imageio import atomic_path, read_sitk
+    from nnunet_ext.io.imageio import read_sitk
 
     if year not in LAYOUTS:
         raise InputError(f"--year must be one of {', '.join(map(str, LAYOUTS))}, got {year}")
@@ -266,8 +267,7 @@ def brats_back(pred_dir, out_dir, year: int, labels: str = "nnunet", overwrite: 
             new[arr == src] = dst
         out = sitk.GetImageFromArray(new)
         out.CopyInformation(img)
-        with atomic_path(target) as tmp:
-            sitk.WriteImage(out, tmp, True)
+        write_sitk(out, target)
         written.append(target)
     return written
 

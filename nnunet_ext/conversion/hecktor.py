@@ -27,11 +27,11 @@ dataset is built in a hidden folder and swapped in (:func:`nnunet_ext.io.paths.s
 """
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
 from nnunet_ext.errors import InputError
+from nnunet_ext.io.atomic_write import write_json
 
 CT_WINDOW = (-1024.0, 3071.0)
 SUV_WINDOW = (0.0, 50.0)
@@ -183,8 +183,8 @@ def convert_hecktor(input_dir, dataset_id: int, name: str = "HECKTOR2022", ct_on
             "nnext_hecktor": {"channels": ["CT", "PET (SUV)"], "ct_window_hu": list(CT_WINDOW),
                               "suv_window": list(SUV_WINDOW), "normalization": normalization, "ct_only": ct_only},
         }
-        (tmp / "dataset.json").write_text(json.dumps(dataset_json, indent=2))
-        (tmp / "conversion_log.json").write_text(json.dumps(log, indent=2))
+        write_json(tmp / "dataset.json", dataset_json, indent=2)
+        write_json(tmp / "conversion_log.json", log, indent=2)
     n_skip = sum(1 for e in log["cases"].values() if e.get("status") == "skipped")
     print(f"{final}: {n_train} training cases, {len(cases) - n_train - n_skip} test cases, {n_skip} skipped")
     return final

@@ -20,13 +20,13 @@ dataset.json (one ``nodule`` region over all rater-set codes) plus ``conversion_
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
 from nnunet_ext.methods.multi_rater.raters import MAX_RATERS, encode_raters
 from nnunet_ext.errors import InputError
+from nnunet_ext.io.atomic_write import write_json
 
 PAD_HU = -1024
 Z_TOLERANCE_MM = 0.1
@@ -166,6 +166,6 @@ def convert_lidc(lidc_dir, dataset_id: int, name: str = "LIDCRaters", crop_xyz=(
                              f"{diameter[0]}-{diameter[1]} mm)")
         ds = rater_dataset_json({"0": "CT"}, n_raters, len(n_raters), name,
                                 "LIDC-IDRI nodule crops with every radiologist's mask (nnunet_ext rater-set labels)")
-        (tmp / "dataset.json").write_text(json.dumps(ds, indent=2))
-        (tmp / "conversion_log.json").write_text(json.dumps(log, indent=2))
+        write_json(tmp / "dataset.json", ds, indent=2)
+        write_json(tmp / "conversion_log.json", log, indent=2)
     return final

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Sequence
 
 from nnunet_ext.errors import InputError
+from nnunet_ext.io.atomic_write import copy_file
 
 LOG_NAME = "conversion_log.json"
 LUNG_MASK_MODES = ("auto", "threshold", "lungmask")
@@ -58,7 +59,10 @@ def case_id(patient_id: str) -> str:
 def _check_target(raw: Path, dataset_id: int, name: str, overwrite: bool) -> Path:
     """The final ``raw/DatasetXXX_name``; refuses other datasets with this ID, or a folder of this name not written
     by this converter, unless ``overwrite``. Creates nothing."""
+    from nnunet_ext.io.paths import check_dataset_name
+
     final = raw / f"Dataset{dataset_id:03d}_{name}"
+    check_dataset_name(name)
     old = sorted(p for p in raw.glob(f"Dataset{dataset_id:03d}_*") if p.is_dir()) if raw.is_dir() else []
     if not overwrite:
         others = [p for p in old if p != final]
@@ -78,7 +82,7 @@ def _link_or_copy(src: Path, dst: Path) -> None:
     try:
         os.link(src, dst)
     except OSError:
-        shutil.copy2(src, dst)
+        copy_file(src, dst)
 
 
 def _link_tree(src: Path, dst: Path, skip_existing: bool = False) -> None:
@@ -191,6 +195,7 @@ def _convert_nsclc(tcia_dir: str | Path, dataset_id: int, name: str = "NSCLCRadi
 
     from nnunet_ext.conversion.dicom import scan_dicom
     from nnunet_ext.io.imageio import atomic_write_text, read_image, write_image
+    from nnunet_ext.io.resume import output_problem
     from nnunet_ext.io.paths import env_dir
 
     tcia_dir = Path(tcia_dir)
@@ -246,9 +251,14 @@ def _convert_nsclc(tcia_dir: str | Path, dataset_id: int, name: str = "NSCLCRadi
     for case, pid in tqdm(sorted(ids.items()), desc="NSCLC cases", unit="case", disable=not progress):
         image_path, label_path = out / "imagesTr" / f"{case}_0000.nii.gz", out / "labelsTr" / f"{case}.nii.gz"
         lung_path = out / "lungmasksTr" / f"{case}.nii.gz"
-        if image_path.is_file() and label_path.is_file():
+        problem = None
+        if image_path.is_file() or label_path.is_file():  # a resume keeps a finished case only if it checks out
+            problem = output_problem(image_path) or output_problem(label_path, like=image_path)
+            if problem is not None:
+                print(f"{case}: converting again ({problem})")
+        if image_path.is_file() and label_path.is_file() and problem is None:
             entry = {**log["cases"].get(case, {"patient_id": pid}), "status": "kept"}
-            if lung_masks is not None and not lung_path.is_file():
+            if lung_masks is not None and (not lung_path.is_file() or output_problem(lung_path, like=image_path)):
                 hu, geometry = read_image(image_path)
                 lung, entry["lung_mask_backend"] = compute_lung_mask(hu, geometry, backend, lungmask_weights)
                 write_image(lung, geometry, lung_path)

@@ -12,15 +12,14 @@ per-case K).
 """
 from __future__ import annotations
 
-import json
 import re
-import shutil
 from pathlib import Path
 
 import numpy as np
 
 from nnunet_ext.methods.multi_rater.raters import ENCODING_NAME, MAX_RATERS, encode_raters, max_label
 from nnunet_ext.errors import InputError
+from nnunet_ext.io.atomic_write import copy_file, write_json
 
 from nnunet_ext.methods.multi_rater.rater_files import FILE_ENDING, RATER_RE, find_rater_files  # noqa: F401
 DATASET_KEY = "nnext_raters"
@@ -110,10 +109,10 @@ def convert_raters(input_dir, dataset_id: int, name: str = "Raters", overwrite: 
                 _, geometry = read_header(images[0])
                 write_image(encode_raters(masks), geometry, tmp / f"labels{split}" / f"{case}{FILE_ENDING}")
                 for p in images:
-                    shutil.copy2(p, tmp / f"images{split}" / p.name)
+                    copy_file(p, tmp / f"images{split}" / p.name)
                 for j, k in enumerate(sorted(raters)):
-                    shutil.copy2(raters[k], tmp / f"labels{split}_raters" / f"{case}_rater{j}{FILE_ENDING}")
+                    copy_file(raters[k], tmp / f"labels{split}_raters" / f"{case}_rater{j}{FILE_ENDING}")
                 n_raters[case] = len(raters)
         ds = rater_dataset_json(channel_names, n_raters, len(plan["Tr"]), name)
-        (tmp / "dataset.json").write_text(json.dumps(ds, indent=2))
+        write_json(tmp / "dataset.json", ds, indent=2)
     return final

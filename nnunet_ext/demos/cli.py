@@ -160,7 +160,9 @@ def _run_chest(args, root: Path) -> int:
 
     pngs = report_folder(raw / "imagesTs", pred, root / "png", ref_dir=raw / "labelsTs", window=(-1000, 400))
     overview = root / "overview.png"
-    shutil.copyfile(pngs[0], overview)
+    from nnunet_ext.io.atomic_write import copy_file, write_json
+
+    copy_file(pngs[0], overview)
     steps.stop("figures", t)
 
     summary = {
@@ -169,7 +171,7 @@ def _run_chest(args, root: Path) -> int:
         "mean": evaluation.get("mean"), "uncertainty": (evaluation.get("uncertainty") or {}).get("mean"),
         "timings_s": steps.timings,
     }
-    (root / "summary.json").write_text(json.dumps(summary, indent=2))
+    write_json(root / "summary.json", summary)
     mean = (evaluation.get("mean") or {}).get("1", {})
     print(f"\nDice {mean.get('dice', float('nan')):.3f}  HD95 {mean.get('hd95', float('nan')):.1f} mm  "
           f"(mean over {args.n_test} test cases)")

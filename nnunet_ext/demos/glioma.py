@@ -101,7 +101,9 @@ def tune_plans(plans_file: Path, patch=None, oversample: float | None = None) ->
     for c in ("2d", "3d_fullres"):
         block = plans["configurations"][c].setdefault("nnext_training", {})
         block["oversample_foreground_percent"] = oversample
-    plans_file.write_text(json.dumps(plans, indent=4))
+    from nnunet_ext.io.atomic_write import write_json
+
+    write_json(plans_file, plans, indent=4)
     return {"patch_3d": patch, "oversample_foreground_percent": oversample}
 
 
@@ -127,7 +129,7 @@ def overview_png(image, ref, fused, entropy, kernels: dict, path, title: str = "
     import matplotlib.patches as patches
     import matplotlib.pyplot as plt
 
-    from nnunet_ext.io.imageio import atomic_path
+    from nnunet_ext.io.atomic_write import save_figure
 
     every = [k for ks in kernels.values() for k in ks]
     counts = [sum(k["start"][0] <= s < k["start"][0] + k["size"][0] for k in every) for s in range(image.shape[0])]
@@ -155,8 +157,7 @@ def overview_png(image, ref, fused, entropy, kernels: dict, path, title: str = "
         a.axis("off")
     fig.text(0.5, 0.01, "WT yellow, TC blue, ET red", ha="center")
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=90, format="png")
+    save_figure(fig, path, dpi=90, format="png")
     plt.close(fig)
     return z
 

@@ -66,7 +66,7 @@ def before_after_png(ct, ref, before, after, u_before, u_after, clicks_zyx, path
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from nnunet_ext.io.imageio import atomic_path
+    from nnunet_ext.io.atomic_write import save_figure
 
     votes = np.zeros(ct.shape[0])
     for cz, _, _, _ in clicks_zyx:
@@ -95,8 +95,7 @@ def before_after_png(ct, ref, before, after, u_before, u_after, clicks_zyx, path
         ax.axis("off")
     fig.suptitle(f"{title}\nreference white, GTVp red, GTVn blue; clicks + positive, x negative (slice {z})")
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=90)
+    save_figure(fig, path, format="png", dpi=90)
     plt.close(fig)
     return z
 
@@ -198,10 +197,12 @@ def _run(args) -> int:
     if steps.must_redo("predict", s_pred, done and (out / "clicks.json").is_file()):
         shutil.rmtree(single, ignore_errors=True)
         clicks = _demo_clicks(raw, evald, case)
-        (out / "clicks.json").write_text(json.dumps({case: clicks}, indent=1))
+        from nnunet_ext.io.atomic_write import copy_file, write_json
+
+        write_json(out / "clicks.json", {case: clicks}, indent=1)
         (single / "in").mkdir(parents=True)
         for f in (raw / "imagesTs").glob(f"{case}_*.nii.gz"):
-            shutil.copy(f, single / "in" / f.name)
+            copy_file(f, single / "in" / f.name)
         n = ["--n-samples", args.n_samples, "--seed", args.seed]
         _nnext(["predict", "-m", "interactive", "-i", single / "in", "-o", single / "before", *model, *n])
         _nnext(["predict", "-m", "interactive", "-i", single / "in", "-o", single / "after", *model, *n,

@@ -46,7 +46,7 @@ def overview_png(image: np.ndarray, raters: np.ndarray, xs: np.ndarray, hc: np.n
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from nnunet_ext.io.imageio import atomic_path
+    from nnunet_ext.io.atomic_write import save_figure
 
     z = int(np.argmax(raters.any(0).sum((1, 2))))
     fig, axes = plt.subplots(1, 2, figsize=(8, 4.2))
@@ -67,8 +67,7 @@ def overview_png(image: np.ndarray, raters: np.ndarray, xs: np.ndarray, hc: np.n
     axes[1].set_title("X_S (green), HC (red), LC (blue)")
     fig.suptitle(title)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=90, format="png")
+    save_figure(fig, path, dpi=90, format="png")
     plt.close(fig)
     return z
 
@@ -167,7 +166,9 @@ def _run_nodule(args) -> int:
     summary["demo"] = {**s_plan, "configuration": config, "model": str(model), "pngs": [str(p) for p in pngs],
                        "timings_s": {**steps.timings, "total_s": round(time.perf_counter() - t_all, 1)},
                        "cpu_s": {**steps.cpu, "total_s": round(cpu_seconds(), 1)}, "load_average": os.getloadavg()}
-    (root / "summary.json").write_text(json.dumps(summary, indent=2))
+    from nnunet_ext.io.atomic_write import write_json
+
+    write_json(root / "summary.json", summary)
     m = summary["mean"]
     print(f"\nDice vs rater 0 {m['dice_rater0']:.3f}, vs union {m['dice_union']:.3f}, vs intersection "
           f"{m['dice_intersection']:.3f}; HC Dice {m.get('dice_hc', float('nan')):.3f}, LC Dice "

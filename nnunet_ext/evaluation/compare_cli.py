@@ -24,8 +24,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output", metavar="out.json", help="also write the results as JSON")
 
 
-def compare_summaries(summary_a: dict, summary_b: dict, metrics=DEFAULT_METRICS, labels=None) -> dict:
-    """Paired statistics of two loaded summaries (see :func:`nnunet_ext.evaluation.summary_io.load_summary`)."""
+def compare_summaries(summary_a: dict, summary_b: dict, metrics=DEFAULT_METRICS, labels=None,
+                      names: tuple[str, str] = ("A", "B")) -> dict:
+    """Paired statistics of two loaded summaries (see :func:`nnunet_ext.evaluation.summary_io.load_summary`);
+    ``names`` (their files) name the summary in messages. A compared label key missing from a common case's
+    metrics is refused naming the case and both key sets."""
     from nnunet_ext.core.stats import compare_paired
     from nnunet_ext.errors import InputError
 
@@ -40,6 +43,13 @@ def compare_summaries(summary_a: dict, summary_b: dict, metrics=DEFAULT_METRICS,
     keys = shared if not labels else [_resolve_label(str(x), shared, summary_a, summary_b) for x in labels]
     if not keys:
         raise InputError(f"the two summaries share no label or region (A: {', '.join(keys_a)}; B: {', '.join(keys_b)})")
+    for name, cases in zip(names, (cases_a, cases_b)):
+        for c in common:
+            lacking = [k for k in keys if k not in cases[c]]
+            if lacking:
+                raise InputError(f"{name}: case {c!r} has metrics for label key(s) {', '.join(map(repr, cases[c]))}, "
+                                 f"not {', '.join(map(repr, lacking))} that the other cases / summary use "
+                                 "(summaries of different label sets?)")
     available = sorted(set.intersection(*(set(cases_a[c][k]) & set(cases_b[c][k]) for c in common for k in keys)))
     lower = {m.lower(): m for m in available}
     chosen = []
@@ -107,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
 
         check_output_file(args.output, "output file (-o)")
     a, b = load_summary(args.a), load_summary(args.b)
-    result = compare_summaries(a, b, args.metrics, args.labels)
+    result = compare_summaries(a, b, args.metrics, args.labels, names=(args.a, args.b))
     result = {"a": args.a, "b": args.b, **result}
     print(f"A = {args.a}\nB = {args.b}\n{result['n_common_cases']} common case(s)"
           + (f"; only in A: {len(result['only_in_a'])}" if result["only_in_a"] else "")

@@ -16,7 +16,7 @@ from typing import Sequence
 import numpy as np
 
 from nnunet_ext.errors import InputError
-from nnunet_ext.io.imageio import atomic_path
+from nnunet_ext.io.atomic_write import save_figure
 
 __all__ = ["largest_component_centroid", "choose_slices", "view_specs", "save_case_report", "report_folder"]
 
@@ -131,8 +131,7 @@ def save_case_report(image_zyx: np.ndarray, path: str | os.PathLike, *, spacing_
         if title:
             fig.suptitle(title)
         path = os.fspath(path)
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, dpi=100, format="png")
+        save_figure(fig, path, dpi=100, format="png")
     finally:
         plt.close(fig)
     return path

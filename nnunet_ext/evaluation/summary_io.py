@@ -104,6 +104,12 @@ def load_summary(path: str | os.PathLike) -> dict:
                                               for c in cases):
         raise InputError(f"{path}: not an evaluation summary (needs 'metric_per_case' entries with 'case' and "
                          f"'metrics'; write one with 'nnext evaluate')")
+    seen = {}
+    for n, record in enumerate(cases):  # a case twice: which entry counts would be a silent choice
+        if record["case"] in seen:
+            raise InputError(f"{path}: case {record['case']!r} appears twice in metric_per_case (entries "
+                             f"{seen[record['case']]} and {n}); one entry per case")
+        seen[record["case"]] = n
     for record in cases:
         record["metrics"] = _nan_from_json(record["metrics"])
         for key, metrics in record["metrics"].items():

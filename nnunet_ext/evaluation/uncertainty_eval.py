@@ -30,7 +30,8 @@ import numpy as np
 from nnunet_ext.core.calibration import (ECE_POOLING, ReliabilityBins, auroc, brier_score,
                                          expected_calibration_error, top_uncertainty_dice)
 from nnunet_ext.errors import InputError
-from nnunet_ext.io.imageio import atomic_path, read_header, read_image, read_probabilities
+from nnunet_ext.io.imageio import read_header, read_image, read_probabilities
+from nnunet_ext.io.atomic_write import save_figure
 
 __all__ = ["UNCERTAINTY_SUFFIX", "PROBABILITIES_SUFFIX", "UNC_ROIS", "UNCERTAINTY_METRICS", "UncertaintyOptions",
            "drop_auxiliary", "check_uncertainty_inputs", "roi_slices", "case_uncertainty",
@@ -246,8 +247,7 @@ def save_reliability_diagram(bins: dict | ReliabilityBins, path: str | os.PathLi
         axh.set(xlabel="confidence (foreground class probability)", ylabel="count")
         fig.tight_layout()
         path = os.fspath(path)
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, dpi=110, format="png")
+        save_figure(fig, path, dpi=110, format="png")
     finally:
         plt.close(fig)
     return path

@@ -41,6 +41,18 @@ class Geometry:
                 and (not self.direction or not other.direction
                      or np.allclose(self.direction, other.direction, atol=atol)))
 
+    def differences(self, other: "Geometry", atol: float = 1e-4) -> list[str]:
+        """What differs from ``other``, e.g. ``["origin (x,y,z) (0, 0, 5) vs (0, 0, 0)"]`` ([] = :meth:`matches`)."""
+        def fmt(v):
+            return "(" + ", ".join(f"{round(float(x), 6) + 0.0:.6g}" for x in v) + ")"  # + 0.0: no "-0"
+
+        out = []
+        for name, a, b in (("spacing", self.spacing, other.spacing), ("origin", self.origin, other.origin),
+                           ("direction", self.direction, other.direction)):
+            if a and b and (len(a) != len(b) or not np.allclose(a, b, atol=atol)):
+                out.append(f"{name}{' (x,y,z)' if name != 'direction' else ''} {fmt(a)} vs {fmt(b)}")
+        return out
+
 
 def crop_properties(properties: dict, box) -> dict:
     """nnU-Net reader properties of the sub-grid ``box`` (slices, z-y-x) of an image: spacing unchanged, origin

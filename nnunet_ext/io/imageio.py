@@ -13,16 +13,14 @@ import numpy as np
 import SimpleITK as sitk
 
 from nnunet_ext.errors import InputError
-from nnunet_ext.io.atomic import atomic_path, atomic_write_text  # noqa: F401 (part of this module's API)
 from nnunet_ext.io.geometry import Geometry
 from nnunet_ext.io.integrity import read_sitk, sitk_error_text  # noqa: F401 (part of this module's API)
 
-
 def write_image(array: np.ndarray, geometry: Geometry, path: str | os.PathLike) -> None:
     """Write ``array`` (z, y, x) with ``geometry`` to ``path`` atomically (temp file + rename)."""
-    image = geometry.apply(sitk.GetImageFromArray(np.ascontiguousarray(array)))
-    with atomic_path(path) as tmp:
-        sitk.WriteImage(image, tmp, True)
+    from nnunet_ext.io.atomic_write import write_sitk
+
+    write_sitk(geometry.apply(sitk.GetImageFromArray(np.ascontiguousarray(array))), path)
 
 
 def read_image(path: str | os.PathLike, *, ndim=None, kind: str = "map", nan_policy: str = "refuse",
@@ -44,6 +42,21 @@ def read_header(path: str | os.PathLike) -> tuple[tuple[int, ...], Geometry]:
     from nnunet_ext.io.integrity import read_header_checked
 
     return read_header_checked(path)
+
+
+def atomic_path(path: str | os.PathLike, **verify):
+    """Temporary name beside ``path``, renamed onto it once written and verified
+    (:func:`nnunet_ext.io.atomic_write.atomic_path`, looked up at call time)."""
+    from nnunet_ext.io import atomic_write
+
+    return atomic_write.atomic_path(path, **verify)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` to ``path`` through the verifying writer (:func:`nnunet_ext.io.atomic_write.write_text`)."""
+    from nnunet_ext.io import atomic_write
+
+    atomic_write.write_text(path, text)
 
 
 def strip_ending(filename: str, endings: Sequence[str] = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd")) -> str:
@@ -72,8 +85,9 @@ def write_probabilities(probs_czyx: np.ndarray, geometry: Geometry, path: str | 
         direction = np.eye(d + 1)
         direction[:d, :d] = np.asarray(geometry.direction, dtype=float).reshape(d, d)
         image.SetDirection(direction.ravel().tolist())
-    with atomic_path(path) as tmp:
-        sitk.WriteImage(image, tmp, True)
+    from nnunet_ext.io.atomic_write import write_sitk
+
+    write_sitk(image, path)
 
 
 def read_probabilities(path: str | os.PathLike) -> tuple[np.ndarray, Geometry]:

@@ -391,7 +391,7 @@ def check_settings(folder: str | os.PathLike, settings: Mapping[str, Any], overw
 def record_settings(folder: str | os.PathLike, settings: Mapping[str, Any], *, filename: str = SETTINGS_FILE,
                     command: str | None = None) -> Path:
     """Write ``folder/filename`` = ``{"command", "settings"}`` atomically (creates ``folder``); returns its path."""
-    from nnunet_ext.io.atomic import atomic_write_text
+    from nnunet_ext.io.atomic_write import write_text as atomic_write_text
 
     record = Path(os.fspath(folder)) / filename
     body = {"command": command, "settings": _normalised(settings)}

@@ -82,11 +82,21 @@ def find_dataset(dataset: "int | str", root_var: str = "nnUNet_raw") -> Path:
     raise InputError(f"dataset {text} not found in {root_var}={root} (known: {known})")
 
 
+def check_dataset_name(name: str) -> str:
+    """A dataset name that makes one folder ``DatasetXXX_NAME`` in ``nnUNet_raw``: letters, digits, ``_`` and ``-``
+    (no ``/``, ``..`` or spaces, which would place the dataset elsewhere or break nnU-Net's name parsing)."""
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", name):
+        raise InputError(f"--name {name!r}: a dataset name may only contain letters, digits, '_' and '-' (it becomes "
+                         "the folder DatasetXXX_NAME)")
+    return name
+
+
 @contextlib.contextmanager
 def staged_dataset(raw: Path, dataset_id: int, name: str, overwrite: bool = False):
     """Yield a hidden temporary folder to build ``raw/DatasetXXX_name`` in; on success it replaces any
     ``DatasetXXX_*`` (only with ``overwrite``, else :class:`InputError` up front) and is renamed into place; on
-    failure it is deleted, so no half-written dataset is ever visible."""
+    failure it is deleted, so no half-written dataset is ever visible. ``name``: :func:`check_dataset_name`."""
+    check_dataset_name(name)
     old = sorted(p for p in raw.glob(f"Dataset{dataset_id:03d}_*") if p.is_dir()) if raw.is_dir() else []
     if old and not overwrite:
         raise InputError(f"dataset ID {dataset_id} already exists: {old[0]}; pass --overwrite to replace it")

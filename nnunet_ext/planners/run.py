@@ -223,6 +223,6 @@ def _merge_schedule(dataset_name: str, plans_identifier: str, schedule: dict) ->
     path = env_dir("nnUNet_preprocessed") / dataset_name / f"{plans_identifier}.json"
     plans = json.loads(path.read_text())
     plans[PLANS_KEY] = {**(plans.get(PLANS_KEY) or {}), **schedule}
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(plans, indent=4))
-    os.replace(tmp, path)
+    from nnunet_ext.io.atomic_write import write_json
+
+    write_json(path, plans, indent=4)

@@ -116,6 +116,7 @@ class SlidingWindowEngine(nnUNetPredictor):
         from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
         from nnunet_ext.io.integrity import check_checkpoint, load_json_checked
+        from nnunet_ext.predictors.model_match import check_weights_fit
 
         folds = detect_folds(model_folder, checkpoint_name) if folds is None else list(folds)
         dataset_json = load_json_checked(join(model_folder, "dataset.json"), ("file_ending", "labels"), "dataset.json")
@@ -125,13 +126,19 @@ class SlidingWindowEngine(nnUNetPredictor):
                                                                       "transpose_forward", "transpose_backward"),
                                   "plans.json")
         plans_manager = PlansManager(plans)
-        parameters, first = [], None
+        parameters, first, ckpts = [], None, []
         for f in folds:
-            ckpt = check_checkpoint(join(model_folder, f"fold_{f}", checkpoint_name), load=True)
+            path = join(model_folder, f"fold_{f}", checkpoint_name)
+            ckpt = check_checkpoint(path, load=True)
             parameters.append(ckpt["network_weights"])
+            ckpts.append((path, ckpt))
             first = first or ckpt
         meta = dict(first.get("nnext") or {})
-        configuration_manager = plans_manager.get_configuration(first["init_args"]["configuration"])
+        configuration = first["init_args"]["configuration"]
+        if configuration not in plans.get("configurations", {}):
+            raise InputError(f"{join(model_folder, 'plans.json')}: has no configuration {configuration!r}, which the "
+                             f"checkpoint {ckpts[0][0]} was trained with (plans: {', '.join(plans['configurations'])})")
+        configuration_manager = plans_manager.get_configuration(configuration)
         trainer_class = recursive_find_trainer_class_by_name(first["trainer_name"])
         if trainer_class is None:
             raise InputError(f"{model_folder}: trainer {first['trainer_name']} not found (is its package installed?)")
@@ -144,6 +151,8 @@ class SlidingWindowEngine(nnUNetPredictor):
         with prediction_dropout(p, kind):  # the checkpoint's dropout, not the training-time env vars
             network = trainer_class.build_network_architecture(plans_manager, configuration_manager, n_in, n_out,
                                                                enable_deep_supervision=False)
+        for path, ckpt in ckpts:
+            check_weights_fit(network, ckpt, path, join(model_folder, "plans.json"), plans)
         network.load_state_dict(parameters[0])
         self.plans_manager, self.configuration_manager = plans_manager, configuration_manager
         self.list_of_parameters, self.network, self.dataset_json = parameters, network, dataset_json

@@ -135,8 +135,10 @@ def read_case_checked(case: Case, plans_manager, configuration_manager, nan_poli
     f0, shape0, g0 = shapes[0]
     for f, shape, g in shapes[1:]:
         if shape != shape0 or not g.matches(g0):
-            raise InputError(f"{f}: channel grid {shape} / spacing {g.spacing} differs from {f0} ({shape0} / "
-                             f"{g0.spacing}); all channels of a case must share one grid")
+            what = ([f"size (x,y,z) {tuple(shape)[::-1]} vs {tuple(shape0)[::-1]}"] if shape != shape0 else []) \
+                + g.differences(g0)
+            raise InputError(f"{f}: channel grid differs from {os.path.basename(f0)}: {'; '.join(what)}; all "
+                             "channels of a case must share one grid")
     if len(configuration_manager.patch_size) == 3 and len(shape0) != 3:
         raise InputError(f"{f0}: a 2D image of size {shape0[::-1]}, but the model is 3D (patch "
                          f"{tuple(configuration_manager.patch_size)}); use a 2d model or a 3D image")

@@ -1,10 +1,14 @@
 """The one case loop of ``nnext predict``, for every method.
 
-``cases[part_id::num_parts]`` are predicted into ``out``. A case counts as done when all its output files exist
-(:meth:`OutputSpec.files`); done cases are skipped (nnU-Net's ``--continue_prediction`` is this behaviour)
-unless ``overwrite``. The folder records the settings that produced it (``nnext_settings.json``); a re-run with
-other output-defining settings is refused unless ``--overwrite`` (stale-output guard). Nothing is written before
-the first case to predict has been read and validated. Every file is written atomically, the segmentation last.
+``cases[part_id::num_parts]`` are predicted into ``out``. A case is skipped (nnU-Net's ``--continue_prediction``
+is this behaviour) unless ``overwrite`` only when it checks out (:func:`stale_reason`): the folder's settings record
+exists and matches, and every output file (:meth:`OutputSpec.files`) exists, is non-empty, complete (gzip stream)
+and readable (header; JSON parsed, archives' CRCs), and the segmentation lies on its input's grid; otherwise the
+case is redone with a one-line note. The folder records the settings that produced it (``.nnext_settings.json``);
+a re-run with other output-defining settings is refused unless ``--overwrite`` (stale-output guard). Nothing is
+written before the first case to predict has been read and validated. Every file is written atomically and
+verified (:mod:`nnunet_ext.io.atomic_write`), the segmentation last; the settings record, ``predict_settings.json``,
+``dataset.json`` and ``plans.json`` only once the first case's outputs are all written and verified.
 
 ``-npp N``: N background threads read and preprocess the next cases while the device predicts; ``-nps N``: N
 threads write finished cases. Each case is seeded from ``(seed, case id)`` only, so the results are identical to
@@ -25,7 +29,7 @@ from nnunet_ext.predictors.method import CaseContext, CaseResult, Method
 
 #: settings that do not change what is written (excluded from the stale-output comparison)
 VOLATILE = ("i", "o", "overwrite", "continue_prediction", "num_parts", "part_id", "npp", "nps", "device",
-            "png", "debug", "progress")
+            "png", "debug", "progress", "allow_missing_clicks")
 
 
 @dataclass(frozen=True)
@@ -53,13 +57,26 @@ class OutputSpec:
         paths += [f"{side}_{s}{ending}" for s in self.images] + [f"{side}_{s}.json" for s in self.jsons]
         return paths + [f"{stem}{ending}"]
 
-    def done(self, stem: str, ending: str) -> bool:
-        return all(os.path.isfile(p) for p in self.files(stem, ending))
+
+def stale_reason(case, spec: OutputSpec, stem: str, ending: str) -> "str | None":
+    """Why the outputs of ``case`` at ``stem`` cannot be kept by a resume (``None``: they can): a file missing,
+    empty, incomplete or unreadable, or a segmentation on another grid than the case's first input image
+    (:func:`nnunet_ext.io.resume.output_problem`)."""
+    from nnunet_ext.io.resume import output_problem
+
+    files = getattr(case, "files", ())
+    seg = f"{stem}{ending}"
+    for p in spec.files(stem, ending):
+        problem = output_problem(p, like=files[0] if files and p == seg else None)
+        if problem is not None:
+            return problem
+    return None
 
 
 def write_result(result: CaseResult, spec: OutputSpec, stem: str, ending: str) -> None:
     """Write one case: maps, probabilities, side outputs, then the segmentation (its presence marks it done)."""
-    from nnunet_ext.io.imageio import atomic_path, atomic_write_text, write_image, write_probabilities
+    from nnunet_ext.io.imageio import atomic_write_text, write_image, write_probabilities
+    from nnunet_ext.io.atomic_write import save_npz, save_pickle
 
     g = result.geometry
     side = spec.side_stem(stem)
@@ -72,13 +89,8 @@ def write_result(result: CaseResult, spec: OutputSpec, stem: str, ending: str) -
             raise InputError("this method produces no probabilities (--save_probabilities)")
         probs = np.asarray(result.probabilities, dtype=np.float32)
         write_probabilities(np.stack([spatial(p) for p in probs]), g, f"{side}_probabilities{ending}")
-        with atomic_path(f"{stem}.npz") as tmp:  # exactly nnUNetv2_predict's files (nnUNetv2_ensemble reads them)
-            with open(tmp, "wb") as f:
-                np.savez_compressed(f, probabilities=probs)
-        from batchgenerators.utilities.file_and_folder_operations import save_pickle
-
-        with atomic_path(f"{stem}.pkl") as tmp:
-            save_pickle(result.properties or {}, tmp)
+        save_npz(f"{stem}.npz", probabilities=probs)  # exactly nnUNetv2_predict's files (nnUNetv2_ensemble reads)
+        save_pickle(result.properties or {}, f"{stem}.pkl")
     for suffix in spec.images:
         write_image(spatial(np.asarray(result.images[suffix])), g, f"{side}_{suffix}{ending}")
     for suffix in spec.jsons:
@@ -91,7 +103,7 @@ def predict_cases(method: Method, cases: list, out: "str | os.PathLike", spec: O
                   overwrite: bool = False, num_parts: int = 1, part_id: int = 0, seed: int = 0,
                   settings: "dict | None" = None, npp: int = 0, nps: int = 0, progress: bool = True) -> list[str]:
     """Predict ``cases[part_id::num_parts]`` into ``out`` (module docstring); returns the ids predicted now."""
-    from nnunet_ext.io.integrity import check_output_dir, check_settings, record_settings
+    from nnunet_ext.io.integrity import check_output_dir, check_settings
 
     if num_parts < 1 or not 0 <= part_id < num_parts:
         raise InputError(f"-part_id must be in [0, -num_parts), got {part_id} with -num_parts {num_parts}")
@@ -101,12 +113,13 @@ def predict_cases(method: Method, cases: list, out: "str | os.PathLike", spec: O
     if spec.maps_dir is not None:
         check_output_dir(spec.maps_dir, "maps folder (--maps-dir)")
     signature = {k: v for k, v in (settings or {}).items() if k not in VOLATILE}
-    check_settings(out, signature, overwrite, what="prediction folder")
+    recorded = check_settings(out, signature, overwrite, what="prediction folder")
     ending = method.dataset_json["file_ending"]
     mine = cases[part_id::num_parts]
-    todo = [c for c in mine if overwrite or not spec.done(str(out / c.case_id), ending)]
+    todo = mine if overwrite else [c for c in mine if not _keep(c, spec, str(out / c.case_id), ending, recorded)]
     if len(todo) < len(mine):
-        print(f"{len(mine) - len(todo)} of {len(mine)} cases already predicted in {out} (use --overwrite to redo)")
+        print(f"{len(mine) - len(todo)} of {len(mine)} cases already predicted in {out} (outputs checked; use "
+              "--overwrite to redo)")
     if not todo:
         return []
     prep_pool = ThreadPoolExecutor(npp) if npp else None
@@ -128,25 +141,20 @@ def predict_cases(method: Method, cases: list, out: "str | os.PathLike", spec: O
 
         _check_headers(method, todo)  # every input's header, then the first case's voxels: before any write
         first = prepared(0)
-        record_settings(out, signature, command="nnext predict")
         if spec.maps_dir is not None:
             os.makedirs(spec.maps_dir, exist_ok=True)
-        if settings is not None:
-            _write_json(out / "predict_settings.json", settings)
-            _write_json(out / "dataset.json", method.dataset_json)
-            plans = getattr(getattr(method, "engine", None), "plans_manager", None)
-            if plans is not None:
-                _write_json(out / "plans.json", plans.plans)
         bar = tqdm(total=len(todo), desc="cases", unit="case", disable=not progress)
         for i, case in enumerate(todo):
             item = first if i == 0 else prepared(i)
             ctx = CaseContext.for_case(case.case_id, seed)
             result = method.predict_case(item, ctx)
             stem = str(out / case.case_id)
-            if write_pool is None:
+            if write_pool is None or i == 0:  # the first case synchronously: the records follow its outputs
                 write_result(result, spec, stem, ending)
             else:
                 writes.append(write_pool.submit(write_result, result, spec, stem, ending))
+            if i == 0:
+                _write_records(out, signature, settings, method)
             done.append(case.case_id)
             bar.update()
         for w in writes:
@@ -172,6 +180,30 @@ def _check_headers(method: Method, cases: list) -> None:
             if config is not None and len(config.patch_size) == 3 and len(shape) != 3:
                 raise InputError(f"{f}: a 2D image of size {shape[::-1]}, but the model is 3D (patch "
                                  f"{tuple(config.patch_size)}); use a 2d model or a 3D image")
+
+
+def _keep(case, spec: OutputSpec, stem: str, ending: str, recorded: bool) -> bool:
+    """Whether a resume may skip ``case``: outputs present and checked (:func:`stale_reason`) under a matching
+    settings record; a one-line note when existing outputs are redone."""
+    if not any(os.path.exists(p) for p in spec.files(stem, ending)):
+        return False
+    reason = stale_reason(case, spec, stem, ending) if recorded else "no settings record in the folder"
+    if reason is not None:
+        print(f"{case.case_id}: redoing the case ({reason})")
+    return reason is None
+
+
+def _write_records(out: Path, signature: dict, settings: "dict | None", method: Method) -> None:
+    """The folder's settings record and nnU-Net-style records, written once the first case's outputs are verified."""
+    from nnunet_ext.io.integrity import record_settings
+
+    record_settings(out, signature, command="nnext predict")
+    if settings is not None:
+        _write_json(out / "predict_settings.json", settings)
+        _write_json(out / "dataset.json", method.dataset_json)
+        plans = getattr(getattr(method, "engine", None), "plans_manager", None)
+        if plans is not None:
+            _write_json(out / "plans.json", plans.plans)
 
 
 def _write_json(path: Path, obj) -> None:

@@ -126,6 +126,9 @@ class Method:
     def dataset_json(self) -> dict:
         raise NotImplementedError
 
+    def check_cases(self, cases: list) -> None:
+        """Refuse (InputError) options that do not fit the input cases, before anything is written; default: none."""
+
     def prepare(self, case: Case):
         """CPU work that can run ahead of the device (reading, preprocessing); default: nothing."""
         return case

@@ -7,7 +7,6 @@ leaves a half-written dataset behind.
 from __future__ import annotations
 
 import importlib
-import json
 import os
 import re
 from dataclasses import dataclass, field
@@ -184,9 +183,9 @@ def _write_case(folder: Path, split: str, case_id: str, case: PhantomCase) -> No
 
 
 def _write_json(path: Path, obj) -> None:
-    with open(path, "w") as f:
-        json.dump(obj, f, indent=2, default=_json_default)
-        f.write("\n")
+    from nnunet_ext.io.atomic_write import write_json
+
+    write_json(path, obj, default=_json_default)
 
 
 def _json_default(o):

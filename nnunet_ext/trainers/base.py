@@ -68,6 +68,6 @@ class NnextTrainer(nnUNetTrainer):
             return
         checkpoint = torch.load(filename, map_location="cpu", weights_only=False)
         checkpoint[CHECKPOINT_KEY] = self.checkpoint_metadata()
-        tmp = filename + ".tmp"
-        torch.save(checkpoint, tmp)
-        os.replace(tmp, filename)
+        from nnunet_ext.io.atomic_write import torch_save
+
+        torch_save(checkpoint, filename)

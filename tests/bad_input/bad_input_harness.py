@@ -31,7 +31,7 @@ from nnunet_ext.cli.main import main
 from nnunet_ext.io.imageio import Geometry, read_image, write_image
 
 CLASSES = ("missing", "empty", "corrupt", "truncated", "nan", "wrong_dim", "wrong_geometry", "malformed_json",
-           "bad_option", "output_is_file", "unwritable_output", "interrupted", "other_settings")
+           "bad_option", "output_is_file", "unwritable_output", "interrupted", "other_settings", "disk_full")
 G = Geometry((0.8, 0.9, 2.0), (-10.0, 5.0, 3.0))
 
 
@@ -46,6 +46,7 @@ class Cell:
     patches: list = field(default_factory=list)  # (target, name, value) applied just before the run
     keep: str | None = None         # regex of new paths that may stay: finished, complete outputs kept for resume
     stdout: str | None = None       # regex the standard output of the failing run must match
+    reporter: str | None = None     # the command whose line it is (a demo's nested step reports under its own name)
 
 
 # ----------------------------------------------------------------------------------------------- helpers
@@ -127,15 +128,40 @@ def interrupt_on_call(module, name: str, after: int = 1):
 
 
 @contextlib.contextmanager
-def _denied(path):
+def _denied(path, **verify):
     raise PermissionError(errno.EACCES, "Permission denied", os.fspath(path))
     yield  # pragma: no cover
 
 
 def unwritable():
-    """Every atomic write (images, JSON, CSV: all go through imageio.atomic_path) fails with EACCES."""
-    import nnunet_ext.io.imageio as io
-    return (io, "atomic_path", _denied)
+    """Every atomic write (images, JSON, CSV, figures: all go through io.atomic_write.atomic_path) fails with EACCES."""
+    import nnunet_ext.io.atomic_write as aw
+    return (aw, "atomic_path", _denied)
+
+
+def disk_full(mode: str = "short", after: int = 0):
+    """Fault injection into the one writer (:mod:`nnunet_ext.io.atomic_write`): from write number ``after + 1`` on,
+    the device is full. ``mode="short"``: the data reached the file only partly (truncated to a third, as SimpleITK's
+    silent "wrote only 0 of N bytes" leaves it; 0 bytes for files under 64 bytes) and nothing raises, so the
+    verification must catch it; ``mode="enospc"``: flushing the file raises ENOSPC. Patches ``_fsync``, the step
+    where delayed write errors surface, so every writer of the project is covered by one patch."""
+    import nnunet_ext.io.atomic_write as aw
+
+    real, calls = aw._fsync, {"n": 0}
+
+    def fsync(path):
+        calls["n"] += 1
+        if calls["n"] > after:
+            if mode == "enospc":
+                raise OSError(errno.ENOSPC, "No space left on device", path)
+            size = os.path.getsize(path)
+            os.truncate(path, size // 3 if size >= 64 else 0)
+        return real(path)
+    return (aw, "_fsync", fsync)
+
+
+#: the one line of a disk-full cell
+DISK_FULL = r"disk full while writing \S+"
 
 
 def file_at(path: Path) -> Path:
@@ -202,7 +228,7 @@ def run_cell(cell: Cell | None, name: str, workspace: Path, monkeypatch, capsys)
     out, err = capsys.readouterr()
     assert code == cell.code, err
     assert cell.stdout is None or re.search(cell.stdout, out), (cell.stdout, out)
-    _one_error_line(err, cell.argv[0], cell.match, cell.code)
+    _one_error_line(err, cell.reporter or cell.argv[0], cell.match, cell.code)
     new = _tree(workspace) - before
     assert not any(".tmp-" in p for p in new), new     # never a half-written file
     if cell.resumable or cell.keep:                      # only finished, complete outputs stay

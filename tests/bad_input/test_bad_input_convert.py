@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from bad_input_harness import (G, Cell, cell_ids, ct_image, file_at, interrupt_on_call, label_map, matrix_cells,
+from bad_input_harness import (DISK_FULL, disk_full,
+                               G, Cell, cell_ids, ct_image, file_at, interrupt_on_call, label_map, matrix_cells,
                                run_cell, spoiled_cell, unwritable)
 from bad_input_harness import workspace  # noqa: F401 (a fixture)
 from nnunet_ext.cli.main import main
@@ -38,6 +39,8 @@ def _output_cells(tmp: Path, mp, klass, argv, dataset: str, write_module=None, c
         file_at(tmp / "rawfile")
         mp.setenv("nnUNet_raw", str(tmp / "rawfile"))
         return Cell(argv, r"rawfile: nnUNet_raw folder is an existing file")
+    if klass == "disk_full":
+        return Cell(argv, DISK_FULL, patches=[disk_full()])
     if klass == "unwritable_output":
         return Cell(argv, r"not writable", patches=[unwritable()])
     if klass == "interrupted":  # the dataset is staged: nothing visible, a re-run converts everything
@@ -172,6 +175,8 @@ def _cmd_convert_brats(tmp: Path, mp, klass: str) -> Cell | None:
         return Cell(argv, r"BraTS2021_00002_flair\.nii\.gz is not on the grid of BraTS2021_00002_t1\.nii\.gz")
     if klass == "bad_option":  # -d out of range
         return Cell(argv[:5] + ["1000"] + argv[6:], r"-d must be a dataset ID in 1\.\.999, got 1000")
+    if klass == "disk_full":
+        return Cell(argv, DISK_FULL, patches=[disk_full()])
     if klass == "unwritable_output":  # the cases are written with SimpleITK into the staged folder
         def denied(*a, **k):
             raise PermissionError(13, "Permission denied", str(a[1]))
@@ -218,12 +223,14 @@ def _cmd_convert_brats_back(tmp: Path, mp, klass: str) -> Cell | None:
         return Cell(argv, r"BraTS2021_00001\.nii\.gz: label values \[7\] are not dataset labels")
     if klass == "output_is_file":
         return Cell(argv[:5] + [str(file_at(tmp / "out"))] + argv[6:], r"out: .*(existing file|is a file|not a folder)")
+    if klass == "disk_full":
+        return Cell(argv, DISK_FULL, patches=[disk_full()])
     if klass == "unwritable_output":
         return Cell(argv, r"not writable", patches=[unwritable()])
     if klass == "interrupted":  # finished files are complete and stay; the re-run needs --overwrite for them
-        import nnunet_ext.io.imageio as io
+        import nnunet_ext.io.atomic_write as aw
         return Cell(argv, "interrupted", code=130, resumable=True, rerun=argv + ["--overwrite"],
-                    patches=[interrupt_on_call(io, "atomic_path", 1)])
+                    patches=[interrupt_on_call(aw, "atomic_path", 1)])
     if klass == "other_settings":
         assert main(argv) == 0
         return Cell(argv[:-1] + ["2020"], r"BraTS2021_00000\.nii\.gz: exists; pass --overwrite")

@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bad_input_harness import (CHEST_G, G, Cell, cell_ids, chest_ct, file_at, interrupt_on_call, label_map,
+from bad_input_harness import (DISK_FULL, disk_full,
+                               CHEST_G, G, Cell, cell_ids, chest_ct, file_at, interrupt_on_call, label_map,
                                matrix_cells, run_cell, spoil, unwritable)
 from bad_input_harness import workspace  # noqa: F401 (a fixture)
 from nnunet_ext.cli.main import main
@@ -50,6 +51,8 @@ def _cmd_evaluate(tmp: Path, mp, klass: str) -> Cell | None:
     if klass == "output_is_file":
         return Cell(argv[:-3] + ["-o", str(file_at(tmp / "f.txt") / "summary.json"), "-q"],
                     r"f\.txt: folder of the summary file \(-o\) is an existing file")
+    if klass == "disk_full":
+        return Cell(argv, DISK_FULL, patches=[disk_full()])
     if klass == "unwritable_output":
         return Cell(argv, r"summary\.json: not writable", patches=[unwritable()])
     if klass == "interrupted":
@@ -91,6 +94,8 @@ def _cmd_compare(tmp: Path, mp, klass: str) -> Cell | None:
         return Cell(argv, r"a\.json: case 'y', label '1': non-numeric value\(s\) for dice")
     if klass == "output_is_file":
         return Cell(argv[:-1] + [str(file_at(tmp / "f.txt") / "cmp.json")], r"f\.txt: folder of the output file")
+    if klass == "disk_full":
+        return Cell(argv, DISK_FULL, patches=[disk_full()])
     if klass == "unwritable_output":
         return Cell(argv, r"cmp\.json: not writable", patches=[unwritable()])
     return None
@@ -128,6 +133,8 @@ def _cmd_lungmask(tmp: Path, mp, klass: str) -> Cell | None:
         return Cell(argv + ["--lungmask-weights", str(tmp / "w.pth")], r"w\.pth: lungmask weights file not found")
     if klass == "output_is_file":
         return Cell(argv[:4] + [str(file_at(tmp / "masks"))] + argv[5:], r"masks: output folder \(-o\) is an existing file")
+    if klass == "disk_full":
+        return Cell(argv, DISK_FULL, patches=[disk_full()])
     if klass == "unwritable_output":
         return Cell(argv, r"not writable", patches=[unwritable()])
     if klass == "interrupted":
@@ -181,6 +188,8 @@ def _cmd_postprocess(tmp: Path, mp, klass: str) -> Cell | None:
         return Cell(argv, r"pred/c0\.nii\.gz: \d+ non-integer voxel value")
     if klass == "output_is_file":
         return Cell(argv[:-1] + [str(file_at(tmp / "out"))], r"out: output folder \(-o\) is an existing file")
+    if klass == "disk_full":
+        return Cell(argv, DISK_FULL, patches=[disk_full()])
     if klass == "unwritable_output":
         return Cell(argv, r"not writable", patches=[unwritable()])
     if klass == "interrupted":
@@ -226,3 +235,25 @@ def test_unexpected_error_one_line_traceback_with_debug(workspace, monkeypatch, 
     monkeypatch.setenv("NNEXT_DEBUG", "1")
     with pytest.raises(ZeroDivisionError):
         main(["compare", "-a", str(a), "-b", str(a)])
+
+
+# ------------------------------------------------------------- issue 19: compare's duplicated cases and label keys
+
+def _compare_extra(tmp: Path, mp, klass: str) -> Cell:
+    a, b = tmp / "a.json", tmp / "b.json"
+    data = _summary({"x": 0.5, "y": 0.6, "z": 0.7})
+    b.write_text(json.dumps(_summary({"x": 0.6, "y": 0.65, "z": 0.9})))
+    argv = ["compare", "-a", str(a), "-b", str(b), "-o", str(tmp / "out" / "cmp.json")]
+    if klass == "duplicated_case":  # which of the two entries would count is a silent choice
+        data["metric_per_case"].append({"case": "y", "metrics": {"1": {"dice": 0.1, "hd95": 9.0, "nsd": 0.1}}})
+        a.write_text(json.dumps(data))
+        return Cell(argv, r"a\.json: case 'y' appears twice in metric_per_case \(entries 1 and 3\)")
+    data["metric_per_case"][1]["metrics"] = {"2": data["metric_per_case"][1]["metrics"]["1"]}  # other label key
+    data["labels"] = {"1": {"name": "tumor"}}
+    a.write_text(json.dumps(data))
+    return Cell(argv, r"a\.json: case 'y' has metrics for label key\(s\) '2', not '1'")
+
+
+@pytest.mark.parametrize("klass", ["duplicated_case", "label_key"])
+def test_compare_refuses_duplicated_cases_and_other_label_keys(klass, workspace, monkeypatch, capsys):
+    run_cell(_compare_extra(workspace, monkeypatch, klass), f"compare x {klass}", workspace, monkeypatch, capsys)

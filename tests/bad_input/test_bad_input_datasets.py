@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from bad_input_harness import (G, Cell, cell_ids, ct_image, file_at, interrupt_on_call, label_map, matrix_cells,
+from bad_input_harness import (DISK_FULL, disk_full,
+                               G, Cell, cell_ids, ct_image, file_at, interrupt_on_call, label_map, matrix_cells,
                                raw_dataset, run_cell, spoil, unwritable, write_nan_image)
 from bad_input_harness import workspace  # noqa: F401 (a fixture)
 from nnunet_ext.cli.main import main
@@ -42,6 +43,8 @@ def _cmd_roi_dataset(tmp: Path, mp, klass: str) -> Cell | None:
     if klass == "output_is_file":  # the final dataset path is taken by a file: the swap fails, nothing is left
         file_at(tmp / "raw" / "Dataset902_BadROI2")
         return Cell(argv, r"Dataset902_BadROI2: is a file, expected a folder")
+    if klass == "disk_full":
+        return Cell(argv, DISK_FULL, patches=[disk_full()])
     if klass == "unwritable_output":
         return Cell(argv, r"not writable", patches=[unwritable()])
     if klass == "interrupted":
@@ -60,6 +63,8 @@ def _cmd_synth(tmp: Path, mp, klass: str) -> Cell | None:
         return Cell(argv[:6] + ["--size", "4", "24", "24"] + argv[10:], r"size must be three integers")
     if klass == "output_is_file":
         return Cell(argv[:-1] + [str(file_at(tmp / "raw"))], r"nnUNet_raw exists but is not a folder")
+    if klass == "disk_full":
+        return Cell(argv, DISK_FULL, patches=[disk_full()])
     if klass == "unwritable_output":
         return Cell(argv, r"not writable", patches=[unwritable()])
     if klass == "interrupted":
@@ -109,6 +114,10 @@ def _cmd_plan(tmp: Path, mp, klass: str) -> Cell | None:
         file_at(tmp / "pre" / "Dataset901_Bad")
         return Cell(argv, r"Dataset901_Bad: preprocessed dataset folder is an existing file")
     import nnunetv2.experiment_planning.plan_and_preprocess_api as api
+    if klass == "disk_full":  # nnU-Net's own writer hits a full disk (ENOSPC)
+        return Cell(argv, DISK_FULL, patches=[(api, "extract_fingerprint_dataset", _fake_fingerprint(
+            OSError(errno.ENOSPC, "No space left on device",
+                    str(tmp / "pre" / "Dataset901_Bad" / "dataset_fingerprint.json"))))])
     if klass == "unwritable_output":
         return Cell(argv, r"Dataset901_Bad: not writable",
                     patches=[(api, "extract_fingerprint_dataset", _fake_fingerprint(
@@ -159,6 +168,8 @@ def _cmd_convert_nsclc(tmp: Path, mp, klass: str) -> Cell | None:
         file_at(tmp / "rawfile")
         mp.setenv("nnUNet_raw", str(tmp / "rawfile"))
         return Cell(argv, r"rawfile: nnUNet_raw folder is an existing file")
+    if klass == "disk_full":
+        return Cell(argv, DISK_FULL, patches=[disk_full()])
     if klass == "unwritable_output":
         return Cell(argv, r"not writable", patches=[unwritable()])
     if klass == "interrupted":
@@ -182,6 +193,8 @@ def _cmd_demo(tmp: Path, mp, klass: str) -> Cell | None:
         return Cell(argv + ["--epochs", "0"], r"argument --epochs: '0' must be >= 1")
     if klass == "output_is_file":
         return Cell(["demo", "-o", str(file_at(tmp / "demo"))], r"demo working folder \(-o\) is an existing file")
+    if klass == "disk_full":  # the first write of the first step (the synthesis)
+        return Cell(argv + ["-n", "5", "--n-test", "1"], DISK_FULL, patches=[disk_full()])
     if klass == "unwritable_output":
         return Cell(["demo", "-o", str(file_at(tmp / "f.txt") / "demo")], r"f\.txt is a file")
     if klass == "interrupted":  # Ctrl-C during the synthesis: no dataset, nothing recorded
@@ -239,3 +252,14 @@ def test_demo_reuses_a_step_only_with_matching_settings(workspace, monkeypatch, 
     assert main(["demo", "-o", str(root), "-n", "6"]) == 130
     out = capsys.readouterr().out
     assert "reusing" in out and "redoing synth" not in out and "redoing plan (no settings record)" not in out
+
+
+# ---------------------------------------------------------------- issue 19: a dataset name that is not one folder
+
+@pytest.mark.parametrize("command", ["roi-dataset", "synth"])
+def test_a_dataset_name_with_a_path_is_refused(command, workspace, monkeypatch, capsys):
+    argv = COMMANDS[command](workspace, monkeypatch, "disk_full").argv  # the command's valid argv
+    if command == "synth":
+        argv = ["synth", "chest", "-d", "950", "-n", "2"]
+    run_cell(Cell(argv + ["--name", "../../evil"], r"'\.\./\.\./evil'.*(may only contain letters, digits|a dataset "
+                  r"name may only)"), f"{command} x name", workspace, monkeypatch, capsys)

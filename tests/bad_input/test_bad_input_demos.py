@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bad_input_harness import Cell, cell_ids, file_at, interrupt_on_call, matrix_cells, run_cell
+from bad_input_harness import DISK_FULL, Cell, cell_ids, disk_full, file_at, interrupt_on_call, matrix_cells, run_cell
 from bad_input_harness import workspace  # noqa: F401 (a fixture)
 
 #: kind -> (an option the kind refuses, the expected message)
@@ -37,6 +37,9 @@ def _demo_kind(kind: str):
         if klass == "output_is_file":
             file_at(root / kind)
             return Cell(argv, rf"demo {kind} working folder \(-o/{kind}\) is an existing file")
+        if klass == "disk_full":  # the first write of the first step (the synthesis)
+            return Cell(argv + ["-n", "5", "--n-test", "1"], DISK_FULL, patches=[disk_full()],
+                        reporter="synth" if kind == "headneck" else None)  # headneck runs `nnext synth` nested
         if klass == "unwritable_output":
             return Cell(["demo", kind, "-o", str(file_at(tmp / "f.txt") / "demo")], r"f\.txt is a file")
         if klass == "interrupted":  # Ctrl-C in the first step (the synthesis): no dataset, no step record

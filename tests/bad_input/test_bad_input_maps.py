@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bad_input_harness import (G, Cell, cell_ids, file_at, interrupt_on_call, label_map, matrix_cells, raw_dataset,
+from bad_input_harness import (DISK_FULL, disk_full,
+                               G, Cell, cell_ids, file_at, interrupt_on_call, label_map, matrix_cells, raw_dataset,
                                run_cell, spoiled_cell, unwritable)
 from bad_input_harness import workspace  # noqa: F401 (a fixture)
 from nnunet_ext.cli.main import main
@@ -35,6 +36,8 @@ def _common_cells(klass, argv, bad: Path, out_name: str):
     if klass == "nan":
         write_image(_nan_map(), G, bad)
         return Cell(argv, bad.name.replace(".", r"\.") + r": 1 NaN and 0 infinite voxel")
+    if klass == "disk_full":
+        return Cell(argv, DISK_FULL, patches=[disk_full()])
     if klass == "unwritable_output":
         return Cell(argv, out_name + r": not writable", patches=[unwritable()])
     return None
@@ -204,6 +207,8 @@ def _cmd_calibrate(tmp: Path, mp, klass: str) -> Cell | None:
     if klass == "output_is_file":
         return Cell(argv[:6] + [str(file_at(tmp / "f.txt") / "calibration.json")] + argv[7:],
                     r"f\.txt: folder of the calibration file \(-o\) is an existing file")
+    if klass == "disk_full":
+        return Cell(argv, DISK_FULL, patches=[disk_full()])
     if klass == "unwritable_output":
         return Cell(argv, r"calibration\.json: not writable", patches=[unwritable()])
     if klass == "interrupted":
@@ -252,6 +257,8 @@ def _cmd_evaluate_raters(tmp: Path, mp, klass: str) -> Cell | None:
     if klass == "output_is_file":
         return Cell(argv[:6] + [str(file_at(tmp / "f.txt") / "raters.json")],
                     r"f\.txt: folder of the summary file \(-o\) is an existing file")
+    if klass == "disk_full":
+        return Cell(argv, DISK_FULL, patches=[disk_full()])
     if klass == "unwritable_output":
         return Cell(argv, r"raters\.csv: not writable", patches=[unwritable()])
     if klass == "interrupted":

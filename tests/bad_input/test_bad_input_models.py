@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bad_input_harness import (G, Cell, cell_ids, ct_image, file_at, interrupt_on_call, label_map, matrix_cells,
+from bad_input_harness import (DISK_FULL, disk_full,
+                               G, Cell, cell_ids, ct_image, file_at, interrupt_on_call, label_map, matrix_cells,
                                raw_dataset, run_cell, spoiled_cell, unwritable, write_nan_image)
 from bad_input_harness import workspace  # noqa: F401 (a fixture)
 from bad_input_models import DATASET, DATASET_ID, PLANS, write_untrained_model
@@ -70,6 +71,8 @@ def _cmd_predict(tmp: Path, mp, klass: str) -> Cell | None:
         return Cell(argv + ["-step_size", "0"], r"-step_size must be in \(0, 1\]")
     if klass == "output_is_file":
         return Cell(argv[:6] + [str(file_at(tmp / "out"))] + argv[7:], r"out: .*is an existing file")
+    if klass == "disk_full":
+        return Cell(argv, DISK_FULL, patches=[disk_full()])
     if klass == "unwritable_output":
         return Cell(argv, r"not writable", patches=[unwritable()])
     if klass == "interrupted":  # Ctrl-C while writing the second case: the first stays and is not redone
@@ -114,6 +117,8 @@ def _cmd_clicks_eval(tmp: Path, mp, klass: str) -> Cell | None:
         return Cell(argv[:-1] + ["0"], r"--max-clicks must be >= 1")
     if klass == "output_is_file":
         return Cell(argv[:6] + [str(file_at(tmp / "ce"))] + argv[7:], r"ce: .*is an existing file")
+    if klass == "disk_full":
+        return Cell(argv, DISK_FULL, patches=[disk_full()])
     if klass == "unwritable_output":
         return Cell(argv, r"not writable", patches=[unwritable()])
     if klass == "interrupted":  # outputs are written at the end: nothing is left, a re-run redoes all cases
@@ -136,3 +141,51 @@ CELLS = matrix_cells(COMMANDS, NOT_APPLICABLE)
 def test_bad_input_cell(command, klass, workspace, monkeypatch, capsys, untrained_models):
     MODELS["root"] = untrained_models
     run_cell(COMMANDS[command](workspace, monkeypatch, klass), f"{command} x {klass}", workspace, monkeypatch, capsys)
+
+
+# ------------------------------- issue 19: clicks for absent cases, non-finite clicks, plans of another model
+
+def _predict_extra(tmp: Path, mp, klass: str) -> Cell:
+    import json
+
+    trainer = "nnUNetTrainer" if klass == "plans_mismatch" else "ClickPromptErrorTrainer"
+    model = _model_copy(tmp, mp, trainer)
+    images = _cases(tmp) / "imagesTr"
+    argv = ["predict", "-m", "stock", "-i", str(images), "-o", str(tmp / "out"), "-d", str(DATASET_ID), "-c",
+            "3d_fullres", "-tr", trainer, "-p", PLANS, "-f", "0", "-device", "cpu", "-npp", "0", "-nps", "0"]
+    if klass == "plans_mismatch":  # plans of a wider network: the layer shapes and the plans key are named
+        plans = json.loads((model / "plans.json").read_text())
+        plans["configurations"]["3d_fullres"]["architecture"]["arch_kwargs"]["features_per_stage"] = [8, 16, 32]
+        (model / "plans.json").write_text(json.dumps(plans))
+        return Cell(argv, r"plans\.json: plans do not match the checkpoint .*fold_0/checkpoint_final\.pth: layer "
+                          r"encoder\.stages\.0\.0\.convs\.0\.conv\.weight has shape \(4, 1, 1, 3, 3\) in the "
+                          r"checkpoint, \(8, 1, 1, 3, 3\) with these plans; first differing plans key "
+                          r"configurations\.3d_fullres\.architecture\.arch_kwargs\.features_per_stage: \[4, 8, 16\] in "
+                          r"the checkpoint, \[8, 16, 32\] in plans\.json")
+    clicks = tmp / "clicks.json"
+    point = {"point": [4, 5, 3], "space": "voxel", "label": 1}
+    argv = argv[:2] + ["interactive"] + argv[3:] + ["--clicks", str(clicks)]
+    if klass == "clicks_for_absent_case":  # a misspelt case ID would silently run the automatic branch
+        clicks.write_text(json.dumps({"c0": [point], "c7": [point], "C1": [point]}))
+        return Cell(argv, r"clicks\.json: clicks for 2 case\(s\) not among the inputs: C1, c7 .*--allow-missing-clicks")
+    clicks.write_text('{"c0": [{"point": [NaN, 5, Infinity], "label": 1}]}')  # JSON's NaN literal, read by Python
+    return Cell(argv, r"clicks\.json: c0\[0\]\.point: coordinate x = NaN, z = Infinity is not a finite number")
+
+
+@pytest.mark.parametrize("klass", ["plans_mismatch", "clicks_for_absent_case", "nonfinite_click"])
+def test_predict_refuses_other_plans_and_bad_clicks(klass, workspace, monkeypatch, capsys, untrained_models):
+    MODELS["root"] = untrained_models
+    run_cell(_predict_extra(workspace, monkeypatch, klass), f"predict x {klass}", workspace, monkeypatch, capsys)
+
+
+def test_allow_missing_clicks_runs_with_a_warning(workspace, monkeypatch, capsys, untrained_models):
+    import json
+
+    MODELS["root"] = untrained_models
+    cell = _predict_extra(workspace, monkeypatch, "clicks_for_absent_case")
+    capsys.readouterr()
+    assert main(cell.argv + ["--allow-missing-clicks"]) == 0
+    err = capsys.readouterr().err
+    assert "warning: " in err and "not among the inputs: C1, c7" in err and "running anyway" in err
+    used = json.loads((workspace / "out" / "c0_clicks.json").read_text())
+    assert len(used["clicks"]) == 1

@@ -2,6 +2,8 @@
 import shutil
 import warnings
 
+import numpy as np
+
 import pytest
 import torch
 
@@ -58,3 +60,30 @@ def test_trainer_without_dropout_warns_pure_tta():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         p.on_parameters_loaded()  # warned once only
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"origin": (-10.0, 5.0, 8.0)}, r"origin \(x,y,z\) \(-10, 5, 8\) vs \(-10, 5, 3\)$"),
+    ({"direction": (-1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0)},
+     r"direction \(-1, 0, 0, 0, 1, 0, 0, 0, 1\) vs \(1, 0, 0, 0, 1, 0, 0, 0, 1\)$"),
+])
+def test_a_channel_of_another_origin_or_direction_is_named(tmp_path, change, message):
+    """Equal sizes and spacings, another origin / direction: the message says what differs (issue 19)."""
+    import re
+    from types import SimpleNamespace
+
+    from nnunet_ext.errors import InputError
+    from nnunet_ext.io.imageio import Geometry, write_image
+    from nnunet_ext.predictors.inputs import Case, read_case_checked
+
+    g = Geometry((0.8, 0.9, 2.0), (-10.0, 5.0, 3.0), (1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0))
+    other = Geometry(g.spacing, change.get("origin", g.origin), change.get("direction", g.direction))
+    arr = np.zeros((8, 16, 16), np.float32)
+    write_image(arr, g, tmp_path / "c_0000.nii.gz")
+    write_image(arr, other, tmp_path / "c_0001.nii.gz")
+    case = Case("c", (str(tmp_path / "c_0000.nii.gz"), str(tmp_path / "c_0001.nii.gz")))
+    with pytest.raises(InputError) as e:
+        read_case_checked(case, None, SimpleNamespace(patch_size=(8, 16, 16)))
+    text = str(e.value).split("; all channels")[0]
+    assert text.startswith(f"{tmp_path / 'c_0001.nii.gz'}: channel grid differs from c_0000.nii.gz: ")
+    assert re.search(message, text), text

@@ -138,6 +138,9 @@ def click_indices(clicks: Iterable[Click], image, classes, source: str = "click"
         what = f"{source} {n} ({click.space} {list(click.position)})"
         if len(click.position) != len(shape):
             raise InputError(f"{what}: needs {len(shape)} coordinates for a {len(shape)}D image")
+        bad = [f"{'xyz'[i]} = {v}" for i, v in enumerate(click.position) if not np.isfinite(float(v))]
+        if bad:
+            raise InputError(f"{what}: coordinate {', '.join(bad)} is not a finite number (NaN or infinite)")
         xyz = (world_to_index(click.position, origin, spacing, direction)[0] if click.space == "world"
                else np.asarray(click.position, float))
         nearest = np.floor(xyz + 0.5).astype(int)

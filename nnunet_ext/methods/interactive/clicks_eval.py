@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
 import os
 import sys
@@ -136,12 +137,14 @@ def run(args) -> int:
 def _write_outputs(out: Path, rows: list, args) -> None:
     import numpy as np
 
-    from nnunet_ext.io.imageio import atomic_path, atomic_write_text
+    from nnunet_ext.io.imageio import atomic_write_text
+    from nnunet_ext.io.atomic_write import save_figure
 
-    with atomic_path(out / "clicks_eval.csv") as tmp, open(tmp, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(rows[0]))
+    w.writeheader()
+    w.writerows(rows)
+    atomic_write_text(out / "clicks_eval.csv", buf.getvalue())
     summary = {"protocol": args.protocol, "max_clicks": args.max_clicks, "tau_mm": args.tau, "mean": {}}
     for cls in dict.fromkeys(r["class"] for r in rows):
         steps = sorted({r["step"] for r in rows if r["class"] == cls})
@@ -164,6 +167,5 @@ def _write_outputs(out: Path, rows: list, args) -> None:
     ax.set_ylim(0, 1)
     ax.legend()
     fig.tight_layout()
-    with atomic_path(out / "dice_vs_clicks.png") as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
+    save_figure(fig, out / "dice_vs_clicks.png", format="png", dpi=100)
     plt.close(fig)

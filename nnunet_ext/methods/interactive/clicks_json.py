@@ -23,6 +23,7 @@ field (``CASE[2].point``) or, for a syntax error, the line and column.
 from __future__ import annotations
 
 import json
+import math
 import os
 from typing import Mapping, Sequence
 
@@ -62,6 +63,9 @@ def _point(value, where: str) -> tuple:
     if (not isinstance(value, list) or len(value) not in (2, 3)
             or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)):
         raise InputError(f"{where}: expected a list of 3 numbers [x, y, z], got {json.dumps(value)}")
+    bad = [f"{'xyz'[i]} = {json.dumps(v)}" for i, v in enumerate(value) if not math.isfinite(v)]
+    if bad:  # JSON's NaN / Infinity literals (Python's json reads them): an index would be -2**63
+        raise InputError(f"{where}: coordinate {', '.join(bad)} is not a finite number (NaN or infinite)")
     return tuple(value)
 
 

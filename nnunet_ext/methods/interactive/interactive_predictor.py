@@ -19,6 +19,8 @@ all of them (:func:`nnunet_ext.methods.interactive.click_simulation.prune_unclic
 """
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 
 from nnunet_ext.errors import InputError
@@ -32,6 +34,8 @@ class InteractiveMethod(TTAMCMethod):
     stage_methods = ("tta_mc",)
 
     clicks = None
+    clicks_file = None
+    allow_missing_clicks = False
     click_radius: float = 3.0
     click_encoding: str = "ball"
 
@@ -40,6 +44,9 @@ class InteractiveMethod(TTAMCMethod):
         group.add_argument("--clicks", default=None, metavar="CLICKS.json",
                            help="clicks for every case (list / 'Multiple points') or keyed by case id; "
                                 "none = the automatic branch")
+        group.add_argument("--allow-missing-clicks", action="store_true",
+                           help="run even when the clicks file names cases that are not among the inputs (they are "
+                                "listed as a warning); default: refused")
         group.add_argument("--point-names", nargs="+", default=None, metavar="NAME=CLASS",
                            help="grand-challenge point names -> classes (NAME=CLASS positive, NAME=-CLASS negative, "
                                 "NAME=- negative in every class); default tumor=1 background=-")
@@ -71,6 +78,8 @@ class InteractiveMethod(TTAMCMethod):
         if args.clicks is not None:
             names = parse_point_names(args.point_names) if args.point_names else None
             method.clicks = load_clicks(args.clicks, names, args.gc_space)
+            method.clicks_file = args.clicks
+            method.allow_missing_clicks = bool(getattr(args, "allow_missing_clicks", False))
             channels = class_channels(method.labels)
             for case, clicks in method.clicks.items():
                 for n, c in enumerate(clicks):
@@ -119,6 +128,22 @@ class InteractiveMethod(TTAMCMethod):
 
     def side_outputs(self):
         return (), (("clicks",) if self.clicks is not None else ())
+
+    def check_cases(self, cases: list) -> None:
+        """Clicks keyed to cases that are not among the inputs: refused listing them (a misspelt or renamed case
+        would otherwise silently run the automatic branch), unless ``--allow-missing-clicks`` (a warning)."""
+        if self.clicks is None or None in self.clicks:
+            return
+        ids = {c.case_id for c in cases}
+        missing = sorted(k for k in self.clicks if k not in ids)
+        if not missing:
+            return
+        shown = ", ".join(missing[:10]) + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
+        text = (f"{self.clicks_file}: clicks for {len(missing)} case(s) not among the inputs: {shown} "
+                f"(inputs: {', '.join(sorted(ids)[:5])}{', ...' if len(ids) > 5 else ''})")
+        if not self.allow_missing_clicks:
+            raise InputError(text + "; check the case IDs, or pass --allow-missing-clicks to run anyway")
+        print(f"warning: {text}; running anyway (--allow-missing-clicks)", file=sys.stderr)
 
     def case_clicks(self, case_id: str) -> list:
         from nnunet_ext.methods.interactive.clicks_json import clicks_for_case

@@ -64,6 +64,18 @@ def collect_jobs(inp: str, out: str) -> list[tuple[str, str]]:
     return [(os.path.join(inp, n), os.path.join(out, _stem(n) + ".nii.gz")) for n in names]
 
 
+def _keep(ct_path: str, mask_path: str, recorded: bool) -> bool:
+    """A resume skips an existing mask only under a matching settings record and when it checks out; else a note."""
+    if not os.path.exists(mask_path):
+        return False
+    from nnunet_ext.io.resume import output_problem
+
+    reason = output_problem(mask_path, like=ct_path) if recorded else "no settings record in the folder"
+    if reason is not None:
+        print(f"lungmask: {os.path.basename(mask_path)}: recomputing ({reason})")
+    return reason is None
+
+
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -102,9 +114,10 @@ def run(args: argparse.Namespace) -> int:
     settings = {"backend": backend, "lungmask_weights": os.path.abspath(args.lungmask_weights)
                 if args.lungmask_weights else None, "nan_policy": args.nan_policy}
     folder = os.path.dirname(os.path.abspath(args.output)) if single_file else args.output
+    recorded = True
     if not single_file:  # stale-output guard: masks of another backend are not mixed into this folder
-        check_settings(folder, settings, args.overwrite, what="lung-mask folder")
-    todo = [(i, o) for i, o in jobs if args.overwrite or not os.path.exists(o)]
+        recorded = check_settings(folder, settings, args.overwrite, what="lung-mask folder")
+    todo = [(i, o) for i, o in jobs if args.overwrite or not _keep(i, o, recorded)]
     if len(todo) < len(jobs):
         print(f"lungmask: skipping {len(jobs) - len(todo)} existing mask(s) (use --overwrite to recompute)")
 
@@ -118,8 +131,8 @@ def run(args: argparse.Namespace) -> int:
             raise InputError(f"{ct_path}: {e}") from None
         for w in caught:
             print(f"{ct_path}: warning: {w.message}", file=sys.stderr)
+        write_image(mask.astype("uint8"), geometry, out_path)  # verified before the record that follows it
         if not single_file and todo and ct_path == todo[0][0]:
             record_settings(args.output, settings, command="nnext lungmask")
-        write_image(mask.astype("uint8"), geometry, out_path)
     print(f"lungmask: wrote {len(todo)} mask(s) to {args.output}")
     return 0

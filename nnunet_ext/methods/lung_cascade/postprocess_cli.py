@@ -61,13 +61,15 @@ def run(args: argparse.Namespace) -> int:
     from nnunet_ext.io.integrity import SETTINGS_FILE, check_output_dir, check_settings, check_values, \
         read_header_checked, record_settings
 
+    from nnunet_ext.io.resume import output_problem
+
     check_output_dir(args.output, "output folder (-o)")
     for case in cases:  # every input complete, 3D, plausible spacing, before anything is written
         read_header_checked(os.path.join(args.input, case + ending), ndim=3)
         read_header_checked(os.path.join(args.lung, case + ending), ndim=3)
     config = filter_config(args)
     settings = {"filter": "lung", "config": asdict(config), "lung_folder": os.path.abspath(args.lung)}
-    check_settings(args.output, settings, args.overwrite, what="post-processing folder")
+    recorded = check_settings(args.output, settings, args.overwrite, what="post-processing folder")
     log_path = os.path.join(args.output, "postprocess_log.json")
     previous: dict = {}
     if os.path.isfile(log_path):
@@ -79,12 +81,16 @@ def run(args: argparse.Namespace) -> int:
     cases_log: dict = {}
     for case in cases:
         out_path = os.path.join(args.output, case + ending)
-        if os.path.exists(out_path) and not args.overwrite:
-            print(f"{case}: {out_path} exists, kept (use --overwrite to replace)")
-            if case in previous:
-                cases_log[case] = previous[case]
-            continue
         pred_path = os.path.join(args.input, case + ending)
+        if os.path.exists(out_path) and not args.overwrite:  # a resume keeps only what checks out
+            problem = (output_problem(out_path, like=pred_path) if recorded
+                       else "no settings record in the folder")
+            if problem is None:
+                print(f"{case}: {out_path} exists, kept (use --overwrite to replace)")
+                if case in previous:
+                    cases_log[case] = previous[case]
+                continue
+            print(f"{case}: recomputing ({problem})")
         pred_img = read_sitk(pred_path)
         if pred_img.GetDimension() != 3:
             raise InputError(f"case {case}: prediction must be 3D, got {pred_img.GetDimension()}D")
@@ -102,9 +108,9 @@ def run(args: argparse.Namespace) -> int:
             log["warnings"].insert(0, str(caught[0].message))
         log.pop("config", None)
         log["lung_resampled"] = resampled
+        write_image(filtered.astype(np.uint8), Geometry.of(pred_img), out_path)  # verified; the record follows
         if not cases_log or not os.path.isfile(os.path.join(args.output, SETTINGS_FILE)):
             record_settings(args.output, settings, command="nnext postprocess lung")
-        write_image(filtered.astype(np.uint8), Geometry.of(pred_img), out_path)
         cases_log[case] = log
         print(f"{case}: {log['n_kept']} of {log['n_components']} component(s) kept")
     atomic_write_text(log_path, json.dumps({"filter": "lung", "config": asdict(config), "cases": cases_log},

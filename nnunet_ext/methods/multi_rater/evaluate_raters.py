@@ -18,6 +18,7 @@ Output: ``summary.json`` (``cases``, ``mean``, optional ``complex_nodules``) and
 from __future__ import annotations
 
 import csv
+import io
 import json
 from pathlib import Path
 
@@ -82,7 +83,7 @@ def hu_kde_png(samples: dict[str, np.ndarray], path, title: str = "HU kernel den
     import matplotlib.pyplot as plt
     from scipy.stats import gaussian_kde
 
-    from nnunet_ext.io.imageio import atomic_path
+    from nnunet_ext.io.atomic_write import save_figure
 
     grid = np.linspace(-1000, 200, 400)
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -99,8 +100,7 @@ def hu_kde_png(samples: dict[str, np.ndarray], path, title: str = "HU kernel den
     ax.set_title(title)
     ax.legend()
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=100, format="png")
+    save_figure(fig, path, dpi=100, format="png")
     plt.close(fig)
 
 
@@ -155,15 +155,14 @@ def evaluate_raters(pred_dir, raters_dir, out_json, mcm_dir=None, images_dir=Non
     if kde_png is not None and images_dir is not None and mcm_dir is not None:
         hu_kde_png({k: np.concatenate(v) if v else np.zeros(0) for k, v in hu.items()}, kde_png)
         summary["kde_png"] = str(kde_png)
-    from nnunet_ext.io.imageio import atomic_path
-
     out_json = Path(out_json)
     out_json.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out_json.with_suffix(".csv")) as tmp, open(tmp, "w", newline="") as f:  # the summary last
-        w = csv.writer(f)
-        w.writerow(["case"] + keys)
-        for c in cases:
-            w.writerow([c] + [results[c].get(k, "") for k in keys])
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["case"] + keys)
+    for c in cases:
+        w.writerow([c] + [results[c].get(k, "") for k in keys])
+    atomic_write_text(out_json.with_suffix(".csv"), buf.getvalue())  # verified byte count; the summary last
     atomic_write_text(out_json, json.dumps(summary, indent=2))
     return summary
 

@@ -241,12 +241,17 @@ def test_cli_writes_filtered_mask_and_log(tmp_path, capsys):
     assert (c1["n_components"], c1["n_kept"], c1["lung_resampled"]) == (3, 2, False)
     assert np.allclose(c1["spacing_zyx"], [2.0, 0.8, 0.8])
     assert sorted(c["reason"] for c in c1["components"]) == ["lung_overlap", "rescued", "too_far"]
-    # existing output kept without --overwrite (its log entry too); replaced with it
+    # an existing output is kept without --overwrite (its log entry too) only when it checks out (issue 19)
     (tmp_path / "out" / "c1.nii.gz").write_bytes(b"sentinel")
     assert _run(tmp_path, "--top-k", "1") == 2  # other settings: refused by the stale-output guard, nothing touched
     assert (tmp_path / "out" / "c1.nii.gz").read_bytes() == b"sentinel"
-    assert _run(tmp_path) == 0  # same settings: the existing output is kept
-    assert (tmp_path / "out" / "c1.nii.gz").read_bytes() == b"sentinel"
+    capsys.readouterr()
+    assert _run(tmp_path) == 0  # same settings, but the output is not an image: recomputed, and said so
+    assert "c1: recomputing (c1.nii.gz: read back: not a gzip file" in capsys.readouterr().out
+    assert np.array_equal(read_image(tmp_path / "out" / "c1.nii.gz")[0], expected)
+    kept = (tmp_path / "out" / "c1.nii.gz").stat().st_mtime_ns
+    assert _run(tmp_path) == 0  # a valid output is kept
+    assert "exists, kept" in capsys.readouterr().out and (tmp_path / "out" / "c1.nii.gz").stat().st_mtime_ns == kept
     assert json.loads((tmp_path / "out" / "postprocess_log.json").read_text())["cases"]["c1"]["n_kept"] == 2
     assert _run(tmp_path, "--top-k", "1", "--overwrite", "--rescue-unit", "mm") == 0
     out, _ = read_image(tmp_path / "out" / "c1.nii.gz")
