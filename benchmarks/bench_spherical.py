@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import time
 
-import numpy as np
 import torch
 
 from nnunet_ext.core.spherical import forward_warp, inverse_warp, origin_grid, ray_length

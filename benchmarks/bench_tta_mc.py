@@ -51,7 +51,6 @@ def time_tta_mc(arch, n, device, repeats, image_shape, tta, scope, overheads: bo
     x = torch.randn(1, *image_shape)
     out = {"stock": _time(lambda: stock.predict_sliding_window_return_logits(x), repeats, sync),
            "windows": len(stock._internal_get_sliding_window_slicers(x.shape[1:]))}
-    del stock
     arms = (("plain1", 1, ()), (1, 1, tta), (n, n, tta)) if overheads else ((n, n, tta),)
     for key, passes, kinds in arms:
         engine = SlidingWindowEngine(device=device, allow_tqdm=False, perform_everything_on_device=device.type == "cuda")
