@@ -124,6 +124,8 @@ def main(argv=None) -> int:
     p.add_argument("--total-budget", type=float, default=None,
                    help="seconds for the whole run incl. start-up (default 450 full, 290 smoke, 400 tiny); a part "
                         "gets min(its budget, what is left)")
+    p.add_argument("--budget-scale", type=float, default=1.0,
+                   help="multiply every time budget (a shared, loaded CPU: the smoke run's parts then need more)")
     a = p.parse_args(argv)
     if set(a.parts) - set("abcdef"):
         p.error(f"--parts: unknown part(s) {''.join(sorted(set(a.parts) - set('abcdef')))}; choose from abcdef")
@@ -135,7 +137,7 @@ def main(argv=None) -> int:
         return 2
     size_name = a.size or ("smoke" if a.smoke else "full")
     device = torch.device("cpu" if a.smoke else "cuda")
-    total = a.total_budget or {"full": 450.0, "smoke": 290.0, "tiny": 400.0}[size_name]
+    total = a.budget_scale * (a.total_budget or {"full": 450.0, "smoke": 290.0, "tiny": 400.0}[size_name])
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     scratch = Path(a.work) if a.work else Path(tempfile.mkdtemp(prefix="gpu_suite_"))
@@ -150,13 +152,13 @@ def main(argv=None) -> int:
     from _suite_parts import PARTS, SIZES, TITLES, Ctx
 
     info = environment(device)
-    info.update(size=size_name, argv=sys.argv[1:] if argv is None else list(argv))
+    info.update(size=size_name, argv=sys.argv[1:] if argv is None else list(argv), budget_scale=a.budget_scale)
     ctx = Ctx(device, SIZES[size_name], scratch)
     rows = []
     try:
         for key in sorted(set(a.parts)):
             left = total - (time.perf_counter() - T0)
-            budget = min(SIZES[size_name]["budgets"][key], left)
+            budget = min(a.budget_scale * SIZES[size_name]["budgets"][key], left)
             if budget < 1:
                 rows.append({"part": key, "title": TITLES[key], "status": "skipped",
                              "figure": "skipped: the suite's time budget is spent", "target": ""})

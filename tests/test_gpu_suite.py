@@ -36,7 +36,9 @@ def test_gpu_suite_tiny_cpu(tmp_path, monkeypatch, capsys):
     suite = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(suite)
     out = tmp_path / "out"
-    code = suite.main(["--smoke", "--size", "tiny", "--out", str(out), "--work", str(tmp_path / "work")])
+    # the time boxes guard a GPU run against hangs; on a loaded CI machine they are widened, not asserted
+    code = suite.main(["--smoke", "--size", "tiny", "--budget-scale", "5", "--out", str(out), "--work",
+                       str(tmp_path / "work")])
     printed = capsys.readouterr().out
     result = json.loads((out / "results.json").read_text())
     parts = {r["part"]: r for r in result["parts"]}
