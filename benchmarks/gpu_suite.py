@@ -14,7 +14,7 @@ depend on the weights), seeded synthetic images of real size. Parts (documentati
 
 Each part runs under its own time budget (SIGALRM; a part that runs over is reported "timed out after X s" and the
 suite goes on); the whole full-size run stays under 8 minutes on one H100. Prints one markdown table (device, part,
-figure, target) and writes OUT/results.json (versions, device, per part: figures, details, seconds, peak GPU
+figure, target), writes it to OUT/table.md and writes OUT/results.json (versions, device, per part: figures, details, seconds, peak GPU
 memory from ``torch.cuda.max_memory_allocated``).
 
     PYTHONUNBUFFERED=1 python benchmarks/gpu_suite.py --out DIR          # CUDA; fails in one line without it
@@ -178,6 +178,7 @@ def main(argv=None) -> int:
     tmp = out / ".results.json.tmp"
     tmp.write_text(json.dumps(result, indent=1, default=str) + "\n")
     tmp.rename(out / "results.json")
+    (out / "table.md").write_text(text + "\n")
     print(f"{out / 'results.json'} ({info['total_s']:.0f} s in all)")
     return 0 if all(r["status"] == "ok" and _finite(r.get("value")) for r in rows) else 1
 

@@ -25,6 +25,23 @@ def _numbers(obj):
         yield obj
 
 
+def _suite():
+    spec = importlib.util.spec_from_file_location("gpu_suite", SUITE)
+    suite = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(suite)
+    return suite
+
+
+def test_without_cuda_the_full_run_stops_in_one_line(tmp_path, monkeypatch, capsys):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert _suite().main(["--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("gpu_suite.py: error: no CUDA device")
+    assert not (tmp_path / "out").exists()
+
+
 def test_gpu_suite_tiny_cpu(tmp_path, monkeypatch, capsys):
     for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results", "nnUNet_def_n_proc", "nnUNet_n_proc_DA",
                  "nnUNet_extTrainer"):  # the suite sets these: recorded here, restored after the test
@@ -32,15 +49,14 @@ def test_gpu_suite_tiny_cpu(tmp_path, monkeypatch, capsys):
         monkeypatch.setenv(name, "unset" if old is None else old)
         if old is None:
             monkeypatch.delenv(name)
-    spec = importlib.util.spec_from_file_location("gpu_suite", SUITE)
-    suite = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(suite)
+    suite = _suite()
     out = tmp_path / "out"
     # the time boxes guard a GPU run against hangs; on a loaded CI machine they are widened, not asserted
     code = suite.main(["--smoke", "--size", "tiny", "--budget-scale", "5", "--out", str(out), "--work",
                        str(tmp_path / "work")])
     printed = capsys.readouterr().out
     result = json.loads((out / "results.json").read_text())
+    assert (out / "table.md").read_text().strip() == result["table"]
     parts = {r["part"]: r for r in result["parts"]}
     assert sorted(parts) == list("abcdef")
     bad = {k: r["figure"] for k, r in parts.items() if r["status"] != "ok"}
