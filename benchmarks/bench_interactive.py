@@ -271,25 +271,32 @@ def _latency(dataset_id, config, images: Path, args) -> dict:
     s = InteractiveSession.from_model(dataset_id, config, trainer="ClickPromptTrainer", plans=TINY, folds=(0,),
                                       device="cpu")
     load = _load()
-    t = time.perf_counter()
-    s.set_image(wide)
-    set_image = time.perf_counter() - t
     size = wide[0].GetSize()
-    click = (size[0] // 2, size[1] // 2, size[2] // 2)
+    out = time_session(s, wide, (size[0] // 2, size[1] // 2, size[2] // 2), "GTVp", args.repeats)
+    return {"image_xyz": list(size), **out, "torch_threads": torch.get_num_threads(), "load": [load, _load()]}
+
+
+def time_session(s, images, click, label, repeats: int, sync=lambda: None) -> dict:
+    """Seconds of ``s.set_image(images)``, then (best of ``repeats``) one click at voxel ``click`` (x, y, z) with
+    the tile-local update and the full re-prediction (:meth:`recompute_all`) with the same click."""
+    t = time.perf_counter()
+    s.set_image(images)
+    sync()
+    set_image = time.perf_counter() - t
     local, full = [], []
-    for _ in range(args.repeats):
+    for _ in range(repeats):
         t = time.perf_counter()
-        s.add_point_interaction(click, "GTVp")
+        s.add_point_interaction(click, label)
+        sync()
         local.append(time.perf_counter() - t)
         recomputed = s.last_recomputed
         t = time.perf_counter()
         s.recompute_all()
+        sync()
         full.append(time.perf_counter() - t)
         s.undo()
-    return {"image_xyz": list(size), "windows": len(s._slicers), "windows_recomputed": recomputed,
-            "set_image_s": round(set_image, 3), "tile_local_s": round(min(local), 3), "full_s": round(min(full), 3),
-            "torch_threads": torch.get_num_threads(), "load": [load, _load()]}
-
+    return {"windows": len(s._slicers), "windows_recomputed": recomputed, "set_image_s": round(set_image, 3),
+            "tile_local_s": round(min(local), 3), "full_s": round(min(full), 3)}
 
 if __name__ == "__main__":
     main()

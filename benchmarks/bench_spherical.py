@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import time
 
-import numpy as np
 import torch
 
 from nnunet_ext.methods.glioma.spherical import forward_warp, inverse_warp, origin_grid, ray_length
@@ -42,6 +41,33 @@ def sync(device):
         torch.cuda.synchronize()
 
 
+def best_of(fn, repeats: int, device):
+    """(best seconds of ``repeats`` calls, last output), synchronising a CUDA device around each call."""
+    times, out = [], None
+    for _ in range(repeats):
+        sync(device)
+        t = time.perf_counter()
+        out = fn()
+        sync(device)
+        times.append(time.perf_counter() - t)
+    return min(times), out
+
+
+def time_warp(device, n_origins: int, radius: float, budgets_mib, repeats: int, size: int = 256) -> dict:
+    """Seconds for ``forward_warp`` of a 4 x size x size slice around the first ``n_origins`` origins of the
+    stride-8 grid: one origin per call (``single``) and batched at each memory budget (``batched``: MiB -> s;
+    ``None`` = the device's default budget); ``y`` is the last batched output, ``x`` the slice."""
+    x = smooth_slice(size, size).to(device)
+    origins = origin_grid((size, size), 8)[:n_origins]
+    forward_warp(x, origins[:2], radius)  # warm-up
+    single, _ = best_of(lambda: [forward_warp(x, o[None], radius) for o in origins], repeats, device)
+    batched, y = {}, None
+    for mib in budgets_mib:
+        budget = None if mib is None else int(mib * 2 ** 20)
+        batched[mib], y = best_of(lambda: forward_warp(x, origins, radius, memory_budget=budget), repeats, device)
+    return {"origins": origins, "single": single, "batched": batched, "x": x, "y": y}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--origins", type=int, default=128)
@@ -52,26 +78,11 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3)
     a = p.parse_args()
     device = torch.device(a.device)
-    x = smooth_slice().to(device)
-    origins = origin_grid((256, 256), 8)[: a.origins]
-    forward_warp(x, origins[:2], a.radius)  # warm-up
-
-    def best(fn):
-        times = []
-        for _ in range(a.repeats):
-            sync(device)
-            t = time.perf_counter()
-            out = fn()
-            sync(device)
-            times.append(time.perf_counter() - t)
-        return min(times), out
-
-    t_single, _ = best(lambda: [forward_warp(x, o[None], a.radius) for o in origins])
+    r = time_warp(device, a.origins, a.radius, a.budgets, a.repeats)
+    origins, t_single, x, y = r["origins"], r["single"], r["x"], r["y"]
     print(f"{len(origins)} projections of 4 x 256 x 256 on {device}, best of {a.repeats}: one origin per call "
           f"{t_single:.3f} s ({len(origins) / t_single:.0f} /s)")
-    y = None
-    for mib in a.budgets:
-        t_batch, y = best(lambda: forward_warp(x, origins, a.radius, memory_budget=int(mib * 2 ** 20)))
+    for mib, t_batch in r["batched"].items():
         print(f"  batched, {mib:g} MiB chunks: {t_batch:.3f} s ({len(origins) / t_batch:.0f} /s), "
               f"ratio {t_single / t_batch:.1f}x")
     back = inverse_warp(y, origins, a.radius)

@@ -39,7 +39,9 @@ def _time(fn, repeats: int, sync) -> float:
     return best
 
 
-def bench(name, arch, n, device, repeats, image_shape, tta, scope):
+def time_tta_mc(arch, n, device, repeats, image_shape, tta, scope, overheads: bool = True) -> dict:
+    """Best-of-``repeats`` seconds (after one warm-up) of one stock pass (nnU-Net's sliding window, no mirroring)
+    and of ``-m tta_mc`` with ``n`` batched passes; with ``overheads`` also N = 1 with and without TTA."""
     from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
@@ -47,19 +49,25 @@ def bench(name, arch, n, device, repeats, image_shape, tta, scope):
                             perform_everything_on_device=device.type == "cuda")
     initialise(stock, arch, device)
     x = torch.randn(1, *image_shape)
-    t_stock = _time(lambda: stock.predict_sliding_window_return_logits(x), repeats, sync)
-    rows = {}
-    for key, passes, kinds in (("plain1", 1, ()), (1, 1, tta), (n, n, tta)):
+    out = {"stock": _time(lambda: stock.predict_sliding_window_return_logits(x), repeats, sync),
+           "windows": len(stock._internal_get_sliding_window_slicers(x.shape[1:]))}
+    arms = (("plain1", 1, ()), (1, 1, tta), (n, n, tta)) if overheads else ((n, n, tta),)
+    for key, passes, kinds in arms:
         engine = SlidingWindowEngine(device=device, allow_tqdm=False, perform_everything_on_device=device.type == "cuda")
         initialise(engine, arch, device)
         engine.training_metadata = {"dropout_p": 0.05}
         sampling = Sampling(n_passes=passes, tta=TTAPolicy(kinds=kinds), tta_scope=scope, blend="probabilities")
         method = TTAMCMethod(engine, sampling, {})
-        rows[key] = _time(lambda: engine.run(x, CaseContext.for_case("b", 0), method, sampling,
-                                             ("entropy", "variance", "mi")), repeats, sync)
-    windows = len(stock._internal_get_sliding_window_slicers(x.shape[1:]))
-    print(f"{name:9s} image {tuple(image_shape)} windows {windows} device {device.type} tta {','.join(tta) or 'none'} "
-          f"scope {scope}")
+        out[key] = _time(lambda: engine.run(x, CaseContext.for_case("b", 0), method, sampling,
+                                            ("entropy", "variance", "mi")), repeats, sync)
+    return out
+
+
+def bench(name, arch, n, device, repeats, image_shape, tta, scope):
+    rows = time_tta_mc(arch, n, device, repeats, image_shape, tta, scope)
+    t_stock = rows["stock"]
+    print(f"{name:9s} image {tuple(image_shape)} windows {rows['windows']} device {device.type} "
+          f"tta {','.join(tta) or 'none'} scope {scope}")
     print(f"  stock x1            {t_stock:8.3f} s")
     print(f"  stock x{n} (sequential) {n * t_stock:8.3f} s")
     print(f"  tta_mc N={n} (batched) {rows[n]:8.3f} s   ratio {rows[n] / (n * t_stock):.2f}")

@@ -202,6 +202,9 @@ class SlidingWindowEngine(nnUNetPredictor):
                                                          or len(self.list_of_parameters) > 1)
         logit_sum = (None if by_volume or sampling.blend != "logits"
                      else torch.zeros((k, *spatial), dtype=self.accumulator_dtype, device=results_device))
+        # float16 accumulators do nnU-Net's arithmetic exactly: weight sum and division in float16 too
+        half_weight = (torch.zeros(spatial, dtype=torch.float16, device=results_device)
+                       if logit_sum is not None and logit_sum.dtype == torch.float16 else None)
         # with blended logits the probability mean is only needed for the variance and the MI
         stats = StreamingStats(spatial, k, sigmoid=sigmoid, variance="variance" in maps,
                                expected_entropy=bool({"mi", "expected_entropy"} & set(maps)), bins=sampling.bins,
@@ -223,8 +226,11 @@ class SlidingWindowEngine(nnUNetPredictor):
                                         results_device)
                 else:
                     self._window_passes(padded, slicers, gaussian, stats, logit_sum, ctx, method, sampling, fold,
-                                        spacing, results_device)
-        if logit_sum is not None:
+                                        spacing, results_device, half_weight)
+        if half_weight is not None:
+            logits = torch.div(logit_sum, half_weight).float()
+            probs = self.nonlin(logits[None])[0]
+        elif logit_sum is not None:
             logits = logit_sum.float() / stats.weight.clamp_min(1e-30)[None]
             probs = self.nonlin(logits[None])[0]
         else:
@@ -246,7 +252,8 @@ class SlidingWindowEngine(nnUNetPredictor):
             yield min(left, sampling.chunk)
             left -= sampling.chunk
 
-    def _window_passes(self, padded, slicers, gaussian, stats, logit_sum, ctx, method, sampling, fold, spacing, dev):
+    def _window_passes(self, padded, slicers, gaussian, stats, logit_sum, ctx, method, sampling, fold, spacing, dev,
+                       half_weight=None):
         raw = sampling.n_passes == 1 and not sampling.tta.kinds  # the network's own logits (nnU-Net parity)
         dims = len(gaussian.shape)
         for i, sl in enumerate(self._progress(slicers, fold)):
@@ -256,19 +263,24 @@ class SlidingWindowEngine(nnUNetPredictor):
             for n in self._chunks(sampling):
                 transforms = sampling.tta.sample(n, ctx.generator, dims, spacing) if sampling.tta.kinds else None
                 batch = apply_each(transforms, x) if transforms else x[None].expand(n, *x.shape)
-                logits = method.forward(batch, window, ctx).float()
+                out = method.forward(batch, window, ctx)
+                logits = out.float()
                 probs = self.nonlin(logits)
                 if transforms:
                     probs = invert_each(transforms, probs)
                 stats.update(probs, gaussian, sl[1:])
                 if logit_sum is not None:
-                    if raw:
-                        logit_sum[sl] += (logits[0].to(dev) * gaussian).to(logit_sum.dtype)
+                    if raw and half_weight is not None:  # nnU-Net's arithmetic: product in the network's dtype
+                        logit_sum[sl] += out[0].to(dev) * gaussian.to(out.dtype)
+                    elif raw:
+                        logit_sum[sl] += logits[0].to(dev) * gaussian
                     else:
                         mean_sum = probs.sum(0) if mean_sum is None else mean_sum + probs.sum(0)
             if logit_sum is not None and not raw:
                 pooled = pooled_logits(mean_sum / sampling.n_passes, self.label_manager.has_regions)
-                logit_sum[sl] += (pooled.to(dev) * gaussian).to(logit_sum.dtype)
+                logit_sum[sl] += pooled.to(dev) * gaussian
+            if half_weight is not None:
+                half_weight[sl[1:]] += gaussian
 
     def _volume_passes(self, padded, slicers, gaussian, stats, ctx, method, sampling, fold, spacing, dev):
         k = self.label_manager.num_segmentation_heads

@@ -1,13 +1,13 @@
 """A tiny *untrained* nnU-Net model folder for the bad-input cells of ``nnext predict`` and ``nnext clicks-eval``.
 
 The cells test input validation, output handling, Ctrl-C and resume, not segmentation quality, so the model is a
-freshly initialised network saved by nnU-Net's own trainer (``save_checkpoint``): a valid checkpoint in a valid
-model folder, built in ~2 s instead of a training. The plans are TinyPlanner's for the 8 x 16 x 16 volumes of
+freshly initialised network saved by nnU-Net's own trainer
+(:func:`nnunet_ext.trainers.untrained.save_untrained_model`): a valid checkpoint in a valid model folder, built in
+~2 s instead of a training. The plans are TinyPlanner's for the 8 x 16 x 16 volumes of
 ``bad_input_harness.raw_dataset`` (3d_fullres only; written here instead of planned, which takes ~40 s of
 worker-process start-up on 2 cores)."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 DATASET_ID, DATASET = 920, "Dataset920_Bad"
@@ -51,29 +51,11 @@ DATASET_JSON = {"channel_names": {"0": "CT"}, "labels": {"background": 0, "tumor
 
 def write_untrained_model(results: Path, trainer_name: str) -> Path:
     """``results/Dataset920_Bad/TRAINER__nnextTinyPlans__3d_fullres`` with fold_0/checkpoint_final.pth."""
-    import torch
+    from nnunet_ext.trainers.untrained import save_untrained_model
 
     if trainer_name == "nnUNetTrainer":
         from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer as cls
     else:
         from nnunet_ext.methods.interactive import click_prompt_trainer as click_prompt
         cls = getattr(click_prompt, trainer_name)
-    model = results / DATASET / f"{trainer_name}__{PLANS}__3d_fullres"
-    (model / "fold_0").mkdir(parents=True, exist_ok=True)
-    plans = tiny_plans()
-    (model / "plans.json").write_text(json.dumps(plans, indent=1))
-    (model / "dataset.json").write_text(json.dumps(DATASET_JSON, indent=1))
-    import pytest
-
-    torch.manual_seed(0)
-    with pytest.MonkeyPatch.context() as mp:  # the trainer's log folder: the model folder
-        mp.setenv("nnUNet_results", str(results))
-        mp.setenv("nnUNet_preprocessed", str(results / ".preprocessed"))
-        trainer = cls({**plans, "continue_training": False}, "3d_fullres", 0, DATASET_JSON, device=torch.device("cpu"))
-    stub = model / ".preprocessed_stub"  # initialize() only looks at the file type of the preprocessed cases
-    stub.mkdir(exist_ok=True)
-    (stub / "case.npz").write_bytes(b"")
-    trainer.preprocessed_dataset_folder = str(stub)
-    trainer.initialize()
-    trainer.save_checkpoint(str(model / "fold_0" / "checkpoint_final.pth"))
-    return model
+    return save_untrained_model(results, tiny_plans(), DATASET_JSON, "3d_fullres", cls)

@@ -17,6 +17,7 @@ are not the image's z axis (``transpose_forward[0] != 0``).
 """
 from __future__ import annotations
 
+import contextlib
 import os
 
 import numpy as np
@@ -164,15 +165,22 @@ def to_preprocessed_grid(mask: np.ndarray, properties: dict, plans_manager, shap
 
 def _tiled_predictor(net, patch, device, step_size, use_gaussian):
     """``(k, C, H, W)`` (H, W >= patch) -> sigmoid probabilities ``(k, R, H, W)``: nnU-Net's 2D window grid
-    and Gaussian-weighted logits when the slice is larger than the patch."""
+    and Gaussian-weighted logits when the slice is larger than the patch. On CUDA the network runs under autocast
+    (float16), as in nnU-Net's own predictor; logits are accumulated in float32."""
     import torch
     from nnunetv2.inference.sliding_window_prediction import compute_gaussian, compute_steps_for_sliding_window
 
     gaussian = (compute_gaussian(patch, sigma_scale=1. / 8, value_scaling_factor=10, device=device).float()
                 if use_gaussian else torch.ones(patch, device=device))
 
+    device = torch.device(device)
+
     @torch.inference_mode()
     def predict(batch):
+        with torch.autocast(device.type) if device.type == "cuda" else contextlib.nullcontext():
+            return _predict(batch)
+
+    def _predict(batch):
         batch = batch.to(device)
         h, w = batch.shape[-2:]
         if (h, w) == tuple(patch):
