@@ -114,7 +114,7 @@ def brain_models(results: Path, arch2d, arch3d) -> tuple[str, str]:
     """SphericalProjectionTrainer 2d + MCDropoutTrainer 3d_fullres on 4 MR channels (z-score in the brain mask),
     regions WT / TC / ET; returns the ``D,C,TR,PLANS,FOLD`` specs of ``--model2d`` / ``--model3d``."""
     from nnunet_ext.trainers.mc_dropout import MCDropoutTrainer
-    from nnunet_ext.trainers.spherical import SphericalProjectionTrainer
+    from nnunet_ext.methods.glioma.spherical_trainer import SphericalProjectionTrainer
 
     (n2, k2, p2), (n3, k3, p3) = arch2d, arch3d
     plans = plans_for(n2, copy.deepcopy(k2), p2, "2d", BRAIN, PLANS, 4, use_mask_for_norm=True)
@@ -130,7 +130,7 @@ def brain_models(results: Path, arch2d, arch3d) -> tuple[str, str]:
 
 def click_model(results: Path, arch) -> Path:
     """ClickPromptTrainer 3d_fullres on CT (CTNormalization) + PET (z-score), classes GTVp / GTVn."""
-    from nnunet_ext.trainers.click_prompt import ClickPromptTrainer
+    from nnunet_ext.methods.interactive.click_prompt_trainer import ClickPromptTrainer
 
     name, kwargs, patch = arch
     plans = plans_for(name, copy.deepcopy(kwargs), patch, "3d_fullres", HN, PLANS, 2, "CTNormalization")

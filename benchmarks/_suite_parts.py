@@ -125,8 +125,8 @@ def _gib(b) -> str:
 
 def part_a(ctx: Ctx) -> dict:
     """``nnext predict -m stock`` vs ``nnUNetv2_predict``: same model, case, mirroring, one worker each."""
-    from nnunet_ext.imageio import read_image
-    from nnunet_ext.paths import nnunet_command
+    from nnunet_ext.io.imageio import read_image
+    from nnunet_ext.io.paths import nnunet_command
 
     D.ct_model(ctx.results, ctx.arch("ct_arch"))
     inp = D.ct_case(ctx.work / "ct_in", ctx.size["ct_shape"])
@@ -174,7 +174,7 @@ class _EnsembleClock:
     """Counts projections and seconds inside :func:`ensemble_slice` (the part's progress if it is timed out)."""
 
     def __init__(self, ctx: Ctx):
-        import nnunet_ext.core.spherical_ensemble as se
+        import nnunet_ext.methods.glioma.spherical_ensemble as se
 
         self.ctx, self.se, self.orig = ctx, se, se.ensemble_slice
         ctx.progress.update(projections=0, slices=0, ensemble_s=0.0)
@@ -248,7 +248,7 @@ def part_e(ctx: Ctx) -> dict:
     """InteractiveSession (3D click-prompt model): set_image, then one click: tile-local update vs full."""
     from bench_interactive import time_session
 
-    from nnunet_ext.session import InteractiveSession
+    from nnunet_ext.methods.interactive.session import InteractiveSession
 
     D.click_model(ctx.results, ctx.arch("click_arch"))
     shape = ctx.size["hn_shape"]

@@ -11,7 +11,7 @@ import os
 import re
 from pathlib import Path
 
-SUITE = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_suite.py"
+SUITE = Path(__file__).resolve().parents[2] / "benchmarks" / "gpu_suite.py"
 
 
 def _numbers(obj):
