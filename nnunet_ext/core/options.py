@@ -78,7 +78,11 @@ class Options:
     # -- validation -------------------------------------------------------------------------------------------
     @classmethod
     def _where(cls, name: str) -> str:
-        return f"{cls.SECTION}.{name}" if cls.SECTION else name
+        """How a message names an option: ``section.key`` for plans options, the flag for command-line ones."""
+        if cls.SECTION:
+            return f"{cls.SECTION}.{name}"
+        f = next((f for f in dataclasses.fields(cls) if f.name == name), None)
+        return cls.cli_flag(f) if f is not None else name
 
     @classmethod
     def _coerce(cls, f: dataclasses.Field, tp, value):
@@ -185,6 +189,9 @@ class Options:
             if f.name in skip:
                 continue
             default = list(f.default) if isinstance(f.default, tuple) else f.default
+            if _base_type(hints[f.name]) is bool and default is False:  # a switch
+                group.add_argument(cls.cli_flag(f), dest=f.name, action="store_true", help=f.metadata.get("help", ""))
+                continue
             extra = {"choices": f.metadata["choices"]} if f.metadata.get("choices") else {}
             metavar = None if extra else cls._metavar(hints[f.name])
             group.add_argument(cls.cli_flag(f), dest=f.name, default=None, metavar=metavar,

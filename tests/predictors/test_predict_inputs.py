@@ -20,8 +20,8 @@ def _run(capsys, images, out, *extra):
 @pytest.mark.parametrize("extra, message", [
     (["-f", "3"], "fold 3 not found"),
     (["-f", "0", "-chk", "checkpoint_best_typo.pth"], "checkpoint_best_typo.pth: checkpoint not found"),
-    (["-f", "0", "--n-samples", "0"], "--n-samples must be >= 1"),
-    (["-f", "0", "--dropout-p", "1.0"], "--dropout-p must be in [0, 1)"),
+    (["-f", "0", "--n-samples", "0"], "--n-samples: must be >= 1, got 0"),
+    (["-f", "0", "--dropout-p", "1.0"], "--dropout-p: must be in [0, 1), got 1.0"),
     (["-f", "0", "--tta", "noise,shear"], "--tta"),
     (["-f", "0", "-tr", "NoSuchTrainer"], "model folder"),
     (["-f", "0", "--uncertainty", "variance", "-m", "stock"], "method stock provides entropy"),
