@@ -63,6 +63,7 @@ def _image_files(folder: Path, case: str) -> list[Path]:
 def read_rater_masks(image: Path, raters: dict[int, Path]) -> np.ndarray:
     """(K, z, y, x) bool masks of one case, each checked against the image's grid (one-line InputErrors)."""
     from nnunet_ext.imageio import read_header, read_image
+    from nnunet_ext.io.label_check import check_binary
 
     if not raters:
         raise InputError(f"{image}: case has zero raters (no CASE_rater{{k}}{FILE_ENDING} files)")
@@ -76,9 +77,7 @@ def read_rater_masks(image: Path, raters: dict[int, Path]) -> np.ndarray:
             raise InputError(f"{raters[k]}: geometry differs from the image {image.name} "
                              f"(shape {tuple(rshape)} vs {tuple(shape)}, or origin / spacing / direction)")
         arr, _ = read_image(raters[k], kind="label")
-        values = np.unique(arr)
-        if not np.isin(values, (0, 1)).all():
-            raise InputError(f"{raters[k]}: rater masks must be binary 0/1, found {values[:6].tolist()}")
+        check_binary(arr, raters[k], "rater mask")
         masks.append(arr.astype(bool))
     return np.stack(masks)
 
