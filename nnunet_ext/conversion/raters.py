@@ -40,12 +40,17 @@ def rater_dataset_json(channel_names: dict, n_raters: dict[str, int], num_traini
 
 
 def find_rater_files(folder: Path) -> dict[str, dict[int, Path]]:
-    """``{case: {k: path}}`` of ``CASE_rater{k}.nii.gz`` files in ``folder``."""
+    """``{case: {k: path}}`` of ``CASE_rater{k}.nii.gz`` files in ``folder``; another NIfTI file there (a
+    ``.nii`` rater mask, ``CASE_Rater1.nii.gz``) is an InputError naming it rather than a rater left out."""
     out: dict[str, dict[int, Path]] = {}
-    for p in sorted(folder.glob(f"*{FILE_ENDING}")):
+    for p in sorted(folder.iterdir()):
+        if p.name.startswith(".") or not p.name.endswith((".nii", ".nii.gz")):
+            continue
         m = RATER_RE.match(p.name)
-        if m:
-            out.setdefault(m["case"], {})[int(m["k"])] = p
+        if not m:
+            raise InputError(f"{p}: not a rater mask name CASE_rater{{k}}{FILE_ENDING} (k = 0, 1, ...); rename or "
+                             "remove it")
+        out.setdefault(m["case"], {})[int(m["k"])] = p
     return out
 
 
@@ -126,4 +131,7 @@ def convert_raters(input_dir, dataset_id: int, name: str = "Raters", overwrite: 
                 n_raters[case] = len(raters)
         ds = rater_dataset_json(channel_names, n_raters, len(plan["Tr"]), name)
         (tmp / "dataset.json").write_text(json.dumps(ds, indent=2))
+    from nnunet_ext.conversion.outcome import report
+
+    report(final, len(n_raters), {})  # every case is converted or the run stops naming the file
     return final
