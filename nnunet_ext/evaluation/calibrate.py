@@ -140,6 +140,12 @@ def load_case(src: CaseSource, spec: LabelSpec) -> tuple[np.ndarray, np.ndarray,
                              f"{probs.shape[0]} classes")
     if ref.size and int(ref.min()) < 0:
         raise InputError(f"{src.reference}: negative labels")
+    if spec.sigmoid:  # a value in no region would silently be background of every region
+        from nnunet_ext.io.label_check import check_label_values
+
+        known = {0, *(v for r in spec.regions for v in r)} | ({spec.ignore_label} if spec.ignore_label is not None
+                                                               else set())
+        check_label_values(ref, src.reference, known, "the dataset's regions")
     return probs, ref, spacing
 
 
