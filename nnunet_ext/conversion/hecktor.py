@@ -173,8 +173,8 @@ def convert_hecktor(input_dir, dataset_id: int, name: str = "HECKTOR2022", ct_on
     if not cases:
         raise InputError(f"{root}: no HECKTOR images (CENTRE-ID__CT.nii.gz) found")
     log = {"source": str(root.resolve()), "ct_only": ct_only, "cases": {}}
-    for name, reason in unmatched_files(root, cases).items():
-        log["cases"][name] = {"status": "skipped", "reason": reason}
+    for stray, reason in unmatched_files(root, cases).items():
+        log["cases"][stray] = {"status": "skipped", "reason": reason}
     with staged_dataset(env_dir("nnUNet_raw"), int(dataset_id), name, overwrite=overwrite) as (tmp, final):
         for sub in ("imagesTr", "labelsTr", "imagesTs"):
             (tmp / sub).mkdir(parents=True)
