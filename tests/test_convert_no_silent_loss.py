@@ -109,7 +109,35 @@ def test_hecktor_lists_skipped_cases_and_unmatched_files(tmp_path, raw, capsys):
     assert lines[-1].startswith("skipped MDA-002: ") and "do not overlap" in lines[-1]
 
 
+def test_hecktor_follows_symlinked_folders(tmp_path, raw, capsys):
+    from test_convert_hecktor import _release
+
+    from nnunet_ext.conversion.hecktor import convert_hecktor
+
+    real = _release(tmp_path / "real", {"CHUM-001": "CHUM-001"})
+    src = tmp_path / "linked"
+    src.mkdir()
+    for sub in ("imagesTr", "labelsTr"):
+        os.symlink(real / sub, src / sub)
+    out = convert_hecktor(src, 554, progress=False)
+    assert f"{out}: 1 converted, 0 skipped" in capsys.readouterr().out
+    assert (out / "labelsTr" / "CHUM-001.nii.gz").is_file()
+
+
 # ------------------------------------------------------------------------------------------------------- DICOM
+
+def test_nsclc_follows_a_symlinked_patient_folder(tmp_path, raw, capsys):
+    pytest.importorskip("pydicom")
+    from test_convert_nsclc import one_patient
+
+    tcia, elsewhere = tmp_path / "in", tmp_path / "elsewhere"
+    one_patient(tcia, "LUNG1-001")
+    one_patient(elsewhere, "LUNG1-002", seed=2)
+    os.symlink(elsewhere / "LUNG1-002", tcia / "LUNG1-002")
+    os.symlink(tcia, tcia / "LUNG1-001" / "loop")             # a link back up the tree: visited once
+    assert main(["convert", "nsclc", "-i", str(tcia), "-d", "555", "--no-progress"]) == 0
+    assert f"{raw / 'Dataset555_NSCLCRadiomics'}: 2 converted, 0 skipped" in capsys.readouterr().out
+
 
 def _respoil(path, **tags):
     import pydicom

@@ -112,11 +112,18 @@ def _fmt(v) -> str:
 
 
 def list_files(root: str | os.PathLike) -> list[Path]:
-    """All regular, non-hidden files under ``root``, sorted."""
-    out = []
-    for folder, dirs, files in os.walk(root):
+    """All regular, non-hidden files under ``root``, sorted; symbolic links to folders are followed (a link back
+    up the tree is visited once), so a collection assembled from links loses no patient."""
+    out, seen = [], set()
+    for folder, dirs, files in os.walk(root, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in seen:
+            dirs[:] = []
+            continue
+        seen.add(real)
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        out.extend(Path(folder) / f for f in sorted(files) if not f.startswith("."))
+        out.extend(Path(folder) / f for f in sorted(files)
+                   if not f.startswith(".") and os.path.isfile(os.path.join(folder, f)))
     return out
 
 

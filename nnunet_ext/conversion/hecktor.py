@@ -1,6 +1,7 @@
 """HECKTOR 2022 (head-and-neck PET/CT) -> nnU-Net v2 raw dataset, pre-processed as in HN-UISeg (Chu 2026 3.2, D.1).
 
-Input: the release folder, any layout; files are found by name (``.nii.gz`` or ``.nii``)::
+Input: the release folder, any layout (symbolic links to folders followed); files are found by name (``.nii.gz``
+or ``.nii``)::
 
     CENTRE-ID__CT.nii.gz   CENTRE-ID__PT.nii.gz   CENTRE-ID.nii.gz | CENTRE_ID.nii.gz (label, releases differ)
 
@@ -59,9 +60,11 @@ def _strip(name: str) -> str:
 
 def find_cases(root: Path) -> dict:
     """``{case: {"CT": path, "PT": path | None, "label": path | None}}`` from file names under ``root``."""
+    from nnunet_ext.conversion.dicom import list_files  # symbolic links to folders followed
+
     images, others = {}, {}
-    for p in sorted(root.rglob("*")):
-        if not p.is_file() or p.name.startswith(".") or not re.search(r"\.nii(\.gz)?$", p.name):
+    for p in list_files(root):
+        if not re.search(r"\.nii(\.gz)?$", p.name):
             continue
         m = _IMAGE.fullmatch(p.name)
         if m:
@@ -87,10 +90,11 @@ def find_cases(root: Path) -> dict:
 def unmatched_files(root: Path, cases: dict) -> dict[str, str]:
     """``{name: reason}`` of the NIfTI files under ``root`` that belong to no case (a label without its CT):
     listed as skipped instead of being left out without a word."""
+    from nnunet_ext.conversion.dicom import list_files
+
     used = {p for entry in cases.values() for p in entry.values() if p is not None}
     return {_strip(p.name): f"{p}: no image CENTRE-ID__CT.nii.gz matches this file (a label without its CT?)"
-            for p in sorted(root.rglob("*")) if p.is_file() and not p.name.startswith(".")
-            and re.search(r"\.nii(\.gz)?$", p.name) and p not in used}
+            for p in list_files(root) if re.search(r"\.nii(\.gz)?$", p.name) and p not in used}
 
 
 def _overlap_fraction(pet, ct) -> float:
