@@ -45,7 +45,8 @@ def test_unknown_values_check_and_background():
         check_label_values(seg, "f.nii.gz", {0, 1})
     check_label_values(seg, "f.nii.gz", {0, 1, 7, 300})
     assert unknown_to_background(seg, [7, 300]).tolist() == [[0, 1, 0], [0, 1, 0]]
-    with pytest.raises(InputError, match=r"r\.nii\.gz: rater masks must be binary 0/1, found value\(s\) \[2\] in 1 voxel"):
+    with pytest.raises(InputError,
+                       match=r"r\.nii\.gz: rater masks must be binary 0/1, found value\(s\) \[2\] in 1 voxel"):
         check_binary(np.array([0, 1, 2, 1]), "r.nii.gz")
 
 
@@ -71,7 +72,8 @@ def test_evaluate_refuses_undeclared_prediction_values_or_scores_them_as_backgro
     argv = ["evaluate", "-ref", str(ref), "-pred", str(pred), "-djfile", str(dj), "-o", str(tmp_path / "s.json"), "-q"]
     assert main(argv) == 2
     err = capsys.readouterr().err
-    assert "pred/c1.nii.gz: label value(s) [2, 7] (3 voxel(s)) not declared in" in err and "--ignore-unknown-labels" in err
+    assert "pred/c1.nii.gz: label value(s) [2, 7] (3 voxel(s)) not declared in" in err
+    assert "--ignore-unknown-labels" in err
     assert not (tmp_path / "s.json").exists()
     assert main(argv + ["--ignore-unknown-labels"]) == 0
     err = capsys.readouterr().err
@@ -126,7 +128,8 @@ def test_evaluate_raters_refuses_non_binary_masks_and_nan_tau(tmp_path, capsys):
     assert json.loads((tmp_path / "o.json").read_text())["mean"]["dice_union"] == pytest.approx(96 / 108)
     write_image(_seg(at=(1, 3, 2), value=2), G, raters / "c0_rater1.nii.gz")
     assert main(argv) == 2
-    assert "c0_rater1.nii.gz: rater masks must be binary 0/1, found value(s) [2] in 48 voxel(s)" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "c0_rater1.nii.gz: rater masks must be binary 0/1, found value(s) [2] in 48 voxel(s)" in err
     with pytest.raises(SystemExit) as e:  # argparse: usage + one error line, exit 2
         main(argv + ["--tau", "nan"])
     assert e.value.code == 2

@@ -57,6 +57,9 @@ def label_spec_from_dataset_json(path: str) -> LabelSpec:
         items = list(labels.items())
     except (OSError, ValueError, KeyError, AttributeError) as e:
         raise InputError(f"{path}: cannot read a 'labels' dict from it ({type(e).__name__}: {e})") from None
+    from nnunet_ext.io.label_check import declared_label_values
+
+    declared_label_values(labels, path)  # background 0, non-negative integer values (one-line errors)
     ignore = labels.get("ignore")
     has_regions = any(isinstance(v, (list, tuple)) and len(v) > 1 for v in labels.values())
     if not has_regions:
