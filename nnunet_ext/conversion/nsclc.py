@@ -23,8 +23,10 @@ the conversion is complete and valid, so a failed or interrupted run never leave
 ``DatasetXXX_NAME`` (a previous complete one stays as it was). The next run resumes: finished cases (of the
 resume folder, or of the existing dataset, hard-linked) are kept unless ``overwrite`` (which starts afresh).
 A resume with other ROI names is refused (stale-output guard) unless ``overwrite``. Bad cases (no CT, no
-RTSTRUCT, no matching ROI, empty mask, contours off the CT grid, uneven slices) raise :class:`InputError`,
-or with ``skip_invalid`` are logged and skipped. Nothing is ever downloaded.
+RTSTRUCT, no matching ROI, empty mask, contours off the CT grid, uneven slices, a slice whose PixelSpacing /
+orientation / size differs from the others) raise :class:`InputError`, or with ``skip_invalid`` are logged and
+skipped; the run ends with ``N converted, M skipped`` and one line per skipped case with its reason
+(:mod:`nnunet_ext.conversion.outcome`). Nothing is ever downloaded.
 """
 from __future__ import annotations
 
@@ -307,8 +309,11 @@ def _convert_nsclc(tcia_dir: str | Path, dataset_id: int, name: str = "NSCLCRadi
         _link_tree(out, tmp)
     shutil.rmtree(out, ignore_errors=True)
     out = final
-    print(f"{out}: {counts['converted']} converted, {counts['kept']} kept, {counts['skipped']} skipped; "
-          f"{len(present)} cases in dataset.json")
+    from nnunet_ext.conversion.outcome import report
+
+    skipped = {c: e["reason"] for c, e in log["cases"].items() if e.get("status") == "skipped" and c in ids}
+    report(out, counts["converted"] + counts["kept"], skipped,
+           f"{counts['kept']} of them kept from an earlier run; {len(present)} cases in dataset.json")
     return out
 
 

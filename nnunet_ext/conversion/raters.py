@@ -37,6 +37,21 @@ def rater_dataset_json(channel_names: dict, n_raters: dict[str, int], num_traini
             DATASET_KEY: {"encoding": ENCODING_NAME, "max_raters": k_max, "n_raters": dict(sorted(n_raters.items()))}}
 
 
+def find_rater_files(folder: Path) -> dict[str, dict[int, Path]]:
+    """``{case: {k: path}}`` of ``CASE_rater{k}.nii.gz`` files in ``folder``; another NIfTI file there (a
+    ``.nii`` rater mask, ``CASE_Rater1.nii.gz``) is an InputError naming it rather than a rater left out."""
+    out: dict[str, dict[int, Path]] = {}
+    for p in sorted(folder.iterdir()):
+        if p.name.startswith(".") or not p.name.endswith((".nii", ".nii.gz")):
+            continue
+        m = RATER_RE.match(p.name)
+        if not m:
+            raise InputError(f"{p}: not a rater mask name CASE_rater{{k}}{FILE_ENDING} (k = 0, 1, ...); rename or "
+                             "remove it")
+        out.setdefault(m["case"], {})[int(m["k"])] = p
+    return out
+
+
 def _image_files(folder: Path, case: str) -> list[Path]:
     from nnunet_ext.io.integrity import check_image_file
 
@@ -51,6 +66,7 @@ def _image_files(folder: Path, case: str) -> list[Path]:
 def read_rater_masks(image: Path, raters: dict[int, Path]) -> np.ndarray:
     """(K, z, y, x) bool masks of one case, each checked against the image's grid (one-line InputErrors)."""
     from nnunet_ext.io.imageio import read_header, read_image
+    from nnunet_ext.io.label_check import check_binary
 
     if not raters:
         raise InputError(f"{image}: case has zero raters (no CASE_rater{{k}}{FILE_ENDING} files)")
@@ -64,9 +80,7 @@ def read_rater_masks(image: Path, raters: dict[int, Path]) -> np.ndarray:
             raise InputError(f"{raters[k]}: geometry differs from the image {image.name} "
                              f"(shape {tuple(rshape)} vs {tuple(shape)}, or origin / spacing / direction)")
         arr, _ = read_image(raters[k], kind="label")
-        values = np.unique(arr)
-        if not np.isin(values, (0, 1)).all():
-            raise InputError(f"{raters[k]}: rater masks must be binary 0/1, found {values[:6].tolist()}")
+        check_binary(arr, raters[k], "rater mask")
         masks.append(arr.astype(bool))
     return np.stack(masks)
 
@@ -115,4 +129,7 @@ def convert_raters(input_dir, dataset_id: int, name: str = "Raters", overwrite: 
                 n_raters[case] = len(raters)
         ds = rater_dataset_json(channel_names, n_raters, len(plan["Tr"]), name)
         write_json(tmp / "dataset.json", ds, indent=2)
+    from nnunet_ext.conversion.outcome import report
+
+    report(final, len(n_raters), {})  # every case is converted or the run stops naming the file
     return final

@@ -57,6 +57,9 @@ def label_spec_from_dataset_json(path: str) -> LabelSpec:
         items = list(labels.items())
     except (OSError, ValueError, KeyError, AttributeError) as e:
         raise InputError(f"{path}: cannot read a 'labels' dict from it ({type(e).__name__}: {e})") from None
+    from nnunet_ext.io.label_check import declared_label_values
+
+    declared_label_values(labels, path)  # background 0, non-negative integer values (one-line errors)
     ignore = labels.get("ignore")
     has_regions = any(isinstance(v, (list, tuple)) and len(v) > 1 for v in labels.values())
     if not has_regions:
@@ -140,6 +143,12 @@ def load_case(src: CaseSource, spec: LabelSpec) -> tuple[np.ndarray, np.ndarray,
                              f"{probs.shape[0]} classes")
     if ref.size and int(ref.min()) < 0:
         raise InputError(f"{src.reference}: negative labels")
+    if spec.sigmoid:  # a value in no region would silently be background of every region
+        from nnunet_ext.io.label_check import check_label_values
+
+        known = {0, *(v for r in spec.regions for v in r)} | ({spec.ignore_label} if spec.ignore_label is not None
+                                                               else set())
+        check_label_values(ref, src.reference, known, "the dataset's regions")
     return probs, ref, spacing
 
 

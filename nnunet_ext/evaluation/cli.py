@@ -56,6 +56,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="worker processes (default 1)")
     p.add_argument("--file-ending", default=None, metavar="EXT",
                    help="file ending of the segmentations (default: dataset.json's file_ending, else .nii.gz)")
+    p.add_argument("--ignore-unknown-labels", action="store_true",
+                   help="score label values that dataset.json (or, without it, every reference and -l) does not "
+                        "declare as background, with a warning per file (default: refuse them)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no printed summary")
     u = p.add_argument_group("uncertainty (maps written by the nnunet_ext predictor)")
     u.add_argument("--uncertainty", metavar="UNC_DIR",
@@ -88,8 +91,17 @@ def run(args: argparse.Namespace) -> int:
     if args.num_processes < 1:
         raise InputError(f"-np must be >= 1, got {args.num_processes}")
     labels, names, file_ending = args.labels or args.regions, None, args.file_ending
+    declared = None
     if args.djfile:
+        from nnunet_ext.io.integrity import load_json_checked
+        from nnunet_ext.io.label_check import declared_label_values
+
         dj_labels, names = labels_from_dataset_json(args.djfile)
+        declared = declared_label_values(load_json_checked(args.djfile, ("labels",))["labels"], args.djfile)
+        asked = {v for lr in labels or () for v in (lr if isinstance(lr, tuple) else (lr,))}
+        if asked - declared:
+            raise InputError(f"-l / --regions: label(s) {sorted(asked - declared)} are not declared in "
+                             f"{args.djfile} (labels {sorted(declared)})")
         labels = labels or dj_labels
         if file_ending is None:
             try:
@@ -123,7 +135,9 @@ def run(args: argparse.Namespace) -> int:
                                    penalty=DEFAULT_PENALTY_MM if args.penalty is None else args.penalty,
                                    num_processes=args.num_processes, boundary_width=args.boundary_width,
                                    file_ending=file_ending or ".nii.gz", output_file=None, label_names=names,
-                                   progress=not args.quiet, uncertainty=unc_options)
+                                   progress=not args.quiet, uncertainty=unc_options, declared_labels=declared,
+                                   label_source=args.djfile or "dataset.json",
+                                   ignore_unknown_labels=args.ignore_unknown_labels)
     for w in caught:
         print(f"nnext evaluate: warning: {w.message}", file=sys.stderr)
     if reliability_png:  # the diagram first: if it cannot be written, no summary is left behind either

@@ -2,7 +2,9 @@
 
 On the cases present in both summaries, for each label / region and metric: mean of A and B, mean and median
 of the difference d = B - A, two-sided Wilcoxon signed-rank p-value, Spearman rho and Pearson r of the per-case
-values (:mod:`nnunet_ext.core.stats`; pairs with a NaN value are dropped, so ``n`` can differ per metric).
+values (:mod:`nnunet_ext.core.stats`; pairs with a NaN value are dropped, so ``n`` can differ per metric). A label
+key that both summaries name differently (or whose label values differ) is refused: the numbers would be paired
+across different classes.
 """
 from __future__ import annotations
 
@@ -40,6 +42,7 @@ def compare_summaries(summary_a: dict, summary_b: dict, metrics=DEFAULT_METRICS,
     keys_a = _label_keys(summary_a, cases_a)
     keys_b = _label_keys(summary_b, cases_b)
     shared = [k for k in keys_a if k in keys_b]
+    _check_same_meaning(summary_a, summary_b, shared)
     keys = shared if not labels else [_resolve_label(str(x), shared, summary_a, summary_b) for x in labels]
     if not keys:
         raise InputError(f"the two summaries share no label or region (A: {', '.join(keys_a)}; B: {', '.join(keys_b)})")
@@ -65,6 +68,22 @@ def compare_summaries(summary_a: dict, summary_b: dict, metrics=DEFAULT_METRICS,
             results.append({"label": key, "metric": m, **compare_paired(a, b)})
     return {"n_common_cases": len(common), "only_in_a": sorted(set(cases_a) - set(cases_b)),
             "only_in_b": sorted(set(cases_b) - set(cases_a)), "cases": common, "results": results}
+
+
+def _check_same_meaning(summary_a: dict, summary_b: dict, keys: list[str]) -> None:
+    """A label key shared by both summaries must mean the same thing: InputError when both name it and the names
+    differ, or its label values differ (label 1 "GTVp" of A against label 1 "tumour" of B)."""
+    from nnunet_ext.errors import InputError
+
+    info_a, info_b = summary_a.get("labels") or {}, summary_b.get("labels") or {}
+    for key in keys:
+        a, b = info_a.get(key), info_b.get(key)
+        if not isinstance(a, dict) or not isinstance(b, dict):
+            continue
+        for field in ("name", "values"):
+            if a.get(field) is not None and b.get(field) is not None and a[field] != b[field]:
+                raise InputError(f"label {key} has {field} {a[field]!r} in A and {b[field]!r} in B: the summaries "
+                                 "were evaluated with different dataset labels; compare summaries of one dataset")
 
 
 def _label_keys(summary: dict, cases: dict) -> list[str]:

@@ -38,17 +38,25 @@ from nnunet_ext.core.surface import DEFAULT_PENALTY_MM
 from nnunet_ext.errors import InputError
 from nnunet_ext.evaluation.metrics import (METRIC_NAMES, compute_metrics, label_key, mask_of, normalize_labels)
 from nnunet_ext.io.imageio import read_header, read_image
+from nnunet_ext.io.label_check import check_label_values, unknown_to_background, unknown_values
 from nnunet_ext.evaluation.summary_io import write_summary
 from nnunet_ext.evaluation.uncertainty_eval import (UncertaintyOptions, case_uncertainty, check_uncertainty_inputs,
                                                    drop_auxiliary, summarize_uncertainty)
 
-__all__ = ["GeometryWarning", "evaluate_folders", "evaluate_case", "find_cases", "aggregate"]
+__all__ = ["GeometryWarning", "UnknownLabelWarning", "evaluate_folders", "evaluate_case", "find_cases", "aggregate"]
 
 _MAX_NAMED = 10  # cases named in one error message
 
 
 class GeometryWarning(UserWarning):
     """Reference and prediction of a case differ in origin or direction."""
+
+
+class UnknownLabelWarning(UserWarning):
+    """A label value the dataset does not declare was scored as background (``--ignore-unknown-labels``)."""
+
+
+_UNKNOWN_HINT = ("; fix the file or dataset.json, or pass --ignore-unknown-labels to score them as background")
 
 
 def _name_list(names: Sequence[str]) -> str:
@@ -97,15 +105,37 @@ def _labels_present(seg: np.ndarray, case: str) -> list[int]:
     return [int(v) for v in np.unique(seg) if v > 0]
 
 
+def _known_values(seg: np.ndarray, path: str, declared: set[int] | None, source: str, ignore_unknown: bool,
+                  notes: list[str]) -> np.ndarray:
+    """``seg`` with its label values checked against ``declared`` (:mod:`nnunet_ext.io.label_check`): unknown
+    values refused naming the file, or with ``ignore_unknown`` set to background and noted."""
+    if declared is None:
+        return seg
+    bad = unknown_values(seg, declared)
+    if not bad:
+        return seg
+    if not ignore_unknown:
+        check_label_values(seg, path, declared, source, _UNKNOWN_HINT)
+    notes.append(f"{path}: label value(s) {bad} ({int(np.isin(seg, bad).sum())} voxel(s)) not declared in {source}: "
+                 "scored as background (--ignore-unknown-labels)")
+    return unknown_to_background(seg, bad)
+
+
 def evaluate_case(case: str, ref_file: str, pred_file: str, labels_or_regions: list | None, tau: float = 2.0,
                   penalty: float = DEFAULT_PENALTY_MM, boundary_width: float | None = None,
-                  uncertainty: tuple | None = None) -> dict:
+                  uncertainty: tuple | None = None, declared: set[int] | None = None,
+                  label_source: str = "dataset.json", ignore_unknown: bool = False) -> dict:
     """Metrics of one case for every label / region; ``None`` = every non-zero label in reference or prediction.
 
     ``uncertainty``: ``(uncertainty file, probabilities file, UncertaintyOptions)`` adds ``record["uncertainty"]``.
+    ``declared``: the label values the dataset declares (``label_source`` says where); other values are refused,
+    or with ``ignore_unknown`` scored as background (``record["label_notes"]`` says so).
     """
+    notes: list[str] = []
     ref, g_ref = read_image(ref_file, kind="label")
+    ref = _known_values(ref, ref_file, declared, label_source, ignore_unknown, notes)
     pred, _ = read_image(pred_file, kind="label")
+    pred = _known_values(pred, pred_file, declared, label_source, ignore_unknown, notes)
     if ref.shape != pred.shape:  # guards against files changed since the header check
         raise InputError(f"{case}: shape (z,y,x) differs: REF {ref.shape} vs PRED {pred.shape}")
     spacing_zyx = tuple(float(s) for s in g_ref.spacing[::-1])
@@ -120,6 +150,8 @@ def evaluate_case(case: str, ref_file: str, pred_file: str, labels_or_regions: l
               "prediction_file": os.path.abspath(pred_file), "shape_zyx": list(ref.shape),
               "spacing_zyx": list(spacing_zyx), "labels_in_reference": labels_ref,
               "labels_in_prediction": _labels_present(pred, case), "absent": absent, "metrics": metrics}
+    if notes:
+        record["label_notes"] = notes
     if uncertainty is not None:
         record["uncertainty"] = case_uncertainty(case, ref, pred, spacing_zyx, *uncertainty)
     return record
@@ -135,7 +167,8 @@ def _absent_in(record: dict, key: str) -> bool:
 
 
 def _evaluate_case_star(args: tuple) -> dict:
-    return evaluate_case(*args)
+    *positional, keywords = args
+    return evaluate_case(*positional, **keywords)
 
 
 def _quiet_stat(fn, values: list[float]) -> float:
@@ -164,13 +197,21 @@ def evaluate_folders(ref_dir: str | os.PathLike, pred_dir: str | os.PathLike,
                      penalty: float = DEFAULT_PENALTY_MM, num_processes: int = 1, *,
                      boundary_width: float | None = None, file_ending: str = ".nii.gz",
                      output_file: str | os.PathLike | None = None, label_names: dict[str, str] | None = None,
-                     progress: bool = True, uncertainty: UncertaintyOptions | None = None) -> dict:
+                     progress: bool = True, uncertainty: UncertaintyOptions | None = None,
+                     declared_labels: Iterable[int] | None = None, label_source: str = "dataset.json",
+                     ignore_unknown_labels: bool = False) -> dict:
     """Evaluate every case of ``pred_dir`` against ``ref_dir``; return (and optionally write) the summary.
 
     ``labels_or_regions``: ints (labels) and / or tuples of ints (regions); ``None`` = every non-zero label
     found in the references. ``output_file``: ``summary.json`` path; ``summary.csv`` is written beside it.
     Raises :class:`InputError` for missing folders, unmatched cases, no cases and shape / spacing mismatches.
     ``uncertainty``: also score the uncertainty maps / probabilities (:mod:`.uncertainty_eval`).
+
+    Label values (:mod:`nnunet_ext.io.label_check`): with ``declared_labels`` (a dataset.json's values, named by
+    ``label_source``) every reference and prediction may hold only those; without, a prediction may hold only
+    values found in some reference or asked for in ``labels_or_regions``. Other values are an InputError naming
+    the file and the values, or with ``ignore_unknown_labels`` scored as background with a warning per file
+    (also listed under ``"warnings"``).
     """
     if tau < 0 or penalty < 0 or (boundary_width is not None and boundary_width < 0):
         raise InputError("tau, penalty and boundary width must be >= 0")
@@ -197,9 +238,17 @@ def evaluate_folders(ref_dir: str | os.PathLike, pred_dir: str | os.PathLike,
         warnings.warn(note, GeometryWarning, stacklevel=2)
 
     aux = {} if uncertainty is None else check_uncertainty_inputs(pairs, uncertainty, file_ending)
+    declared = None if declared_labels is None else {int(v) for v in declared_labels}
+    keywords = {"declared": declared, "label_source": label_source, "ignore_unknown": ignore_unknown_labels}
     tasks = [(case, r, p, chosen, tau, penalty, boundary_width,
-              None if uncertainty is None else (*aux[case], uncertainty)) for case, (r, p) in pairs.items()]
+              None if uncertainty is None else (*aux[case], uncertainty), keywords) for case, (r, p) in pairs.items()]
     records = _run(tasks, num_processes, progress)
+    if declared is None:  # no dataset.json: the references and the asked-for labels are what is known
+        records = _check_undeclared(records, tasks, chosen, ignore_unknown_labels, num_processes, progress)
+    for record in records:
+        for note in record.get("label_notes", []):
+            notes.append(note)
+            warnings.warn(note, UnknownLabelWarning, stacklevel=2)
 
     if chosen is None:
         found = sorted({v for r in records for v in r["labels_in_reference"]})
@@ -244,6 +293,29 @@ def evaluate_folders(ref_dir: str | os.PathLike, pred_dir: str | os.PathLike,
     return summary
 
 
+def _check_undeclared(records: list[dict], tasks: list[tuple], chosen, ignore_unknown: bool, num_processes: int,
+                      progress: bool) -> list[dict]:
+    """Without a dataset.json: prediction values found in no reference and not asked for (-l / --regions) are
+    refused naming the files, or with ``ignore_unknown`` those cases are scored again with them as background."""
+    known = {0} | {v for r in records for v in r["labels_in_reference"]}
+    for lr in chosen or ():
+        known.update(lr if isinstance(lr, tuple) else (lr,))
+    bad = {r["case"]: sorted(set(r["labels_in_prediction"]) - known) for r in records}
+    bad = {c: v for c, v in bad.items() if v}
+    if not bad:
+        return records
+    if not ignore_unknown:
+        first = next(r for r in records if r["case"] in bad)
+        more = f"; {len(bad) - 1} more case(s)" if len(bad) > 1 else ""
+        raise InputError(f"{first['prediction_file']}: label value(s) {bad[first['case']]} appear in no reference "
+                         f"and are not asked for with -l / --regions (labels known: {sorted(known)}){more}"
+                         f"{_UNKNOWN_HINT.replace('dataset.json', 'the dataset.json (-djfile)')}")
+    redo = [(*t[:-1], {**t[-1], "declared": known, "label_source": "the references or -l / --regions",
+                       "ignore_unknown": True}) for t in tasks if t[0] in bad]
+    again = {r["case"]: r for r in _run(redo, num_processes, progress)}
+    return [again.get(r["case"], r) for r in records]
+
+
 def _run(tasks: list[tuple], num_processes: int, progress: bool) -> list[dict]:
     from tqdm import tqdm
 
@@ -253,7 +325,7 @@ def _run(tasks: list[tuple], num_processes: int, progress: bool) -> list[dict]:
         if n == 1:
             records = []
             for t in tasks:
-                records.append(evaluate_case(*t))
+                records.append(_evaluate_case_star(t))
                 bar.update()
             return records
         with multiprocessing.get_context("spawn").Pool(n) as pool:

@@ -109,12 +109,16 @@ def _is_int(v) -> bool:
 def labels_from_dataset_json(path: str | os.PathLike) -> tuple[list[LabelOrRegion], dict[str, str]]:
     """Foreground labels (or regions, when any label value is a list) of an nnU-Net ``dataset.json``.
 
-    Background (value 0) and the ``ignore`` label are skipped. Returns ``(labels_or_regions, {key: name})``.
+    Background must be 0 (:func:`nnunet_ext.io.label_check.declared_label_values`); it and the ``ignore`` label are
+    skipped. Returns ``(labels_or_regions, {key: name})``.
     """
     from nnunet_ext.io.integrity import load_json_checked
 
     path = os.fspath(path)
+    from nnunet_ext.io.label_check import declared_label_values
+
     labels = load_json_checked(path, ("labels",), what="dataset.json")["labels"]
+    declared_label_values(labels, path)  # background 0, every value a non-negative integer (one-line errors)
     try:
         items = [(str(name), value) for name, value in labels.items()]
     except (KeyError, TypeError, AttributeError) as e:

@@ -78,10 +78,14 @@ KNOWN_CONFIGURATIONS = ("2d", "3d_fullres", "3d_lowres")
 def check_raw_dataset(folder, full: bool = False) -> None:
     """dataset.json with nnU-Net's keys and every image / label file complete (gzip stream checked: truncated
     files are otherwise read as half-zero images); ``full`` (``--verify_dataset_integrity``) decompresses every
-    stream to its end and reads every file: images finite with plausible spacing, labels integer-valued."""
+    stream to its end and reads every file: images finite with plausible spacing, labels integer-valued. Every label
+    file holds only values dataset.json declares, background 0 (:mod:`nnunet_ext.io.label_check`; nnU-Net's
+    fingerprint would take an undeclared 5 as foreground without a word)."""
     from nnunet_ext.io.integrity import check_file_complete, load_json_checked, read_image_checked
+    from nnunet_ext.io.label_check import check_label_values, declared_label_values
 
     dj = load_json_checked(folder / "dataset.json", ("labels", "file_ending"))
+    declared = declared_label_values(dj["labels"], folder / "dataset.json")
     if not (dj.get("channel_names") or dj.get("modality")):
         raise InputError(f"{folder / 'dataset.json'}: dataset.json lacks required key 'channel_names'")
     ending = dj["file_ending"]
@@ -93,8 +97,10 @@ def check_raw_dataset(folder, full: bool = False) -> None:
         if not files[sub]:
             raise InputError(f"{folder / sub}: no '*{ending}' files")
         for p in files[sub]:
-            if full:
-                read_image_checked(p, kind=kind, full_gzip=True)
+            if full or kind == "label":
+                arr = read_image_checked(p, kind=kind, full_gzip=full)[0]
+                if kind == "label":
+                    check_label_values(arr, p, declared, str(folder / "dataset.json"))
             else:
                 check_file_complete(p)
     _check_pairs(folder, files, ending)

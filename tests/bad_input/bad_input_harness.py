@@ -31,7 +31,13 @@ from nnunet_ext.cli.main import main
 from nnunet_ext.io.imageio import Geometry, read_image, write_image
 
 CLASSES = ("missing", "empty", "corrupt", "truncated", "nan", "wrong_dim", "wrong_geometry", "malformed_json",
-           "bad_option", "output_is_file", "unwritable_output", "interrupted", "other_settings", "disk_full")
+           "bad_option", "output_is_file", "unwritable_output", "interrupted", "other_settings", "disk_full",
+           # issue 19: a label value the dataset does not declare (rater / lung masks: not binary / not 0-2), a
+           # numeric option given as nan, and input a converter used to drop or change silently
+           "unknown_label", "nan_option", "dropped_case")
+#: what the argparse types say about ``nan`` given to an option (nnunet_ext.argtypes.refuse_nonfinite / int())
+NAN_FLOAT = r"'nan' is not a finite number"
+NAN_INT = r"(invalid int value: 'nan'|'nan' is not an integer)"
 G = Geometry((0.8, 0.9, 2.0), (-10.0, 5.0, 3.0))
 
 

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from bad_input_harness import (DISK_FULL, disk_full,
-                               G, Cell, cell_ids, ct_image, file_at, interrupt_on_call, label_map, matrix_cells,
+from bad_input_harness import (DISK_FULL, disk_full, G, Cell, cell_ids, ct_image, file_at, interrupt_on_call,
+                               label_map, matrix_cells, NAN_INT,
                                run_cell, spoiled_cell, unwritable)
 from bad_input_harness import workspace  # noqa: F401 (a fixture)
 from nnunet_ext.cli.main import main
@@ -52,6 +52,23 @@ def _output_cells(tmp: Path, mp, klass, argv, dataset: str, write_module=None, c
     return None
 
 
+def _dataset_id_nan(klass, argv):
+    """nan_option of a converter: ``-d nan`` (an integer option) is refused by argparse."""
+    if klass != "nan_option":
+        return None
+    i = argv.index("-d")
+    return Cell(argv[:i + 1] + ["nan"] + argv[i + 2:], r"argument -d/--dataset-id: " + NAN_INT)
+
+
+def _double_pixel_spacing(path: Path) -> None:
+    """One DICOM slice with twice the PixelSpacing of the others (was accepted, issue 19)."""
+    import pydicom
+
+    ds = pydicom.dcmread(path)
+    ds.PixelSpacing = [2 * float(v) for v in ds.PixelSpacing]
+    ds.save_as(path)
+
+
 def _nan_image(path: Path):
     arr = ct_image()
     arr[1, 2, 3] = np.nan
@@ -86,10 +103,13 @@ def _cmd_convert_raters(tmp: Path, mp, klass: str) -> Cell | None:
     if klass == "malformed_json":
         (src / "dataset.json").write_text('{"channel_names": {"0": "CT"},}')
         return Cell(argv, r"dataset\.json: malformed dataset\.json \(line 1")
-    if klass == "bad_option":  # a rater mask that is not binary
+    if klass in ("bad_option", "unknown_label"):  # a rater mask that is not binary
         write_image(label_map() * 3, G, src / "labelsTr_raters" / "c1_rater1.nii.gz")
-        return Cell(argv, r"c1_rater1\.nii\.gz: rater masks must be binary 0/1")
-    return _output_cells(tmp, mp, klass, argv, "910", io)
+        return Cell(argv, r"c1_rater1\.nii\.gz: rater masks must be binary 0/1, found value\(s\) \[3\]")
+    if klass == "dropped_case":  # a mask not named CASE_rater{k} was left out without a word
+        write_image(label_map(), G, src / "labelsTr_raters" / "c1_Rater3.nii.gz")
+        return Cell(argv, r"c1_Rater3\.nii\.gz: not a rater mask name CASE_rater\{k\}\.nii\.gz")
+    return _dataset_id_nan(klass, argv) or _output_cells(tmp, mp, klass, argv, "910", io)
 
 
 # ---------------------------------------------------------------------------------------------------- lidc
@@ -141,6 +161,11 @@ def _cmd_convert_lidc(tmp: Path, mp, klass: str) -> Cell | None:
         return Cell(argv, r"LIDC-IDRI-0001")
     if klass == "bad_option":
         return Cell(argv + ["--min-raters", "9"], r"--min-raters must be 1\.\.6, got 9")
+    if klass == "nan_option":
+        return Cell(argv[:7] + ["nan,40"] + argv[8:], r"argument --diameter: need 0 <= MIN <= MAX, got 'nan,40'")
+    if klass == "dropped_case":  # a slice with twice the PixelSpacing: named, not read onto the others' grid
+        _double_pixel_spacing(slices[4])
+        return Cell(argv, r"004\.dcm: PixelSpacing \([\d.]+, [\d.]+\) differs from the other slices'")
     return _output_cells(tmp, mp, klass, argv, "911", io)
 
 
@@ -177,6 +202,21 @@ def _cmd_convert_brats(tmp: Path, mp, klass: str) -> Cell | None:
         return Cell(argv[:5] + ["1000"] + argv[6:], r"-d must be a dataset ID in 1\.\.999, got 1000")
     if klass == "disk_full":
         return Cell(argv, DISK_FULL, patches=[disk_full()])
+    if klass == "unknown_label":
+        seg = case / "BraTS2021_00002_seg.nii.gz"
+        arr = sitk.GetArrayFromImage(sitk.ReadImage(str(seg)))
+        arr[0, 0, 0] = 3
+        sitk.WriteImage(_img(arr), str(seg))
+        return Cell(argv, r"case BraTS2021_00002: label BraTS2021_00002_seg\.nii\.gz has values \[3\], BraTS 2021 uses")
+    if klass == "dropped_case":  # a BraTS 2023 case among 2021 cases was dropped silently
+        make_release(tmp / "brats23", 2023, ids=(3,))
+        shutil.move(str(tmp / "brats23" / "MICCAI_BraTS2023_TrainingData" / "BraTS-GLI-00003-000"),
+                    str(src / "MICCAI_BraTS2021_TrainingData"))
+        shutil.rmtree(tmp / "brats23")
+        return Cell(argv, r"cases of several BraTS years in one input \(2021: 2 case\(s\), e\.g\. .*BraTS2021_00001_\w+\.nii\.gz; "
+                          r"2023: 1 case\(s\), e\.g\. .*BraTS-GLI-00003-000-\w+\.nii\.gz\).*--year")
+    if klass == "nan_option":
+        return _dataset_id_nan(klass, argv)
     if klass == "unwritable_output":  # the cases are written with SimpleITK into the staged folder
         def denied(*a, **k):
             raise PermissionError(13, "Permission denied", str(a[1]))
@@ -217,7 +257,9 @@ def _cmd_convert_brats_back(tmp: Path, mp, klass: str) -> Cell | None:
         (folder / "dataset.json").write_text('{"nnext_brats": {"year": 2021,')
         return Cell(["convert", "brats-back", "-i", str(pred), "-o", str(out), "-d", "913"],
                     r"dataset\.json: .*(malformed|nnext_brats)")
-    if klass == "bad_option":  # a label value the dataset does not have
+    if klass == "nan_option":
+        return Cell(argv[:-1] + ["nan"], r"argument --year: invalid int value: 'nan'")
+    if klass in ("bad_option", "unknown_label"):  # a label value the dataset does not have
         lab = label_map() * 7
         write_image(lab, G, bad)
         return Cell(argv, r"BraTS2021_00001\.nii\.gz: label values \[7\] are not dataset labels")
@@ -277,7 +319,21 @@ def _cmd_convert_hecktor(tmp: Path, mp, klass: str) -> Cell | None:
         out.CopyInformation(img)
         sitk.WriteImage(out, str(lab))
         return Cell(argv, r"MDA-002\.nii\.gz: label values \[4\] not in 0")
-    return _output_cells(tmp, mp, klass, argv, "914", io, 2)
+    if klass == "unknown_label":
+        lab = src / "labelsTr" / "MDA-002.nii.gz"
+        img = sitk.ReadImage(str(lab))
+        out = sitk.GetImageFromArray(sitk.GetArrayFromImage(img) * 3)
+        out.CopyInformation(img)
+        sitk.WriteImage(out, str(lab))
+        return Cell(argv, r"MDA-002\.nii\.gz: label values \[3, 6\] not in 0 \(background\), 1 \(GTVp\), 2 \(GTVn\)")
+    if klass == "dropped_case":  # a label on another grid was resampled without a word (GTVn 12 -> 0 voxels)
+        lab = src / "labelsTr" / "MDA-002.nii.gz"
+        img = sitk.ReadImage(str(lab))
+        img.SetSpacing(tuple(2 * s for s in img.GetSpacing()))
+        sitk.WriteImage(img, str(lab))
+        return Cell(argv, r"MDA-002\.nii\.gz: label is not on the grid of its image MDA-002__CT\.nii\.gz \(spacing "
+                          r".*\); pass --resample-labels")
+    return _dataset_id_nan(klass, argv) or _output_cells(tmp, mp, klass, argv, "914", io, 2)
 
 
 COMMANDS = {"convert raters": _cmd_convert_raters, "convert lidc": _cmd_convert_lidc,
@@ -293,6 +349,9 @@ NOT_APPLICABLE = {
     ("convert brats-back", "wrong_dim"): "each segmentation is mapped on its own grid: no second grid to differ",
     ("convert brats-back", "wrong_geometry"): "each segmentation is mapped on its own grid: no second grid to differ",
     ("convert hecktor", "malformed_json"): "reads no JSON",
+    ("convert lidc", "unknown_label"): "rater masks come from pylidc's boolean consensus masks",
+    ("convert brats-back", "dropped_case"): "maps every segmentation file of the folder (side outputs CASE_<word> "
+                                            "are not segmentations)",
 }
 CELLS = matrix_cells(COMMANDS, NOT_APPLICABLE)
 

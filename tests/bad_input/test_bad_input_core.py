@@ -8,9 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bad_input_harness import (DISK_FULL, disk_full,
-                               CHEST_G, G, Cell, cell_ids, chest_ct, file_at, interrupt_on_call, label_map,
-                               matrix_cells, run_cell, spoil, unwritable)
+from bad_input_harness import (DISK_FULL, disk_full, CHEST_G, G, Cell, cell_ids, chest_ct, file_at,
+                               interrupt_on_call, label_map, matrix_cells, run_cell, spoil, unwritable, NAN_FLOAT)
 from bad_input_harness import workspace  # noqa: F401 (a fixture)
 from nnunet_ext.cli.main import main
 from nnunet_ext.io.imageio import Geometry, read_image, write_image
@@ -59,6 +58,14 @@ def _cmd_evaluate(tmp: Path, mp, klass: str) -> Cell | None:
         import nnunet_ext.evaluation.evaluate as ev
         return Cell(argv, r"interrupted", code=130, patches=[interrupt_on_call(ev, "compute_metrics", 1)],
                     rerun=argv)
+    if klass == "unknown_label":  # 7 in a one-class dataset was scored as background without a word
+        (tmp / "dataset.json").write_text(json.dumps({"labels": {"background": 0, "tumor": 1}}))
+        write_image(label_map() * 7, G, bad)
+        return Cell(argv + ["-djfile", str(tmp / "dataset.json")],
+                    r"pred/c1\.nii\.gz: label value\(s\) \[7\] \(75 voxel\(s\)\) not declared in .*dataset\.json.*"
+                    r"--ignore-unknown-labels")
+    if klass == "nan_option":
+        return Cell(argv + ["--tau", "nan"], r"argument --tau: " + NAN_FLOAT)
     return None
 
 
@@ -98,6 +105,12 @@ def _cmd_compare(tmp: Path, mp, klass: str) -> Cell | None:
         return Cell(argv, DISK_FULL, patches=[disk_full()])
     if klass == "unwritable_output":
         return Cell(argv, r"cmp\.json: not writable", patches=[unwritable()])
+    if klass == "unknown_label":  # label 1 of A is not label 1 of B: evaluated with other dataset labels
+        for path, name in ((a, "tumor"), (b, "lung")):
+            data = json.loads(path.read_text())
+            data["labels"] = {"1": {"name": name, "values": [1], "region": False}}
+            path.write_text(json.dumps(data))
+        return Cell(argv, r"label 1 has name 'tumor' in A and 'lung' in B")
     return None
 
 
@@ -199,6 +212,13 @@ def _cmd_postprocess(tmp: Path, mp, klass: str) -> Cell | None:
     if klass == "other_settings":
         assert main(argv) == 0
         return Cell(argv + ["--top-k", "1"], r"written with other settings \(config\.top_k: null -> 1\)")
+    if klass == "unknown_label":  # a lung mask holds 1 = right and 2 = left lung only
+        lm = read_image(lung / "c0.nii.gz")[0]
+        lm[0, 0, 0] = 3
+        write_image(lm, CHEST_G, lung / "c0.nii.gz")
+        return Cell(argv, r"lung/c0\.nii\.gz: label value\(s\) \[3\] \(1 voxel\(s\)\) not declared in a lung mask")
+    if klass == "nan_option":
+        return Cell(argv + ["--overlap", "nan"], r"argument --overlap: " + NAN_FLOAT)
     return None
 
 
@@ -212,6 +232,10 @@ NOT_APPLICABLE = {
     ("compare", "wrong_geometry"): "no images", ("compare", "interrupted"): "one short step, writes one file",
     ("compare", "other_settings"): "the output is one file, recomputed on every run",
     ("lungmask", "malformed_json"): "reads no JSON", ("postprocess", "malformed_json"): "reads no JSON",
+    ("compare", "nan_option"): "no numeric option", ("lungmask", "nan_option"): "no numeric option",
+    ("lungmask", "unknown_label"): "reads CT images only, no segmentation",
+    **{(c, "dropped_case"): "not a converter: every case is read or the run is refused (see 'missing')"
+       for c in ("evaluate", "compare", "lungmask", "postprocess")},
 }
 CELLS = matrix_cells(COMMANDS, NOT_APPLICABLE)
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from bad_input_harness import (DISK_FULL, disk_full,
-                               G, Cell, cell_ids, ct_image, file_at, interrupt_on_call, label_map, matrix_cells,
+from bad_input_harness import (DISK_FULL, disk_full, G, Cell, cell_ids, ct_image, file_at, interrupt_on_call,
+                               label_map, matrix_cells, NAN_FLOAT, NAN_INT,
                                raw_dataset, run_cell, spoil, unwritable, write_nan_image)
 from bad_input_harness import workspace  # noqa: F401 (a fixture)
 from nnunet_ext.cli.main import main
@@ -53,6 +53,14 @@ def _cmd_roi_dataset(tmp: Path, mp, klass: str) -> Cell | None:
     if klass == "other_settings":
         assert main(argv) == 0
         return Cell(argv[:-1] + ["4"], r"dataset ID 902 already exists.*--overwrite")
+    if klass == "unknown_label":  # a 3 the dataset does not declare was copied into the crops
+        lab = label_map()
+        lab[3, 5, 5] = 3
+        write_image(lab, G, src / "labelsTr" / "c1.nii.gz")
+        return Cell(argv, r"labelsTr/c1\.nii\.gz: label value\(s\) \[3\] \(1 voxel\(s\)\) not declared in "
+                          r".*dataset\.json \(labels \[0, 1\]\)")
+    if klass == "nan_option":
+        return Cell(argv[:-1] + ["nan"], r"argument --margin: " + NAN_INT)
     return None
 
 
@@ -73,6 +81,8 @@ def _cmd_synth(tmp: Path, mp, klass: str) -> Cell | None:
     if klass == "other_settings":
         assert main(argv) == 0
         return Cell(argv[:5] + ["3"] + argv[6:], r"dataset ID 903 already exists.*--overwrite")
+    if klass == "nan_option":
+        return Cell(argv[:5] + ["nan"] + argv[6:], r"argument -n/--num-train: " + NAN_INT)
     return None
 
 
@@ -125,6 +135,12 @@ def _cmd_plan(tmp: Path, mp, klass: str) -> Cell | None:
     if klass == "interrupted":
         return Cell(argv, "interrupted", code=130,
                     patches=[(api, "extract_fingerprint_dataset", _fake_fingerprint(KeyboardInterrupt()))])
+    if klass == "unknown_label":  # nnU-Net's fingerprint would take an undeclared 5 as foreground
+        write_image(label_map() * 5, G, src / "labelsTr" / "c1.nii.gz")
+        return Cell(argv, r"labelsTr/c1\.nii\.gz: label value\(s\) \[5\] \(75 voxel\(s\)\) not declared in "
+                          r".*dataset\.json")
+    if klass == "nan_option":
+        return Cell(argv + ["--dropout-p", "nan"], r"argument --dropout-p: " + NAN_FLOAT)
     return None
 
 
@@ -183,6 +199,15 @@ def _cmd_convert_nsclc(tmp: Path, mp, klass: str) -> Cell | None:
     if klass == "other_settings":
         assert main(argv) == 0
         return Cell(argv + ["--roi", "GTV-1", "GTV1"], r"written with other settings \(roi_names: ")
+    if klass == "nan_option":
+        return Cell(argv[:5] + ["nan"] + argv[6:], r"argument -d/--dataset-id: " + NAN_INT)
+    if klass == "dropped_case":  # a CT slice with twice the PixelSpacing of the others was accepted
+        import pydicom
+        ds = pydicom.dcmread(ct2[5])
+        ds.PixelSpacing = [2 * float(v) for v in ds.PixelSpacing]
+        ds.save_as(ct2[5])
+        return Cell(argv, r"005\.dcm: PixelSpacing \(1\.6, 1\.8\) differs from the other slices' \(0\.8, 0\.9\) "
+                          r"\(11 of 12 slices\)", keep=keep)
     return None
 
 
@@ -191,6 +216,8 @@ def _cmd_demo(tmp: Path, mp, klass: str) -> Cell | None:
     argv = ["demo", "-o", str(root)]
     if klass == "bad_option":
         return Cell(argv + ["--epochs", "0"], r"argument --epochs: '0' must be >= 1")
+    if klass == "nan_option":
+        return Cell(argv + ["--epochs", "nan"], r"argument --epochs: " + NAN_INT)
     if klass == "output_is_file":
         return Cell(["demo", "-o", str(file_at(tmp / "demo"))], r"demo working folder \(-o\) is an existing file")
     if klass == "disk_full":  # the first write of the first step (the synthesis)
@@ -225,7 +252,11 @@ NOT_APPLICABLE = {
     ("convert nsclc", "wrong_dim"): "one-slice series: see wrong_geometry",
     ("convert nsclc", "malformed_json"): "reads no JSON",
     **{("demo", k): "no inputs" for k in ("missing", "empty", "corrupt", "truncated", "nan", "wrong_dim",
-                                           "wrong_geometry", "malformed_json")},
+                                           "wrong_geometry", "malformed_json", "unknown_label")},
+    ("synth", "unknown_label"): "no inputs",
+    ("convert nsclc", "unknown_label"): "the label is rasterised from one RTSTRUCT ROI: 0 / 1 by construction",
+    **{(c, "dropped_case"): "not a converter: every case is read or the run is refused (see 'missing')"
+       for c in ("roi-dataset", "synth", "plan", "demo")},
 }
 CELLS = matrix_cells(COMMANDS, NOT_APPLICABLE)
 

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from bad_input_harness import DISK_FULL, Cell, cell_ids, disk_full, file_at, interrupt_on_call, matrix_cells, run_cell
+from bad_input_harness import (DISK_FULL, Cell, cell_ids, disk_full, file_at, interrupt_on_call, matrix_cells,
+                               run_cell, NAN_INT)
 from bad_input_harness import workspace  # noqa: F401 (a fixture)
 
 #: kind -> (an option the kind refuses, the expected message)
@@ -34,6 +35,8 @@ def _demo_kind(kind: str):
         if klass == "bad_option":
             extra, match = BAD_OPTION[kind]
             return Cell(argv + extra, match)
+        if klass == "nan_option":
+            return Cell(argv + ["--n-test", "nan"], r"argument --n-test: " + NAN_INT)
         if klass == "output_is_file":
             file_at(root / kind)
             return Cell(argv, rf"demo {kind} working folder \(-o/{kind}\) is an existing file")
@@ -71,7 +74,8 @@ COMMANDS = {f"demo {kind}": _demo_kind(kind) for kind in ("nodule", "glioma", "h
 #: (command, class) cells that do not exist, and why (counted in the README)
 NOT_APPLICABLE = {(c, k): "no input files (a demo makes its own phantoms)" for c in COMMANDS
                   for k in ("missing", "empty", "corrupt", "truncated", "nan", "wrong_dim", "wrong_geometry",
-                            "malformed_json")}
+                            "malformed_json", "unknown_label")}
+NOT_APPLICABLE.update({(c, "dropped_case"): "not a converter: a demo makes its own phantoms" for c in COMMANDS})
 CELLS = matrix_cells(COMMANDS, NOT_APPLICABLE)
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bad_input_harness import (DISK_FULL, disk_full,
-                               G, Cell, cell_ids, file_at, interrupt_on_call, label_map, matrix_cells, raw_dataset,
+from bad_input_harness import (DISK_FULL, disk_full, G, Cell, cell_ids, file_at, interrupt_on_call, label_map,
+                               matrix_cells, raw_dataset, NAN_FLOAT,
                                run_cell, spoiled_cell, unwritable)
 from bad_input_harness import workspace  # noqa: F401 (a fixture)
 from nnunet_ext.cli.main import main
@@ -70,6 +70,8 @@ def _cmd_kernels(tmp: Path, mp, klass: str) -> Cell | None:
     if klass == "other_settings":  # an existing output is kept unless --overwrite
         assert main(argv) == 0
         return Cell(argv[:-1] + ["8"], r"kernels\.json: exists; pass --overwrite")
+    if klass == "nan_option":
+        return Cell(argv[:-1] + ["nan"], r"argument --kernel-mm: " + NAN_FLOAT)
     return _common_cells(klass, argv, u, r"kernels\.json")
 
 
@@ -107,6 +109,12 @@ def _cmd_kernel_dataset(tmp: Path, mp, klass: str) -> Cell | None:
     if klass == "other_settings":
         assert main(argv) == 0
         return Cell(argv[:8] + ["6"] + argv[9:], r"dataset ID 905 already exists.*--overwrite")
+    if klass == "unknown_label":  # the second case's label holds a 5 the dataset does not declare
+        write_image(label_map() * 5, G, src / "labelsTr" / "c1.nii.gz")
+        return Cell(argv, r"labelsTr/c1\.nii\.gz: label value\(s\) \[5\] \(75 voxel\(s\)\) not declared in "
+                          r".*dataset\.json \(labels \[0, 1\]\)")
+    if klass == "nan_option":
+        return Cell(argv + ["--overlap", "nan"], r"argument --overlap: " + NAN_FLOAT)
     return _common_cells(klass, argv, bad, r"c0_k0000_0000\.nii\.gz")
 
 
@@ -157,6 +165,11 @@ def _cmd_fusion_fit(tmp: Path, mp, klass: str) -> Cell | None:
     if klass == "other_settings":
         assert main(argv) == 0
         return Cell(argv[:-1] + ["4"], r"fusion\.json: exists; pass --overwrite")
+    if klass == "unknown_label":  # a reference value in no region would be background of every region
+        write_image(label_map() * 3, G, ref / "c1.nii.gz")
+        return Cell(argv, r"ref/c1\.nii\.gz: label value\(s\) \[3\] .*not declared in .*dataset\.json")
+    if klass == "nan_option":
+        return Cell(argv + ["--weight-max", "nan"], r"argument --weight-max: " + NAN_FLOAT)
     return _common_cells(klass, argv, bad, r"fusion\.json")
 
 
@@ -218,6 +231,11 @@ def _cmd_calibrate(tmp: Path, mp, klass: str) -> Cell | None:
     if klass == "other_settings":
         assert main(argv) == 0
         return Cell(argv + ["--per-class"], r"calibration\.json exists; pass --overwrite")
+    if klass == "unknown_label":  # a class the two-channel probabilities do not have
+        write_image(label_map() * 5, G, ref / "c1.nii.gz")
+        return Cell(argv, r"c1\.nii\.gz: label 5 present but the probabilities have only 2 classes")
+    if klass == "nan_option":
+        return Cell(argv + ["--margin", "nan"], r"argument --margin: " + NAN_FLOAT)
     return None
 
 
@@ -264,6 +282,11 @@ def _cmd_evaluate_raters(tmp: Path, mp, klass: str) -> Cell | None:
     if klass == "interrupted":
         import nnunet_ext.methods.multi_rater.evaluate_raters as mr
         return Cell(argv, "interrupted", code=130, patches=[interrupt_on_call(mr, "case_metrics", 1)], rerun=argv)
+    if klass == "unknown_label":  # a rater mask holding 2 was counted as foreground (union Dice 1.000 -> 0.838)
+        write_image(label_map() * 2, G, bad)
+        return Cell(argv, r"c1_rater2\.nii\.gz: rater masks must be binary 0/1, found value\(s\) \[2\] in 75 voxel")
+    if klass == "nan_option":
+        return Cell(argv + ["--tau", "nan"], r"argument --tau: " + NAN_FLOAT)
     return None
 
 
@@ -274,6 +297,9 @@ COMMANDS = {"kernels": _cmd_kernels, "kernel-dataset": _cmd_kernel_dataset, "fus
 NOT_APPLICABLE = {
     ("kernels", "malformed_json"): "reads no JSON",
     ("evaluate-raters", "other_settings"): "the output is one summary (+ its CSV), recomputed on every run",
+    ("kernels", "unknown_label"): "reads an uncertainty map, no segmentation",
+    **{(c, "dropped_case"): "not a converter: every case is read or the run is refused (see 'missing')"
+       for c in ("kernels", "kernel-dataset", "fusion-fit", "calibrate", "evaluate-raters")},
 }
 CELLS = matrix_cells(COMMANDS, NOT_APPLICABLE)
 

@@ -69,6 +69,8 @@ def _cmd_predict(tmp: Path, mp, klass: str) -> Cell | None:
         return Cell(argv, r"plans\.json: malformed")
     if klass == "bad_option":
         return Cell(argv + ["-step_size", "0"], r"-step_size must be in \(0, 1\]")
+    if klass == "nan_option":
+        return Cell(argv + ["-step_size", "nan"], r"argument -step_size: 'nan' is not a finite number")
     if klass == "output_is_file":
         return Cell(argv[:6] + [str(file_at(tmp / "out"))] + argv[7:], r"out: .*is an existing file")
     if klass == "disk_full":
@@ -127,13 +129,23 @@ def _cmd_clicks_eval(tmp: Path, mp, klass: str) -> Cell | None:
     if klass == "other_settings":
         assert main(argv) == 0
         return Cell(argv[:-1] + ["2"], r"clicks_eval\.csv exists; pass --overwrite")
+    if klass == "unknown_label":  # a reference class the model does not have
+        write_image(label_map() * 5, G, bad)
+        return Cell(argv, r"c1\.nii\.gz: label value\(s\) \[5\] \(75 voxel\(s\)\) not declared in the model's "
+                          r"dataset\.json")
+    if klass == "nan_option":
+        return Cell(argv + ["--tau", "nan"], r"argument --tau: 'nan' is not a finite number")
     return None
 
 
 COMMANDS = {"predict": _cmd_predict, "clicks-eval": _cmd_clicks_eval}
 
 #: (command, class) cells that do not exist, and why (counted in the README)
-NOT_APPLICABLE: dict = {}
+NOT_APPLICABLE: dict = {
+    ("predict", "unknown_label"): "reads images only (clicks: issue 19 item 5)",
+    **{(c, "dropped_case"): "not a converter: every case is read or the run is refused (see 'missing')"
+       for c in ("predict", "clicks-eval")},
+}
 CELLS = matrix_cells(COMMANDS, NOT_APPLICABLE)
 
 

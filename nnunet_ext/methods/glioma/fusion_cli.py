@@ -58,6 +58,13 @@ def _regions(djfile: str) -> list[tuple[str, str, tuple[int, ...]]]:
     return regions
 
 
+def _declared(djfile: str) -> set[int]:
+    """Label values the dataset.json declares (background 0 checked; :mod:`nnunet_ext.io.label_check`)."""
+    from nnunet_ext.io.label_check import declared_label_values
+
+    return declared_label_values(json.loads(open(djfile, encoding="utf-8").read())["labels"], djfile)
+
+
 def _p2d_kind(pred2d: str, tag: str) -> str:
     names = os.listdir(pred2d)
     return "p2d" if any(n.endswith(f"_p2d_{tag}.nii.gz") for n in names) else "prob"
@@ -96,11 +103,15 @@ def run(args: argparse.Namespace) -> int:
             raise InputError(f"{d}: folder not found")
     djfile = args.djfile or os.path.join(args.pred2d, "dataset.json")
     regions = _regions(djfile)
+    declared = _declared(djfile)
     tags = [t for t, _, _ in regions]
     cases = _cases(args.pred2d, args.pred3d, args.reference, tags)
     per_region = {t: [] for t in tags}
     for c in cases:
-        ref, gr = read_image(os.path.join(args.reference, f"{c}.nii.gz"))
+        ref, gr = read_image(os.path.join(args.reference, f"{c}.nii.gz"), kind="label")
+        from nnunet_ext.io.label_check import check_label_values
+
+        check_label_values(ref, os.path.join(args.reference, f"{c}.nii.gz"), declared, djfile)
         for t, name, labels in regions:
             arrays = []
             kind = _p2d_kind(args.pred2d, t)

@@ -7,7 +7,8 @@ spherical``: ``--stride 8 --radius R --roi-mask auto``) or read from a folder of
 one of WT / TC / ET, default all regions, kernels deduplicated), cube edge ``--kernel-mm`` (default the paper's
 WT = 64, TC = ET = 32 mm); then one training case per kernel: all channels and the label cropped with the kernel
 box, geometry kept exactly (the crop overlays the source). ``dataset.json`` keeps the source's channels, labels and
-regions (a 3D region model), ``kernel_info.json`` records source case, region, box and sum per crop.
+regions (a 3D region model), ``kernel_info.json`` records source case, region, box and sum per crop. Labels may
+only hold the values the source's ``dataset.json`` declares (:mod:`nnunet_ext.io.label_check`).
 """
 from __future__ import annotations
 
@@ -72,6 +73,9 @@ def build_kernel_dataset(args) -> Path:
 
     dataset_json = load_json_checked(src / "dataset.json", ("labels", "file_ending"))
     ending = dataset_json["file_ending"]
+    from nnunet_ext.io.label_check import check_label_values, declared_label_values
+
+    declared = declared_label_values(dataset_json["labels"], src / "dataset.json")
     tags = [t for t, _, _ in region_tags(dataset_json["labels"])]
     if args.region is not None:
         if args.region.upper() not in tags:
@@ -99,7 +103,9 @@ def build_kernel_dataset(args) -> Path:
         for sub in ("imagesTr", "labelsTr"):
             (tmp / sub).mkdir(parents=True)
         for case in tqdm(cases, desc="kernel crops", disable=args.no_progress):
-            label, geometry = read_image(src / "labelsTr" / f"{case.case_id}{ending}")
+            label, geometry = read_image(src / "labelsTr" / f"{case.case_id}{ending}", kind="label")
+            check_label_values(label, src / "labelsTr" / f"{case.case_id}{ending}", declared,
+                               str(src / "dataset.json"))
             channels = [read_image(f)[0] for f in case.files]
             unc = {}
             if stage is not None:

@@ -91,6 +91,9 @@ def run(args) -> int:
     classes = sorted(v for k, v in method.labels.items() if isinstance(v, int) and v != 0)
     names = {v: k for k, v in method.labels.items() if isinstance(v, int)}
     cases = list_cases(args.i, method.dataset_json)
+    from nnunet_ext.io.label_check import check_label_values, declared_label_values
+
+    declared = declared_label_values(method.labels, "the model's dataset.json")
     refs = {c.case_id: os.path.join(args.ref, c.case_id + ending) for c in cases}
     missing = [p for p in refs.values() if not os.path.isfile(p)]
     if missing:
@@ -101,6 +104,7 @@ def run(args) -> int:
     rows, k_prompt = [], method.n_prompt
     for case in tqdm(cases, desc="clicks-eval", unit="case", disable=not sys.stderr.isatty()):
         ref, geometry = read_image(refs[case.case_id], kind="label")
+        check_label_values(ref, refs[case.case_id], declared, "the model's dataset.json")
         pet = (read_image(case.files[args.pet_channel])[0] if args.protocol == "autopet" and args.pet_channel >= 0
                else None)
         prepared = method.prepare(case)

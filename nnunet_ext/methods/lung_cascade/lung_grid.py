@@ -24,6 +24,10 @@ def load_lung_on_grid(lung_path: str, pred_img, case: str):
     from nnunet_ext.io.integrity import check_values
 
     check_values(sitk.GetArrayViewFromImage(lung_img), lung_path, kind="mask")
+    from nnunet_ext.io.label_check import check_label_values
+
+    check_label_values(sitk.GetArrayViewFromImage(lung_img), lung_path, (0, 1, 2),
+                       "a lung mask (1 = right, 2 = left lung)")
     if same:
         return sitk.GetArrayFromImage(lung_img), False
     before = bool(np.any(sitk.GetArrayViewFromImage(lung_img)))

@@ -4,7 +4,8 @@ Every connected component of the mask (reference labels, or stage-1 predictions)
 box plus ``margin`` voxels, clipped at the image border (:func:`nnunet_ext.core.roi.roi_boxes`).
 All channels and the reference label are cropped with the same box; each crop keeps the physical placement of
 its voxels (origin moved along the direction cosines), so it overlays the source image exactly. ``roi_info.json``
-records, per crop, the source case and the box, for paste-back.
+records, per crop, the source case and the box, for paste-back. Labels and masks may only hold the values the
+source's ``dataset.json`` declares (:mod:`nnunet_ext.io.label_check`; a value 3 used to be copied into the crops).
 """
 from __future__ import annotations
 
@@ -36,6 +37,9 @@ def build_roi_dataset(source: "int | str", target_id: int, margin: int = 0, mask
     if not (dataset_json.get("channel_names") or dataset_json.get("modality")):
         raise InputError(f"{src / 'dataset.json'}: dataset.json lacks required key 'channel_names'")
     ending = dataset_json["file_ending"]
+    from nnunet_ext.io.label_check import check_label_values, declared_label_values
+
+    declared = declared_label_values(dataset_json.get("labels"), src / "dataset.json")
     check_output_dir(env_dir("nnUNet_raw"), "nnUNet_raw folder")
     mask_dir = src / "labelsTr" if masks_from == "gt" else Path(masks_from)
     if not mask_dir.is_dir():
@@ -61,6 +65,9 @@ def build_roi_dataset(source: "int | str", target_id: int, margin: int = 0, mask
         for case in tqdm(cases, desc="ROI crops", disable=not progress):
             mask, mask_geometry = read_image(mask_dir / f"{case.case_id}{ending}", kind="mask")
             label, geometry = read_image(src / "labelsTr" / f"{case.case_id}{ending}", kind="label")
+            for arr, path in ((label, src / "labelsTr" / f"{case.case_id}{ending}"),
+                              (mask, mask_dir / f"{case.case_id}{ending}")):  # copied / cropped as they are
+                check_label_values(arr, path, declared, str(src / "dataset.json"))
             if mask.shape != label.shape or not mask_geometry.matches(geometry):
                 raise InputError(f"case {case.case_id}: mask {mask.shape} does not match the label grid {label.shape}")
             channels = [read_image(f, kind="image")[0] for f in case.files]

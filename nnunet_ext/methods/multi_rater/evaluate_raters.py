@@ -1,6 +1,8 @@
 """``nnext evaluate-raters``: multi-rater evaluation of nodule segmentations (Yang & Wang sec. IV-A..C, E).
 
-Per case (raters from ``RATERS/CASE_rater{k}.nii.gz``, k = 0.. ; rater 0 is the paper's Label_1):
+Every mask read (prediction, rater masks, HC / LC) must be binary 0/1 (:func:`nnunet_ext.io.label_check.check_binary`;
+a rater mask holding 2 used to count as foreground). Per case (raters from ``RATERS/CASE_rater{k}.nii.gz``,
+k = 0.. ; rater 0 is the paper's Label_1):
 
 * Dice / IoU / NSD (τ = ``--tau`` mm, default 1) of the prediction against rater 0 (the paper's protocol),
   against each rater (and their mean), against the union U(GT) and the intersection I(GT);
@@ -114,6 +116,12 @@ def evaluate_raters(pred_dir, raters_dir, out_json, mcm_dir=None, images_dir=Non
                     baseline=None, tau: float = 1.0) -> dict:
     """Evaluate every prediction ``PRED/CASE.nii.gz`` that has raters (module docstring); writes JSON + CSV."""
     from nnunet_ext.io.imageio import atomic_write_text, read_image
+    from nnunet_ext.io.label_check import check_binary
+
+    def binary(path: Path, what: str) -> np.ndarray:  # every mask read here is one class: 0 or 1, nothing else
+        arr, geometry = read_image(path, kind="label")
+        check_binary(arr, path, what)
+        return arr > 0, geometry
 
     pred_dir, raters_dir = Path(pred_dir), Path(raters_dir)
     for d, flag in ((pred_dir, "-pred"), (raters_dir, "-raters")):
@@ -125,20 +133,20 @@ def evaluate_raters(pred_dir, raters_dir, out_json, mcm_dir=None, images_dir=Non
         raise InputError(f"{pred_dir}: no prediction CASE{FILE_ENDING} matches a rater set in {raters_dir}")
     results, hu = {}, {"true HC": [], "pred HC": [], "true LC": [], "pred LC": []}
     for case in cases:
-        pred, geom = read_image(pred_dir / f"{case}{FILE_ENDING}", kind="label")
+        pred, geom = binary(pred_dir / f"{case}{FILE_ENDING}", "nodule prediction")
         raters = []
         for p in sets[case]:
-            r, g = read_image(p, kind="label")
+            r, g = binary(p, "rater mask")
             if r.shape != pred.shape or not g.matches(geom):
                 raise InputError(f"{p}: geometry differs from the prediction {case}{FILE_ENDING}")
-            raters.append(r > 0)
+            raters.append(r)
         raters = np.stack(raters)
         hc = lc = None
         if mcm_dir is not None:
-            hc = read_image(Path(mcm_dir) / f"{case}_hc{FILE_ENDING}", kind="label")[0] > 0
-            lc = read_image(Path(mcm_dir) / f"{case}_lc{FILE_ENDING}", kind="label")[0] > 0
+            hc = binary(Path(mcm_dir) / f"{case}_hc{FILE_ENDING}", "high-confidence mask")[0]
+            lc = binary(Path(mcm_dir) / f"{case}_lc{FILE_ENDING}", "low-confidence mask")[0]
         spacing = tuple(float(s) for s in geom.spacing[::-1])
-        results[case] = case_metrics(pred > 0, raters, spacing, tau, hc, lc)
+        results[case] = case_metrics(pred, raters, spacing, tau, hc, lc)
         if images_dir is not None and hc is not None:
             img = read_image(Path(images_dir) / f"{case}_0000{FILE_ENDING}", kind="image")[0]
             inter, union = raters.all(0), raters.any(0)
@@ -183,7 +191,7 @@ def run(args) -> int:
         raise InputError("--kde-png needs --mcm and --images")
     if args.baseline and not Path(args.baseline).is_file():
         raise InputError(f"{args.baseline}: --baseline summary not found")
-    if args.tau <= 0:
+    if not args.tau > 0:  # NaN too (argparse refuses it first: nnunet_ext.argtypes.refuse_nonfinite)
         raise InputError(f"--tau must be > 0, got {args.tau}")
     from nnunet_ext.io.integrity import check_output_file
 
