@@ -55,6 +55,7 @@ import numpy as np
 from scipy import ndimage
 
 from nnunet_ext.errors import InputError
+from nnunet_ext.methods.lung_cascade.lung_envelope import lung_envelope
 from nnunet_ext.postprocessing.lung_geometry import (as_axial, index_to_lps, patient_x, split_lungs,
                                                      superior_is_high_z, trachea)
 
@@ -82,6 +83,7 @@ THRESHOLD_DEFAULTS = {
     "trachea_min_length_mm": 20.0,  # a tracked airway shorter than this is not a trachea
     "split_max_erosion_mm": 20.0,  # in-plane erosion depth tried to separate lungs touching at the midline
     "closing_iterations": 1,      # final in-plane closing per lung
+    "envelope_radius_mm": 20.0,   # rolling-ball radius putting solid lesions at the lung border back (0: off)
 }
 
 
@@ -293,6 +295,14 @@ def lung_mask_log(ct_hu_zyx: np.ndarray, geometry, **options) -> tuple[np.ndarra
             f["decision"] = "not_paired"
     body_x = patient_x(geometry, body)
     values = tuple(RIGHT if patient_x(geometry, m) <= body_x else LEFT for m in kept)
+    if opts["envelope_radius_mm"] > 0:                                                          # step 8
+        # the ball may add tissue inside the body, never air (airways, gas, the other lung)
+        allowed = body & ~cand & ~airway
+        lungs = np.zeros(ct.shape, bool)
+        for m in kept:
+            lungs |= m
+        kept = [lung_envelope(m, spacing_zyx, float(opts["envelope_radius_mm"]), allowed & ~(lungs & ~m))
+                for m in kept]
     for m, value in zip(kept, values):                                                          # step 7
         m = _closing_2d(_fill_holes_2d(m), int(opts["closing_iterations"]))
         out[m & (out == 0)] = value

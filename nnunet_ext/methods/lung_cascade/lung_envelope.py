@@ -1,0 +1,63 @@
+"""Rolling-ball lung envelope: the lung's own solid lesions (juxta-pleural, hilar-adjacent) put back into a
+threshold lung mask.
+
+A threshold keeps air-like voxels; a solid tumour against the pleura is tissue, not enclosed by air in any axial
+slice, so per-slice hole filling leaves it outside the mask (measured on a real CT: 2.4 % of a 48 ml mass against
+the posterior pleura inside the mask). Classical lung CAD fills the lung border's concavities for that reason:
+Armato et al. (Radiology 1999) roll a ball along the lung contour, Pu et al. (2008) march along it ("adaptive
+border marching"); both close indentations narrower than a chosen size while leaving the broad, smooth
+impressions of heart, mediastinum and diaphragm alone.
+
+This module rolls a **3D ball of radius r (mm)** over **each lung separately** -- a morphological closing
+computed exactly with two Euclidean distance transforms in mm (anisotropic voxels allowed):
+
+.. math::
+
+    F = \\{q : d(q, L) > r\\} \\quad\\text{(centres of balls that fit outside the lung)},\\qquad
+    \\operatorname{close}_r(L) = \\{p : d(p, F) > r\\}.
+
+A voxel is added when no ball of radius r that avoids the lung can reach it: the inside of a solid lesion
+that bulges into the lung (its radius of curvature is below r), never the heart or the diaphragm dome (radius of
+curvature well above r: the ball rolls over them) and never tissue outside a convex lung wall. Why 3D and
+per lung: in 3D the ball passes under the diaphragm dome, whose top axial cross-sections a 2D disc would fill;
+per lung, the other lung is outside space for the ball, so the narrow mediastinum between the lungs (anterior
+and posterior junction lines) is reachable and stays out. Space beyond the scan range is outside space too (a
+ball may come from there): repeating the end slices instead would turn the top of a diaphragm dome cut by the
+scan into a narrow column that the ball cannot enter (measured: the liver dome and stomach filled in).
+
+The additions are restricted to ``allowed`` (the caller passes: inside the body, not air -- airways, gas and
+the other lung stay out). The radius is the size limit of what is put back: a lesion protruding into the lung
+with a radius of curvature above r (a mass much larger than 2r across, or a flat pleural thickening) is only
+filled near its edges.
+"""
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+
+def rolling_ball_closing(lung: np.ndarray, spacing_zyx, radius_mm: float) -> np.ndarray:
+    """3D closing of one boolean lung mask (z, y, x) by a ball of ``radius_mm`` (spacing in mm; see the module
+    docstring). Space beyond the scan counts as outside the lung."""
+    lung = np.asarray(lung, bool)
+    if radius_mm <= 0 or not lung.any():
+        return lung.copy()
+    sp = np.asarray(spacing_zyx, float)
+    box = ndimage.find_objects(lung.view(np.uint8))[0]
+    pad = [int(np.ceil(radius_mm / s)) + 2 for s in sp]
+    # crop to the lung's box plus the ball's reach: nothing outside the lung's convex hull can be added, and every
+    # ball centre that reaches into the box lies inside the padded box (space beyond the scan is not lung: a ball
+    # may come from there, so the diaphragm dome at the end of a scan is not closed over)
+    sub = lung[box]
+    padded = np.pad(sub, [(p, p) for p in pad])
+    centres = ndimage.distance_transform_edt(~padded, sampling=sp) > radius_mm
+    closed = ndimage.distance_transform_edt(~centres, sampling=sp) > radius_mm
+    out = lung.copy()
+    out[box] |= closed[pad[0]: pad[0] + sub.shape[0], pad[1]: pad[1] + sub.shape[1], pad[2]: pad[2] + sub.shape[2]]
+    return out
+
+
+def lung_envelope(lung: np.ndarray, spacing_zyx, radius_mm: float, allowed: np.ndarray) -> np.ndarray:
+    """``lung`` plus the voxels its rolling-ball closing adds inside ``allowed`` (boolean, same shape)."""
+    closed = rolling_ball_closing(lung, spacing_zyx, radius_mm)
+    return lung | (closed & allowed)
