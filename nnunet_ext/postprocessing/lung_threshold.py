@@ -84,6 +84,7 @@ THRESHOLD_DEFAULTS = {
     "split_max_erosion_mm": 20.0,  # in-plane erosion depth tried to separate lungs touching at the midline
     "closing_iterations": 1,      # final in-plane closing per lung
     "envelope_radius_mm": 20.0,   # rolling-ball radius putting solid lesions at the lung border back (0: off)
+    "envelope_max_height_mm": 60.0,  # ... keeping added voxels in z-runs no taller than this (not vessel grooves)
 }
 
 
@@ -301,8 +302,8 @@ def lung_mask_log(ct_hu_zyx: np.ndarray, geometry, **options) -> tuple[np.ndarra
         lungs = np.zeros(ct.shape, bool)
         for m in kept:
             lungs |= m
-        kept = [lung_envelope(m, spacing_zyx, float(opts["envelope_radius_mm"]), allowed & ~(lungs & ~m))
-                for m in kept]
+        kept = [lung_envelope(m, spacing_zyx, float(opts["envelope_radius_mm"]), allowed & ~(lungs & ~m),
+                              opts["envelope_max_height_mm"]) for m in kept]
     for m, value in zip(kept, values):                                                          # step 7
         m = _closing_2d(_fill_holes_2d(m), int(opts["closing_iterations"]))
         out[m & (out == 0)] = value

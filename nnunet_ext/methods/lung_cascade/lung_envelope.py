@@ -25,6 +25,11 @@ and posterior junction lines) is reachable and stays out. Space beyond the scan 
 ball may come from there): repeating the end slices instead would turn the top of a diaphragm dome cut by the
 scan into a narrow column that the ball cannot enter (measured: the liver dome and stomach filled in).
 
+**Grooves.** A ball cannot enter the groove of a long narrow structure either: the descending aorta (radius ~12
+mm), the spine and the oesophagus indent the medial lung surface over the whole chest height. A lesion is
+compact, so an added voxel is kept only when its run of added voxels along z is at most ``max_height_mm`` (the
+grooves run far longer; a lesion taller than that loses the part of its columns beyond it).
+
 The additions are restricted to ``allowed`` (the caller passes: inside the body, not air -- airways, gas and
 the other lung stay out). The radius is the size limit of what is put back: a lesion protruding into the lung
 with a radius of curvature above r (a mass much larger than 2r across, or a flat pleural thickening) is only
@@ -57,7 +62,28 @@ def rolling_ball_closing(lung: np.ndarray, spacing_zyx, radius_mm: float) -> np.
     return out
 
 
-def lung_envelope(lung: np.ndarray, spacing_zyx, radius_mm: float, allowed: np.ndarray) -> np.ndarray:
-    """``lung`` plus the voxels its rolling-ball closing adds inside ``allowed`` (boolean, same shape)."""
-    closed = rolling_ball_closing(lung, spacing_zyx, radius_mm)
-    return lung | (closed & allowed)
+def z_run_length(mask: np.ndarray) -> np.ndarray:
+    """Per voxel of ``mask`` (z, y, x), the number of voxels of the run along z it belongs to (0 outside)."""
+    mask = np.asarray(mask, bool)
+    fwd = np.zeros(mask.shape, np.int32)
+    bwd = np.zeros(mask.shape, np.int32)
+    run = np.zeros(mask.shape[1:], np.int32)
+    for k in range(mask.shape[0]):
+        run = (run + 1) * mask[k]
+        fwd[k] = run
+    run[:] = 0
+    for k in range(mask.shape[0] - 1, -1, -1):
+        run = (run + 1) * mask[k]
+        bwd[k] = run
+    return np.where(mask, fwd + bwd - 1, 0)
+
+
+def lung_envelope(lung: np.ndarray, spacing_zyx, radius_mm: float, allowed: np.ndarray,
+                  max_height_mm: "float | None" = None) -> np.ndarray:
+    """``lung`` plus the voxels its rolling-ball closing adds inside ``allowed`` (boolean, same shape); with
+    ``max_height_mm``, only added voxels whose run of added voxels along z is at most that long (a lesion is
+    compact; the grooves of the descending aorta, the spine and the oesophagus run the length of the chest)."""
+    added = rolling_ball_closing(lung, spacing_zyx, radius_mm) & allowed & ~lung
+    if max_height_mm is not None and added.any():
+        added &= z_run_length(added) * float(spacing_zyx[0]) <= max_height_mm
+    return lung | added
