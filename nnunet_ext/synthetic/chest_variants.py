@@ -130,7 +130,8 @@ def site_tumour(rng, grid, axes, iso: float, anat: dict, lung_dist: np.ndarray, 
     lung height (centre 0.3 radius inside the pleura: a hemispherical bulge into the lung, like the real
     juxta-pleural mass of RESULTS.md, issue 20); ``hilum`` -- against the mediastinal surface next to the left
     hilum (centre 0.3 radius inside the lung, beside the hilar vessels). ``blob(centre_mm, radius) -> (d, frac)``
-    draws the tumour (the phantom's lobulated tumour model); ``iso``: the phantom's lesion scale. Returns ``(mask, info)`` like the random tumours."""
+    draws the tumour (the phantom's lobulated tumour model); ``iso``: the phantom's lesion scale. Returns
+    ``(mask, info)`` like the random tumours."""
     f = anat["frame"]
     lung = anat["lung_left"]
     radius = 12.0 * iso
@@ -138,8 +139,8 @@ def site_tumour(rng, grid, axes, iso: float, anat: dict, lung_dist: np.ndarray, 
     shell = lung & (np.abs(lung_dist - 0.3 * radius) < tol)
     zz, yy, xx = (np.broadcast_to(a, grid.shape) for a in axes)
     if site == "pleura":  # mid height, the posterior third of the lung, away from the spine
-        hilum_z = f["lung_z"]
-        cand = shell & (np.abs(zz - hilum_z) < 0.15 * f["lung_hz"]) & (yy > 0.35 * f["cav_ay"]) & (xx > 0.45 * f["cav_ax"])
+        mid = np.abs(zz - f["lung_z"]) < 0.15 * f["lung_hz"]
+        cand = shell & mid & (yy > 0.35 * f["cav_ay"]) & (xx > 0.45 * f["cav_ax"])
     else:  # next to the hilum (where the phantom's vessels enter), on the lung's medial side
         hz, hy, hx = f["lung_z"] + 0.05 * f["lung_hz"], 0.05 * f["cav_ay"], 0.28 * f["cav_ax"]
         near = (zz - hz) ** 2 + (yy - hy) ** 2 + (xx - hx) ** 2 < (2.5 * radius) ** 2
