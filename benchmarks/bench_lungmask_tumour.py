@@ -192,6 +192,9 @@ def _plot(pics, radii, path):
     fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fig.savefig(path, dpi=72)
+    from PIL import Image  # a 64-colour palette keeps the PNG small (~140 kB)
+
+    Image.open(path).convert("RGB").quantize(colors=64).save(path, optimize=True)
 
 
 def main() -> None:
