@@ -21,9 +21,12 @@ that bulges into the lung (its radius of curvature is below r), never the heart 
 curvature well above r: the ball rolls over them) and never tissue outside a convex lung wall. Why 3D and
 per lung: in 3D the ball passes under the diaphragm dome, whose top axial cross-sections a 2D disc would fill;
 per lung, the other lung is outside space for the ball, so the narrow mediastinum between the lungs (anterior
-and posterior junction lines) is reachable and stays out. Space beyond the scan range is outside space too (a
-ball may come from there): repeating the end slices instead would turn the top of a diaphragm dome cut by the
-scan into a narrow column that the ball cannot enter (measured: the liver dome and stomach filled in).
+and posterior junction lines) is reachable and stays out. **Scan ends:** where the scan cuts a lung through its
+body (the end slice holds >= 3/4 of the lung's largest cross-section: a slab, a chest scan ending mid-lung) the
+lung continues beyond the scan (end slice repeated), so a 1-5-slice scan gets the envelope of the full scan
+rather than a ball dipping in from above; where the lung tapers at a scan end (base over the diaphragm dome,
+apex), space beyond the scan is free for the ball -- repeating such an end slice would turn the top of a cut
+liver dome into a narrow column that the ball cannot enter (measured on a real CT: liver and stomach filled).
 
 **Grooves.** A ball cannot enter the groove of a long narrow structure either: the descending aorta (radius ~12
 mm), the spine and the oesophagus indent the medial lung surface over the whole chest height. A lesion is
@@ -41,9 +44,9 @@ import numpy as np
 from scipy import ndimage
 
 
-def rolling_ball_closing(lung: np.ndarray, spacing_zyx, radius_mm: float) -> np.ndarray:
+def rolling_ball_closing(lung: np.ndarray, spacing_zyx, radius_mm: float, continue_ratio: float = 0.75) -> np.ndarray:
     """3D closing of one boolean lung mask (z, y, x) by a ball of ``radius_mm`` (spacing in mm; see the module
-    docstring). Space beyond the scan counts as outside the lung."""
+    docstring). Beyond a scan end the lung continues when it is cut there through its body (module docstring)."""
     lung = np.asarray(lung, bool)
     if radius_mm <= 0 or not lung.any():
         return lung.copy()
@@ -51,10 +54,18 @@ def rolling_ball_closing(lung: np.ndarray, spacing_zyx, radius_mm: float) -> np.
     box = ndimage.find_objects(lung.view(np.uint8))[0]
     pad = [int(np.ceil(radius_mm / s)) + 2 for s in sp]
     # crop to the lung's box plus the ball's reach: nothing outside the lung's convex hull can be added, and every
-    # ball centre that reaches into the box lies inside the padded box (space beyond the scan is not lung: a ball
-    # may come from there, so the diaphragm dome at the end of a scan is not closed over)
+    # ball centre that reaches into the box lies inside the padded box
     sub = lung[box]
     padded = np.pad(sub, [(p, p) for p in pad])
+    # beyond a scan end: the lung continues (end slice repeated) where it is cut through its body -- an end slice
+    # holding >= continue_ratio of the lung's largest cross-section; elsewhere (the tapering base over the
+    # diaphragm dome, the apex) space beyond the scan is free for the ball
+    areas = sub.sum(axis=(1, 2))
+    for end, inside, outside in ((box[0].start == 0, pad[0], slice(0, pad[0])),
+                                 (box[0].stop == lung.shape[0], pad[0] + sub.shape[0] - 1,
+                                  slice(pad[0] + sub.shape[0], None))):
+        if end and areas[inside - pad[0]] >= continue_ratio * areas.max():
+            padded[outside] = padded[inside]
     centres = ndimage.distance_transform_edt(~padded, sampling=sp) > radius_mm
     closed = ndimage.distance_transform_edt(~centres, sampling=sp) > radius_mm
     out = lung.copy()
