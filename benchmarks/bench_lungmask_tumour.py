@@ -75,7 +75,10 @@ def _figures(ct, m, tumour, voxel_ml):
 def _filter_kept(tumour, m, geo) -> dict:
     """Tumour voxels kept by ``nnext postprocess lung`` (both presets, defaults) when the reference contour itself
     is the stage-1 prediction (item 2 of issue 20)."""
-    from nnunet_ext.postprocessing.component_filter import LungFilterConfig, filter_components
+    from nnunet_ext.postprocessing.component_filter import (
+        LungFilterConfig,
+        filter_components,
+    )
 
     out = {}
     for preset in ("paper", "isler-code"):

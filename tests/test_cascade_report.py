@@ -8,8 +8,13 @@ import pytest
 
 from nnunet_ext.cli.main import main
 from nnunet_ext.imageio import write_image
-from nnunet_ext.methods.lung_cascade.cascade_report import (lung_backend_line, metric_text, no_tumour_line,
-                                                            reason_summary, stage1_line)
+from nnunet_ext.methods.lung_cascade.cascade_report import (
+    lung_backend_line,
+    metric_text,
+    no_tumour_line,
+    reason_summary,
+    stage1_line,
+)
 from nnunet_ext.predictors.cascade import CascadeMethod
 from nnunet_ext.predictors.method import CaseResult
 from nnunet_ext.synthetic.chest import generate_chest_case

@@ -16,8 +16,14 @@ from scipy import ndimage
 from nnunet_ext.errors import InputError
 from nnunet_ext.imageio import Geometry
 from nnunet_ext.methods.lung_cascade.lung_envelope import rolling_ball_closing
-from nnunet_ext.postprocessing.component_filter import LungFilterConfig, filter_components
-from nnunet_ext.postprocessing.lung_threshold import THRESHOLD_DEFAULTS, threshold_lung_mask
+from nnunet_ext.postprocessing.component_filter import (
+    LungFilterConfig,
+    filter_components,
+)
+from nnunet_ext.postprocessing.lung_threshold import (
+    THRESHOLD_DEFAULTS,
+    threshold_lung_mask,
+)
 from nnunet_ext.synthetic.chest import generate_chest_case
 
 SITES = {"pleura": 0, "hilum": 2}  # site -> seed
@@ -25,7 +31,7 @@ SITES = {"pleura": 0, "hilum": 2}  # site -> seed
 
 def fine(case, f=3):
     """The phantom with in-plane voxels ``f`` times smaller (CT linear, labels nearest neighbour)."""
-    up = lambda a: np.repeat(np.repeat(a, f, 1), f, 2)  # noqa: E731
+    up = lambda a: np.repeat(np.repeat(a, f, 1), f, 2)
     g = case.geometry
     geo = Geometry((g.spacing[0] / f, g.spacing[1] / f, g.spacing[2]), g.origin, g.direction)
     ct = ndimage.zoom(case.images[0].astype(np.float32), (1, f, f), order=1, mode="nearest", grid_mode=True)
@@ -63,7 +69,7 @@ def test_rolling_ball_fills_narrow_notches_not_broad_dents():
 
 @pytest.mark.parametrize("site", list(SITES))
 def test_tumour_at_the_lung_border_is_inside_the_mask(phantoms, site):
-    ct, tumour, ref, geo, m, m0 = phantoms[site]
+    ct, tumour, ref, _, m, m0 = phantoms[site]
     assert THRESHOLD_DEFAULTS["envelope_radius_mm"] == 20.0
     assert (m0 > 0)[tumour].mean() < 0.35  # what a threshold alone gives: the solid tumour is not "lung"
     assert (m > 0)[tumour].mean() >= 0.8
@@ -102,7 +108,7 @@ def test_filter_keeps_the_reference_tumour(phantoms, site, preset):
     threshold-only mask (overlap 0.69-0.86); the real 48 ml mass of RESULTS.md (issue 20) is where the envelope
     decides (isler-code: 0 of 24 644 voxels kept without it). This test guards the outcome, the test above the
     mask."""
-    ct, tumour, ref, geo, m, m0 = phantoms[site]
+    _, tumour, _, geo, m, _ = phantoms[site]
     cfg = LungFilterConfig.from_options(preset=preset)
     kept, log = filter_components(tumour.astype(np.uint8), m, geo.spacing[::-1], cfg)
     assert log["n_components"] == 1 and log["n_kept"] == 1

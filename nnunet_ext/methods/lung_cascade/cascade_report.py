@@ -32,7 +32,7 @@ def reason_summary(components: list) -> str:
     return "; ".join(parts) or "none"
 
 
-def stage1_line(case_id: str, filter_log: dict, n_rois: "int | None" = None) -> str:
+def stage1_line(case_id: str, filter_log: dict, n_rois: int | None = None) -> str:
     """``CASE: stage 1: N components, K kept (reasons)[, M ROIs]``."""
     comps = filter_log.get("components", [])
     text = (f"{case_id}: stage 1: {_plural(len(comps), 'component')}, {sum(c['kept'] for c in comps)} kept"
@@ -40,7 +40,7 @@ def stage1_line(case_id: str, filter_log: dict, n_rois: "int | None" = None) -> 
     return text + (f", {_plural(n_rois, 'ROI')}" if n_rois is not None else "")
 
 
-def no_tumour_line(case_id: str, filter_log: dict, final_voxels: int) -> "str | None":
+def no_tumour_line(case_id: str, filter_log: dict, final_voxels: int) -> str | None:
     """``CASE: no tumour predicted (why)`` when the case's output has no tumour voxel, else None."""
     if final_voxels > 0:
         return None
@@ -54,7 +54,7 @@ def no_tumour_line(case_id: str, filter_log: dict, final_voxels: int) -> "str | 
     return f"{case_id}: no tumour predicted ({why})"
 
 
-def lung_backend_line(requested: str, used: str, reason: "str | None" = None) -> str:
+def lung_backend_line(requested: str, used: str, reason: str | None = None) -> str:
     """``lung masks: threshold`` / ``lung masks: auto -> threshold (lungmask unusable: ...)``."""
     if requested == used:
         return f"lung masks: {used}"

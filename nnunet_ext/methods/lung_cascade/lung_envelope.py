@@ -90,7 +90,7 @@ def z_run_length(mask: np.ndarray) -> np.ndarray:
 
 
 def lung_envelope(lung: np.ndarray, spacing_zyx, radius_mm: float, allowed: np.ndarray,
-                  max_height_mm: "float | None" = None) -> np.ndarray:
+                  max_height_mm: float | None = None) -> np.ndarray:
     """``lung`` plus the voxels its rolling-ball closing adds inside ``allowed`` (boolean, same shape); with
     ``max_height_mm``, only added voxels whose run of added voxels along z is at most that long (a lesion is
     compact; the grooves of the descending aorta, the spine and the oesophagus run the length of the chest)."""
