@@ -167,11 +167,20 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _num(value) -> str:
+    """A metric for the console: 'undefined' for None / NaN (e.g. no voxel in the uncertainty ROI), never 'nan'."""
+    import math
+
+    if value is None or (isinstance(value, (float, int)) and math.isnan(value)):
+        return "undefined"
+    return f"{value:.4g}"
+
+
 def _unc_line(unc: dict) -> str:
     m = unc["mean"]
-    return (f"uncertainty (mean over cases, ROI {unc['settings']['roi']}): AUROC {m['auroc']:.4g}, "
-            f"top-uncertainty Dice {m['top_dice']:.4g}, ECE {m['ece']:.4g}, Brier {m['brier']:.4g}; "
-            f"pooled ECE {unc['pooled']['ece']:.4g}")
+    return (f"uncertainty (mean over cases, ROI {unc['settings']['roi']}): AUROC {_num(m['auroc'])}, "
+            f"top-uncertainty Dice {_num(m['top_dice'])}, ECE {_num(m['ece'])}, Brier {_num(m['brier'])}; "
+            f"pooled ECE {_num(unc['pooled']['ece'])}")
 
 
 def _table(summary: dict) -> str:
@@ -181,6 +190,7 @@ def _table(summary: dict) -> str:
              f"{'label':<12}" + "".join(f"{c:>20}" for c in cols)]
     for key, info in summary["labels"].items():
         name = f"{key} {info['name']}" if info.get("name") else key
-        cells = "".join(f"{summary['mean'][key][c]:>11.4g} ({summary['median'][key][c]:.4g})".rjust(20) for c in cols)
+        cells = "".join(f"{_num(summary['mean'][key][c]):>11} ({_num(summary['median'][key][c])})".rjust(20)
+                        for c in cols)
         lines.append(f"{name[:12]:<12}{cells}")
     return "\n".join(lines)

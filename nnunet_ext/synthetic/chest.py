@@ -12,7 +12,10 @@ e.g. 0.6 or 5 mm, same anatomy), ``n_slices`` + ``slab_level`` (a slab of 1-5 sl
 holds mottled stool, so its air is not pure), ``touching_lungs`` (lungs joined at the anterior junction),
 ``table`` (patient table, foam mattress and a blanket enclosing air around the body) and ``direction``
 (``flipped``: stored with x and y reversed, direction diag(-1, -1, 1); ``oblique``: direction cosines rotated
-12 deg about z and 15 deg about x). See :mod:`nnunet_ext.synthetic.chest_variants`.
+12 deg about z and 15 deg about x). ``tumour_site`` (``pleura`` / ``hilum``): the case's one tumour is a solid
+mass in the left lung attached with a broad base to the posterior costal pleura, or against the mediastinal
+surface beside the hilum -- the tumours a threshold lung mask leaves outside (issue 20); the reference lung mask
+includes them. See :mod:`nnunet_ext.synthetic.chest_variants`.
 """
 from __future__ import annotations
 
@@ -37,14 +40,14 @@ LOCATION_P = (0.55, 0.3, 0.15)
 def generate_chest_case(rng: np.random.Generator, size_zyx=DEFAULT_SIZE, *, fov: str = "chest",
                         slice_mm: "float | None" = None, n_slices: "int | None" = None, slab_level: float = 0.5,
                         gas=(), touching_lungs: bool = False, table: bool = False,
-                        direction: str = "identity") -> PhantomCase:
+                        direction: str = "identity", tumour_site: "str | None" = None) -> PhantomCase:
     """One chest CT (int16 HU) with its tumour label, lung mask and metadata (options: module docstring).
 
     ``size_zyx`` sets the anatomy's scale as before (z extent = size_z x 10 mm); ``slice_mm`` / ``n_slices``
     / ``fov`` only change how that anatomy is sampled. With gas pockets, ``side_maps["gasmasks"]`` holds them.
     """
     V.validate_options(fov=fov, slice_mm=slice_mm, n_slices=n_slices, slab_level=slab_level, gas=gas,
-                       direction=direction)
+                       direction=direction, tumour_site=tumour_site)
     grid, scale, iso, ref_fz, shift = V.scan_grid(size_zyx, DEFAULT_SIZE, SPACING, CENTRE_XYZ, fov, slice_mm,
                                                   n_slices, slab_level)
     z, y, x = grid.axes()
@@ -64,13 +67,18 @@ def generate_chest_case(rng: np.random.Generator, size_zyx=DEFAULT_SIZE, *, fov:
     label = np.zeros(grid.shape, np.uint8)
     tumours, distractors = [], []
     lung_dist = ndimage.distance_transform_edt(lung, sampling=grid.spacing)
-    for _ in range(int(rng.integers(1, 3)) if lung.any() else 0):
+    if tumour_site is not None:
+        mask, info = V.site_tumour(rng, grid, axes, iso, anat, lung_dist, tumour_site,
+                                   lambda c, r: _tumour_blob(rng, grid, axes, c, r))
+        label[mask] = 1
+        tumours.append(info)
+    for _ in range(int(rng.integers(1, 3)) if lung.any() and tumour_site is None else 0):
         t = _place_tumour(rng, grid, axes, iso, lung, lung_dist, anat["cavity"], label)
         if t is not None:
             mask, info = t
             label[mask] = 1
             tumours.append(info)
-    if not tumours and lung.any():  # tiny grids: force one small tumour at the deepest lung point
+    if not tumours and lung.any() and tumour_site is None:  # tiny grids: one small tumour at the deepest lung point
         mask, info = _deepest_tumour(rng, grid, axes, lung, lung_dist)
         label[mask] = 1
         tumours.append(info)
@@ -99,7 +107,8 @@ def generate_chest_case(rng: np.random.Generator, size_zyx=DEFAULT_SIZE, *, fov:
     ct = S.to_int16_hu(S.add_ct_noise(rng, hu, sd=20.0, psf_vox=(0.3, 0.5, 0.5)))
     info = {"tumours": tumours, "distractors": distractors}
     options = V.describe_options(fov=fov, slice_mm=slice_mm, n_slices=n_slices, slab_level=slab_level, gas=gas,
-                                 touching_lungs=touching_lungs, table=table, direction=direction)
+                                 touching_lungs=touching_lungs, table=table, direction=direction,
+                                 tumour_site=tumour_site)
     if options:
         info["options"] = options
     maps = {"lungmasks": lung_lr, **extra_maps}

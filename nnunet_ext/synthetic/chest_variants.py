@@ -17,6 +17,7 @@ from nnunet_ext.synthetic import shapes as S
 FOVS = ("chest", "thorax-abdomen", "abdomen")
 GAS_KINDS = ("stomach", "colon", "bowel")
 DIRECTIONS = ("identity", "flipped", "oblique")
+TUMOUR_SITES = ("pleura", "hilum")  #: where ``tumour_site`` puts the case's one solid tumour
 #: window centre (fraction of the chest window's z extent) per field of view: the default chest window; lower
 #: lungs + upper abdomen; the lowest ~8 % of the window's height of lung bases at the top of an abdominal scan
 FOV_SHIFT = {"chest": 0.0, "thorax-abdomen": -0.35, "abdomen": -0.71}
@@ -24,7 +25,8 @@ LUNG_BOTTOM, LUNG_TOP = -0.29, 0.45  #: approximate lung extent (fraction of the
 HU_GAS, HU_STOOL, HU_FLUID, HU_TABLE, HU_FOAM, HU_BLANKET = -1000.0, 10.0, 15.0, 300.0, -900.0, -150.0
 
 
-def validate_options(fov="chest", slice_mm=None, n_slices=None, slab_level=0.5, gas=(), direction="identity"):
+def validate_options(fov="chest", slice_mm=None, n_slices=None, slab_level=0.5, gas=(), direction="identity",
+                     tumour_site=None):
     if fov not in FOVS:
         raise InputError(f"fov must be one of {', '.join(FOVS)}, got {fov!r}")
     if slice_mm is not None and not 0.1 <= float(slice_mm) <= 20.0:
@@ -38,12 +40,14 @@ def validate_options(fov="chest", slice_mm=None, n_slices=None, slab_level=0.5, 
         raise InputError(f"gas pockets must be among {', '.join(GAS_KINDS)}, got {', '.join(map(str, bad))}")
     if direction not in DIRECTIONS:
         raise InputError(f"direction must be one of {', '.join(DIRECTIONS)}, got {direction!r}")
+    if tumour_site is not None and tumour_site not in TUMOUR_SITES:
+        raise InputError(f"tumour_site must be one of {', '.join(TUMOUR_SITES)} (or None), got {tumour_site!r}")
 
 
 def describe_options(**options) -> dict:
     """The non-default options (for phantom_info.json)."""
     defaults = {"fov": "chest", "slice_mm": None, "n_slices": None, "slab_level": 0.5, "gas": (),
-                "touching_lungs": False, "table": False, "direction": "identity"}
+                "touching_lungs": False, "table": False, "direction": "identity", "tumour_site": None}
     out = {k: (list(v) if isinstance(v, tuple) else v) for k, v in options.items() if v != defaults[k]}
     if "slab_level" in out and options.get("n_slices") is None:
         out.pop("slab_level")
@@ -118,6 +122,37 @@ def add_gas(rng, anat: dict, axes, grid, scale, kinds) -> np.ndarray:
             hu[bubble] = HU_GAS
             out[bubble] = 3
     return out
+
+
+def site_tumour(rng, grid, axes, iso: float, anat: dict, lung_dist: np.ndarray, site: str, blob):
+    """One solid tumour of radius 12 mm (x the phantom's scale) in the left lung, clipped to the lung, where a
+    threshold lung mask loses it: ``pleura`` -- attached with a broad base to the posterior costal pleura at mid
+    lung height (centre 0.3 radius inside the pleura: a hemispherical bulge into the lung, like the real
+    juxta-pleural mass of RESULTS.md, issue 20); ``hilum`` -- against the mediastinal surface next to the left
+    hilum (centre 0.3 radius inside the lung, beside the hilar vessels). ``blob(centre_mm, radius) -> (d, frac)``
+    draws the tumour (the phantom's lobulated tumour model); ``iso``: the phantom's lesion scale. Returns
+    ``(mask, info)`` like the random tumours."""
+    f = anat["frame"]
+    lung = anat["lung_left"]
+    radius = 12.0 * iso
+    tol = max(grid.spacing) / 2.0
+    shell = lung & (np.abs(lung_dist - 0.3 * radius) < tol)
+    zz, yy, xx = (np.broadcast_to(a, grid.shape) for a in axes)
+    if site == "pleura":  # mid height, the posterior third of the lung, away from the spine
+        mid = np.abs(zz - f["lung_z"]) < 0.15 * f["lung_hz"]
+        cand = shell & mid & (yy > 0.35 * f["cav_ay"]) & (xx > 0.45 * f["cav_ax"])
+    else:  # next to the hilum (where the phantom's vessels enter), on the lung's medial side
+        hz, hy, hx = f["lung_z"] + 0.05 * f["lung_hz"], 0.05 * f["cav_ay"], 0.28 * f["cav_ax"]
+        near = (zz - hz) ** 2 + (yy - hy) ** 2 + (xx - hx) ** 2 < (2.5 * radius) ** 2
+        cand = shell & near & (xx < hx + 0.5 * radius)
+    c = S.sample_voxel(rng, cand)
+    if c is None:
+        raise InputError(f"tumour_site={site!r}: no place for the tumour in this phantom (grid too small?)")
+    d, frac = blob(grid.to_mm(c), radius)
+    frac = frac * lung
+    mask = frac >= 0.5
+    return mask, {"location": site, "radius_mm": round(float(radius), 2), "_mask": mask, "_frac": frac,
+                  "side": "left"}
 
 
 def add_table(anat: dict, axes, grid) -> None:

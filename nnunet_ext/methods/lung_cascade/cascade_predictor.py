@@ -175,7 +175,12 @@ class CascadeMethod(Method):
             from nnunet_ext.methods.lung_cascade.lungmask import compute_lung_mask
 
             mask, used = compute_lung_mask(image[0], geometry, backend=self.lung, weights=self.lungmask_weights)
-            return mask.astype(np.uint8), {"source": f"computed ({used})"}
+            entry = {"source": f"computed ({used})", "backend": used}
+            if used != self.lung and self.lung == "auto":  # auto fell back: say why (console and log)
+                from nnunet_ext.methods.lung_cascade.lungmask import lungmask_available
+
+                entry["fallback"] = f"lungmask unusable: {lungmask_available(self.lungmask_weights)[1]}"
+            return mask.astype(np.uint8), entry
         import SimpleITK as sitk
 
         from nnunet_ext.methods.lung_cascade.lung_grid import load_lung_on_grid
@@ -187,7 +192,7 @@ class CascadeMethod(Method):
             mask, resampled = load_lung_on_grid(path, reference, case.case_id)
         for w in caught:
             warnings.warn(str(w.message), stacklevel=2)
-        entry = {"source": path, "resampled": resampled}
+        entry = {"source": path, "backend": "folder", "resampled": resampled}
         if caught:
             entry["warnings"] = [str(w.message) for w in caught]
         return np.asarray(mask).astype(np.uint8), entry
@@ -234,11 +239,27 @@ class CascadeMethod(Method):
         images = dict(zip(INTERMEDIATES, (seg1, filtered.astype(np.uint8), lung))) if self.save_intermediates else {}
         return CaseResult(geometry, seg, probs, out_maps, images, {"cascade": log}, coarse.properties)
 
+    def report(self, case_id: str, result: CaseResult) -> None:
+        """The console report of one case (:mod:`~nnunet_ext.methods.lung_cascade.cascade_report`): the lung-mask
+        backend that ran (first case, and whenever it changes), the stage-1 line, "no tumour predicted"."""
+        from nnunet_ext.methods.lung_cascade.cascade_report import lung_backend_line, no_tumour_line, stage1_line
+
+        log = result.jsons["cascade"]
+        lung = log["lung"]
+        if lung.get("backend") != "folder":
+            line = (lung_backend_line(self.lung, lung["backend"], lung.get("fallback")) if "backend" in lung
+                    else "lung masks: none (lung filters skipped, only Top-K)")
+            if line != getattr(self, "_lung_line", None):
+                print(line)
+                self._lung_line = line
+        print(stage1_line(case_id, log["filter"], len(log["rois"])))
+        empty = no_tumour_line(case_id, log["filter"], int(np.count_nonzero(result.segmentation)))
+        if empty:
+            print(empty)
+
     def predict_case(self, prepared, ctx: CaseContext) -> CaseResult:
         result = self.refine(self.coarse(prepared, ctx), ctx)
-        log = result.jsons["cascade"]
-        print(f"{ctx.case_id}: stage 1 {log['filter']['n_components']} component(s), {len(log['rois'])} ROI(s) "
-              "to stage 2")
+        self.report(ctx.case_id, result)
         return result
 
 

@@ -18,6 +18,16 @@ Rules (pure numpy / scipy, arrays (z, y, x)):
 5. **Empty lung mask**: every component is dropped (quirk 5: the paper-text preset keeps them, with Top-K).
 6. ``min_size`` and Top-K as in the default preset.
 
+**What it needs from the lung mask.** The lung mask must *contain the lung's own tumours*, as lungmask's R231
+does. A component whose centroid lies in the central band (which covers each lung's medial half, so hilar and
+many posterior tumours) is kept only when >= 80 % of its voxels are inside the lung mask dilated by one voxel --
+there is no rescue. A mask of aerated lung (a threshold at ~ -320 HU) leaves every solid tumour at the pleura or
+the hilum outside: on a real CT with a 48 ml mass against the posterior pleura the reference contour itself, as
+the prediction, lost all 24 644 voxels (benchmarks/RESULTS.md, issue 20). Use ``nnext lungmask --backend
+lungmask`` (R231) or the threshold backend with its rolling-ball envelope (default ``envelope_radius_mm`` 20 mm;
+a mass much larger than 40 mm across is only partly inside); a folder of masks from elsewhere must include
+tumours. With 5 mm slices the one-voxel dilation reaches 5 mm above and below, which rescues small tumours.
+
 Decisions are logged like :func:`.component_filter.filter_components` (reasons ``lung_overlap``,
 ``rescued``, ``low_overlap_central``, ``too_few_dilated``, ``empty_lung``, ``below_min_size``, ``top_k``).
 """

@@ -31,7 +31,8 @@ def add_filter_arguments(parser, top_k_default: "int | None" = None) -> None:
     parser.add_argument("--preset", choices=PRESETS, default="paper",
                         help="paper (default): our reading of isler2025's text; isler-code: the rules of the "
                         "authors' released code (2x2x2 merge kernel, lung dilated 3x3x3, centroid band, rescue "
-                        ">= 50 dilated voxels, all dropped on an empty lung mask; README)")
+                        ">= 50 dilated voxels, all dropped on an empty lung mask; needs lung masks that contain "
+                        "the tumours: documentation/methods/lung_cascade.md)")
     parser.add_argument("--top-k", type=top_k, default=top_k_default, metavar="K",
                         help="keep only the K largest valid kept components, or 'all' (default: "
                         f"{'all' if top_k_default is None else top_k_default})")

@@ -42,6 +42,7 @@ def run(args: argparse.Namespace) -> int:
 
     from nnunet_ext.errors import InputError
     from nnunet_ext.io.imageio import Geometry, read_sitk, atomic_write_text, write_image
+    from nnunet_ext.methods.lung_cascade.cascade_report import no_tumour_line, stage1_line
     from nnunet_ext.methods.lung_cascade.component_filter import filter_components
 
     ending = args.file_ending
@@ -112,7 +113,10 @@ def run(args: argparse.Namespace) -> int:
         if not cases_log or not os.path.isfile(os.path.join(args.output, SETTINGS_FILE)):
             record_settings(args.output, settings, command="nnext postprocess lung")
         cases_log[case] = log
-        print(f"{case}: {log['n_kept']} of {log['n_components']} component(s) kept")
+        print(stage1_line(case, log).replace(": stage 1: ", ": ", 1))
+        empty = no_tumour_line(case, log, int(filtered.sum()))
+        if empty:
+            print(empty)
     atomic_write_text(log_path, json.dumps({"filter": "lung", "config": asdict(config), "cases": cases_log},
                                            indent=1) + "\n")
     return 0
