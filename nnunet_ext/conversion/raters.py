@@ -22,6 +22,7 @@ from nnunet_ext.errors import InputError
 from nnunet_ext.io.atomic_write import copy_file, write_json
 
 from nnunet_ext.methods.multi_rater.rater_files import FILE_ENDING, RATER_RE, find_rater_files  # noqa: F401
+
 DATASET_KEY = "nnext_raters"
 
 
@@ -35,21 +36,6 @@ def rater_dataset_json(channel_names: dict, n_raters: dict[str, int], num_traini
             "name": name,
             "description": description or "rater-set labels (nnunet_ext): label = offset(K) + rater bit pattern",
             DATASET_KEY: {"encoding": ENCODING_NAME, "max_raters": k_max, "n_raters": dict(sorted(n_raters.items()))}}
-
-
-def find_rater_files(folder: Path) -> dict[str, dict[int, Path]]:
-    """``{case: {k: path}}`` of ``CASE_rater{k}.nii.gz`` files in ``folder``; another NIfTI file there (a
-    ``.nii`` rater mask, ``CASE_Rater1.nii.gz``) is an InputError naming it rather than a rater left out."""
-    out: dict[str, dict[int, Path]] = {}
-    for p in sorted(folder.iterdir()):
-        if p.name.startswith(".") or not p.name.endswith((".nii", ".nii.gz")):
-            continue
-        m = RATER_RE.match(p.name)
-        if not m:
-            raise InputError(f"{p}: not a rater mask name CASE_rater{{k}}{FILE_ENDING} (k = 0, 1, ...); rename or "
-                             "remove it")
-        out.setdefault(m["case"], {})[int(m["k"])] = p
-    return out
 
 
 def _image_files(folder: Path, case: str) -> list[Path]:

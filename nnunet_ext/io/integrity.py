@@ -43,7 +43,10 @@ import math
 import os
 import warnings
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
+
+if TYPE_CHECKING:
+    import SimpleITK as sitk
 
 from nnunet_ext.errors import InputError
 # byte-level checks (gzip streams, NIfTI voxels, raw NaN counts) live in filecheck; re-exported here
