@@ -14,8 +14,48 @@ from nnunet_ext.networks.prompt_channels import PromptChannelNetwork
 from nnunet_ext.trainers.click_prompt import (ClickPromptAutoTrainer, ClickPromptErrorTrainer, ClickPromptTrainer,
                                               WarmupCosineLRScheduler)
 from nnunet_ext.trainers.click_transform import SimulateClicksTransform
-from nnunet_ext.trainers.mc_dropout import DROPOUT_P_ENV
-from test_trainers import PLAIN, _plans, _resenc
+import copy
+
+# tiny plans (as tests/test_trainers.py's; that module still imports a removed name)
+PLAIN = {
+    "network_class_name": "dynamic_network_architectures.architectures.unet.PlainConvUNet",
+    "arch_kwargs": {
+        "n_stages": 3, "features_per_stage": [4, 8, 16], "conv_op": "torch.nn.modules.conv.Conv3d",
+        "kernel_sizes": [[3, 3, 3]] * 3, "strides": [[1, 1, 1], [2, 2, 2], [2, 2, 2]],
+        "n_conv_per_stage": [2, 2, 2], "n_conv_per_stage_decoder": [2, 2], "conv_bias": True,
+        "norm_op": "torch.nn.modules.instancenorm.InstanceNorm3d", "norm_op_kwargs": {"eps": 1e-5, "affine": True},
+        "dropout_op": None, "dropout_op_kwargs": None, "nonlin": "torch.nn.LeakyReLU",
+        "nonlin_kwargs": {"inplace": True}},
+    "_kw_requires_import": ["conv_op", "norm_op", "dropout_op", "nonlin"],
+}
+
+
+def _plans(arch, **extra):
+    arch = copy.deepcopy(arch)
+    plans = {
+        "dataset_name": "Dataset999_X", "plans_name": "p", "original_median_spacing_after_transp": [1, 1, 1],
+        "original_median_shape_after_transp": [16, 16, 16], "image_reader_writer": "SimpleITKIO",
+        "transpose_forward": [0, 1, 2], "transpose_backward": [0, 1, 2], "label_manager": "LabelManager",
+        "foreground_intensity_properties_per_channel": {},
+        "configurations": {"3d_fullres": {
+            "data_identifier": "x", "preprocessor_name": "DefaultPreprocessor", "batch_size": 2,
+            "patch_size": [16, 16, 16], "median_image_size_in_voxels": [16, 16, 16], "spacing": [1, 1, 1],
+            "normalization_schemes": ["ZScoreNormalization"], "use_mask_for_norm": [False],
+            "resampling_fn_data": "resample_data_or_seg_to_shape", "resampling_fn_seg": "resample_data_or_seg_to_shape",
+            "resampling_fn_data_kwargs": {}, "resampling_fn_seg_kwargs": {},
+            "resampling_fn_probabilities": "resample_data_or_seg_to_shape", "resampling_fn_probabilities_kwargs": {},
+            "architecture": arch, "batch_dice": False}},
+    }
+    plans.update(extra)
+    return plans
+
+
+def _resenc():
+    arch = copy.deepcopy(PLAIN)
+    arch["network_class_name"] = "dynamic_network_architectures.architectures.unet.ResidualEncoderUNet"
+    kw = arch["arch_kwargs"]
+    kw["n_blocks_per_stage"] = kw.pop("n_conv_per_stage")
+    return arch
 
 
 def _net(deep_supervision=False):
@@ -24,8 +64,7 @@ def _net(deep_supervision=False):
     return ClickPromptTrainer.build_network_architecture(pm, cm, 2, 3, enable_deep_supervision=deep_supervision)
 
 
-def test_prompt_network_zero_fills_and_pickles(monkeypatch):
-    monkeypatch.delenv(DROPOUT_P_ENV, raising=False)
+def test_prompt_network_zero_fills_and_pickles():
     torch.manual_seed(0)
     net = _net()
     assert isinstance(net, PromptChannelNetwork) and (net.n_image_channels, net.n_prompt_channels) == (2, 2)

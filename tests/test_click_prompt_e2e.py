@@ -48,8 +48,12 @@ def stage3_model(headneck_dataset, nnunet_dirs):
     _run([_cmd("nnUNetv2_train"), str(HN_ID), "3d_fullres", "0", "-tr", "ClickPromptTrainer", "-p", TINY,
           "-device", "cpu"])
     stage1 = results / f"ClickPromptTrainer__{TINY}__3d_fullres" / "fold_0" / "checkpoint_final.pth"
+    # stage 3 with the paper's AdamW: a plans option (stage 1 recorded its own options in its checkpoint)
+    from nnunet_ext.planners.plans_edit import write_options
+
+    write_options(nnunet_dirs["nnUNet_preprocessed"] / headneck_dataset.name / f"{TINY}.json", ["optimizer.name=adamw"])
     proc = _run([_cmd("nnUNetv2_train"), str(HN_ID), "3d_fullres", "0", "-tr", "ClickPromptErrorTrainer", "-p",
-                 TINY, "-device", "cpu", "-pretrained_weights", str(stage1)], NNEXT_OPTIMIZER="adamw")
+                 TINY, "-device", "cpu", "-pretrained_weights", str(stage1)])
     return stage1, results / f"ClickPromptErrorTrainer__{TINY}__3d_fullres", proc.stdout
 
 

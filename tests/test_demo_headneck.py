@@ -41,7 +41,7 @@ class _Fake:
     files the demo's steps look for."""
 
     def __init__(self):
-        self.calls = []
+        self.calls, self.plan_sets = [], []
 
     def nnext(self, argv):
         argv = [str(a) for a in argv]
@@ -55,6 +55,7 @@ class _Fake:
                       "labelsTs/hn_test_000.nii.gz", "dataset.json"):
                 open(os.path.join(raw, f), "w").close()
         elif argv[0] == "plan":
+            self.plan_sets.append([b for a, b in zip(argv, argv[1:]) if a == "--set"])
             pre = os.path.join(os.environ["nnUNet_preprocessed"], os.path.basename(raw))
             os.makedirs(os.path.join(pre, f"{headneck.PLANS}_{opt['-c']}"), exist_ok=True)
             open(os.path.join(pre, f"{headneck.PLANS}.json"), "w").close()
@@ -68,7 +69,7 @@ class _Fake:
 
     def train(self, argv, seed=None, env=None):
         assert seed == 0  # the demo's --seed
-        assert env["NNEXT_OPTIMIZER"] == "adamw"
+        assert not any(k.startswith("NNEXT_") for k in os.environ)  # options live in the plans, not the env
         self.calls.append("train")
         c = str(argv[1])
         model = os.path.join(os.environ["nnUNet_results"], f"Dataset{headneck.RAW_ID}_{headneck.RAW_NAME}",
@@ -100,8 +101,6 @@ def fake(monkeypatch, tmp_path):
 
 
 def test_steps_reused_only_with_matching_settings(tmp_path, fake, capsys, monkeypatch):
-    monkeypatch.delenv("NNEXT_OPTIMIZER", raising=False)
-    monkeypatch.delenv("NNEXT_WARMUP_EPOCHS", raising=False)
     assert headneck.run_headneck(_args(tmp_path)) == 0
     assert fake.calls == ["synth", "plan", "train", "clicks-eval", "predict", "predict"]
     out = capsys.readouterr().out
@@ -123,23 +122,23 @@ def test_steps_reused_only_with_matching_settings(tmp_path, fake, capsys, monkey
     fake.calls.clear()
     assert headneck.run_headneck(_args(tmp_path, n_samples=3, epochs=5)) == 0
     assert fake.calls == ["plan", "train", "clicks-eval", "predict", "predict"]
-    # another optimiser: the model and what it predicted
+    # the optimiser is a plans option written by the plan step (--set): plan and everything after it
+    assert fake.plan_sets[-1] == headneck.training_optimizer(5) == ["optimizer.name=adamw",
+                                                                     "optimizer.warmup_epochs=1"]
+    assert headneck.training_optimizer(30)[1] == "optimizer.warmup_epochs=3"
     fake.calls.clear()
-    monkeypatch.setenv("NNEXT_WARMUP_EPOCHS", "2")
+    monkeypatch.setattr(headneck, "training_optimizer", lambda epochs: ["optimizer.name=adamw",
+                                                                        "optimizer.warmup_epochs=2"])
     assert headneck.run_headneck(_args(tmp_path, n_samples=3, epochs=5)) == 0
-    assert fake.calls == ["train", "clicks-eval", "predict", "predict"]
-    assert "redoing train (settings changed: optimizer.NNEXT_WARMUP_EPOCHS)" in capsys.readouterr().out
+    assert fake.calls == ["plan", "train", "clicks-eval", "predict", "predict"]
+    assert "redoing plan (settings changed: options)" in capsys.readouterr().out
+    assert fake.plan_sets[-1] == ["optimizer.name=adamw", "optimizer.warmup_epochs=2"]
     # a missing output is redone even with a matching record
     fake.calls.clear()
     model = next((tmp_path / "headneck" / "nnUNet_results").rglob("checkpoint_final.pth"))
     model.unlink()
     assert headneck.run_headneck(_args(tmp_path, n_samples=3, epochs=5)) == 0
     assert fake.calls == ["train"]
-    assert headneck.training_optimizer(30) == {"NNEXT_OPTIMIZER": "adamw", "NNEXT_WARMUP_EPOCHS": "2"}
-    monkeypatch.delenv("NNEXT_WARMUP_EPOCHS")
-    assert headneck.training_optimizer(30)["NNEXT_WARMUP_EPOCHS"] == "3"
-    assert headneck.training_optimizer(5)["NNEXT_WARMUP_EPOCHS"] == "1"
-    monkeypatch.setenv("NNEXT_WARMUP_EPOCHS", "2")
     # --overwrite starts afresh
     fake.calls.clear()
     assert headneck.run_headneck(_args(tmp_path, n_samples=3, epochs=5, overwrite=True)) == 0
