@@ -13,7 +13,8 @@ area) and never clicks a component twice unless the model changed it; ``clicks_c
 count distinct clicks. Per step and class: Dice, NSD (``--tau`` mm), HD95
 (:func:`nnunet_ext.evaluation.metrics.compute_metrics`). Outputs in OUT: ``clicks_eval.csv`` (one row per case,
 step and class), ``summary.json`` (mean per step and class) and ``dice_vs_clicks.png``; ``--save-steps`` also
-writes ``steps/CASE_step{k}.nii.gz``. Defaults are deterministic (1 pass, no TTA, no dropout); ``--n-samples``
+writes ``steps/CASE_step{k}.nii.gz`` and the last step's clicks as clicks JSON ``steps/CASE_clicks.json``
+(voxel x, y, z; ``nnext predict -m interactive --clicks`` reads it). Defaults are deterministic (1 pass, no TTA, no dropout); ``--n-samples``
 / ``--tta`` / ``--dropout-p`` as ``nnext predict -m tta_mc``.
 """
 from __future__ import annotations
@@ -99,7 +100,7 @@ def run(args) -> int:
 
     from nnunet_ext.core.click_protocols import ClickProtocol, as_clicks
     from nnunet_ext.evaluation.metrics import compute_metrics
-    from nnunet_ext.imageio import read_image, write_image
+    from nnunet_ext.imageio import atomic_write_text, read_image, write_image
     from nnunet_ext.predictors.inputs import list_cases
     from nnunet_ext.predictors.method import CaseContext
 
@@ -155,6 +156,12 @@ def run(args) -> int:
                              "clicks_total": len({(c, tuple(z), p) for c, z, p in points}),
                              "clicks_class": len({(c, tuple(z), p) for c, z, p in points if c in (ch, None)}),
                              **{k: float(m[k]) for k in METRICS}})
+        if args.save_steps:
+            labels = {v: k for k, v in method.labels.items() if isinstance(v, int)}
+            used = [{"point": [int(round(v)) for v in c.position], "space": "voxel",
+                     "label": None if c.label is None else labels.get(int(c.label), c.label),
+                     "positive": bool(c.positive)} for c in as_clicks(points, classes)]
+            atomic_write_text(out / "steps" / f"{case.case_id}_clicks.json", json.dumps(used, indent=1))
     _write_outputs(out, rows, args)
     print(f"{len(cases)} case(s), protocol {args.protocol}: {out / 'clicks_eval.csv'}, summary.json, "
           "dice_vs_clicks.png")

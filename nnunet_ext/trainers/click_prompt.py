@@ -62,6 +62,35 @@ from nnunet_ext.trainers.mc_dropout import MCDropoutTrainer
 
 
 
+def error_click_prompts(predict_labels, data: torch.Tensor, reference: np.ndarray, classes, rounds,
+                        max_first: int = 5, spacing=None, min_voxels: int = 1, order: str = "largest",
+                        rng: "np.random.Generator | None" = None, radius: float = 3.0,
+                        encoding: str = "ball") -> torch.Tensor:
+    """Stage-3 prompts, round by round (see the module docstring): a copy of ``data`` (B, C + 2K, *S) whose 2K
+    prompt channels (split layout) hold the error clicks of ``rounds[b]`` rounds for sample b (0 = none).
+    Round r predicts with the prompts of rounds < r (``predict_labels(x) -> (B, *S)`` labels; round 1 = zero
+    prompts = the automatic branch) and clicks, per class, the error components of ``reference[b]`` of at least
+    ``min_voxels`` voxels not clicked before (``max_first`` per class in round 1, one in later rounds)."""
+    k = len(classes)
+    n_image = data.shape[1] - 2 * k
+    x = data.clone()
+    x[:, n_image:] = 0
+    clicks = [[] for _ in rounds]
+    seen = [set() for _ in rounds]
+    for r in range(max(rounds, default=0)):
+        pred = predict_labels(x)
+        for b, n_rounds in enumerate(rounds):
+            if r >= n_rounds:
+                continue
+            new = error_clicks(reference[b], pred[b], classes, max_first if r == 0 else 1, spacing, min_voxels,
+                               order, rng, seen[b])
+            if new:
+                clicks[b] += new
+                prompt = rasterize_voxels(clicks[b], reference.shape[1:], k, radius, encoding, layout="split")
+                x[b, n_image:] = torch.from_numpy(prompt).to(x.dtype)
+    return x
+
+
 class WarmupCosineLRScheduler(_LRScheduler):
     """nnU-Net-style scheduler (``step(epoch)`` sets the lr) evaluating :func:`warmup_cosine_lr`."""
 
@@ -173,34 +202,16 @@ class ClickPromptTrainer(MCDropoutTrainer):
 
     def error_prompts(self, data: torch.Tensor, target) -> torch.Tensor:
         """``data`` (B, C + 2K, *patch) with the prompt channels set from error clicks against ``target``
-        (full resolution), round by round (class docstring): round 1 in the automatic prediction's errors,
-        rounds 2..R in the errors left with the clicks so far; R per sample uniform in 1..error_rounds
-        (0 = no clicks with probability 1 - p_prompt)."""
-        classes = self.prompt_classes
-        k = len(classes)
-        n_image = data.shape[1] - 2 * k
+        (full resolution), round by round (:func:`error_click_prompts`); R per sample uniform in
+        1..error_rounds (0 = no clicks with probability 1 - p_prompt)."""
         ref = (target[0] if isinstance(target, (list, tuple)) else target)[:, 0].cpu().numpy().astype(np.int64)
-        x = data.clone()
-        x[:, n_image:] = 0
         rounds = [int(np.random.randint(1, self.error_rounds + 1)) if np.random.uniform() < self.p_prompt else 0
-                  for _ in range(x.shape[0])]
+                  for _ in range(data.shape[0])]
         rng = np.random.default_rng(np.random.randint(0, 2 ** 31 - 1))
-        spacing, min_voxels = tuple(self.configuration_manager.spacing), self.min_error_size()
-        clicks = [[] for _ in rounds]
-        seen = [set() for _ in rounds]
-        for r in range(max(rounds, default=0)):
-            pred = self._predict_labels(x)
-            for b, n_rounds in enumerate(rounds):
-                if r >= n_rounds:
-                    continue
-                new = error_clicks(ref[b], pred[b], classes, self.max_error_clicks if r == 0 else 1, spacing,
-                                   min_voxels, self.error_order, rng, seen[b])
-                if new:
-                    clicks[b] += new
-                    prompt = rasterize_voxels(clicks[b], ref.shape[1:], k, self.click_radius, self.click_encoding,
-                                              layout="split")
-                    x[b, n_image:] = torch.from_numpy(prompt).to(x.dtype)
-        return x
+        return error_click_prompts(self._predict_labels, data, ref, self.prompt_classes, rounds,
+                                   self.max_error_clicks, tuple(self.configuration_manager.spacing),
+                                   self.min_error_size(), self.error_order, rng, self.click_radius,
+                                   self.click_encoding)
 
     def checkpoint_metadata(self) -> dict:
         return {**super().checkpoint_metadata(), "click_stage": self.stage, "click_source": self.click_source,
