@@ -62,7 +62,8 @@ def test_stages_pretrained_weights_and_plain_predict(headneck_dataset, stage3_mo
     ck1 = torch.load(stage1, map_location="cpu", weights_only=False)
     assert ck1["nnext"]["click_stage"] == 1 and ck1["nnext"]["prompt_classes"] == [1, 2]
     first = next(v for k, v in ck1["network_weights"].items() if k.endswith("weight") and v.ndim == 5)
-    assert first.shape[1] == 4  # CT, PET, GTVp prompt, GTVn prompt
+    assert first.shape[1] == 6  # CT, PET, GTVp +, GTVn +, GTVp -, GTVn - prompts (split layout)
+    assert ck1["nnext"]["prompt_layout"] == "split" and ck1["nnext"]["n_prompt_channels"] == 4
 
     assert "Loading pretrained weights from file" in stdout
     ck3 = torch.load(model3 / "fold_0" / "checkpoint_final.pth", map_location="cpu", weights_only=False)

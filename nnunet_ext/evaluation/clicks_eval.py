@@ -5,17 +5,21 @@ cumulative clicks come from :class:`nnunet_ext.core.click_protocols.ClickProtoco
 step's prediction, ``autopet`` / ``each-lesion`` from the reference; autoPET's background clicks use the image
 channel ``--pet-channel``). Each step re-predicts with ``-m interactive`` (the same per-case seed every step, so
 steps differ by their clicks only). Clicks are simulated in the reference's grid (the input image's grid) and
-mapped into the network grid like user clicks. The ``errors`` protocol clicks only error components of at least
-``--min-error-mm3`` (default: the model's ``clicks.min_error_mm3``; unset there, the volume of the click ball
-in the network grid, ``ball voxels x network voxel volume``, i.e. what one click paints; for 2D
-configurations the disc's area in mm^2, compared with the 3D component's voxel count times the in-plane voxel
-area) and never clicks a component twice unless the model changed it; ``clicks_class`` / ``clicks_total``
-count distinct clicks. Per step and class: Dice, NSD (``--tau`` mm), HD95
-(:func:`nnunet_ext.evaluation.metrics.compute_metrics`). Outputs in OUT: ``clicks_eval.csv`` (one row per case,
-step and class), ``summary.json`` (mean per step and class) and ``dice_vs_clicks.png``; ``--save-steps`` also
-writes ``steps/CASE_step{k}.nii.gz`` and the last step's clicks as clicks JSON ``steps/CASE_clicks.json``
-(voxel x, y, z; ``nnext predict -m interactive --clicks`` reads it). Defaults are deterministic (1 pass, no TTA, no dropout); ``--n-samples``
-/ ``--tta`` / ``--dropout-p`` as ``nnext predict -m tta_mc``.
+mapped into the network grid like user clicks. Metrics per step and class
+(:func:`nnunet_ext.evaluation.metrics.compute_metrics`): Dice, NSD (``--tau`` mm), HD (the paper's maximum
+Hausdorff distance, eq. 7) and HD95.
+
+The ``errors`` protocol clicks only error components of at least ``--min-error-mm3`` (default: the model's
+``clicks.min_error_mm3``; unset there, the volume of the click ball in the network grid, ``ball voxels x
+network voxel volume``, i.e. what one click paints; for 2D configurations the disc's area in mm^2, compared
+with the 3D component's voxel count times the in-plane voxel area) and never clicks a component twice unless
+the model changed it; ``clicks_class`` / ``clicks_total`` count distinct clicks.
+
+Outputs in OUT: ``clicks_eval.csv`` (one row per case, step and class), ``summary.json`` (mean per step and
+class, mean distinct clicks) and ``dice_vs_clicks.png``; ``--save-steps`` also writes
+``steps/CASE_step{k}.nii.gz`` and the last step's clicks as clicks JSON ``steps/CASE_clicks.json`` (voxel x, y,
+z; ``nnext predict -m interactive --clicks`` reads it). Defaults are deterministic (1 pass, no TTA, no
+dropout); ``--n-samples`` / ``--tta`` / ``--dropout-p`` as ``nnext predict -m tta_mc``.
 """
 from __future__ import annotations
 
@@ -28,7 +32,7 @@ from pathlib import Path
 
 from nnunet_ext.errors import InputError
 
-METRICS = ("dice", "nsd", "hd95")
+METRICS = ("dice", "nsd", "hd", "hd95")  # hd: the paper's maximum Hausdorff distance (eq. 7)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
