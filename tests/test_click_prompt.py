@@ -259,3 +259,35 @@ def test_intensity_tta_leaves_prompts_unchanged_and_spatial_tta_moves_them():
     assert torch.equal(out[1], torch.flip(x, (-1,)))  # a flip moves the prompts with the image
     assert out[1, 2, 4, 3, 12 - 1 - 5] == 1
     assert not torch.equal(apply_each([GaussianNoise(0.5, 1)], x)[0, 2:], x[2:])  # without n_image: every channel
+
+
+def test_stage3_clicks_never_land_on_components_below_the_minimum():
+    """error_click_prompts (ClickPromptErrorTrainer's rounds): with a model that predicts nothing, round 1 clicks
+    the largest missed components >= the minimum (max_first per class), round 2 the next one not clicked yet;
+    the 2- and 20-pixel components (below the 29-pixel disc) never get a stamp."""
+    from nnunet_ext.trainers.click_prompt import error_click_prompts
+
+    ref = np.zeros((1, 40, 40), np.int64)
+    ref[0, 2:12, 2:12] = 1  # 100 px
+    ref[0, 20:28, 2:10] = 1  # 64 px
+    ref[0, 30:36, 30:36] = 1  # 36 px
+    ref[0, 2:6, 30:35] = 1  # 20 px: below 29
+    ref[0, 38, 20:22] = 1  # 2 px sliver
+    small = np.zeros((40, 40), bool)
+    small[2:6, 30:35] = small[38, 20:22] = True
+    data = torch.zeros(1, 3, 40, 40)  # 1 image channel + GTV +/-
+    calls = []
+
+    def nothing(x):
+        calls.append(x[:, 1:].clone())
+        return np.zeros((x.shape[0], 40, 40), np.int64)
+
+    for rounds, max_first, expected in (([1], 2, 2), ([2], 2, 3), ([3], 1, 3), ([0], 5, 0)):
+        calls.clear()
+        x = error_click_prompts(nothing, data, ref, (1,), rounds, max_first, (1.0, 1.0), 29, radius=3.0)
+        pos = x[0, 1].numpy() > 0
+        from nnunet_ext.core.click_simulation import components
+
+        assert components(pos)[1] == expected and not (pos & small).any()
+        assert not x[0, 2].any() and torch.equal(x[0, 0], data[0, 0])  # no negatives; image untouched
+        assert len(calls) == rounds[0] and (not calls or not calls[0].any())  # round 1 = automatic branch
