@@ -334,6 +334,7 @@ def stages_png(per_stage: dict, path: Path) -> None:
         for cls, curve in dice.items():
             steps = sorted(int(k) for k in curve)
             ax.plot(steps, [curve[str(k)] for k in steps], marker="o", label=cls)
+            ax.set_xticks(steps)
         ax.set_title(titles.get(stage, stage))
         ax.set_xlabel("clicks per class (errors protocol)")
         ax.set_ylim(0, 1)
