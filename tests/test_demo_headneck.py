@@ -255,3 +255,14 @@ def test_before_after_png_picks_the_clicked_slice(tmp_path):
     # empty reference, no clicks: the middle slice
     z = headneck.before_after_png(ct, np.zeros_like(ref), before, after, u_before, u_after, [], path)
     assert z == shape[0] // 2
+
+
+def test_stages_png_draws_one_panel_per_stage(tmp_path):
+    import matplotlib.image as mpimg
+
+    curve = {"GTVp": {"0": 0.5, "1": 0.6}, "GTVn": {"0": 0.1, "1": 0.4}}
+    path = tmp_path / "dice_vs_clicks_stages.png"
+    headneck.stages_png({"stage1": curve, "stage2": curve, "stage3": curve}, path)
+    img = mpimg.imread(path)
+    assert img.shape[1] / img.shape[0] > 2.5  # three panels side by side
+    assert [p.name for p in tmp_path.iterdir()] == ["dice_vs_clicks_stages.png"]  # atomic: no temp file left
