@@ -8,8 +8,8 @@ checkpoint is reused), all with ``--optimizer`` (default the paper's AdamW + cos
 automatic baseline ``--baseline`` (default ``ClickPromptAutoTrainer`` trained from scratch: plain nnU-Net +
 dropout whose prompt channels are always zero, so it differs from the click model only by the clicks it never
 sees), ``ClickPromptTrainer`` (stage 1, clicks from the reference with p = 0.5), ``ClickPromptErrorTrainer``
-(stage 3, clicks in its own errors, ``-pretrained_weights`` from stage 1; the paper's stage 2 is skipped: one
-dataset) and ``ClickPromptTrainer`` with the plans option ``clicks.pet_dropout`` = ``--pet-dropout`` (its own plans
+(stage 3, clicks in its own errors, ``-pretrained_weights`` from stage 2 = ``ClickPromptAutoTrainer`` fine-tuned
+from stage 1 under the plans copy ``nnextTinyPlansStage2``; the paper's three stages on one dataset) and ``ClickPromptTrainer`` with the plans option ``clicks.pet_dropout`` = ``--pet-dropout`` (its own plans
 ``nnextTinyPlansPetDrop``, written by ``write_options`` beside the tiny plans; same preprocessed data).
 Parts (``--parts``, default all), written to ``ROOT/results/results.json``:
 
@@ -133,6 +133,7 @@ def main():
 
         write_options(dirs["nnUNet_preprocessed"] / raw.name / f"{TINY}.json",
                       [f"clicks.pet_dropout={args.pet_dropout}"], new_identifier=f"{TINY}PetDrop")
+        write_options(dirs["nnUNet_preprocessed"] / raw.name / f"{TINY}.json", [], new_identifier=f"{TINY}Stage2")
     eval_id = args.dataset_id + 1
     evr = dirs["nnUNet_raw"] / f"Dataset{eval_id:03d}_{args.name}Eval"
     if not evr.is_dir():
@@ -153,12 +154,15 @@ def main():
     # model -> plans identifier (the training options live in the plans)
     models = {args.baseline: TINY, "ClickPromptTrainer": TINY, "ClickPromptTrainer+petdrop": f"{TINY}PetDrop"}
     stage1 = dirs["nnUNet_results"] / raw.name / f"ClickPromptTrainer__{TINY}__{args.c}" / "fold_0"
-    models["ClickPromptErrorTrainer"] = TINY  # stage 3, from stage 1's checkpoint
+    stage2 = dirs["nnUNet_results"] / raw.name / f"ClickPromptAutoTrainer__{TINY}Stage2__{args.c}" / "fold_0"
+    models["ClickPromptAutoTrainer+stage2"] = f"{TINY}Stage2"  # stage 2, from stage 1's checkpoint
+    models["ClickPromptErrorTrainer"] = TINY  # stage 3, from stage 2's checkpoint
     train_s = results.setdefault("train_seconds", {})
     for key, plans in models.items():
         trainer = key.split("+")[0]
         ckpt = dirs["nnUNet_results"] / raw.name / f"{trainer}__{plans}__{args.c}" / "fold_0" / "checkpoint_final.pth"
-        extra = (["-pretrained_weights", stage1 / "checkpoint_final.pth"] if trainer == "ClickPromptErrorTrainer"
+        extra = (["-pretrained_weights", stage1 / "checkpoint_final.pth"] if key == "ClickPromptAutoTrainer+stage2"
+                 else ["-pretrained_weights", stage2 / "checkpoint_final.pth"] if trainer == "ClickPromptErrorTrainer"
                  else [])
         if not ckpt.is_file():
             load = _load()
