@@ -8,8 +8,9 @@ checkpoint is reused), all with ``--optimizer`` (default the paper's AdamW + cos
 automatic baseline ``--baseline`` (default ``ClickPromptAutoTrainer`` trained from scratch: plain nnU-Net +
 dropout whose prompt channels are always zero, so it differs from the click model only by the clicks it never
 sees), ``ClickPromptTrainer`` (stage 1, clicks from the reference with p = 0.5), ``ClickPromptErrorTrainer``
-(stage 3, clicks in its own errors, ``-pretrained_weights`` from stage 1; the paper's stage 2 is skipped: one
-dataset) and ``ClickPromptTrainer`` with ``NNEXT_PET_DROPOUT`` = ``--pet-dropout`` (its own results folder).
+(stage 3, clicks in its own errors, ``-pretrained_weights`` from stage 2 = ``ClickPromptAutoTrainer`` fine-tuned
+from stage 1 under the plans copy ``nnextTinyPlansStage2``; the paper's three stages on one dataset) and ``ClickPromptTrainer`` with the plans option ``clicks.pet_dropout`` = ``--pet-dropout`` (its own plans
+``nnextTinyPlansPetDrop``, written by ``write_options`` beside the tiny plans; same preprocessed data).
 Parts (``--parts``, default all), written to ``ROOT/results/results.json``:
 
 * ``auto``: automatic Dice / HD95 per class, ``nnext predict -m stock --disable_tta`` of the baseline and of the
@@ -102,8 +103,8 @@ def main():
     ap.add_argument("--widen", type=int, default=3)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--optimizer", default="adamw", choices=("sgd", "adamw"),
-                    help="NNEXT_OPTIMIZER of the ClickPrompt trainers (default adamw, the paper's)")
-    ap.add_argument("--warmup", type=int, default=6, help="NNEXT_WARMUP_EPOCHS (default 6)")
+                    help="plans option optimizer.name of the trainings (default adamw, the paper's)")
+    ap.add_argument("--warmup", type=int, default=6, help="plans option optimizer.warmup_epochs (default 6)")
     ap.add_argument("--baseline", default="ClickPromptAutoTrainer",
                     help="automatic baseline: ClickPromptAutoTrainer trained from scratch = plain nnU-Net with the "
                          "prompt channels always zero and the same optimiser (default); MCDropoutTrainer = nnU-Net's "
@@ -124,7 +125,15 @@ def main():
                 "--seed", args.seed, "--name", args.name, "--no-progress"])
     if not (dirs["nnUNet_preprocessed"] / raw.name / f"{TINY}.json").is_file():
         _nnext(["plan", "-d", args.dataset_id, "-pl", "TinyPlanner", "-c", args.c, "--epochs", args.epochs,
-                "--iterations", args.iterations, "-np", "1"])
+                "--iterations", args.iterations, "-np", "1", "--set", f"optimizer.name={args.optimizer}",
+                "--set", f"optimizer.warmup_epochs={args.warmup}"])
+    petdrop_plans = dirs["nnUNet_preprocessed"] / raw.name / f"{TINY}PetDrop.json"
+    if not petdrop_plans.is_file():
+        from nnunet_ext.planners.plans_edit import write_options
+
+        write_options(dirs["nnUNet_preprocessed"] / raw.name / f"{TINY}.json",
+                      [f"clicks.pet_dropout={args.pet_dropout}"], new_identifier=f"{TINY}PetDrop")
+        write_options(dirs["nnUNet_preprocessed"] / raw.name / f"{TINY}.json", [], new_identifier=f"{TINY}Stage2")
     eval_id = args.dataset_id + 1
     evr = dirs["nnUNet_raw"] / f"Dataset{eval_id:03d}_{args.name}Eval"
     if not evr.is_dir():
@@ -142,24 +151,24 @@ def main():
 
     from nnunet_ext.demos.steps import train_command
 
-    petdrop_results = root / "nnUNet_results_petdrop"
-    opt = {"NNEXT_OPTIMIZER": args.optimizer, "NNEXT_WARMUP_EPOCHS": str(args.warmup)}
-    models = {args.baseline: (dirs["nnUNet_results"], opt),
-              "ClickPromptTrainer": (dirs["nnUNet_results"], opt),
-              "ClickPromptTrainer+petdrop": (petdrop_results, {**opt, "NNEXT_PET_DROPOUT": str(args.pet_dropout)})}
+    # model -> plans identifier (the training options live in the plans)
+    models = {args.baseline: TINY, "ClickPromptTrainer": TINY, "ClickPromptTrainer+petdrop": f"{TINY}PetDrop"}
     stage1 = dirs["nnUNet_results"] / raw.name / f"ClickPromptTrainer__{TINY}__{args.c}" / "fold_0"
-    models["ClickPromptErrorTrainer"] = (dirs["nnUNet_results"], opt)  # stage 3, from stage 1's checkpoint
+    stage2 = dirs["nnUNet_results"] / raw.name / f"ClickPromptAutoTrainer__{TINY}Stage2__{args.c}" / "fold_0"
+    models["ClickPromptAutoTrainer+stage2"] = f"{TINY}Stage2"  # stage 2, from stage 1's checkpoint
+    models["ClickPromptErrorTrainer"] = TINY  # stage 3, from stage 2's checkpoint
     train_s = results.setdefault("train_seconds", {})
-    for key, (res_root, env) in models.items():
+    for key, plans in models.items():
         trainer = key.split("+")[0]
-        ckpt = res_root / raw.name / f"{trainer}__{TINY}__{args.c}" / "fold_0" / "checkpoint_final.pth"
-        extra = (["-pretrained_weights", stage1 / "checkpoint_final.pth"] if trainer == "ClickPromptErrorTrainer"
+        ckpt = dirs["nnUNet_results"] / raw.name / f"{trainer}__{plans}__{args.c}" / "fold_0" / "checkpoint_final.pth"
+        extra = (["-pretrained_weights", stage1 / "checkpoint_final.pth"] if key == "ClickPromptAutoTrainer+stage2"
+                 else ["-pretrained_weights", stage2 / "checkpoint_final.pth"] if trainer == "ClickPromptErrorTrainer"
                  else [])
         if not ckpt.is_file():
             load = _load()
-            cmd = train_command([args.dataset_id, args.c, "0", "-tr", trainer, "-p", TINY, "-device", "cpu", *extra],
+            cmd = train_command([args.dataset_id, args.c, "0", "-tr", trainer, "-p", plans, "-device", "cpu", *extra],
                                 threads=1, seed=args.train_seed)
-            train_s[key] = {"seconds": _run(cmd, {**env, "nnUNet_results": str(res_root)}), "load": [load, _load()]}
+            train_s[key] = {"seconds": _run(cmd), "load": [load, _load()]}
             print(key, train_s[key], flush=True)
     model = ["-d", args.dataset_id, "-c", args.c, "-p", TINY, "-f", "0", "-device", "cpu"]
 
@@ -218,17 +227,13 @@ def main():
                 sitk.WriteImage(zero, str(tmp / f.name.replace("_0000", "_0001")))
             tmp.rename(ct_only)
         pd = {"load": _load(), "pet_dropout": args.pet_dropout}
-        for key, (res_root, _) in models.items():
+        for key, plans in models.items():
             if not key.startswith("ClickPromptTrainer"):
                 continue
             for inp_name, inp in (("pet_ct", images), ("ct_only", ct_only)):
                 pred = out / f"petdrop_{key}_{inp_name}"
-                os.environ["nnUNet_results"] = str(res_root)
-                try:
-                    _nnext(["predict", "-m", "stock", "-i", inp, "-o", pred, *model, "-tr", "ClickPromptTrainer",
-                            "--disable_tta", "--overwrite"])
-                finally:
-                    os.environ["nnUNet_results"] = str(dirs["nnUNet_results"])
+                _nnext(["predict", "-m", "stock", "-i", inp, "-o", pred, *model, "-p", plans, "-tr",
+                        "ClickPromptTrainer", "--disable_tta", "--overwrite"])
                 pd[f"{key}/{inp_name}"] = _dice_hd95(labels, pred)
         results["petdrop"] = pd
         print("petdrop", json.dumps(pd), flush=True)

@@ -10,6 +10,11 @@ network output of pass i is mapped back with ``T_i^-1`` before the N probability
 Axes. Transforms address spatial axes counted *from the end* of the tensor (``-1`` = last spatial axis,
 x in nnU-Net's (z, y, x) order), so one transform works unchanged on ``(C, *S)`` and ``(B, C, *S)``.
 
+Intensity vs geometry. ``noise`` is an intensity transform (``Transform.intensity``): with ``n_image`` given,
+:func:`apply_each` applies it to the first ``n_image`` channels only, so extra input channels that are
+geometry rather than intensity -- click prompts (HN-UISeg, chu2026 sec. 2.1) -- are left exactly as they are;
+``flip`` and ``rotate`` move every channel, prompts with the image.
+
 Kinds (one per pass, drawn uniformly from ``TTAPolicy.kinds``):
 
 * ``noise``  ``T(x) = x + sigma * eps``, eps ~ N(0, 1) drawn from a torch.Generator on ``x.device`` seeded
@@ -51,7 +56,10 @@ def _check_axis(axis: int, ndim: int) -> int:
 
 
 class Transform:
-    """One test-time transform: ``apply`` to an image, ``invert`` on the network output of that image."""
+    """One test-time transform: ``apply`` to an image, ``invert`` on the network output of that image.
+    ``intensity``: changes values, not positions (applied to image channels only, see :func:`apply_each`)."""
+
+    intensity = False
 
     def apply(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -77,6 +85,7 @@ class GaussianNoise(Transform):
 
     std: float
     seed: int
+    intensity = True
 
     def noise(self, like: torch.Tensor) -> torch.Tensor:
         g = torch.Generator(device=like.device)
@@ -215,9 +224,15 @@ class TTAPolicy:
         return out
 
 
-def apply_each(transforms: Sequence[Transform], x: torch.Tensor) -> torch.Tensor:
-    """``x (C, *S) -> (N, C, *S)`` with ``out[i] = transforms[i].apply(x)``."""
-    return torch.stack([t.apply(x) for t in transforms])
+def apply_each(transforms: Sequence[Transform], x: torch.Tensor, n_image: "int | None" = None) -> torch.Tensor:
+    """``x (C, *S) -> (N, C, *S)`` with ``out[i] = transforms[i].apply(x)``; with ``n_image``, an intensity
+    transform changes channels ``[0, n_image)`` only (the rest, e.g. click prompts, is copied unchanged)."""
+    def one(t):
+        if t.intensity and n_image is not None and n_image < x.shape[0]:
+            return torch.cat([t.apply(x[:n_image]), x[n_image:]], 0)
+        return t.apply(x)
+
+    return torch.stack([one(t) for t in transforms])
 
 
 def invert_each(transforms: Sequence[Transform], p: torch.Tensor) -> torch.Tensor:

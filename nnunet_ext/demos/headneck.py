@@ -1,18 +1,24 @@
 """``nnext demo headneck``: click-prompt model on head-and-neck PET/CT phantoms, end to end (HN-UISeg, Chu 2026).
 
-Six numbered steps (:class:`nnunet_ext.demos.steps.DemoSteps`), everything in ``-o DIR/headneck`` (nnU-Net's env
+Eight numbered steps (:class:`nnunet_ext.demos.steps.DemoSteps`), everything in ``-o DIR/headneck`` (nnU-Net's env
 vars point there):
 
 1. ``nnext synth headneck`` (``-n`` training + ``--n-test`` test cases, CT + PET, GTVp / GTVn);
-2. ``nnext plan -pl TinyPlanner -c C`` with ``--epochs`` x ``--iterations``;
-3. plain ``nnUNetv2_train -tr ClickPromptTrainer`` (stage 1: clicks simulated from the reference, p = 0.5) with
-   the paper's AdamW + cosine schedule (:func:`training_optimizer`);
-4. ``nnext clicks-eval --protocol errors --max-clicks 3`` on the test cases: the automatic prediction, then per
-   step one click in the largest error component of each class (CSV, ``dice_vs_clicks.png``);
-5. ``nnext predict -m interactive --n-samples N`` (MC dropout + TTA) of the first test case without and with the
-   clicks the errors protocol placed for it;
-6. ``before_after.png`` (CT with reference / predicted contours and the clicks, and the entropy map, before and
-   after the clicks) and ``summary.json`` (Dice per click step and class, per-step seconds, load average).
+2. ``nnext plan -pl TinyPlanner -c C`` with ``--iterations`` per epoch and the paper's AdamW + cosine schedule
+   (:func:`training_optimizer`), plus one plans file per stage with that stage's epochs (:func:`stage_epochs`:
+   ``--epochs`` for stage 1, a quarter for stage 2, half for stage 3; :func:`write_stage_plans`);
+3.-5. the paper's three stages (Chu 2026 sec. 2.2), plain ``nnUNetv2_train``, each started from the previous one
+   with ``-pretrained_weights``: stage 1 ``ClickPromptTrainer`` (clicks simulated from the reference, p = 0.5),
+   stage 2 ``ClickPromptAutoTrainer`` (automatic, prompts zero; one dataset here, the paper's private cohort is
+   not separate), stage 3 ``ClickPromptErrorTrainer`` (clicks in its own errors, round by round);
+6. ``nnext clicks-eval --protocol errors --max-clicks 3`` of each stage's model on the test cases: the automatic
+   prediction, then per step one click in the largest not-yet-clicked error component of each class;
+   ``dice_vs_clicks_stages.png`` draws the stage-3 curve beside stage 1's (and stage 2's);
+7. ``nnext predict -m interactive --n-samples N`` (MC dropout + TTA) of the first test case with the stage-3
+   model without and with the clicks the errors protocol placed for it;
+8. ``before_after.png`` (CT with reference / predicted contours and the clicks, and the entropy map, before and
+   after the clicks) and ``summary.json`` (``dice_vs_clicks`` = ``{class: {clicks: Dice}}`` of the final,
+   stage-3 model, ``dice_vs_clicks_per_stage`` the same per stage, per-step seconds, load average).
 
 A step is reused on a re-run only when its outputs exist and the settings it was made with (hidden records,
 including the settings of the steps before it) match; otherwise it is redone and the changed settings are
@@ -21,7 +27,8 @@ line (exit 1).
 
 Configuration: ``2d`` by default (``nnunet_ext.demos.defaults.KIND_DEFAULTS["headneck"]``): the tiny 3D network still
 predicted background after 40 iterations, the tiny 2D one segments the primary tumours (GTVp) after 30 x 50
-iterations with AdamW and the nodes (GTVn) after ~1600, hence 60 x 50 by default (see benchmarks/RESULTS.md).
+iterations with AdamW and the nodes (GTVn) after ~1600, hence 40 x 50 for stage 1 (then 10 x 50 and 20 x 50)
+by default (see benchmarks/RESULTS.md, issue 18).
 In 2D a click paints a disc in its own slice (the network was trained on 2D clicks), so one click corrects one
 slice of a lesion. Training is started through nnU-Net's training entry point
 (:func:`train_command`) with torch, numpy and random seeded from ``--seed`` (nnU-Net seeds nothing; tiny runs
@@ -47,7 +54,10 @@ import numpy as np
 
 RAW_ID = 995
 RAW_NAME = "NnextDemoHeadNeck"
-TRAINER, PLANS = "ClickPromptTrainer", "nnextTinyPlans"
+PLANS = "nnextTinyPlans"
+#: the paper's three stages: (name, trainer)
+STAGES = (("stage1", "ClickPromptTrainer"), ("stage2", "ClickPromptAutoTrainer"), ("stage3", "ClickPromptErrorTrainer"))
+TRAINER = STAGES[-1][1]  # the final model
 MAX_CLICKS = 3
 PROTOCOL = "errors"
 CLASSES = {1: "GTVp", 2: "GTVn"}
@@ -119,6 +129,34 @@ def training_optimizer(epochs: int) -> list:
     return ["optimizer.name=adamw", f"optimizer.warmup_epochs={max(1, int(epochs) // 10)}"]
 
 
+def stage_epochs(epochs: int) -> dict:
+    """Epochs per stage: stage 1 (pre-training with reference clicks) ``epochs``, stage 2 (automatic fine-tuning)
+    a quarter, stage 3 (interactive fine-tuning, ~1.6 x the cost per iteration: its click rounds) half, each at
+    least 1. The paper trains every stage 300 epochs; the demo shortens the stages, not their number."""
+    return {"stage1": int(epochs), "stage2": max(1, int(epochs) // 4), "stage3": max(1, int(epochs) // 2)}
+
+
+def stage_plans_name(stage: str) -> str:
+    return PLANS if stage == "stage1" else f"{PLANS}{stage.capitalize()}"
+
+
+def write_stage_plans(plans_file: Path, config: str, epochs: int) -> None:
+    """Beside ``plans_file`` (stage 1's), the plans of stages 2 and 3: the same plans and preprocessed data with
+    that stage's ``num_epochs`` and AdamW warm-up (a tenth of its epochs) in ``nnext_training``."""
+    from nnunet_ext.io.imageio import atomic_write_text
+
+    base = json.loads(plans_file.read_text())
+    for stage, n in stage_epochs(epochs).items():
+        if stage == "stage1":
+            continue
+        plans = json.loads(json.dumps(base))
+        plans["plans_name"] = stage_plans_name(stage)
+        block = plans["configurations"][config].setdefault("nnext_training", {})
+        block["num_epochs"] = n
+        block.setdefault("optimizer", {})["warmup_epochs"] = max(1, n // 10)
+        atomic_write_text(plans_file.with_name(f"{stage_plans_name(stage)}.json"), json.dumps(plans, indent=4))
+
+
 def _load_average() -> "float | None":
     try:
         return round(os.getloadavg()[0], 2)
@@ -141,7 +179,7 @@ def _run(args) -> int:
     if args.overwrite and root.exists():
         shutil.rmtree(root)
     dirs = use_workspace(root)
-    steps = DemoSteps(root, total=6, label="headneck")
+    steps = DemoSteps(root, total=8, label="headneck")
     t0, load0 = time.perf_counter(), _load_average()
     raw = dirs["nnUNet_raw"] / f"Dataset{RAW_ID}_{RAW_NAME}"
     out = root / "results"
@@ -165,28 +203,46 @@ def _run(args) -> int:
         shutil.rmtree(plans_file.parent, ignore_errors=True)  # no preprocessed cases of an older dataset
         _nnext(["plan", "-d", RAW_ID, "-pl", "TinyPlanner", "-c", config, "--epochs", args.epochs,
                 "--iterations", args.iterations, "-np", "1", *[a for o in optimizer for a in ("--set", o)]])
+        write_stage_plans(plans_file, config, args.epochs)
         steps.done("plan", s_plan)
     steps.stop("plan", t)
 
-    s_train = dict(s_plan)
-    t = steps.start(f"nnUNetv2_train {RAW_ID} {config} 0 -tr {TRAINER} -p {PLANS} -device cpu (stage 1)")
-    model_dir = dirs["nnUNet_results"] / raw.name / f"{TRAINER}__{PLANS}__{config}"
-    if steps.must_redo("train", s_train, (model_dir / "fold_0" / "checkpoint_final.pth").is_file()):
-        shutil.rmtree(model_dir, ignore_errors=True)
-        _train([RAW_ID, config, "0", "-tr", TRAINER, "-p", PLANS, "-device", "cpu"], seed=args.seed)
-        steps.done("train", s_train)
-    steps.stop("train", t)
+    s_prev = dict(s_plan)
+    results = dirs["nnUNet_results"] / raw.name
+    epochs = stage_epochs(args.epochs)
+    previous, redone = None, False
+    for stage, trainer in STAGES:
+        plans = stage_plans_name(stage)
+        s_stage = {**s_prev, "stage": stage, "stage_epochs": epochs[stage]}
+        model_dir = results / f"{trainer}__{plans}__{config}"
+        extra = [] if previous is None else ["-pretrained_weights", previous]
+        t = steps.start(f"nnUNetv2_train {RAW_ID} {config} 0 -tr {trainer} -p {plans} -device cpu ({stage}, "
+                        f"{epochs[stage]} x {args.iterations}{', from the previous stage' if extra else ''})")
+        if steps.must_redo(f"train_{stage}", s_stage, (model_dir / "fold_0" / "checkpoint_final.pth").is_file(),
+                           earlier_redone=redone):  # a retrained stage retrains the stages after it
+            redone = True
+            shutil.rmtree(model_dir, ignore_errors=True)
+            _train([RAW_ID, config, "0", "-tr", trainer, "-p", plans, "-device", "cpu", *extra], seed=args.seed)
+            steps.done(f"train_{stage}", s_stage)
+        steps.stop(f"train_{stage}", t)
+        previous, s_prev = model_dir / "fold_0" / "checkpoint_final.pth", s_stage
 
-    model = ["-d", RAW_ID, "-c", config, "-tr", TRAINER, "-p", PLANS, "-f", "0", "-device", "cpu"]
-    s_eval = {**s_train, "protocol": PROTOCOL, "max_clicks": MAX_CLICKS}
-    evald = out / "clicks_eval"
-    t = steps.start(f"nnext clicks-eval --protocol {PROTOCOL} --max-clicks {MAX_CLICKS} ({args.n_test} test cases)")
-    if steps.must_redo("clicks_eval", s_eval, (evald / "summary.json").is_file()):
-        _nnext(["clicks-eval", "-i", raw / "imagesTs", "-ref", raw / "labelsTs", "-o", evald, *model,
-                "--protocol", PROTOCOL, "--max-clicks", MAX_CLICKS, "--save-steps", "--seed", args.seed,
-                "--overwrite"])
+    s_eval = {**s_prev, "protocol": PROTOCOL, "max_clicks": MAX_CLICKS}
+    t = steps.start(f"nnext clicks-eval --protocol {PROTOCOL} --max-clicks {MAX_CLICKS} of each stage "
+                    f"({args.n_test} test cases)")
+    if steps.must_redo("clicks_eval", s_eval, all((out / f"clicks_eval_{st}" / "summary.json").is_file()
+                                                  for st, _ in STAGES), earlier_redone=redone):
+        redone = True
+        for stage, trainer in STAGES:
+            _nnext(["clicks-eval", "-i", raw / "imagesTs", "-ref", raw / "labelsTs", "-o", out / f"clicks_eval_{stage}",
+                    "-d", RAW_ID, "-c", config, "-tr", trainer, "-p", stage_plans_name(stage), "-f", "0",
+                    "-device", "cpu", "--protocol", PROTOCOL, "--max-clicks", MAX_CLICKS, "--save-steps",
+                    "--seed", args.seed, "--overwrite"])
         steps.done("clicks_eval", s_eval)
     steps.stop("clicks_eval", t)
+    evald = out / "clicks_eval_stage3"
+    model = ["-d", RAW_ID, "-c", config, "-tr", TRAINER, "-p", stage_plans_name("stage3"), "-f", "0", "-device",
+             "cpu"]
 
     case = sorted(p.name for p in (raw / "labelsTs").glob("*.nii.gz"))[0][: -len(".nii.gz")]
     s_pred = {**s_eval, "n_samples": args.n_samples, "case": case}
@@ -194,7 +250,7 @@ def _run(args) -> int:
     t = steps.start(f"nnext predict -m interactive --n-samples {args.n_samples} of {case}: before / after its clicks")
     done = all((single / s / f"{case}{e}").is_file() for s in ("before", "after")
                for e in (".nii.gz", "_uncertainty.nii.gz"))
-    if steps.must_redo("predict", s_pred, done and (out / "clicks.json").is_file()):
+    if steps.must_redo("predict", s_pred, done and (out / "clicks.json").is_file(), earlier_redone=redone):
         shutil.rmtree(single, ignore_errors=True)
         clicks = _demo_clicks(raw, evald, case)
         from nnunet_ext.io.atomic_write import copy_file, write_json
@@ -220,27 +276,17 @@ def _run(args) -> int:
     atomic_write_text(out / "summary.json", json.dumps(result, indent=2))
     print(json.dumps({k: result[k] for k in ("dice_vs_clicks", "timings_s", "load_average_1min")}, indent=2))
     print(f"\nheadneck demo done in {result['timings_s']['total_s']:.0f} s: {out / 'before_after.png'}, "
-          f"{evald / 'dice_vs_clicks.png'}, {out / 'summary.json'}")
+          f"{out / 'dice_vs_clicks_stages.png'}, {out / 'summary.json'}")
     return 0
 
 
 def _demo_clicks(raw: Path, evald: Path, case: str) -> list:
-    """The clicks the errors protocol placed for ``case`` in step 4 (replayed from its saved step predictions),
-    as clicks JSON entries (voxel x, y, z)."""
-    from nnunet_ext.methods.interactive.click_protocols import ClickProtocol, as_clicks
-    from nnunet_ext.io.imageio import read_image
-
-    ref, geometry = read_image(raw / "labelsTs" / f"{case}.nii.gz", kind="label")
-    protocol = ClickProtocol(PROTOCOL, ref, tuple(CLASSES), MAX_CLICKS, spacing=geometry.spacing[::-1])
-    points = []
-    for k in range(1, MAX_CLICKS + 1):
-        step_file = evald / "steps" / f"{case}_step{k - 1}.nii.gz"
-        if not step_file.is_file():
-            raise StepFailed(f"{step_file}: step prediction missing (rerun with --overwrite)")
-        points = protocol.step(k, read_image(step_file, kind="label")[0])
-    return [{"point": [int(v) for v in c.position], "space": "voxel", "label": CLASSES[int(c.label)]
-             if str(c.label).isdigit() else c.label, "positive": bool(c.positive)}
-            for c in as_clicks(points, tuple(CLASSES))]
+    """The clicks the errors protocol placed for ``case`` in step 6 (``clicks-eval --save-steps`` writes them), as
+    clicks JSON entries (voxel x, y, z)."""
+    path = evald / "steps" / f"{case}_clicks.json"
+    if not path.is_file():
+        raise StepFailed(f"{path}: clicks of the evaluation missing (rerun with --overwrite)")
+    return json.loads(path.read_text())
 
 
 def _figure_and_summary(raw: Path, out: Path, evald: Path, single: Path, case: str, args) -> dict:
@@ -259,13 +305,46 @@ def _figure_and_summary(raw: Path, out: Path, evald: Path, single: Path, case: s
                          out / "before_after.png",
                          f"{case}: {len(clicks)} simulated clicks ({PROTOCOL} protocol), "
                          f"{args.n_samples} MC/TTA passes")
-    summary = json.loads((evald / "summary.json").read_text())
+    per_stage = {}
+    for stage, _ in STAGES:
+        mean = json.loads((out / f"clicks_eval_{stage}" / "summary.json").read_text())["mean"]
+        per_stage[stage] = {c: {s: round(v["dice"], 4) for s, v in d.items()} for c, d in mean.items()}
+    stages_png(per_stage, out / "dice_vs_clicks_stages.png")
     return {"configuration": args.c, "epochs": args.epochs, "iterations": args.iterations,
-            "dice_vs_clicks": {c: {s: round(v["dice"], 4) for s, v in d.items()} for c, d in summary["mean"].items()},
+            "stage_epochs": stage_epochs(args.epochs),
+            "dice_vs_clicks": per_stage["stage3"], "dice_vs_clicks_per_stage": per_stage,
             "before_after": {"case": case, "slice": z, "clicks": len(clicks), "dice": dice,
                              "mean_entropy": {s: round(float(np.mean(u)), 5) for s, u in unc.items()}},
-            "outputs": [str(evald / "dice_vs_clicks.png"), str(out / "before_after.png"),
+            "outputs": [str(out / "dice_vs_clicks_stages.png"), str(out / "before_after.png"),
                         str(evald / "clicks_eval.csv")]}
+
+
+def stages_png(per_stage: dict, path: Path) -> None:
+    """Mean Dice vs clicks per class, one panel per stage (stage 1 | stage 2 | stage 3), shared axes."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from nnunet_ext.io.imageio import atomic_path
+
+    fig, axes = plt.subplots(1, len(per_stage), figsize=(4 * len(per_stage), 3.5), sharey=True)
+    titles = {"stage1": "stage 1 (reference clicks)", "stage2": "stage 2 (automatic)",
+              "stage3": "stage 3 (clicks in own errors)"}
+    for ax, (stage, dice) in zip(axes, per_stage.items()):
+        for cls, curve in dice.items():
+            steps = sorted(int(k) for k in curve)
+            ax.plot(steps, [curve[str(k)] for k in steps], marker="o", label=cls)
+            ax.set_xticks(steps)
+        ax.set_title(titles.get(stage, stage))
+        ax.set_xlabel("clicks per class (errors protocol)")
+        ax.set_ylim(0, 1)
+    axes[0].set_ylabel("mean Dice")
+    axes[0].legend()
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=90)
+    plt.close(fig)
 
 
 def _parser() -> argparse.ArgumentParser:

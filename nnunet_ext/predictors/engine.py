@@ -262,7 +262,8 @@ class SlidingWindowEngine(nnUNetPredictor):
             mean_sum = None
             for n in self._chunks(sampling):
                 transforms = sampling.tta.sample(n, ctx.generator, dims, spacing) if sampling.tta.kinds else None
-                batch = apply_each(transforms, x) if transforms else x[None].expand(n, *x.shape)
+                batch = (apply_each(transforms, x, getattr(method, "n_image_channels", None)) if transforms
+                         else x[None].expand(n, *x.shape))
                 out = method.forward(batch, window, ctx)
                 logits = out.float()
                 probs = self.nonlin(logits)
@@ -288,7 +289,8 @@ class SlidingWindowEngine(nnUNetPredictor):
         for n in self._chunks(sampling):
             transforms = sampling.tta.sample(n, ctx.generator, dims, spacing) if sampling.tta.kinds else None
             # (n, C, *S): pass i sees the whole case under T_i (a broadcast view when there is no TTA)
-            volumes = apply_each(transforms, padded) if transforms else padded[None].expand(n, *padded.shape)
+            volumes = (apply_each(transforms, padded, getattr(method, "n_image_channels", None)) if transforms
+                       else padded[None].expand(n, *padded.shape))
             acc = torch.zeros((n, k, *padded.shape[1:]), dtype=torch.float32, device=dev)
             weight = torch.zeros(padded.shape[1:], dtype=torch.float32, device=dev)
             for i, sl in enumerate(self._progress(slicers, fold)):

@@ -41,7 +41,7 @@ class _Fake:
     files the demo's steps look for."""
 
     def __init__(self):
-        self.calls = []
+        self.calls, self.plan_sets, self.pretrained = [], [], []
 
     def nnext(self, argv):
         argv = [str(a) for a in argv]
@@ -55,10 +55,14 @@ class _Fake:
                       "labelsTs/hn_test_000.nii.gz", "dataset.json"):
                 open(os.path.join(raw, f), "w").close()
         elif argv[0] == "plan":
+            self.plan_sets.append([b for a, b in zip(argv, argv[1:]) if a == "--set"])
             pre = os.path.join(os.environ["nnUNet_preprocessed"], os.path.basename(raw))
             os.makedirs(os.path.join(pre, f"{headneck.PLANS}_{opt['-c']}"), exist_ok=True)
-            open(os.path.join(pre, f"{headneck.PLANS}.json"), "w").close()
+            with open(os.path.join(pre, f"{headneck.PLANS}.json"), "w") as f:
+                json.dump({"plans_name": headneck.PLANS, "configurations": {opt["-c"]: {"nnext_training": {
+                    "num_epochs": int(opt["--epochs"])}}}}, f)
         elif argv[0] == "clicks-eval":
+            self.calls[-1] = f"clicks-eval {opt['-tr']}"
             os.makedirs(opt["-o"], exist_ok=True)
             open(os.path.join(opt["-o"], "summary.json"), "w").close()
         elif argv[0] == "predict":
@@ -68,11 +72,14 @@ class _Fake:
 
     def train(self, argv, seed=None, env=None):
         assert seed == 0  # the demo's --seed
-        assert env["NNEXT_OPTIMIZER"] == "adamw"
-        self.calls.append("train")
-        c = str(argv[1])
+        assert not any(k.startswith("NNEXT_") for k in os.environ)  # options live in the plans, not the env
+        argv = [str(a) for a in argv]
+        opt = dict(zip(argv, argv[1:]))
+        self.calls.append(f"train {opt['-tr']}")
+        self.pretrained.append(opt.get("-pretrained_weights"))
+        c = argv[1]
         model = os.path.join(os.environ["nnUNet_results"], f"Dataset{headneck.RAW_ID}_{headneck.RAW_NAME}",
-                             f"{headneck.TRAINER}__{headneck.PLANS}__{c}", "fold_0")
+                             f"{opt['-tr']}__{opt['-p']}__{c}", "fold_0")
         os.makedirs(model, exist_ok=True)
         open(os.path.join(model, "checkpoint_final.pth"), "w").close()
 
@@ -99,22 +106,38 @@ def fake(monkeypatch, tmp_path):
     return f
 
 
+TRAIN3 = ["train ClickPromptTrainer", "train ClickPromptAutoTrainer", "train ClickPromptErrorTrainer"]
+EVAL3 = ["clicks-eval ClickPromptTrainer", "clicks-eval ClickPromptAutoTrainer", "clicks-eval ClickPromptErrorTrainer"]
+
+
 def test_steps_reused_only_with_matching_settings(tmp_path, fake, capsys, monkeypatch):
-    monkeypatch.delenv("NNEXT_OPTIMIZER", raising=False)
-    monkeypatch.delenv("NNEXT_WARMUP_EPOCHS", raising=False)
     assert headneck.run_headneck(_args(tmp_path)) == 0
-    assert fake.calls == ["synth", "plan", "train", "clicks-eval", "predict", "predict"]
+    # the paper's three stages, each from the previous one's checkpoint, then every stage evaluated
+    assert fake.calls == ["synth", "plan", *TRAIN3, *EVAL3, "predict", "predict"]
+    results = tmp_path / "headneck" / "nnUNet_results" / f"Dataset{headneck.RAW_ID}_{headneck.RAW_NAME}"
+    assert fake.pretrained == [None, str(results / "ClickPromptTrainer__nnextTinyPlans__2d" / "fold_0" /
+                                         "checkpoint_final.pth"),
+                               str(results / "ClickPromptAutoTrainer__nnextTinyPlansStage2__2d" / "fold_0" /
+                                   "checkpoint_final.pth")]
+    pre = tmp_path / "headneck" / "nnUNet_preprocessed" / f"Dataset{headneck.RAW_ID}_{headneck.RAW_NAME}"
+    epochs = _args(tmp_path).epochs
+    assert headneck.stage_epochs(epochs) == {"stage1": epochs, "stage2": epochs // 4, "stage3": epochs // 2}
+    for stage, n in (("Stage2", epochs // 4), ("Stage3", epochs // 2)):
+        plans = json.loads((pre / f"nnextTinyPlans{stage}.json").read_text())
+        block = plans["configurations"]["2d"]["nnext_training"]
+        assert plans["plans_name"] == f"nnextTinyPlans{stage}" and block["num_epochs"] == n
+        assert block["optimizer"]["warmup_epochs"] == max(1, n // 10)
     out = capsys.readouterr().out
-    assert "[1/6] headneck" in out and "[6/6] headneck" in out
+    assert "[1/8] headneck" in out and "[8/8] headneck" in out
     summary = json.loads((tmp_path / "headneck" / "results" / "summary.json").read_text())
-    assert set(summary["timings_s"]) == {"synth_s", "plan_s", "train_s", "clicks_eval_s", "predict_s", "figure_s",
-                                         "total_s"}
+    assert set(summary["timings_s"]) == {"synth_s", "plan_s", "train_stage1_s", "train_stage2_s", "train_stage3_s",
+                                         "clicks_eval_s", "predict_s", "figure_s", "total_s"}
     assert set(summary["load_average_1min"]) == {"start", "end"}
     # same settings: every step reused, nothing run
     fake.calls.clear()
     assert headneck.run_headneck(_args(tmp_path)) == 0
     assert fake.calls == []
-    assert capsys.readouterr().out.count("(same settings)") == 5
+    assert capsys.readouterr().out.count("(same settings)") == 7
     # more MC passes: only the interactive predictions are redone, and the changed setting is named
     assert headneck.run_headneck(_args(tmp_path, n_samples=3)) == 0
     assert fake.calls == ["predict", "predict"]
@@ -122,28 +145,28 @@ def test_steps_reused_only_with_matching_settings(tmp_path, fake, capsys, monkey
     # a longer schedule: plan and everything after it, not the phantoms
     fake.calls.clear()
     assert headneck.run_headneck(_args(tmp_path, n_samples=3, epochs=5)) == 0
-    assert fake.calls == ["plan", "train", "clicks-eval", "predict", "predict"]
-    # another optimiser: the model and what it predicted
+    assert fake.calls == ["plan", *TRAIN3, *EVAL3, "predict", "predict"]
+    # the optimiser is a plans option written by the plan step (--set): plan and everything after it
+    assert fake.plan_sets[-1] == headneck.training_optimizer(5) == ["optimizer.name=adamw",
+                                                                     "optimizer.warmup_epochs=1"]
+    assert headneck.training_optimizer(30)[1] == "optimizer.warmup_epochs=3"
     fake.calls.clear()
-    monkeypatch.setenv("NNEXT_WARMUP_EPOCHS", "2")
+    monkeypatch.setattr(headneck, "training_optimizer", lambda epochs: ["optimizer.name=adamw",
+                                                                        "optimizer.warmup_epochs=2"])
     assert headneck.run_headneck(_args(tmp_path, n_samples=3, epochs=5)) == 0
-    assert fake.calls == ["train", "clicks-eval", "predict", "predict"]
-    assert "redoing train (settings changed: optimizer.NNEXT_WARMUP_EPOCHS)" in capsys.readouterr().out
-    # a missing output is redone even with a matching record
+    assert fake.calls == ["plan", *TRAIN3, *EVAL3, "predict", "predict"]
+    assert "redoing plan (settings changed: options)" in capsys.readouterr().out
+    assert fake.plan_sets[-1] == ["optimizer.name=adamw", "optimizer.warmup_epochs=2"]
+    # a missing output is redone even with a matching record: that stage and the stages after it
     fake.calls.clear()
-    model = next((tmp_path / "headneck" / "nnUNet_results").rglob("checkpoint_final.pth"))
+    model = next((tmp_path / "headneck" / "nnUNet_results").rglob("ClickPromptAutoTrainer*/fold_0/checkpoint_final.pth"))
     model.unlink()
     assert headneck.run_headneck(_args(tmp_path, n_samples=3, epochs=5)) == 0
-    assert fake.calls == ["train"]
-    assert headneck.training_optimizer(30) == {"NNEXT_OPTIMIZER": "adamw", "NNEXT_WARMUP_EPOCHS": "2"}
-    monkeypatch.delenv("NNEXT_WARMUP_EPOCHS")
-    assert headneck.training_optimizer(30)["NNEXT_WARMUP_EPOCHS"] == "3"
-    assert headneck.training_optimizer(5)["NNEXT_WARMUP_EPOCHS"] == "1"
-    monkeypatch.setenv("NNEXT_WARMUP_EPOCHS", "2")
+    assert fake.calls == [*TRAIN3[1:], *EVAL3, "predict", "predict"]  # that stage, what depends on it
     # --overwrite starts afresh
     fake.calls.clear()
     assert headneck.run_headneck(_args(tmp_path, n_samples=3, epochs=5, overwrite=True)) == 0
-    assert fake.calls[0] == "synth" and len(fake.calls) == 6
+    assert fake.calls[0] == "synth" and len(fake.calls) == 10
 
 
 def test_failed_step_is_one_line_and_leaves_no_record(tmp_path, fake, monkeypatch, capsys):
@@ -232,3 +255,14 @@ def test_before_after_png_picks_the_clicked_slice(tmp_path):
     # empty reference, no clicks: the middle slice
     z = headneck.before_after_png(ct, np.zeros_like(ref), before, after, u_before, u_after, [], path)
     assert z == shape[0] // 2
+
+
+def test_stages_png_draws_one_panel_per_stage(tmp_path):
+    import matplotlib.image as mpimg
+
+    curve = {"GTVp": {"0": 0.5, "1": 0.6}, "GTVn": {"0": 0.1, "1": 0.4}}
+    path = tmp_path / "dice_vs_clicks_stages.png"
+    headneck.stages_png({"stage1": curve, "stage2": curve, "stage3": curve}, path)
+    img = mpimg.imread(path)
+    assert img.shape[1] / img.shape[0] > 2.5  # three panels side by side
+    assert [p.name for p in tmp_path.iterdir()] == ["dice_vs_clicks_stages.png"]  # atomic: no temp file left

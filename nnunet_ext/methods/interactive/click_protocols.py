@@ -6,8 +6,11 @@ each refinement step; step 0 is the automatic prediction (no clicks). Clicks are
 :func:`as_clicks` turns them into :class:`nnunet_ext.methods.interactive.clicks.Click` objects (voxel space).
 
 * ``errors`` -- per step and class one click at the deepest voxel of the largest error component of the
-  current prediction (positive in a missed region, negative in a false one), added to the previous clicks;
-  needs the prediction of the previous step (:meth:`ClickProtocol.step`).
+  current prediction (positive in a missed region, negative in a false one) of at least ``min_voxels`` voxels,
+  added to the previous clicks; a component clicked before is skipped unless the model changed it (then the
+  next-largest is clicked), and a click position is never repeated, so every counted click is a distinct one
+  (a class without an eligible component gets no click at that step); needs the prediction of the previous
+  step (:meth:`ClickProtocol.step`).
 * ``autopet`` -- pre-simulated from the reference (autoPET IV interactive track): the deepest interior voxel
   of the k largest lesions of each class at step k (a class with fewer lesions stops gaining clicks) plus k
   background clicks at the largest non-lesion hot spots of ``image`` (PET), cumulative.
@@ -40,7 +43,7 @@ class ClickProtocol:
 
     def __init__(self, name: str, reference: np.ndarray, classes: Sequence[int], max_clicks: int = 5,
                  image: "np.ndarray | None" = None, spacing: "Sequence[float] | None" = None,
-                 hotspot_percentile: float = 99.75):
+                 hotspot_percentile: float = 99.75, min_voxels: int = 1):
         if name not in PROTOCOLS:
             raise InputError(f"unknown click protocol {name!r}; choose from {', '.join(PROTOCOLS)}")
         if max_clicks < 1:
@@ -48,7 +51,8 @@ class ClickProtocol:
         if image is not None and image.shape != reference.shape:
             raise InputError(f"protocol image shape {image.shape} differs from the reference {reference.shape}")
         self.name, self.reference, self.classes = name, np.asarray(reference), tuple(int(c) for c in classes)
-        self.max_clicks, self.spacing = int(max_clicks), spacing
+        self.max_clicks, self.spacing, self.min_voxels = int(max_clicks), spacing, int(min_voxels)
+        self._seen: set = set()
         self.n_steps = 1 if name == "each-lesion" else self.max_clicks
         self.clicks: list = []
         self._done = 0
@@ -77,6 +81,6 @@ class ClickProtocol:
             if prediction is None:
                 raise ValueError("the errors protocol needs the previous step's prediction")
             self.clicks = self.clicks + error_clicks(self.reference, np.asarray(prediction), self.classes, 1,
-                                                     self.spacing)
+                                                     self.spacing, self.min_voxels, seen=self._seen)
         self._done = k
         return list(self.clicks)

@@ -13,13 +13,19 @@ tied voxels' mean, then the first in C order.
   reference is not the class, other classes included).
 * :func:`error_clicks` (stage 3 and the ``errors`` evaluation protocol): per class, the error components of
   the prediction (false negative = reference & ~prediction -> positive click, false positive = prediction &
-  ~reference -> negative click), largest first, one click at each one's centre, at most ``max_per_class``.
+  ~reference -> negative click) of at least ``min_voxels`` voxels (:func:`min_error_voxels`: by default the
+  click stamp's own volume -- a click cannot correct an error smaller than what it paints; with
+  ``min_voxels=1`` 78 % of the stage-3 clicks fell on edge slivers of <= 3 pixels), largest first or drawn
+  with probability proportional to size, one click at each one's centre, at most ``max_per_class``; a
+  component clicked before (same class, sign and voxels, recorded in ``seen``) is not clicked again -- it is
+  eligible again once the model changed it.
 * :func:`lesion_clicks` (``each-lesion`` / ``autopet`` protocols): a positive click at the centre of each
   lesion, largest first; :func:`hotspot_clicks`: negative clicks at the centres of the largest non-lesion
   hot spots of an image (autoPET IV background clicks on PET).
 """
 from __future__ import annotations
 
+import hashlib
 from typing import Sequence
 
 import cc3d
@@ -27,7 +33,27 @@ import numpy as np
 from scipy import ndimage
 
 __all__ = ["components", "region_centre", "training_clicks", "error_clicks", "lesion_clicks", "hotspot_clicks",
-           "prune_unclicked"]
+           "prune_unclicked", "ball_voxels", "min_error_voxels", "ERROR_ORDERS"]
+
+ERROR_ORDERS = ("largest", "proportional")
+
+
+def ball_voxels(radius: float, ndim: int) -> int:
+    """Voxels of the click ball of ``radius`` voxels (d <= r): 123 for r = 3 in 3D, 29 in 2D."""
+    w = int(np.floor(radius))
+    axes = np.meshgrid(*([np.arange(-w, w + 1)] * ndim), indexing="ij")
+    return int((sum(a.astype(float) ** 2 for a in axes) <= radius ** 2 + 1e-9).sum())
+
+
+def min_error_voxels(min_mm3: "float | None", spacing: "Sequence[float] | None", radius: float, ndim: int) -> int:
+    """Smallest error component worth a click, in voxels of a grid with ``spacing`` (mm per axis, ``ndim``
+    axes): ``ceil(min_mm3 / prod(spacing))``, or, with ``min_mm3=None``, the click ball's own voxel count
+    (:func:`ball_voxels`; stamps are painted with the radius in voxels of the network grid). In a 2D grid
+    ``min_mm3`` is read as mm^2 of the slice."""
+    if min_mm3 is None:
+        return ball_voxels(radius, ndim)
+    volume = float(np.prod(spacing)) if spacing is not None else 1.0
+    return max(1, int(np.ceil(float(min_mm3) / volume - 1e-9)))
 
 
 def components(mask: np.ndarray) -> tuple[np.ndarray, int]:
@@ -74,11 +100,26 @@ def training_clicks(label: np.ndarray, classes: Sequence[int], rng: np.random.Ge
     return out
 
 
+def _component_key(channel, positive: bool, mask: np.ndarray) -> tuple:
+    """Identity of an error component: class channel, sign and its voxels (a digest of their flat indices)."""
+    digest = hashlib.blake2b(np.flatnonzero(mask).astype(np.int64).tobytes(), digest_size=12).hexdigest()
+    return ("component", int(channel), bool(positive), digest)
+
+
 def error_clicks(reference: np.ndarray, prediction: np.ndarray, classes: Sequence[int],
                  max_per_class: "int | None" = None, spacing: "Sequence[float] | None" = None,
-                 min_voxels: int = 1) -> list:
-    """Per class: one click at the centre of each error component (FN -> positive, FP -> negative), largest
-    component first, at most ``max_per_class`` clicks (None = all); components under ``min_voxels`` ignored."""
+                 min_voxels: int = 1, order: str = "largest", rng: "np.random.Generator | None" = None,
+                 seen: "set | None" = None) -> list:
+    """Per class: one click at the centre of each error component (FN -> positive, FP -> negative) of at least
+    ``min_voxels`` voxels, at most ``max_per_class`` clicks (None = all). ``order``: ``largest`` first (ties:
+    FN before FP, then scan order) or ``proportional`` (drawn without replacement with probability
+    proportional to size from ``rng``). ``seen``: keys of components and clicks already used; those are
+    skipped (a component is clicked again only once its voxels changed, a click position is never repeated)
+    and the new ones are added to it."""
+    if order not in ERROR_ORDERS:
+        raise ValueError(f"unknown error-click order {order!r}; choose from {', '.join(ERROR_ORDERS)}")
+    if order == "proportional" and rng is None:
+        raise ValueError("order='proportional' needs an rng")
     out = []
     for channel, value in enumerate(classes):
         ref, pred = reference == value, prediction == value
@@ -88,9 +129,27 @@ def error_clicks(reference: np.ndarray, prediction: np.ndarray, classes: Sequenc
             if n:
                 sizes = np.bincount(comps.ravel(), minlength=n + 1)[1:]
                 errors += [(int(sizes[k]), positive, comps, k + 1) for k in range(n) if sizes[k] >= min_voxels]
-        errors.sort(key=lambda e: -e[0])  # stable: FN before FP at equal size
-        for size, positive, comps, k in errors[:max_per_class]:
-            out.append((channel, region_centre(comps == k, spacing), positive))
+        if order == "largest":
+            errors.sort(key=lambda e: -e[0])  # stable: FN before FP at equal size
+        elif errors:
+            p = np.asarray([e[0] for e in errors], float)
+            errors = [errors[i] for i in rng.choice(len(errors), size=len(errors), replace=False, p=p / p.sum())]
+        chosen = 0
+        for size, positive, comps, k in errors:
+            if max_per_class is not None and chosen >= max_per_class:
+                break
+            mask = comps == k
+            key = _component_key(channel, positive, mask) if seen is not None else None
+            if seen is not None and key in seen:
+                continue
+            centre = region_centre(mask, spacing)
+            point = ("click", channel, centre, positive)
+            if seen is not None:
+                if point in seen:
+                    continue
+                seen.update((key, point))
+            out.append((channel, centre, positive))
+            chosen += 1
     return out
 
 

@@ -4,8 +4,9 @@ Per training sample (nnU-Net applies transforms sample by sample, after the spat
 augmentations and ``RemoveLabelTansform``, *before* ``DownsampleSegForDSTransform``):
 
 * in:  ``image`` ``(C, *patch)`` float, ``segmentation`` ``(1, *patch)`` integer labels (``-1`` already 0);
-* out: ``image`` ``(C + K, *patch)`` with K = len(classes) prompt channels (channel C + k = class
-  ``classes[k]``), ``segmentation`` unchanged.
+* out: ``image`` ``(C + 2K, *patch)`` with K = len(classes): positive channel C + k and negative channel
+  C + K + k of class ``classes[k]`` (``layout="split"``; ``"signed"``: K channels ``P - N``),
+  ``segmentation`` unchanged.
 
 With probability ``p_prompt`` the prompts come from :func:`nnunet_ext.methods.interactive.click_simulation.training_clicks`
 (one positive click per connected component of each class at a random voxel of it, as many negatives at random
@@ -22,11 +23,12 @@ import torch
 from batchgeneratorsv2.transforms.base.basic_transform import BasicTransform
 
 from nnunet_ext.methods.interactive.click_simulation import training_clicks
-from nnunet_ext.methods.interactive.clicks import rasterize_voxels
+from nnunet_ext.methods.interactive.clicks import prompt_channel_count, rasterize_voxels
 
 
 class SimulateClicksTransform(BasicTransform):
-    def __init__(self, classes: Sequence[int], p_prompt: float = 0.5, radius: float = 3, encoding: str = "ball"):
+    def __init__(self, classes: Sequence[int], p_prompt: float = 0.5, radius: float = 3, encoding: str = "ball",
+                 layout: str = "split"):
         super().__init__()
         if not 0 <= p_prompt <= 1:
             raise ValueError(f"p_prompt must be in [0, 1], got {p_prompt}")
@@ -34,6 +36,8 @@ class SimulateClicksTransform(BasicTransform):
         self.p_prompt = float(p_prompt)
         self.radius = float(radius)
         self.encoding = encoding
+        self.layout = layout
+        self.n_prompt = prompt_channel_count(len(self.classes), layout)
 
     def get_parameters(self, **data_dict) -> dict:
         return {"prompt": bool(self.p_prompt > 0 and np.random.uniform() < self.p_prompt)}
@@ -45,9 +49,10 @@ class SimulateClicksTransform(BasicTransform):
             label = np.asarray(data_dict["segmentation"][0].cpu().numpy(), dtype=np.int64)
             rng = np.random.default_rng(np.random.randint(0, 2 ** 31 - 1))
             clicks = training_clicks(label, self.classes, rng)
-            prompt = torch.from_numpy(rasterize_voxels(clicks, shape, len(self.classes), self.radius, self.encoding))
+            prompt = torch.from_numpy(rasterize_voxels(clicks, shape, len(self.classes), self.radius, self.encoding,
+                                                       layout=self.layout))
         else:
-            prompt = torch.zeros((len(self.classes), *shape))
+            prompt = torch.zeros((self.n_prompt, *shape))
         data_dict["image"] = torch.cat([image, prompt.to(image.dtype)], 0)
         return data_dict
 

@@ -2,14 +2,21 @@
 
 A :class:`Click` is ``(position, label, positive)`` with the position either in world coordinates (mm, LPS,
 SimpleITK's physical space, x-y-z order) or as a voxel index in SimpleITK's (x, y, z) index order (the order
-nibabel and the autoPET IV click files use; fractional indices are allowed). The prompt tensor has one channel
-per foreground class (channel k = k-th foreground label value in ascending order, e.g. GTVp, GTVn); each click
-paints a stamp around its nearest voxel (``floor(i + 0.5)``) in its class's channel::
+nibabel and the autoPET IV click files use; fractional indices are allowed). Each click paints a stamp around
+its nearest voxel (``floor(i + 0.5)``); with K foreground classes (class k = k-th foreground label value in
+ascending order, e.g. GTVp, GTVn) and ``P_k`` / ``N_k`` = the maximum over the positive / negative stamps of
+class k, the prompt tensor has one of two layouts (``layout``):
 
-    prompt[k] = P_k - N_k,   P_k = max over positive stamps of class k,  N_k = max over negative stamps
+* ``split`` (2K channels, the click-prompt models since issue 18, as nnInteractive keeps positive and negative
+  interactions apart): ``prompt[k] = P_k``, ``prompt[K + k] = N_k``, values in [0, 1]; a positive and a
+  negative click of one class never cancel;
+* ``signed`` (K channels, the models trained before): ``prompt[k] = P_k - N_k`` in [-1, 1]; overlapping stamps
+  of opposite sign cancel (13 % of the stamped pixels of stage-3 batches did). A signed model is the split
+  model whose first-layer weights on ``N_k`` are minus those on ``P_k`` (exactly), which is how
+  :class:`nnunet_ext.methods.interactive.prompt_channels.PromptChannelNetwork` loads old checkpoints.
 
-so values lie in [-1, 1] and overlapping clicks of opposite sign cancel (order-independent; our choice, the
-paper does not say). Stamps (``encoding``), with d = Euclidean distance to the centre voxel in *voxel units of
+The HN-UISeg paper (sec. 2.1) has one prompt channel per class and does not say how negatives are encoded.
+Stamps (``encoding``), with d = Euclidean distance to the centre voxel in *voxel units of
 the painted grid* and r = ``radius`` (paper default 3 voxels, "circles with a radius of three voxels"):
 
 * ``ball``      1 for d <= r, else 0 (the paper's circular mask; 123 voxels for r = 3 in 3D);
@@ -37,10 +44,28 @@ from scipy import ndimage
 
 from nnunet_ext.errors import InputError
 
-__all__ = ["Click", "ENCODINGS", "class_channels", "world_to_index", "index_to_world", "click_indices",
+__all__ = ["Click", "ENCODINGS", "LAYOUTS", "prompt_channel_count", "layout_of", "class_channels", "world_to_index", "index_to_world", "click_indices",
            "stamp", "paint", "rasterize_voxels", "rasterize", "PreprocessedGrid", "rasterize_preprocessed"]
 
 ENCODINGS = ("ball", "edt", "gaussian")
+LAYOUTS = ("split", "signed")
+
+
+def prompt_channel_count(n_classes: int, layout: str = "split") -> int:
+    """Prompt channels of ``n_classes`` foreground classes: 2K (``split``) or K (``signed``)."""
+    if layout not in LAYOUTS:
+        raise InputError(f"unknown prompt layout {layout!r}; choose from {', '.join(LAYOUTS)}")
+    return 2 * int(n_classes) if layout == "split" else int(n_classes)
+
+
+def layout_of(n_prompt_channels: int, n_classes: int) -> str:
+    """The layout a network's prompt-channel count says: 2K -> ``split``, K -> ``signed``."""
+    if int(n_prompt_channels) == 2 * int(n_classes):
+        return "split"
+    if int(n_prompt_channels) == int(n_classes):
+        return "signed"
+    raise InputError(f"{n_prompt_channels} prompt channels fit neither layout of {n_classes} classes "
+                     f"({2 * n_classes} split or {n_classes} signed)")
 SPACES = ("world", "voxel")
 
 
@@ -191,8 +216,9 @@ def paint(target: np.ndarray, centre_zyx, kernel: np.ndarray) -> None:
 
 
 def rasterize_voxels(points, shape, n_channels: int, radius: float = 3, encoding: str = "ball",
-                     stamp_ndim: "int | None" = None) -> np.ndarray:
-    """``(n_channels, *shape)`` float32 prompt from ``[(channels, zyx, positive)]`` (see module docstring).
+                     stamp_ndim: "int | None" = None, layout: str = "signed") -> np.ndarray:
+    """Prompt from ``[(channels, zyx, positive)]`` (see module docstring): ``n_channels`` = K classes;
+    ``(K, *shape)`` float32 for ``layout="signed"``, ``(2K, *shape)`` (positives, then negatives) for ``split``.
     ``stamp_ndim`` < ``len(shape)``: a lower-dimensional stamp in the last axes (a disc in the click's slice for
     2D configurations, whose training clicks are 2D)."""
     nd = len(shape) if stamp_ndim is None else int(stamp_ndim)
@@ -203,15 +229,20 @@ def rasterize_voxels(points, shape, n_channels: int, radius: float = 3, encoding
     for chans, zyx, positive in points:
         for ch in ([chans] if isinstance(chans, (int, np.integer)) else chans):
             paint((pos if positive else neg)[ch], zyx, kernel)
+    if layout == "split":
+        return np.concatenate([pos, neg], 0)
+    if layout != "signed":
+        raise InputError(f"unknown prompt layout {layout!r}; choose from {', '.join(LAYOUTS)}")
     return pos - neg
 
 
-def rasterize(clicks: Iterable[Click], image, classes, radius: float = 3, encoding: str = "ball") -> np.ndarray:
-    """Prompt channels ``(n_classes, z, y, x)`` float32 in ``image``'s own grid (SimpleITK image, or a
+def rasterize(clicks: Iterable[Click], image, classes, radius: float = 3, encoding: str = "ball",
+              layout: str = "signed") -> np.ndarray:
+    """Prompt channels ``(K or 2K, z, y, x)`` float32 in ``image``'s own grid (SimpleITK image, or a
     ``(shape_zyx, Geometry)`` pair). ``classes``: dataset.json labels or foreground values."""
     shape = _geometry(image)[0]
     n = len(set(class_channels(classes).values()))
-    return rasterize_voxels(click_indices(clicks, image, classes), shape, n, radius, encoding)
+    return rasterize_voxels(click_indices(clicks, image, classes), shape, n, radius, encoding, layout=layout)
 
 
 @dataclass(frozen=True)
@@ -248,10 +279,11 @@ class PreprocessedGrid:
 
 
 def rasterize_preprocessed(clicks: Iterable[Click], image, classes, grid: PreprocessedGrid, radius: float = 3,
-                           encoding: str = "ball", stamp_ndim: "int | None" = None) -> np.ndarray:
-    """Prompt channels ``(n_classes, *grid.shape)`` in nnU-Net's preprocessed grid (what the network sees);
+                           encoding: str = "ball", stamp_ndim: "int | None" = None,
+                           layout: str = "signed") -> np.ndarray:
+    """Prompt channels ``(K or 2K, *grid.shape)`` in nnU-Net's preprocessed grid (what the network sees);
     the stamp radius is in preprocessed voxels, as for clicks simulated on training patches. A click inside
     the image but outside the non-zero crop paints only the part of its stamp that reaches the crop."""
     points = [(ch, grid.map_index(zyx), pos) for ch, zyx, pos in click_indices(clicks, image, classes)]
     n = len(set(class_channels(classes).values()))
-    return rasterize_voxels(points, grid.shape, n, radius, encoding, stamp_ndim)
+    return rasterize_voxels(points, grid.shape, n, radius, encoding, stamp_ndim, layout)

@@ -5,11 +5,21 @@ cumulative clicks come from :class:`nnunet_ext.methods.interactive.click_protoco
 step's prediction, ``autopet`` / ``each-lesion`` from the reference; autoPET's background clicks use the image
 channel ``--pet-channel``). Each step re-predicts with ``-m interactive`` (the same per-case seed every step, so
 steps differ by their clicks only). Clicks are simulated in the reference's grid (the input image's grid) and
-mapped into the network grid like user clicks. Per step and class: Dice, NSD (``--tau`` mm), HD95
-(:func:`nnunet_ext.evaluation.metrics.compute_metrics`). Outputs in OUT: ``clicks_eval.csv`` (one row per case,
-step and class), ``summary.json`` (mean per step and class) and ``dice_vs_clicks.png``; ``--save-steps`` also
-writes ``steps/CASE_step{k}.nii.gz``. Defaults are deterministic (1 pass, no TTA, no dropout); ``--n-samples``
-/ ``--tta`` / ``--dropout-p`` as ``nnext predict -m tta_mc``.
+mapped into the network grid like user clicks. Metrics per step and class
+(:func:`nnunet_ext.evaluation.metrics.compute_metrics`): Dice, NSD (``--tau`` mm), HD (the paper's maximum
+Hausdorff distance, eq. 7) and HD95.
+
+The ``errors`` protocol clicks only error components of at least ``--min-error-mm3`` (default: the model's
+``clicks.min_error_mm3``; unset there, the volume of the click ball in the network grid, ``ball voxels x
+network voxel volume``, i.e. what one click paints; for 2D configurations the disc's area in mm^2, compared
+with the 3D component's voxel count times the in-plane voxel area) and never clicks a component twice unless
+the model changed it; ``clicks_class`` / ``clicks_total`` count distinct clicks.
+
+Outputs in OUT: ``clicks_eval.csv`` (one row per case, step and class), ``summary.json`` (mean per step and
+class, mean distinct clicks) and ``dice_vs_clicks.png``; ``--save-steps`` also writes
+``steps/CASE_step{k}.nii.gz`` and the last step's clicks as clicks JSON ``steps/CASE_clicks.json`` (voxel x, y,
+z; ``nnext predict -m interactive --clicks`` reads it). Defaults are deterministic (1 pass, no TTA, no
+dropout); ``--n-samples`` / ``--tta`` / ``--dropout-p`` as ``nnext predict -m tta_mc``.
 """
 from __future__ import annotations
 
@@ -23,7 +33,7 @@ from pathlib import Path
 
 from nnunet_ext.errors import InputError
 
-METRICS = ("dice", "nsd", "hd95")
+METRICS = ("dice", "nsd", "hd", "hd95")  # hd: the paper's maximum Hausdorff distance (eq. 7)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -43,6 +53,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-clicks", type=int, default=5, help="refinement steps = clicks per class (default 5)")
     p.add_argument("--pet-channel", type=int, default=1,
                    help="image channel of autopet's background hot spots (default 1 = PET; -1 = none)")
+    p.add_argument("--min-error-mm3", type=float, default=None, metavar="MM3",
+                   help="errors protocol: smallest error component clicked (default: the model's clicks.min_error_mm3, "
+                        "else the click ball's volume)")
     p.add_argument("--n-samples", type=int, default=1, help="passes per prediction (default 1)")
     p.add_argument("--tta", default="none", help="TTA kinds per pass (noise,flip,rotate) or none (default)")
     p.add_argument("--dropout-p", type=float, default=0.0, help="MC dropout p at inference (default 0 = off)")
@@ -67,13 +80,32 @@ def build_method(args):
                                   args.tta, args.dropout_p, prune_unclicked=getattr(args, "prune_unclicked", None))
 
 
+def reference_min_voxels(method, args, ref_spacing) -> int:
+    """Smallest error component of the errors protocol, in voxels of the reference grid (module docstring)."""
+    import numpy as np
+
+    from nnunet_ext.methods.interactive.click_simulation import ball_voxels
+
+    mm3 = args.min_error_mm3 if getattr(args, "min_error_mm3", None) is not None else \
+        getattr(getattr(method, "click_options", None), "min_error_mm3", None)
+    if mm3 is not None and mm3 < 0:
+        raise InputError(f"--min-error-mm3 must be >= 0, got {mm3}")
+    net_spacing = [float(v) for v in method.engine.configuration_manager.spacing]
+    if mm3 is None:
+        mm3 = ball_voxels(method.click_radius, len(net_spacing)) * float(np.prod(net_spacing))
+    ref = [float(v) for v in ref_spacing]
+    pm = method.engine.plans_manager
+    ref_t = [ref[i] for i in pm.transpose_forward][-len(net_spacing):]  # in-plane axes for 2D configurations
+    return max(1, int(np.ceil(mm3 / float(np.prod(ref_t)) - 1e-9)))
+
+
 def run(args) -> int:
     import numpy as np
     from tqdm import tqdm
 
     from nnunet_ext.methods.interactive.click_protocols import ClickProtocol, as_clicks
     from nnunet_ext.evaluation.metrics import compute_metrics
-    from nnunet_ext.io.imageio import read_image, write_image
+    from nnunet_ext.io.imageio import atomic_write_text, read_image, write_image
     from nnunet_ext.predictors.inputs import list_cases
     from nnunet_ext.predictors.method import CaseContext
 
@@ -113,7 +145,8 @@ def run(args) -> int:
                                      for i in method.engine.plans_manager.transpose_backward):
             raise InputError(f"{refs[case.case_id]}: shape {ref.shape} differs from the image")
         protocol = ClickProtocol(args.protocol, ref, classes, args.max_clicks, image=pet,
-                                 spacing=geometry.spacing[::-1])
+                                 spacing=geometry.spacing[::-1],
+                                 min_voxels=reference_min_voxels(method, args, geometry.spacing[::-1]))
         pred, points = None, []
         for step in range(protocol.n_steps + 1):
             if step:
@@ -129,9 +162,15 @@ def run(args) -> int:
             for ch, value in enumerate(classes):
                 m = compute_metrics(ref == value, pred == value, geometry.spacing[::-1], tau=args.tau)
                 rows.append({"case": case.case_id, "step": step, "class": names.get(value, str(value)),
-                             "clicks_total": len(points),
-                             "clicks_class": sum(1 for c, _, _ in points if c in (ch, None)),
+                             "clicks_total": len({(c, tuple(z), p) for c, z, p in points}),
+                             "clicks_class": len({(c, tuple(z), p) for c, z, p in points if c in (ch, None)}),
                              **{k: float(m[k]) for k in METRICS}})
+        if args.save_steps:
+            labels = {v: k for k, v in method.labels.items() if isinstance(v, int)}
+            used = [{"point": [int(round(v)) for v in c.position], "space": "voxel",
+                     "label": None if c.label is None else labels.get(int(c.label), c.label),
+                     "positive": bool(c.positive)} for c in as_clicks(points, classes)]
+            atomic_write_text(out / "steps" / f"{case.case_id}_clicks.json", json.dumps(used, indent=1))
     _write_outputs(out, rows, args)
     print(f"{len(cases)} case(s), protocol {args.protocol}: {out / 'clicks_eval.csv'}, summary.json, "
           "dice_vs_clicks.png")
@@ -149,12 +188,15 @@ def _write_outputs(out: Path, rows: list, args) -> None:
     w.writeheader()
     w.writerows(rows)
     atomic_write_text(out / "clicks_eval.csv", buf.getvalue())
-    summary = {"protocol": args.protocol, "max_clicks": args.max_clicks, "tau_mm": args.tau, "mean": {}}
+    summary = {"protocol": args.protocol, "max_clicks": args.max_clicks, "tau_mm": args.tau, "mean": {},
+               "mean_distinct_clicks": {}}
     for cls in dict.fromkeys(r["class"] for r in rows):
         steps = sorted({r["step"] for r in rows if r["class"] == cls})
         summary["mean"][cls] = {str(s): {k: float(np.mean([r[k] for r in rows if r["class"] == cls and
                                                             r["step"] == s])) for k in METRICS}
                                 for s in steps}
+        summary["mean_distinct_clicks"][cls] = {str(s): float(np.mean([r["clicks_class"] for r in rows if r["class"]
+                                                                       == cls and r["step"] == s])) for s in steps}
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2))
     import matplotlib
 

@@ -5,11 +5,13 @@ Needs a model trained by a ``ClickPrompt*Trainer`` (its network takes C image + 
 clicks, each case's clicks are mapped into nnU-Net's preprocessed grid
 (:class:`nnunet_ext.methods.interactive.clicks.PreprocessedGrid`: transpose, crop, resampling) and painted with the radius and
 encoding the model was trained with (``checkpoint["nnext"]``; a disc in the click's slice for 2D
-configurations), appended to the preprocessed image, and every pass (``--n-samples``, MC dropout active, one
-random TTA each, the ``tta_mc`` options) sees them; maps as ``tta_mc`` (predictive entropy by default, as the
-paper). Prompt channels follow the spatial TTA (flip, rotation) with the image; for the ``ball`` encoding they
-are rounded back to {-1, 0, 1} in every window, so the Gaussian-noise TTA (meant for the image) and rotation
-interpolation do not blur them.
+configurations) in the layout of the network (2K split channels; K signed ones for a network built that way,
+:mod:`nnunet_ext.methods.interactive.clicks`), appended to the preprocessed image, and every pass (``--n-samples``, MC dropout
+active, one random TTA each, the ``tta_mc`` options) sees them; maps as ``tta_mc`` (predictive entropy by
+default, as the paper). Prompts are geometry, not intensity: the spatial TTA (flip, rotation) moves them with
+the image, the intensity TTA (Gaussian noise) touches the image channels only (``n_image_channels``, read by
+:func:`nnunet_ext.core.tta.apply_each`); for the ``ball`` encoding they are rounded back to {0, 1} ({-1, 0, 1}
+signed) in every window, so rotation interpolation does not blur them.
 
 Clicks JSON (:mod:`nnunet_ext.methods.interactive.clicks_json`): one file for every case (a list, or a grand-challenge
 "Multiple points" object) or one object keyed by case id; ``--point-names tumor=GTVp background=-`` maps
@@ -36,6 +38,8 @@ class InteractiveMethod(TTAMCMethod):
     clicks = None
     clicks_file = None
     allow_missing_clicks = False
+    prompt_layout: str = "split"
+    n_image_channels = None
     click_radius: float = 3.0
     click_encoding: str = "ball"
 
@@ -59,7 +63,7 @@ class InteractiveMethod(TTAMCMethod):
 
     @classmethod
     def from_args(cls, args, common, model=None):
-        from nnunet_ext.methods.interactive.clicks import class_channels
+        from nnunet_ext.methods.interactive.clicks import class_channels, layout_of
         from nnunet_ext.methods.interactive.clicks_json import load_clicks, parse_point_names
         from nnunet_ext.methods.interactive.prompt_channels import PromptChannelNetwork
 
@@ -69,9 +73,15 @@ class InteractiveMethod(TTAMCMethod):
             raise InputError(f"-m interactive needs a click-prompt model (ClickPromptTrainer, ClickPromptAutoTrainer, "
                              f"ClickPromptErrorTrainer); {method.engine.trainer_name} has no prompt channels")
         meta = method.engine.training_metadata
+        from nnunet_ext.methods.interactive.options import ClickOptions
+
+        method.click_options = ClickOptions.from_mapping((meta.get("options") or {}).get("clicks"))
         method.click_radius = float(meta.get("click_radius", 3.0))
         method.click_encoding = str(meta.get("click_encoding", "ball"))
         method.n_prompt = net.n_prompt_channels
+        method.n_image_channels = net.n_image_channels
+        n_classes = len([v for k, v in method.labels.items() if v != 0])
+        method.prompt_layout = layout_of(net.n_prompt_channels, n_classes)
         method.prune_mm = getattr(args, "prune_unclicked", None)
         if method.prune_mm is not None and not method.prune_mm > 0:
             raise InputError(f"--prune-unclicked must be > 0 mm, got {method.prune_mm}")
@@ -160,7 +170,8 @@ class InteractiveMethod(TTAMCMethod):
         shape = tuple(properties["shape_before_cropping"][i] for i in pm.transpose_backward)
         image = (shape, geometry_from_properties(properties))
         return rasterize_preprocessed(clicks, image, self.labels, grid, self.click_radius, self.click_encoding,
-                                      stamp_ndim=len(self.engine.configuration_manager.patch_size))
+                                      stamp_ndim=len(self.engine.configuration_manager.patch_size),
+                                      layout=self.prompt_layout)
 
     def prepare(self, case):
         prepared = super().prepare(case)
@@ -174,7 +185,8 @@ class InteractiveMethod(TTAMCMethod):
     def forward(self, batch, window, ctx):
         if self.click_encoding == "ball":
             batch = batch.clone()
-            batch[:, -self.n_prompt:] = batch[:, -self.n_prompt:].round().clamp(-1, 1)
+            low = 0 if self.prompt_layout == "split" else -1
+            batch[:, -self.n_prompt:] = batch[:, -self.n_prompt:].round().clamp(low, 1)
         return self.engine.network(batch)
 
     prune_mm = None
@@ -208,4 +220,5 @@ class InteractiveMethod(TTAMCMethod):
 
     def settings(self) -> dict:
         return {**super().settings(), "click_radius": self.click_radius, "click_encoding": self.click_encoding,
+                "prompt_layout": self.prompt_layout,
                 "clicks_file": None if self.clicks is None else "given", "prune_unclicked_mm": self.prune_mm}

@@ -21,7 +21,18 @@ class ClickOptions(Options):
                                        "default (stage 1: 0.5)", lambda v: v is None or 0 <= v <= 1, "in [0, 1]")
     radius: float = option(3.0, "click stamp radius in voxels", lambda r: r > 0, "> 0")
     encoding: str = option("ball", "prompt encoding: ball, edt (distance) or gaussian", choices=ENCODINGS)
-    max_errors: int = option(5, "stage 3: most error clicks per class and sample", lambda n: n >= 1, ">= 1")
+    max_errors: int = option(5, "stage 3: most error clicks per class and sample in the first round (the automatic "
+                             "prediction's errors)", lambda n: n >= 1, ">= 1")
+    error_rounds: int = option(3, "stage 3: rounds of error clicks per sample, drawn uniformly from 1..N: round 1 "
+                               "clicks the automatic prediction's errors (the paper), each further round adds one "
+                               "click per class in the errors of the prediction with the clicks so far",
+                               lambda n: n >= 1, ">= 1")
+    error_order: str = option("largest", "stage 3: which error components get clicks first: largest, or drawn "
+                              "with probability proportional to size", choices=("largest", "proportional"))
+    min_error_mm3: Optional[float] = option(None, "smallest error component that gets a click, in mm^3 of the "
+                                            "network grid (mm^2 of the slice for 2D configurations); null = the "
+                                            "click ball's own volume (123 voxels for radius 3 in 3D, 29 pixels in "
+                                            "2D)", lambda v: v is None or v >= 0, ">= 0 or null")
     pet_channel: int = option(1, "image channel zeroed by pet_dropout (1 = PET of CT/PET)", lambda c: c >= 0, ">= 0")
     pet_dropout: float = option(0.0, "probability of zeroing pet_channel per sample (beyond the paper: CT-only "
                                 "robustness)", lambda p: 0 <= p <= 1, "in [0, 1]")

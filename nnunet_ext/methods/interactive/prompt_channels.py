@@ -7,6 +7,12 @@ predictor (``nnUNetv2_predict``), its validation and every nnunet_ext method tha
 prompts run the *automatic branch* unchanged. Input ``x``: ``(B, n_image, *S)`` or ``(B, n_image + n_prompt,
 *S)``; output: the wrapped network's (logits, or a deep-supervision list).
 
+Prompt layouts (:mod:`nnunet_ext.methods.interactive.clicks`): the click-prompt trainers build ``n_prompt = 2K`` channels
+(positives of the K classes, then negatives). A checkpoint of the earlier signed layout (K channels, ``P_k -
+N_k``) still loads: :meth:`PromptChannelNetwork.load_state_dict` recognises it by the input-channel count of
+the first convolution and expands its prompt weights ``W_k`` to ``[W_k, -W_k]``, which computes exactly what
+the signed network computed (``W P - W N = W (P - N)``).
+
 Module-level class (picklable, importable by nnU-Net's workers); parameters live under ``network.`` in the
 state dict, which nnU-Net's checkpoints and ``-pretrained_weights`` carry as they are. ``encoder`` /
 ``decoder`` are the wrapped network's, so nnU-Net's ``set_deep_supervision_enabled`` works.
@@ -41,6 +47,24 @@ class PromptChannelNetwork(nn.Module):
             raise ValueError(f"PromptChannelNetwork expects {self.n_image_channels} image channels (+ "
                              f"{self.n_prompt_channels} prompt channels), got {c}")
         return self.network(x)
+
+    def _input_weight_keys(self) -> list:
+        """State-dict keys of the weights that read the network input (image + prompt channels); one module can
+        appear under several keys (nnU-Net's decoder keeps a reference to the encoder, ``all_modules``)."""
+        n = self.n_image_channels + self.n_prompt_channels
+        return [k for k, v in self.state_dict().items() if k.endswith("weight") and v.ndim >= 3 and v.shape[1] == n]
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        """nn.Module's, plus: a signed-layout state dict (K prompt channels where this network has 2K) is
+        expanded exactly (see the module docstring)."""
+        k2, c = self.n_prompt_channels, self.n_image_channels
+        converted = None
+        for key in self._input_weight_keys() if k2 % 2 == 0 else ():
+            w = state_dict.get(key)
+            if w is not None and w.shape[1] == c + k2 // 2:
+                converted = dict(state_dict) if converted is None else converted
+                converted[key] = torch.cat([w[:, :c], w[:, c:], -w[:, c:]], 1)
+        return super().load_state_dict(converted or state_dict, strict=strict, assign=assign)
 
     def extra_repr(self) -> str:
         return f"n_image_channels={self.n_image_channels}, n_prompt_channels={self.n_prompt_channels}"

@@ -14,8 +14,48 @@ from nnunet_ext.methods.interactive.prompt_channels import PromptChannelNetwork
 from nnunet_ext.methods.interactive.click_prompt_trainer import (ClickPromptAutoTrainer, ClickPromptErrorTrainer, ClickPromptTrainer,
                                               WarmupCosineLRScheduler)
 from nnunet_ext.methods.interactive.click_transform import SimulateClicksTransform
-from nnunet_ext.trainers.mc_dropout import DROPOUT_P_ENV
-from test_trainers import PLAIN, _plans, _resenc
+import copy
+
+# tiny plans (as tests/test_trainers.py's; that module still imports a removed name)
+PLAIN = {
+    "network_class_name": "dynamic_network_architectures.architectures.unet.PlainConvUNet",
+    "arch_kwargs": {
+        "n_stages": 3, "features_per_stage": [4, 8, 16], "conv_op": "torch.nn.modules.conv.Conv3d",
+        "kernel_sizes": [[3, 3, 3]] * 3, "strides": [[1, 1, 1], [2, 2, 2], [2, 2, 2]],
+        "n_conv_per_stage": [2, 2, 2], "n_conv_per_stage_decoder": [2, 2], "conv_bias": True,
+        "norm_op": "torch.nn.modules.instancenorm.InstanceNorm3d", "norm_op_kwargs": {"eps": 1e-5, "affine": True},
+        "dropout_op": None, "dropout_op_kwargs": None, "nonlin": "torch.nn.LeakyReLU",
+        "nonlin_kwargs": {"inplace": True}},
+    "_kw_requires_import": ["conv_op", "norm_op", "dropout_op", "nonlin"],
+}
+
+
+def _plans(arch, **extra):
+    arch = copy.deepcopy(arch)
+    plans = {
+        "dataset_name": "Dataset999_X", "plans_name": "p", "original_median_spacing_after_transp": [1, 1, 1],
+        "original_median_shape_after_transp": [16, 16, 16], "image_reader_writer": "SimpleITKIO",
+        "transpose_forward": [0, 1, 2], "transpose_backward": [0, 1, 2], "label_manager": "LabelManager",
+        "foreground_intensity_properties_per_channel": {},
+        "configurations": {"3d_fullres": {
+            "data_identifier": "x", "preprocessor_name": "DefaultPreprocessor", "batch_size": 2,
+            "patch_size": [16, 16, 16], "median_image_size_in_voxels": [16, 16, 16], "spacing": [1, 1, 1],
+            "normalization_schemes": ["ZScoreNormalization"], "use_mask_for_norm": [False],
+            "resampling_fn_data": "resample_data_or_seg_to_shape", "resampling_fn_seg": "resample_data_or_seg_to_shape",
+            "resampling_fn_data_kwargs": {}, "resampling_fn_seg_kwargs": {},
+            "resampling_fn_probabilities": "resample_data_or_seg_to_shape", "resampling_fn_probabilities_kwargs": {},
+            "architecture": arch, "batch_dice": False}},
+    }
+    plans.update(extra)
+    return plans
+
+
+def _resenc():
+    arch = copy.deepcopy(PLAIN)
+    arch["network_class_name"] = "dynamic_network_architectures.architectures.unet.ResidualEncoderUNet"
+    kw = arch["arch_kwargs"]
+    kw["n_blocks_per_stage"] = kw.pop("n_conv_per_stage")
+    return arch
 
 
 def _net(deep_supervision=False):
@@ -24,21 +64,20 @@ def _net(deep_supervision=False):
     return ClickPromptTrainer.build_network_architecture(pm, cm, 2, 3, enable_deep_supervision=deep_supervision)
 
 
-def test_prompt_network_zero_fills_and_pickles(monkeypatch):
-    monkeypatch.delenv(DROPOUT_P_ENV, raising=False)
+def test_prompt_network_zero_fills_and_pickles():
     torch.manual_seed(0)
     net = _net()
-    assert isinstance(net, PromptChannelNetwork) and (net.n_image_channels, net.n_prompt_channels) == (2, 2)
+    assert isinstance(net, PromptChannelNetwork) and (net.n_image_channels, net.n_prompt_channels) == (2, 4)
     first = next(m for m in net.modules() if isinstance(m, torch.nn.Conv3d))
-    assert first.in_channels == 4  # CT, PET + GTVp, GTVn prompts
+    assert first.in_channels == 6  # CT, PET + GTVp, GTVn positive + GTVp, GTVn negative prompts
     assert all(m.p == pytest.approx(0.05) for m in net.modules() if isinstance(m, torch.nn.Dropout3d))
     assert all(k.startswith("network.") for k in net.state_dict())
     net.eval()
     x = torch.randn(1, 2, 16, 16, 16)
     with torch.no_grad():
         auto = net(x)
-        zero = net(torch.cat([x, torch.zeros(1, 2, 16, 16, 16)], 1))
-        clicked = net(torch.cat([x, torch.ones(1, 2, 16, 16, 16)], 1))
+        zero = net(torch.cat([x, torch.zeros(1, 4, 16, 16, 16)], 1))
+        clicked = net(torch.cat([x, torch.ones(1, 4, 16, 16, 16)], 1))
     assert torch.equal(auto, zero) and not torch.allclose(auto, clicked)
     with pytest.raises(ValueError, match="expects 2 image channels"):
         net(torch.randn(1, 3, 16, 16, 16))
@@ -77,13 +116,18 @@ def test_transform_appends_prompt_channels():
     image = torch.randn(2, *label.shape[1:])
     np.random.seed(0)
     out = SimulateClicksTransform((1, 2), p_prompt=1.0, radius=1)(image=image.clone(), segmentation=label.clone())
-    assert out["image"].shape == (4, *label.shape[1:]) and torch.equal(out["image"][:2], image)
-    prompt = out["image"][2:].numpy()
-    assert (prompt[0] == 1).sum() == 2 * 7 and (prompt[0] == -1).sum() <= 2 * 7 and (prompt[0] == -1).any()
-    assert (prompt[1] == 1).sum() <= 7 and prompt[1][label[0].numpy() == 2].max() == 1
+    assert out["image"].shape == (6, *label.shape[1:]) and torch.equal(out["image"][:2], image)
+    prompt = out["image"][2:].numpy()  # GTVp +, GTVn +, GTVp -, GTVn - (split layout: nothing cancels)
+    assert set(np.unique(prompt)) == {0.0, 1.0}
+    assert prompt[0].sum() == 2 * 7 and prompt[1].sum() == 7  # one 7-voxel ball per component
+    assert 0 < prompt[2].sum() <= 2 * 7 and 0 < prompt[3].sum() <= 7
+    assert prompt[1][label[0].numpy() == 2].max() == 1 and not prompt[2][label[0].numpy() == 1].any()
     assert torch.equal(out["segmentation"], label)
     off = SimulateClicksTransform((1, 2), p_prompt=0.0)(image=image.clone(), segmentation=label.clone())
-    assert off["image"].shape == (4, *label.shape[1:]) and not off["image"][2:].any()
+    assert off["image"].shape == (6, *label.shape[1:]) and not off["image"][2:].any()
+    signed = SimulateClicksTransform((1, 2), p_prompt=0.0, layout="signed")(image=image.clone(),
+                                                                            segmentation=label.clone())
+    assert signed["image"].shape == (4, *label.shape[1:])
     with pytest.raises(ValueError, match="p_prompt"):
         SimulateClicksTransform((1,), p_prompt=1.5)
 
@@ -108,6 +152,64 @@ def test_error_clicks_analytic():
     box = np.zeros((9, 9, 9), bool)
     box[1:8, 2:5, 2:7] = True
     assert region_centre(box, spacing=(1.0, 3.0, 3.0))[0] == 4
+
+
+def test_signed_checkpoint_loads_into_split_network_exactly():
+    """A K-channel (signed P - N) state dict loads into the 2K-channel network with W_N = -W_P and computes
+    what the signed network computed on the same clicks."""
+    from nnunet_ext.methods.interactive.clicks import rasterize_voxels
+
+    pm = PlansManager(_plans(PLAIN))
+    cm = pm.get_configuration("3d_fullres")
+    torch.manual_seed(0)
+    split = ClickPromptTrainer.build_network_architecture(pm, cm, 2, 3, False).eval()
+    # the earlier signed network: same architecture, K = 2 prompt channels
+    from nnunet_ext.trainers.mc_dropout import MCDropoutTrainer
+
+    signed = PromptChannelNetwork(MCDropoutTrainer.build_network_architecture(pm, cm, 4, 3, False), 2, 2).eval()
+    split.load_state_dict(signed.state_dict())
+    clicks = [(0, (8, 8, 8), True), (0, (8, 9, 8), False), (1, (3, 3, 3), False)]  # overlapping +/- of GTVp
+    x = torch.randn(1, 2, 16, 16, 16)
+    p_signed = torch.from_numpy(rasterize_voxels(clicks, (16, 16, 16), 2, 2, layout="signed"))[None]
+    p_split = torch.from_numpy(rasterize_voxels(clicks, (16, 16, 16), 2, 2, layout="split"))[None]
+    assert p_split.shape[1] == 4 and (p_split[0, 0] * p_split[0, 2]).sum() > 0  # both kept where they overlap
+    with torch.no_grad():
+        assert torch.allclose(signed(torch.cat([x, p_signed], 1)), split(torch.cat([x, p_split], 1)), atol=1e-5)
+    with pytest.raises(RuntimeError):  # any other channel count is refused by torch as before
+        split.load_state_dict(PromptChannelNetwork(MCDropoutTrainer.build_network_architecture(
+            pm, cm, 5, 3, False), 2, 3).state_dict())
+
+
+def test_error_clicks_minimum_order_and_no_repeats():
+    from nnunet_ext.methods.interactive.click_protocols import ClickProtocol
+    from nnunet_ext.methods.interactive.click_simulation import ball_voxels, min_error_voxels
+
+    assert (ball_voxels(3, 3), ball_voxels(3, 2)) == (123, 29)
+    assert min_error_voxels(None, (4.0, 3.0, 3.0), 3, 3) == 123  # default: the ball's own volume
+    assert min_error_voxels(100.0, (2.0, 2.0, 2.0), 3, 3) == 13  # ceil(100 / 8)
+    ref = np.zeros((30, 30, 30), np.int64)
+    ref[2:10, 2:10, 2:10] = 1  # 512 voxels missed
+    ref[20:27, 20:27, 20:27] = 1  # 343 voxels missed
+    ref[15, 15, 2:4] = 1  # 2-voxel sliver missed
+    pred = np.zeros_like(ref)
+    clicks = error_clicks(ref, pred, (1,), min_voxels=123)
+    assert [c[1] for c in clicks] == [(5, 5, 5), (23, 23, 23)]  # largest first, the sliver ignored
+    rng = np.random.default_rng(0)
+    firsts = [error_clicks(ref, pred, (1,), 1, min_voxels=123, order="proportional", rng=rng)[0][1]
+              for _ in range(400)]
+    share = sum(f == (5, 5, 5) for f in firsts) / 400
+    assert abs(share - 512 / 855) < 0.08  # drawn proportional to size
+    # the protocol never clicks an unchanged component twice: the model ignoring the click -> next component
+    protocol = ClickProtocol("errors", ref, (1,), 3, min_voxels=123)
+    assert [c[1] for c in protocol.step(1, pred)] == [(5, 5, 5)]
+    assert [c[1] for c in protocol.step(2, pred)] == [(5, 5, 5), (23, 23, 23)]
+    assert len(protocol.step(3, pred)) == 2  # nothing eligible left: no click, nothing counted twice
+    # a changed component is eligible again (here at a new deepest voxel)
+    protocol = ClickProtocol("errors", ref, (1,), 2, min_voxels=123)
+    protocol.step(1, pred)
+    changed = pred.copy()
+    changed[2:10, 2:10, 2:4] = 1  # the first cube's x 2..3 now predicted: what is left is x 4..9
+    assert [c[1] for c in protocol.step(2, changed)] == [(5, 5, 5), (5, 5, 6)]
 
 
 def test_warmup_cosine():
@@ -143,3 +245,49 @@ def test_pet_channel_dropout():
     assert 120 <= kept <= 160  # ~ 70 % of 200
     with pytest.raises(ValueError, match="in \\[0, 1\\]"):
         ChannelDropoutTransform(1, p=2)
+
+
+def test_intensity_tta_leaves_prompts_unchanged_and_spatial_tta_moves_them():
+    from nnunet_ext.core.tta import Flip, GaussianNoise, apply_each
+
+    torch.manual_seed(0)
+    x = torch.randn(6, 8, 12, 12)  # CT, PET + 4 prompt channels
+    x[2:] = 0
+    x[2, 4, 3, 5] = 1
+    out = apply_each([GaussianNoise(0.5, 1), Flip(-1)], x, n_image=2)
+    assert torch.equal(out[0, 2:], x[2:]) and not torch.equal(out[0, :2], x[:2])  # noise: image channels only
+    assert torch.equal(out[1], torch.flip(x, (-1,)))  # a flip moves the prompts with the image
+    assert out[1, 2, 4, 3, 12 - 1 - 5] == 1
+    assert not torch.equal(apply_each([GaussianNoise(0.5, 1)], x)[0, 2:], x[2:])  # without n_image: every channel
+
+
+def test_stage3_clicks_never_land_on_components_below_the_minimum():
+    """error_click_prompts (ClickPromptErrorTrainer's rounds): with a model that predicts nothing, round 1 clicks
+    the largest missed components >= the minimum (max_first per class), round 2 the next one not clicked yet;
+    the 2- and 20-pixel components (below the 29-pixel disc) never get a stamp."""
+    from nnunet_ext.methods.interactive.click_prompt_trainer import error_click_prompts
+
+    ref = np.zeros((1, 40, 40), np.int64)
+    ref[0, 2:12, 2:12] = 1  # 100 px
+    ref[0, 20:28, 2:10] = 1  # 64 px
+    ref[0, 30:36, 30:36] = 1  # 36 px
+    ref[0, 2:6, 30:35] = 1  # 20 px: below 29
+    ref[0, 38, 20:22] = 1  # 2 px sliver
+    small = np.zeros((40, 40), bool)
+    small[2:6, 30:35] = small[38, 20:22] = True
+    data = torch.zeros(1, 3, 40, 40)  # 1 image channel + GTV +/-
+    calls = []
+
+    def nothing(x):
+        calls.append(x[:, 1:].clone())
+        return np.zeros((x.shape[0], 40, 40), np.int64)
+
+    for rounds, max_first, expected in (([1], 2, 2), ([2], 2, 3), ([3], 1, 3), ([0], 5, 0)):
+        calls.clear()
+        x = error_click_prompts(nothing, data, ref, (1,), rounds, max_first, (1.0, 1.0), 29, radius=3.0)
+        pos = x[0, 1].numpy() > 0
+        from nnunet_ext.methods.interactive.click_simulation import components
+
+        assert components(pos)[1] == expected and not (pos & small).any()
+        assert not x[0, 2].any() and torch.equal(x[0, 0], data[0, 0])  # no negatives; image untouched
+        assert len(calls) == rounds[0] and (not calls or not calls[0].any())  # round 1 = automatic branch

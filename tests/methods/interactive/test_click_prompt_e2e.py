@@ -48,8 +48,12 @@ def stage3_model(headneck_dataset, nnunet_dirs):
     _run([_cmd("nnUNetv2_train"), str(HN_ID), "3d_fullres", "0", "-tr", "ClickPromptTrainer", "-p", TINY,
           "-device", "cpu"])
     stage1 = results / f"ClickPromptTrainer__{TINY}__3d_fullres" / "fold_0" / "checkpoint_final.pth"
+    # stage 3 with the paper's AdamW: a plans option (stage 1 recorded its own options in its checkpoint)
+    from nnunet_ext.planners.plans_edit import write_options
+
+    write_options(nnunet_dirs["nnUNet_preprocessed"] / headneck_dataset.name / f"{TINY}.json", ["optimizer.name=adamw"])
     proc = _run([_cmd("nnUNetv2_train"), str(HN_ID), "3d_fullres", "0", "-tr", "ClickPromptErrorTrainer", "-p",
-                 TINY, "-device", "cpu", "-pretrained_weights", str(stage1)], NNEXT_OPTIMIZER="adamw")
+                 TINY, "-device", "cpu", "-pretrained_weights", str(stage1)])
     return stage1, results / f"ClickPromptErrorTrainer__{TINY}__3d_fullres", proc.stdout
 
 
@@ -58,7 +62,8 @@ def test_stages_pretrained_weights_and_plain_predict(headneck_dataset, stage3_mo
     ck1 = torch.load(stage1, map_location="cpu", weights_only=False)
     assert ck1["nnext"]["click_stage"] == 1 and ck1["nnext"]["prompt_classes"] == [1, 2]
     first = next(v for k, v in ck1["network_weights"].items() if k.endswith("weight") and v.ndim == 5)
-    assert first.shape[1] == 4  # CT, PET, GTVp prompt, GTVn prompt
+    assert first.shape[1] == 6  # CT, PET, GTVp +, GTVn +, GTVp -, GTVn - prompts (split layout)
+    assert ck1["nnext"]["prompt_layout"] == "split" and ck1["nnext"]["n_prompt_channels"] == 4
 
     assert "Loading pretrained weights from file" in stdout
     ck3 = torch.load(model3 / "fold_0" / "checkpoint_final.pth", map_location="cpu", weights_only=False)
