@@ -48,8 +48,8 @@ def _cmd_roi_dataset(tmp: Path, mp, klass: str) -> Cell | None:
     if klass == "unwritable_output":
         return Cell(argv, r"not writable", patches=[unwritable()])
     if klass == "interrupted":
-        import nnunet_ext.methods.lung_cascade.roi_dataset as rd
-        return Cell(argv, "interrupted", code=130, rerun=argv, patches=[interrupt_on_call(rd, "write_image", 1)])
+        import nnunet_ext.io.crop_dataset as crops  # where roi-dataset's crops are written
+        return Cell(argv, "interrupted", code=130, rerun=argv, patches=[interrupt_on_call(crops, "write_image", 1)])
     if klass == "other_settings":
         assert main(argv) == 0
         return Cell(argv[:-1] + ["4"], r"dataset ID 902 already exists.*--overwrite")

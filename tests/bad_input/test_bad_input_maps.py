@@ -104,8 +104,8 @@ def _cmd_kernel_dataset(tmp: Path, mp, klass: str) -> Cell | None:
         file_at(tmp / "raw" / "Dataset905_BadKernels")
         return Cell(argv, r"Dataset905_BadKernels: is a file, expected a folder")
     if klass == "interrupted":
-        import nnunet_ext.methods.lung_cascade.roi_dataset as rd  # the crops' writer
-        return Cell(argv, "interrupted", code=130, rerun=argv, patches=[interrupt_on_call(rd, "write_image", 1)])
+        import nnunet_ext.io.crop_dataset as crops  # the crops' writer
+        return Cell(argv, "interrupted", code=130, rerun=argv, patches=[interrupt_on_call(crops, "write_image", 1)])
     if klass == "other_settings":
         assert main(argv) == 0
         return Cell(argv[:8] + ["6"] + argv[9:], r"dataset ID 905 already exists.*--overwrite")
