@@ -89,6 +89,16 @@ class VolumeResult:
     maps: dict
 
 
+@dataclass
+class WindowGrid:
+    """A case on nnU-Net's sliding-window grid (:meth:`SlidingWindowEngine.window_grid`)."""
+
+    padded: torch.Tensor
+    revert: tuple
+    slicers: list
+    gaussian: torch.Tensor
+
+
 def detect_folds(model_folder: str, checkpoint_name: str) -> list[int]:
     """Folds exactly as ``nnUNetPredictor.auto_detect_available_folds`` picks them (``fold_<int>`` with the
     checkpoint, never ``fold_all``), in numeric order."""
@@ -188,14 +198,30 @@ class SlidingWindowEngine(nnUNetPredictor):
             warnings.warn("device out of memory: accumulating on the CPU instead (as nnU-Net does)")
             return self._run(data, ctx, method, sampling, tuple(maps), torch.device("cpu"))
 
-    def _run(self, data, ctx, method, sampling: Sampling, maps, results_device) -> VolumeResult:
+    def window_grid(self, data, device=None) -> "WindowGrid":
+        """nnU-Net's sliding-window setup of one preprocessed case ``data`` (C, *S): the case padded to at least
+        one patch, the slice that reverts the padding, the window slicers (``-step_size``) and the Gaussian window
+        weight (nnU-Net's sigma = patch / 8, or ones without ``use_gaussian``) on ``device``. The engine and the
+        interactive session both blend windows on this grid."""
         patch = tuple(self.configuration_manager.patch_size)
+        device = device if device is not None else torch.device("cpu")
         padded, revert = pad_nd_image(data, patch, "constant", {"value": 0}, True, None)
         slicers = self._internal_get_sliding_window_slicers(padded.shape[1:])
+        gaussian = (compute_gaussian(patch, sigma_scale=1. / 8, value_scaling_factor=10, device=device)
+                    .float() if self.use_gaussian else torch.ones(patch, device=device))
+        return WindowGrid(padded, tuple(revert), list(slicers), gaussian)
+
+    @staticmethod
+    def blend(logit_sum: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        """Gaussian-weighted mean of the windows' logits: ``sum_w g_w * l_w / sum_w g_w`` (0-weight voxels: 0)."""
+        return logit_sum.float() / weight.clamp_min(1e-30)[None]
+
+    def _run(self, data, ctx, method, sampling: Sampling, maps, results_device) -> VolumeResult:
+        patch = tuple(self.configuration_manager.patch_size)
+        grid = self.window_grid(data, results_device)
+        padded, revert, slicers, gaussian = grid.padded, grid.revert, grid.slicers, grid.gaussian
         spatial = tuple(padded.shape[1:])
         k, sigmoid = self.label_manager.num_segmentation_heads, self.label_manager.has_regions
-        gaussian = (compute_gaussian(patch, sigma_scale=1. / 8, value_scaling_factor=10, device=results_device)
-                    .float() if self.use_gaussian else torch.ones(patch, device=results_device))
         # volume scope: every pass (and fold) is one blended prediction of the whole volume; a single deterministic
         # pass is the same either way and takes the window path (the network's own logits, nnU-Net's export)
         by_volume = sampling.tta_scope == "volume" and (bool(sampling.tta.kinds) or sampling.n_passes > 1
@@ -231,7 +257,7 @@ class SlidingWindowEngine(nnUNetPredictor):
             logits = torch.div(logit_sum, half_weight).float()
             probs = self.nonlin(logits[None])[0]
         elif logit_sum is not None:
-            logits = logit_sum.float() / stats.weight.clamp_min(1e-30)[None]
+            logits = self.blend(logit_sum, stats.weight)
             probs = self.nonlin(logits[None])[0]
         else:
             probs = stats.mean()

@@ -53,8 +53,6 @@ class InteractiveSession:
         branch and forgets previous interactions."""
         import SimpleITK as sitk
         import torch
-        from acvl_utils.cropping_and_padding.padding import pad_nd_image
-        from nnunetv2.inference.sliding_window_prediction import compute_gaussian
 
         from nnunet_ext.io.imageio import Geometry, read_sitk
 
@@ -74,11 +72,8 @@ class InteractiveSession:
         data, _, props = pre.run_case_npy(data, None, props, e.plans_manager, e.configuration_manager, e.dataset_json)
         self.properties, self.shape = props, data.shape[1:]
         self.image_shape, self.geometry = tuple(sitk.GetArrayViewFromImage(imgs[0]).shape), g0
-        patch = tuple(e.configuration_manager.patch_size)
-        padded, self._revert = pad_nd_image(data, patch, "constant", {"value": 0}, True, None)
-        self._slicers = e._internal_get_sliding_window_slicers(padded.shape[1:])
-        self._gaussian = compute_gaussian(patch, sigma_scale=1. / 8, value_scaling_factor=10,
-                                          device=torch.device("cpu")).float()
+        grid = e.window_grid(data)  # the engine's padding, windows and Gaussian: one sliding window for both
+        padded, self._revert, self._slicers, self._gaussian = grid.padded, grid.revert, grid.slicers, grid.gaussian
         self._image = torch.from_numpy(np.ascontiguousarray(padded))
         self._prompt = torch.zeros((self.method.n_prompt, *padded.shape[1:]))
         k = e.label_manager.num_segmentation_heads
@@ -130,7 +125,7 @@ class InteractiveSession:
         from nnunet_ext.predictors.export import to_original
 
         crop = (slice(None), *self._revert[1:])
-        logits = (self._sum / self._weight.clamp_min(1e-30)[None])[crop]
+        logits = self.engine.blend(self._sum, self._weight)[crop]
         probs = self.engine.nonlin(logits[None])[0]
         seg, probs_o, maps = to_original(logits, {"entropy": entropy(probs, 0, False)}, self.properties,
                                          self.engine, ("entropy",))
