@@ -44,8 +44,7 @@ def main():
     out = {"load_start": round(os.getloadavg()[0], 2)}
     for spec in args.tr:
         trainer, plans = spec.split(":")
-        m = InteractiveMethod.load(args.d, args.c, trainer, plans, [0], "cpu", n_samples=1, tta="none",
-                                   dropout_p=0.0)
+        m = InteractiveMethod.load(args.d, args.c, trainer, plans, [0], "cpu")  # one deterministic pass
         classes = sorted(v for k, v in m.labels.items() if isinstance(v, int) and v)
         names = {v: k for k, v in m.labels.items()}
         stats = {names[v]: {"positive": [], "negative": []} for v in classes}

@@ -11,6 +11,7 @@ import argparse
 import sys
 
 from nnunet_ext.errors import InputError
+from nnunet_ext.predictors.model_flags import add_device_arguments, add_model_arguments, check_device
 from nnunet_ext.predictors.registry import METHODS
 
 _MODEL = "model"  # pseudo-method owning -d -c -tr -p -f -prev_stage_predictions
@@ -32,25 +33,13 @@ class _Recorder:
         return self.added[dest]
 
 
-def _model_arguments(g) -> None:
-    g.add_argument("-d", help="dataset ID or name")
-    g.add_argument("-c", help="configuration, e.g. 3d_fullres")
-    g.add_argument("-tr", default="MCDropoutTrainer", help="trainer (default MCDropoutTrainer)")
-    g.add_argument("-p", default="nnUNetPlans", help="plans identifier (default nnUNetPlans)")
-    g.add_argument("-f", nargs="+", default=None, help="folds (default: as nnUNetv2_predict, every fold_<int> with "
-                   "the checkpoint, never fold_all)")
-    g.add_argument("-prev_stage_predictions", default=None,
-                   help="3d_cascade_fullres: folder of the previous stage's segmentations (nnU-Net's flag)")
-
-
 def _common_arguments(parser) -> None:
     parser.add_argument("-m", default="tta_mc", choices=list(METHODS),
                         help="method: " + "; ".join(f"{k}: {v[1]}" for k, v in METHODS.items()))
     parser.add_argument("-i", required=True, help="input folder (nnU-Net naming CASE_XXXX.nii.gz)")
     parser.add_argument("-o", required=True, help="output folder")
-    parser.add_argument("-chk", default="checkpoint_final.pth", help="checkpoint file name")
     parser.add_argument("-step_size", type=float, default=0.5, help="sliding window step (fraction of the patch)")
-    parser.add_argument("-device", default="cuda", choices=["cuda", "cpu", "mps"], help="device (default cuda)")
+    add_device_arguments(parser)
     parser.add_argument("-npp", type=int, default=1, help="background threads reading and preprocessing the next "
                         "cases (0 = none; results are identical)")
     parser.add_argument("-nps", type=int, default=1, help="background threads writing finished cases (0 = none)")
@@ -88,7 +77,7 @@ def _build(parser, only: "set[str] | None" = None) -> dict:
     table, added = {}, {}
     classes = {name: load_method(name) for name in METHODS}
     if only is None or any(classes[m].takes_model for m in only):
-        _model_arguments(_Recorder(parser.add_argument_group("model (methods running one nnU-Net model)"),
+        add_model_arguments(_Recorder(parser.add_argument_group("model (methods running one nnU-Net model)"),
                                    _MODEL, table, added))
     for name, cls in classes.items():
         if only is None or name in only:
@@ -167,11 +156,7 @@ def run(args) -> int:
     apply_method_options(args, cls, table)
     if args.num_parts < 1 or not 0 <= args.part_id < args.num_parts:
         raise InputError(f"-part_id must be in [0, -num_parts), got {args.part_id} with -num_parts {args.num_parts}")
-    if args.device == "cuda":
-        import torch
-
-        if not torch.cuda.is_available():
-            raise InputError("-device cuda requested but no CUDA device is available (use -device cpu)")
+    check_device(args.device)
     check_output_dir(args.o)
     common = CommonOptions(device=args.device, step_size=args.step_size, checkpoint=args.chk,
                            accumulator_dtype=args.accumulator_dtype, calibration=not args.no_calibration,

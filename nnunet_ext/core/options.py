@@ -25,11 +25,14 @@ from typing import Any, Callable, ClassVar
 
 
 def option(default: Any, help: str, check: "Callable[[Any], bool] | None" = None, requirement: str = "",
-           choices: "tuple | None" = None, flag: "str | None" = None):
+           choices: "tuple | None" = None, flag: "str | None" = None, nargs: "str | None" = None,
+           metavar: "str | None" = None):
     """A dataclass field with its documentation: ``check(value)`` must hold (``requirement`` says what it is in
-    words, e.g. ``"> 0"``); ``choices`` restricts the value; ``flag`` overrides the generated CLI flag name."""
+    words, e.g. ``"> 0"``); ``choices`` restricts the value; ``flag`` overrides the generated CLI flag name;
+    ``nargs`` / ``metavar`` are passed to argparse (e.g. ``nargs="+"`` for a list given as separate words)."""
     return dataclasses.field(default=default, metadata={"help": help, "check": check, "requirement": requirement,
-                                                        "choices": choices, "flag": flag})
+                                                        "choices": choices, "flag": flag, "nargs": nargs,
+                                                        "metavar": metavar})
 
 
 def _base_type(tp) -> type:
@@ -180,20 +183,25 @@ class Options:
         return f.metadata.get("flag") or "--" + f.name.replace("_", "-")
 
     @classmethod
-    def add_arguments(cls, parser, title: "str | None" = None, skip: tuple = (), group=None) -> None:
+    def add_arguments(cls, parser, title: "str | None" = None, skip: tuple = (), group=None,
+                      defaults: "Options | None" = None) -> None:
         """One argparse group (or the given ``group``); flag ``--field-name``, destination ``field_name`` (one
-        meaning per flag name across commands); every flag defaults to ``None`` (= the dataclass default)."""
+        meaning per flag name across commands); every flag defaults to ``None`` (= the dataclass default, or
+        ``defaults``' value for a command with other defaults: pass the same instance to :meth:`from_args`)."""
         group = group if group is not None else parser.add_argument_group(title or f"{cls.SECTION} options")
         hints = typing.get_type_hints(cls)
         for f in dataclasses.fields(cls):
             if f.name in skip:
                 continue
-            default = list(f.default) if isinstance(f.default, tuple) else f.default
+            default = getattr(defaults, f.name) if defaults is not None else f.default
+            default = list(default) if isinstance(default, tuple) else default
             if _base_type(hints[f.name]) is bool and default is False:  # a switch
                 group.add_argument(cls.cli_flag(f), dest=f.name, action="store_true", help=f.metadata.get("help", ""))
                 continue
             extra = {"choices": f.metadata["choices"]} if f.metadata.get("choices") else {}
-            metavar = None if extra else cls._metavar(hints[f.name])
+            if f.metadata.get("nargs"):
+                extra["nargs"] = f.metadata["nargs"]
+            metavar = f.metadata.get("metavar") or (None if "choices" in extra else cls._metavar(hints[f.name]))
             group.add_argument(cls.cli_flag(f), dest=f.name, default=None, metavar=metavar,
                                help=f"{f.metadata.get('help', '')} (default: {default})", **extra)
 
@@ -203,10 +211,12 @@ class Options:
         return {int: "N", float: "X", bool: "BOOL", str: "TEXT", tuple: "A,B"}.get(base, "VALUE")
 
     @classmethod
-    def from_args(cls, args, **overrides):
-        """The options given on the command line (``None`` = default), plus ``overrides``."""
+    def from_args(cls, args, defaults: "Options | None" = None, **overrides):
+        """The options given on the command line (``None`` = not given: the dataclass default, or ``defaults``'
+        value), plus ``overrides``."""
         values = {f.name: getattr(args, f.name, None) for f in dataclasses.fields(cls)}
         values = {k: parse_text(v) if isinstance(v, str) and _base_type(
             typing.get_type_hints(cls)[k]) in (int, float, bool) else v for k, v in values.items() if v is not None}
         values.update(overrides)
-        return cls(**values)
+        base = defaults.to_dict() if defaults is not None else {}
+        return cls(**{**base, **values})

@@ -32,6 +32,10 @@ import sys
 from pathlib import Path
 
 from nnunet_ext.errors import InputError
+from nnunet_ext.methods.interactive.interactive_predictor import InteractiveMethod
+from nnunet_ext.methods.interactive.options import InteractiveOptions
+from nnunet_ext.predictors.model_flags import add_device_arguments, add_model_arguments, check_device
+from nnunet_ext.predictors.sampling_options import SamplingOptions
 
 METRICS = ("dice", "nsd", "hd", "hd95")  # hd: the paper's maximum Hausdorff distance (eq. 7)
 
@@ -40,14 +44,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-i", required=True, help="input images (nnU-Net naming CASE_XXXX.nii.gz)")
     p.add_argument("-ref", required=True, help="reference segmentations CASE.nii.gz")
     p.add_argument("-o", required=True, help="output folder")
-    p.add_argument("-d", required=True, help="dataset ID or name of the model")
-    p.add_argument("-c", required=True, help="configuration, e.g. 3d_fullres")
-    p.add_argument("-tr", default="ClickPromptErrorTrainer",
-                   help="click-prompt trainer (default ClickPromptErrorTrainer)")
-    p.add_argument("-p", default="nnUNetPlans", help="plans identifier")
-    p.add_argument("-f", nargs="+", default=None, help="folds (default: every fold_<int> with the checkpoint)")
-    p.add_argument("-chk", default="checkpoint_final.pth", help="checkpoint file name")
-    p.add_argument("-device", default="cuda", choices=["cuda", "cpu", "mps"], help="device (default cuda)")
+    add_model_arguments(p, trainer_default="ClickPromptErrorTrainer", required=True)
+    add_device_arguments(p)
     p.add_argument("--protocol", default="errors", choices=("errors", "autopet", "each-lesion"),
                    help="click simulation (default errors)")
     p.add_argument("--max-clicks", type=int, default=5, help="refinement steps = clicks per class (default 5)")
@@ -56,11 +54,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--min-error-mm3", type=float, default=None, metavar="MM3",
                    help="errors protocol: smallest error component clicked (default: the model's clicks.min_error_mm3, "
                         "else the click ball's volume)")
-    p.add_argument("--n-samples", type=int, default=1, help="passes per prediction (default 1)")
-    p.add_argument("--tta", default="none", help="TTA kinds per pass (noise,flip,rotate) or none (default)")
-    p.add_argument("--dropout-p", type=float, default=0.0, help="MC dropout p at inference (default 0 = off)")
-    p.add_argument("--prune-unclicked", type=float, default=None, metavar="MM",
-                   help="as nnext predict -m interactive --prune-unclicked (default off)")
+    SamplingOptions.add_arguments(p, "sampling (as nnext predict -m tta_mc; default one deterministic pass)",
+                                  defaults=InteractiveMethod.DETERMINISTIC)
+    InteractiveOptions.add_arguments(p, "clicks", skip=("clicks", "allow_missing_clicks", "point_names", "gc_space"))
     p.add_argument("--tau", type=float, default=2.0, help="NSD tolerance in mm (default 2, as the paper)")
     p.add_argument("--seed", type=int, default=0, help="random seed (per case derived from it)")
     p.add_argument("--save-steps", action="store_true", help="also write the segmentation of every step")
@@ -69,15 +65,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def build_method(args):
     """An :class:`~nnunet_ext.methods.interactive.interactive_predictor.InteractiveMethod` for the model named by ``args``."""
-    from nnunet_ext.methods.interactive.interactive_predictor import InteractiveMethod
-
-    if args.device == "cuda":
-        import torch
-
-        if not torch.cuda.is_available():
-            raise InputError("-device cuda requested but no CUDA device is available (use -device cpu)")
-    return InteractiveMethod.load(args.d, args.c, args.tr, args.p, args.f, args.device, args.chk, args.n_samples,
-                                  args.tta, args.dropout_p, prune_unclicked=getattr(args, "prune_unclicked", None))
+    check_device(args.device)
+    try:
+        sampling = SamplingOptions.from_args(args, InteractiveMethod.DETERMINISTIC)
+        options = InteractiveOptions.from_args(args)
+    except ValueError as e:
+        raise InputError(str(e)) from None
+    return InteractiveMethod.load(args.d, args.c, args.tr, args.p, args.f, args.device, args.chk, sampling, options)
 
 
 def reference_min_voxels(method, args, ref_spacing) -> int:

@@ -26,6 +26,8 @@ import sys
 import numpy as np
 
 from nnunet_ext.errors import InputError
+from nnunet_ext.methods.interactive.options import InteractiveOptions
+from nnunet_ext.predictors.sampling_options import SamplingOptions
 from nnunet_ext.predictors.tta_mc import TTAMCMethod
 
 
@@ -45,21 +47,7 @@ class InteractiveMethod(TTAMCMethod):
 
     @classmethod
     def add_arguments(cls, group) -> None:
-        group.add_argument("--clicks", default=None, metavar="CLICKS.json",
-                           help="clicks for every case (list / 'Multiple points') or keyed by case id; "
-                                "none = the automatic branch")
-        group.add_argument("--allow-missing-clicks", action="store_true",
-                           help="run even when the clicks file names cases that are not among the inputs (they are "
-                                "listed as a warning); default: refused")
-        group.add_argument("--point-names", nargs="+", default=None, metavar="NAME=CLASS",
-                           help="grand-challenge point names -> classes (NAME=CLASS positive, NAME=-CLASS negative, "
-                                "NAME=- negative in every class); default tumor=1 background=-")
-        group.add_argument("--gc-space", choices=("voxel", "world"), default="voxel",
-                           help="coordinates of grand-challenge points: voxel (x, y, z) index as autoPET IV "
-                                "(default) or world mm")
-        group.add_argument("--prune-unclicked", type=float, default=None, metavar="MM",
-                           help="beyond the paper: for a class with positive clicks, drop its segmented components "
-                                "farther than MM from every positive click of that class (default off)")
+        InteractiveOptions.add_arguments(None, group=group)
 
     @classmethod
     def from_args(cls, args, common, model=None):
@@ -67,6 +55,10 @@ class InteractiveMethod(TTAMCMethod):
         from nnunet_ext.methods.interactive.clicks_json import load_clicks, parse_point_names
         from nnunet_ext.methods.interactive.prompt_channels import PromptChannelNetwork
 
+        try:
+            opts = InteractiveOptions.from_args(args)
+        except ValueError as e:
+            raise InputError(str(e)) from None
         method = super().from_args(args, common, model)
         net = method.engine.network
         if not isinstance(net, PromptChannelNetwork):
@@ -82,53 +74,43 @@ class InteractiveMethod(TTAMCMethod):
         method.n_image_channels = net.n_image_channels
         n_classes = len([v for k, v in method.labels.items() if v != 0])
         method.prompt_layout = layout_of(net.n_prompt_channels, n_classes)
-        method.prune_mm = getattr(args, "prune_unclicked", None)
-        if method.prune_mm is not None and not method.prune_mm > 0:
-            raise InputError(f"--prune-unclicked must be > 0 mm, got {method.prune_mm}")
-        if args.clicks is not None:
-            names = parse_point_names(args.point_names) if args.point_names else None
-            method.clicks = load_clicks(args.clicks, names, args.gc_space)
-            method.clicks_file = args.clicks
-            method.allow_missing_clicks = bool(getattr(args, "allow_missing_clicks", False))
+        method.prune_mm = opts.prune_unclicked
+        if opts.clicks is not None:
+            names = parse_point_names(list(opts.point_names)) if opts.point_names else None
+            method.clicks = load_clicks(opts.clicks, names, opts.gc_space)
+            method.clicks_file = opts.clicks
+            method.allow_missing_clicks = opts.allow_missing_clicks
             channels = class_channels(method.labels)
             for case, clicks in method.clicks.items():
                 for n, c in enumerate(clicks):
                     key = int(c.label) if isinstance(c.label, str) and c.label.isdigit() else c.label
                     if key is not None and key not in channels:
-                        where = f"{args.clicks}: " + (f"{case}[{n}]" if case is not None else f"click {n}")
+                        where = f"{opts.clicks}: " + (f"{case}[{n}]" if case is not None else f"click {n}")
                         known = ", ".join(k for k in channels if isinstance(k, str))
                         raise InputError(f"{where}: class {c.label!r} is not a foreground class of the dataset "
                                          f"(known: {known})")
         return method
 
+    #: the sampling of the interactive session and clicks-eval: one deterministic pass (latency)
+    DETERMINISTIC = SamplingOptions(n_samples=1, tta="none", dropout_p=0.0)
+
     @classmethod
     def load(cls, dataset, configuration: str, trainer: str = "ClickPromptErrorTrainer", plans: str = "nnUNetPlans",
-             folds=None, device: str = "cpu", checkpoint: str = "checkpoint_final.pth", n_samples: int = 1,
-             tta: str = "none", dropout_p: "float | None" = 0.0, **options) -> "InteractiveMethod":
-        """Build the method from Python (what ``nnext predict -m interactive`` does from its flags); other
-        ``tta_mc`` / ``interactive`` options as keywords (e.g. ``clicks="clicks.json"``, ``blend="logits"``)."""
+             folds=None, device: str = "cpu", checkpoint: str = "checkpoint_final.pth",
+             sampling: SamplingOptions = DETERMINISTIC,
+             options: "InteractiveOptions | None" = None) -> "InteractiveMethod":
+        """Build the method from Python with the option dataclasses (what ``nnext predict -m interactive`` builds
+        from its flags): ``sampling`` (:class:`SamplingOptions`, default one deterministic pass) and ``options``
+        (:class:`InteractiveOptions`, e.g. ``InteractiveOptions(clicks="clicks.json")``)."""
         import argparse
 
         from nnunet_ext.predictors.method import CommonOptions
 
-        values = {}
-
-        class _Collect:
-            def add_argument(self, *flags, **kw):
-                dest = kw.get("dest") or next((f for f in flags if f.startswith("--")), flags[0])
-                dest = dest.lstrip("-").replace("-", "_")
-                values[dest] = kw.get("default", False if kw.get("action") == "store_true" else None)
-
-        TTAMCMethod.add_arguments(_Collect())
-        cls.add_arguments(_Collect())
-        unknown = set(options) - set(values)
-        if unknown:
-            raise InputError(f"unknown interactive option(s): {', '.join(sorted(unknown))}")
-        ns = argparse.Namespace(**{**values, **options, "n_samples": n_samples, "tta": tta, "dropout_p": dropout_p})
-        ns.m, ns.d, ns.c, ns.tr, ns.p, ns.prev_stage_predictions = cls.name, str(dataset), configuration, trainer, \
-            plans, None
-        ns.f = None if folds is None else [str(f) for f in folds]
-        method = cls.from_args(ns, CommonOptions(device=device, checkpoint=checkpoint, progress=False))
+        options = options if options is not None else InteractiveOptions()
+        model = {"m": cls.name, "d": str(dataset), "c": configuration, "tr": trainer, "p": plans,
+                 "prev_stage_predictions": None, "f": None if folds is None else [str(f) for f in folds]}
+        args = argparse.Namespace(**sampling.to_dict(), **options.to_dict(), **model)  # the options, as flags give them
+        method = cls.from_args(args, CommonOptions(device=device, checkpoint=checkpoint, progress=False))
         method.requested_maps = ("entropy",)
         return method
 

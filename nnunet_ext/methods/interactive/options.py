@@ -36,3 +36,26 @@ class ClickOptions(Options):
     pet_channel: int = option(1, "image channel zeroed by pet_dropout (1 = PET of CT/PET)", lambda c: c >= 0, ">= 0")
     pet_dropout: float = option(0.0, "probability of zeroing pet_channel per sample (beyond the paper: CT-only "
                                 "robustness)", lambda p: 0 <= p <= 1, "in [0, 1]")
+
+
+@dataclasses.dataclass(frozen=True)
+class InteractiveOptions(Options):
+    """Prediction options of ``nnext predict -m interactive`` (besides the sampling options of ``-m tta_mc``):
+    where the clicks come from and what is done with them (chu2026 sec. 2.5)."""
+
+    SOURCE = "chu2026 sec. 2.5; pruning beyond the paper"
+
+    clicks: Optional[str] = option(None, "clicks for every case (list / 'Multiple points') or keyed by case id; "
+                                   "none = the automatic branch", metavar="CLICKS.json")
+    allow_missing_clicks: bool = option(False, "run even when the clicks file names cases that are not among the "
+                                        "inputs (they are listed as a warning); default: refused")
+    point_names: Optional[tuple[str, ...]] = option(None, "grand-challenge point names -> classes (NAME=CLASS "
+                                                    "positive, NAME=-CLASS negative, NAME=- negative in every "
+                                                    "class); default tumor=1 background=-", nargs="+",
+                                                    metavar="NAME=CLASS")
+    gc_space: str = option("voxel", "coordinates of grand-challenge points: voxel (x, y, z) index as autoPET IV or "
+                           "world mm", choices=("voxel", "world"))
+    prune_unclicked: Optional[float] = option(None, "beyond the paper: for a class with positive clicks, drop its "
+                                              "segmented components farther than MM from every positive click of "
+                                              "that class (default off)", lambda v: v is None or v > 0, "> 0 mm",
+                                              metavar="MM")

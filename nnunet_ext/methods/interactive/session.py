@@ -19,6 +19,7 @@ used in the session (latency). The returned box is the union of the recomputed w
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Sequence
 
 import numpy as np
@@ -41,8 +42,9 @@ class InteractiveSession:
                    checkpoint: str = "checkpoint_final.pth") -> "InteractiveSession":
         from nnunet_ext.methods.interactive.interactive_predictor import InteractiveMethod
 
-        method = InteractiveMethod.load(dataset, configuration, trainer, plans, folds, device, checkpoint,
-                                        n_samples=1, tta="none", dropout_p=None if n_samples > 1 else 0.0)
+        sampling = InteractiveMethod.DETERMINISTIC if n_samples == 1 else dataclasses.replace(
+            InteractiveMethod.DETERMINISTIC, dropout_p=None)  # the session draws its own passes per window
+        method = InteractiveMethod.load(dataset, configuration, trainer, plans, folds, device, checkpoint, sampling)
         if len(method.engine.list_of_parameters) != 1:
             raise InputError("the interactive session uses one fold (folds=(F,))")
         return cls(method, n_samples, seed)
