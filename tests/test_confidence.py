@@ -80,7 +80,7 @@ def test_rows_single_pass_confidence_and_flags():
     assert empty["voxels"] == 0 and empty["confidence"] == pytest.approx(1 - 0.6 / 0.8)
     assert empty["flag"] == "empty;low_confidence" and math.isnan(empty["mean_uncertainty"])
     low = _rows_by(confidence_rows("c1", seg, u * 8, (1, 1), [1], u_max=0.8, map_name="entropy"))
-    assert low[1, 1]["confidence"] == 0.0 and low[1, 1]["flag"] == "low_confidence"
+    assert low[1, 1]["confidence"] == 0.0 and low[1, 1]["flag"] == "low_confidence;small"
 
 
 def test_rows_multi_pass_use_pooled_pairwise_dice_per_component():

@@ -6,6 +6,10 @@ Writes ``summary.json`` (per-case metrics, NaN-aware mean / median per label or 
 ``--uncertainty UNC_DIR`` / ``--probabilities PROB_DIR`` add uncertainty scores (AUROC of the uncertainty for
 voxel errors, top-uncertainty Dice, classwise ECE, Brier; see :mod:`.uncertainty_eval`) under ``"uncertainty"``
 and as ``unc_*`` CSV columns, and (with probabilities) a reliability diagram PNG.
+
+When PRED_DIR holds ``confidence.csv`` (``nnext predict``; or ``--confidence FILE``) the summary gains
+``failure_detection`` (AUROC of the confidence for Dice < ``--fail-dice``, AURC, Spearman, true vs false positive
+components; :mod:`.failure_eval`) and a risk-coverage PNG beside the summary.
 """
 from __future__ import annotations
 
@@ -71,6 +75,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="one histogram for all foreground classes (default) or the mean of per-class ECEs")
     u.add_argument("--top-fraction", type=float, default=None, metavar="F",
                    help="top-uncertainty Dice region = this fraction of the ROI (default: as many voxels as errors)")
+    f = p.add_argument_group("failure detection (confidence.csv written by nnext predict)")
+    f.add_argument("--confidence", metavar="FILE",
+                   help="confidence table (default: PRED_DIR/confidence.csv when present)")
+    f.add_argument("--fail-dice", type=float, default=0.5, metavar="TAU",
+                   help="a case fails when its Dice < TAU (default 0.5)")
+    f.add_argument("--risk-coverage-png", metavar="FILE",
+                   help="risk-coverage PNG (default with a confidence table: <summary>_risk_coverage.png beside -o)")
     u.add_argument("--reliability-png", metavar="FILE",
                    help="reliability diagram (default with --probabilities: <summary>_reliability.png beside -o)")
 
@@ -111,10 +122,20 @@ def run(args: argparse.Namespace) -> int:
             reliability_png = args.reliability_png or os.path.splitext(output)[0] + "_reliability.png"
     if args.reliability_png and not args.probabilities:
         raise InputError("--reliability-png needs --probabilities (the diagram is built from class probabilities)")
+    confidence = args.confidence or (os.path.join(args.pred, "confidence.csv")
+                                     if os.path.isfile(os.path.join(args.pred, "confidence.csv")) else None)
+    if args.confidence and not os.path.isfile(args.confidence):
+        raise InputError(f"--confidence {args.confidence}: no such file")
+    if not 0 < args.fail_dice <= 1:
+        raise InputError(f"--fail-dice must be in (0, 1], got {args.fail_dice}")
+    if args.risk_coverage_png and not confidence:
+        raise InputError(f"--risk-coverage-png needs a confidence table (none in {args.pred}; see --confidence)")
+    risk_png = (args.risk_coverage_png or os.path.splitext(output)[0] + "_risk_coverage.png") if confidence else None
     from nnunet_ext.integrity import check_output_file
 
     for path, what in ((output, "summary file (-o)"), (csv_path_for(output), "summary CSV"),
-                       (reliability_png, "reliability diagram (--reliability-png)")):
+                       (reliability_png, "reliability diagram (--reliability-png)"),
+                       (risk_png, "risk-coverage diagram (--risk-coverage-png)")):
         if path:
             check_output_file(path, what)
     with warnings.catch_warnings(record=True) as caught:
@@ -126,6 +147,12 @@ def run(args: argparse.Namespace) -> int:
                                    progress=not args.quiet, uncertainty=unc_options)
     for w in caught:
         print(f"nnext evaluate: warning: {w.message}", file=sys.stderr)
+    if confidence:
+        from nnunet_ext.evaluation.failure_eval import failure_detection, save_risk_coverage
+
+        summary["failure_detection"] = failure_detection(summary, confidence, args.fail_dice)
+        save_risk_coverage(summary["failure_detection"], risk_png,
+                           {k: v.get("name") for k, v in summary["labels"].items()})
     if reliability_png:  # the diagram first: if it cannot be written, no summary is left behind either
         from nnunet_ext.evaluation.uncertainty_eval import save_reliability_diagram
 
@@ -137,8 +164,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         write_summary(summary, output)
     except BaseException:
-        if reliability_png and os.path.isfile(reliability_png):
-            os.remove(reliability_png)
+        for png in (reliability_png, risk_png):
+            if png and os.path.isfile(png):
+                os.remove(png)
         raise
     if summary.get("absent_cases"):
         print("nnext evaluate: note: " + "; ".join(f"label {k} absent from reference and prediction in {n} of "
@@ -149,7 +177,10 @@ def run(args: argparse.Namespace) -> int:
         print(_table(summary))
         if unc_options is not None:
             print(_unc_line(summary["uncertainty"]))
-        print(f"wrote {output} and {csv_path_for(output)}" + (f" and {reliability_png}" if reliability_png else ""))
+        if confidence:
+            print(_failure_line(summary["failure_detection"]))
+        print(f"wrote {output} and {csv_path_for(output)}" + (f" and {reliability_png}" if reliability_png else "")
+              + (f" and {risk_png}" if risk_png else ""))
     return 0
 
 
@@ -158,6 +189,15 @@ def _unc_line(unc: dict) -> str:
     return (f"uncertainty (mean over cases, ROI {unc['settings']['roi']}): AUROC {m['auroc']:.4g}, "
             f"top-uncertainty Dice {m['top_dice']:.4g}, ECE {m['ece']:.4g}, Brier {m['brier']:.4g}; "
             f"pooled ECE {unc['pooled']['ece']:.4g}")
+
+
+def _failure_line(section: dict) -> str:
+    tau = section["settings"]["fail_dice"]
+    return "failure detection (confidence.csv): " + "; ".join(
+        f"label {k}: AUROC(Dice<{tau:g}) {v['auroc_failure']:.3g}, AURC {v['aurc']:.3g} (oracle "
+        f"{v['aurc_optimal']:.3g}), Spearman {v['spearman_confidence_dice']:.3g}, TP/FP components "
+        f"{v['components']['n_true_positive']}/{v['components']['n_false_positive']}"
+        for k, v in section["per_label"].items())
 
 
 def _table(summary: dict) -> str:
