@@ -69,3 +69,35 @@ def test_evaluate_failure_detection_on_a_hand_made_folder(tmp_path):
     assert comps["n_true_positive"] == 2 and comps["n_false_positive"] == 1
     assert comps["auroc_true_positive"] == 1.0  # true lesions 0.95 and 0.4 vs false 0.3
     assert (pred_dir / "summary_risk_coverage.png").stat().st_size > 0
+
+
+def test_calibration_keys_inside_the_dilated_union(tmp_path):
+    from nnunet_ext.evaluation.evaluate import evaluate_folders
+    from nnunet_ext.evaluation.uncertainty_eval import UncertaintyOptions, save_reliability_diagram
+    from nnunet_ext.imageio import write_probabilities
+
+    ref_dir, pred_dir = tmp_path / "ref", tmp_path / "pred"
+    ref_dir.mkdir(), pred_dir.mkdir()
+    seg = np.zeros((1, 10, 10), np.uint8)
+    seg[0, 3:6, 3:6] = 1
+    write_image(seg, GEOM, ref_dir / "a.nii.gz")
+    write_image(seg, GEOM, pred_dir / "a.nii.gz")
+    p1 = np.where(seg == 1, 0.8, 0.1).astype(np.float32)
+    write_probabilities(np.stack([1 - p1, p1]), GEOM, pred_dir / "a_probabilities.nii.gz")
+    opts = UncertaintyOptions(probabilities_dir=str(pred_dir), roi="all", calib_margin_mm=1.0)
+    s = evaluate_folders(str(ref_dir), str(pred_dir), uncertainty=opts, progress=False)
+    cal = s["uncertainty"]["calibration"]
+    # union dilated by 1 mm (Euclidean): the 3x3 square and 4 strips of 3 = 21 voxels, 9 at p 0.8 (hit), 12 at 0.1
+    per = s["uncertainty"]["per_case"]["a"]
+    assert per["dilated_union_voxels"] == 21
+    assert per["ece_dilated_union"] == pytest.approx((9 * 0.2 + 12 * 0.1) / 21)
+    assert per["brier_dilated_union"] == pytest.approx((9 * 0.08 + 12 * 0.02) / 21)
+    assert per["ece"] == pytest.approx((9 * 0.2 + 91 * 0.1) / 100)  # the whole image: background dominates
+    assert cal["ece_dilated_union_pooled_over_cases"] == pytest.approx(per["ece_dilated_union"])
+    assert cal["ece_dilated_union_pooled_over_cases_per_class"]["1"] == pytest.approx(per["ece_dilated_union"])
+    assert cal["ece_roi_pooled_over_cases"] == pytest.approx(per["ece"]) == cal["ece_roi_mean_over_cases"]
+    assert cal["brier_roi_mean_over_cases"] == pytest.approx((9 * 0.08 + 91 * 0.02) / 100)
+    assert cal["reliability_diagram"] == "ece_dilated_union_pooled_over_cases"
+    bins = s["uncertainty"]["pooled"]["bins_dilated_union"]
+    assert sum(bins["count"]) == 21
+    save_reliability_diagram(bins, tmp_path / "r.png", ece_name="ece_dilated_union_pooled_over_cases")

@@ -73,6 +73,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     u.add_argument("--ece-bins", type=int, default=15, metavar="N", help="equal-width confidence bins (default 15)")
     u.add_argument("--ece-pooling", choices=("pooled", "mean"), default="pooled",
                    help="one histogram for all foreground classes (default) or the mean of per-class ECEs")
+    u.add_argument("--calib-margin", type=non_negative, default=5.0, metavar="MM",
+                   help="ECE / Brier also inside the union of reference and prediction dilated by MM (default 5)")
     u.add_argument("--top-fraction", type=float, default=None, metavar="F",
                    help="top-uncertainty Dice region = this fraction of the ROI (default: as many voxels as errors)")
     f = p.add_argument_group("failure detection (confidence.csv written by nnext predict)")
@@ -117,7 +119,8 @@ def run(args: argparse.Namespace) -> int:
 
         unc_options = UncertaintyOptions(args.uncertainty, args.probabilities, roi=args.unc_roi,
                                          margin_mm=args.unc_margin, n_bins=args.ece_bins,
-                                         ece_pooling=args.ece_pooling, top_fraction=args.top_fraction)
+                                         ece_pooling=args.ece_pooling, top_fraction=args.top_fraction,
+                                         calib_margin_mm=args.calib_margin)
         if args.probabilities:
             reliability_png = args.reliability_png or os.path.splitext(output)[0] + "_reliability.png"
     if args.reliability_png and not args.probabilities:
@@ -157,8 +160,10 @@ def run(args: argparse.Namespace) -> int:
         from nnunet_ext.evaluation.uncertainty_eval import save_reliability_diagram
 
         pooled = summary["uncertainty"]["pooled"]
-        save_reliability_diagram(pooled["bins"], reliability_png,
-                                 title=f"{summary['settings']['num_cases']} case(s), ROI {args.unc_roi}")
+        save_reliability_diagram(pooled["bins_dilated_union"], reliability_png,
+                                 title=f"{summary['settings']['num_cases']} case(s), foreground one-vs-rest inside "
+                                       f"reference | prediction dilated by {args.calib_margin:g} mm",
+                                 ece_name="ece_dilated_union_pooled_over_cases")
     from nnunet_ext.evaluation.summary_io import write_summary
 
     try:
@@ -187,8 +192,8 @@ def run(args: argparse.Namespace) -> int:
 def _unc_line(unc: dict) -> str:
     m = unc["mean"]
     return (f"uncertainty (mean over cases, ROI {unc['settings']['roi']}): AUROC {m['auroc']:.4g}, "
-            f"top-uncertainty Dice {m['top_dice']:.4g}, ECE {m['ece']:.4g}, Brier {m['brier']:.4g}; "
-            f"pooled ECE {unc['pooled']['ece']:.4g}")
+            f"top-uncertainty Dice {m['top_dice']:.4g}; calibration: "
+            + ", ".join(f"{k} {v:.4g}" for k, v in unc["calibration"].items() if isinstance(v, float)))
 
 
 def _failure_line(section: dict) -> str:
