@@ -1,6 +1,7 @@
 """Issue 23: streamed pooled pairwise Dice, confidence rows, flags and confidence.csv of nnext predict."""
 import csv
 import itertools
+import json
 import math
 
 import numpy as np
@@ -117,5 +118,21 @@ def test_predict_writes_confidence_csv(trained_chest_model, chest_dataset, tmp_p
     for r in rows:
         assert 0 <= float(r["confidence"]) <= 1 and r["n_members"] == "3"
         assert r["confidence_source"] == "pairwise_dice" and r["flag"]
+    from nnunet_ext.predictors.confidence_table import foreground_labels
+
+    labels, _ = foreground_labels(json.loads((out / "dataset.json").read_text()))
     whole = [r for r in rows if r["component"] == "0"]
-    assert {(r["case"], r["label"]) for r in whole} == set(itertools.product(cases, ["1", "2"]))
+    assert sorted((r["case"], r["label"]) for r in whole) == sorted(itertools.product(cases, map(str, labels)))
+    # one row per predicted component besides: their voxels add up to the structure's
+    for case, label in itertools.product(cases, map(str, labels)):
+        parts = [int(r["voxels"]) for r in rows if (r["case"], r["label"]) == (case, label) and r["component"] != "0"]
+        assert sum(parts) == int(next(r["voxels"] for r in whole if (r["case"], r["label"]) == (case, label)))
+
+
+def test_map_labels_name_the_unit():
+    from nnunet_ext.core.uncertainty import map_label
+
+    assert map_label("entropy") == "predictive entropy (nats)"
+    assert map_label("mi") == "mutual information (nats)"
+    assert map_label("entropy_WT") == "predictive entropy WT (nats)"
+    assert map_label(None) == "uncertainty (unit unknown)"
