@@ -226,7 +226,7 @@ def main() -> None:
     p.add_argument("--phantoms", nargs="+", default=list(PHANTOMS), choices=list(PHANTOMS))
     p.add_argument("--n-test", type=int, default=8)
     p.add_argument("--n-samples", type=int, default=6)
-    p.add_argument("--epochs", type=int, default=6)
+    p.add_argument("--epochs", type=int, default=12)
     p.add_argument("--iterations", type=int, default=25)
     p.add_argument("--short-iterations", type=int, default=3)
     p.add_argument("--seed", type=int, default=0)
