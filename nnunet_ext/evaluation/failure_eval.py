@@ -53,7 +53,8 @@ def failure_detection(summary: dict, confidence_file: str, fail_dice: float = 0.
     missing = sorted(set(records) - {r["case"] for r in rows})
     if missing:
         raise InputError(f"{confidence_file}: no rows for {len(missing)} evaluated case(s): "
-                         + ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else ""))
+                         + ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else "")
+                         + " (a table of another run? re-predict, or pass --confidence FILE)")
     per_label = {}
     for key, info in summary["labels"].items():
         if info.get("region"):
