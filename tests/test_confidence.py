@@ -136,3 +136,19 @@ def test_map_labels_name_the_unit():
     assert map_label("mi") == "mutual information (nats)"
     assert map_label("entropy_WT") == "predictive entropy WT (nats)"
     assert map_label(None) == "uncertainty (unit unknown)"
+
+
+def test_empty_structure_confidence_from_the_most_suspicious_voxel():
+    seg = np.zeros((1, 4, 4), np.uint8)
+    probs = np.zeros((2, 1, 4, 4))
+    probs[1, 0, 2, 2] = 0.3  # the missed tumour's best voxel
+    probs[0] = 1 - probs[1]
+    single = confidence_rows("c", seg, np.zeros(seg.shape), (1, 1, 1), [1], probabilities=probs)[0]
+    assert single["confidence"] == pytest.approx(0.7) and single["confidence_source"] == "max_probability"
+    votes = np.zeros(seg.shape)
+    votes[0, 2, 2] = 1  # one pass of three predicted one voxel: D = 0 over the case
+    multi = confidence_rows("c", seg, None, (1, 1, 1), [1], votes={1: votes}, n_members=3, probabilities=probs)[0]
+    assert multi["pairwise_dice"] == 0.0 and multi["confidence"] == 0.0 and multi["flag"] == "empty;low_confidence"
+    agreed = confidence_rows("c", seg, None, (1, 1, 1), [1], votes={1: 0 * votes}, n_members=3,
+                             probabilities=probs)[0]
+    assert agreed["pairwise_dice"] == 1.0 and agreed["confidence"] == pytest.approx(0.7)

@@ -29,7 +29,10 @@ over the structure's voxels; ``boundary_uncertainty`` = mean of u over its one-v
 * single pass: ``confidence = 1 - ū / u_max`` clipped to [0, 1], ``ū`` = mean of u over ``dilate(S)`` (the
   structure and its outer boundary layer) and ``u_max`` the map's maximum (``log K`` nats for the entropy /
   MI of K classes, ``K log 2`` for K sigmoid regions, 1/4 for the variance); an unknown map uses ``exp(-ū)``.
-  An empty structure uses ``ū = max_x u`` (the most uncertain voxel of the case: how sure "nothing" is).
+* an **empty** structure (nothing predicted for the label): ``confidence = 1 - max_x p_label(x)`` when the
+  (mean) class probabilities are given (how sure "nothing" is at the most suspicious voxel), taking the
+  minimum with ``D`` for multi-pass methods (``D`` = 1 when every pass agrees on nothing, which says nothing
+  about a tumour all passes missed); without probabilities the single-pass rule with ``ū = max_x u``.
 
 **flag** (``;``-joined, ``ok`` when none): ``empty`` (nothing predicted for the label, component 0 only),
 ``low_confidence`` (confidence < ``low_confidence``, default 0.5), ``touches_border`` (a voxel on the image
@@ -138,13 +141,15 @@ def _mean(u: "np.ndarray | None", where: np.ndarray) -> float:
 
 def confidence_rows(case: str, segmentation, uncertainty, spacing, labels, *, votes: "dict | None" = None,
                     n_members: int = 1, u_max: "float | None" = None, map_name: "str | None" = None,
+                    probabilities=None,
                     low_confidence: float = LOW_CONFIDENCE, min_voxels: int = MIN_VOXELS) -> list[dict]:
     """Rows of :data:`COLUMNS` for one case (module docstring).
 
     ``segmentation``: label image; ``uncertainty``: map on the same grid (None: no uncertainty columns);
     ``spacing``: voxel size per axis (any order: only the product is used, the volume of a voxel in mm^3, the
     area in mm^2 for a 2D image); ``labels``: the foreground labels to report; ``votes``: ``{label: vote count
-    map}`` of ``n_members`` passes (None for a single pass).
+    map}`` of ``n_members`` passes (None for a single pass); ``probabilities``: ``(K, *S)`` class probabilities,
+    channel = label value (softmax; used for empty structures only).
     """
     seg = np.asarray(segmentation)
     u = None if uncertainty is None else np.asarray(uncertainty, dtype=np.float64)
@@ -169,6 +174,10 @@ def confidence_rows(case: str, segmentation, uncertainty, spacing, labels, *, vo
             d = float("nan")
             u_ref = _mean(u, grown) if n else (float(u.max()) if u is not None and u.size else float("nan"))
             conf, source = _from_uncertainty(u_ref, u_max), "uncertainty"
+        if not n and probabilities is not None and int(label) < len(probabilities):
+            p_max = float(np.max(probabilities[int(label)], initial=0.0))
+            conf = min(1.0 - p_max, conf) if multi else 1.0 - p_max
+            source = "max_probability"
         rows.append(_row(case, label, 0, n, voxel_mm3, _mean(u, mask), _mean(u, band), d, n_members if multi else 1,
                          conf, source, map_name,
                          _flags(conf, n == 0, bool(n) and _touches_border(mask), False, low_confidence)))

@@ -38,9 +38,10 @@ def case_rows(case_id: str, result, map_name: "str | None", dataset_json: dict) 
     n_classes = len(labels) if regions else len(labels) + 1
     u = None if map_name is None else result.maps.get(map_name)
     spacing = result.geometry.spacing
+    probs = None if regions or result.probabilities is None else np.asarray(result.probabilities)
     return confidence_rows(case_id, np.asarray(result.segmentation), u, spacing, labels, votes=result.votes,
                            n_members=result.n_members, u_max=uncertainty_max(map_name, n_classes, regions),
-                           map_name=map_name)
+                           map_name=map_name, probabilities=probs)
 
 
 class ConfidenceTable:
