@@ -135,6 +135,12 @@ def _touches_border(mask: np.ndarray) -> bool:
     return False
 
 
+def _box_on_border(box, shape) -> bool:
+    """Whether an object with the tight bounding box ``box`` (ndimage.find_objects) has a voxel on the image
+    border: its extreme voxel along an axis lies on the border exactly when the box does."""
+    return any(n > 1 and (s.start == 0 or s.stop == n) for s, n in zip(box, shape))
+
+
 def _mean(u: "np.ndarray | None", where: np.ndarray) -> float:
     return float(u[where].mean()) if u is not None and where.any() else float("nan")
 
@@ -184,9 +190,11 @@ def confidence_rows(case: str, segmentation, uncertainty, spacing, labels, *, vo
         if not n:
             continue
         comp, n_comp = components(mask)
-        region_labels = None
-        if multi:
-            region_labels, _ = components((v >= 0.5) | mask)
+        if multi:  # per connected region of {v >= 1/2} | S: sum v and sum v (v - 1), one pass over the image
+            region_labels, n_regions = components((v >= 0.5) | mask)
+            flat = region_labels.ravel()
+            s1 = np.bincount(flat, weights=v.ravel(), minlength=n_regions + 1)
+            s2 = np.bincount(flat, weights=(v * (v - 1.0)).ravel(), minlength=n_regions + 1)
         for k, sl in enumerate(ndimage.find_objects(comp), start=1):
             if sl is None:
                 continue
@@ -195,16 +203,16 @@ def confidence_rows(case: str, segmentation, uncertainty, spacing, labels, *, vo
             nk = int(cm.sum())
             uk = None if u is None else u[grow]
             if multi:
-                ids = np.unique(region_labels[comp == k])
-                region = np.isin(region_labels, ids[ids > 0])
-                dk = pooled_pairwise_dice(v, n_members, region)
+                ids = np.unique(region_labels[grow][cm])
+                total = float(s1[ids].sum())
+                dk = 1.0 if total <= 0 else float(s2[ids].sum() / ((int(n_members) - 1) * total))
                 ck = dk
             else:
                 dk = float("nan")
                 ck = _from_uncertainty(_mean(uk, ndimage.binary_dilation(cm, box)), u_max)
             rows.append(_row(case, label, k, nk, voxel_mm3, _mean(uk, cm), _mean(uk, boundary_band(cm)), dk,
                              n_members if multi else 1, ck, "pairwise_dice" if multi else "uncertainty", map_name,
-                             _flags(ck, False, _touches_border(comp == k), nk < min_voxels, low_confidence)))
+                             _flags(ck, False, _box_on_border(sl, seg.shape), nk < min_voxels, low_confidence)))
     return rows
 
 
