@@ -117,7 +117,9 @@ def test_predict_writes_confidence_csv(trained_chest_model, chest_dataset, tmp_p
     assert len(cases) == 2
     for r in rows:
         assert 0 <= float(r["confidence"]) <= 1 and r["n_members"] == "3"
-        assert r["confidence_source"] == "pairwise_dice" and r["flag"]
+        empty = r["voxels"] == "0"  # nothing predicted: 1 - max probability, at most the pairwise Dice
+        assert r["confidence_source"] == ("max_probability" if empty else "pairwise_dice") and r["flag"]
+        assert float(r["confidence"]) <= float(r["pairwise_dice"]) + 1e-6 and ("empty" in r["flag"]) == empty
     from nnunet_ext.predictors.confidence_table import foreground_labels
 
     labels, _ = foreground_labels(json.loads((out / "dataset.json").read_text()))

@@ -59,11 +59,6 @@ class ConfidenceTable:
             self.rows[case_id] = rows
             self._write()
 
-    def drop_others(self, keep: "set[str]") -> None:
-        """Forget rows of cases that are not in ``keep`` (no longer predicted in this folder)."""
-        with self._lock:
-            self.rows = {c: r for c, r in self.rows.items() if c in keep}
-
     def _write(self) -> None:
         from nnunet_ext.imageio import atomic_write_text
 
