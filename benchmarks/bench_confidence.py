@@ -23,8 +23,8 @@ sample; failure = Dice < 0.5 (``nnext evaluate``). Scores, higher = more trustwo
 
     python benchmarks/bench_confidence.py [-o WORKDIR] [--phantoms chest headneck] [--n-test 8] [--n-samples 6]
 
-CPU only, seeded; reuses trained models in WORKDIR. Prints a Markdown table (AUROC, AURC, Spearman per score and
-phantom, and pooled) and writes WORKDIR/bench_confidence.json.
+CPU only, seeded; reuses trained models and predictions in WORKDIR. Prints a Markdown table (AUROC, AURC, Spearman
+per score, phantom and label, and all labels pooled) and writes WORKDIR/bench_confidence.json.
 """
 from __future__ import annotations
 
@@ -250,8 +250,12 @@ def main() -> None:
     for kind in args.phantoms:
         s, temps[kind] = run_phantom(kind, args, dirs, root)
         samples += s
-    results = {kind: _metrics([s for s in samples if s["phantom"] == kind]) for kind in args.phantoms}
-    results["pooled"] = _metrics(samples)
+    # per phantom and label (Zenk et al. score each structure separately); pooling labels would mix a label the
+    # model never predicts (every row a failure, confidence from the empty-structure rule) into the ranking
+    groups = sorted({(s["phantom"], s["label"]) for s in samples})
+    results = {f"{kind} label {label}": _metrics([s for s in samples if (s["phantom"], s["label"]) == (kind, label)])
+               for kind, label in groups}
+    results["all labels pooled"] = _metrics(samples)
     per_condition = {c: {"n": sum(s["condition"] == c for s in samples),
                          "mean_dice": float(np.mean([s["dice"] for s in samples if s["condition"] == c])),
                          "fail": int(sum(s["dice"] < 0.5 for s in samples if s["condition"] == c))}
@@ -260,7 +264,7 @@ def main() -> None:
     report = {"settings": vars(args), "temperature": temps, "results": results, "per_condition": per_condition,
               "wall_s": wall, "load_start": load0, "load_end": os.getloadavg(), "samples": samples}
     (root / "bench_confidence.json").write_text(json.dumps(report, indent=1, default=float))
-    print("| phantom | n (fail) | score | AUROC Dice<0.5 | AURC (oracle) | Spearman |")
+    print("| phantom, label | n (fail) | score | AUROC Dice<0.5 | AURC (oracle) | Spearman |")
     print("|---|---|---|---|---|---|")
     for key, r in results.items():
         for score in SCORES:
