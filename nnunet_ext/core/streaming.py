@@ -10,6 +10,10 @@ batch of passes that share one weight):
 * expected entropy ``E = sum_i w_i H(P_i) / W``; mutual information ``MI = H(M) - E >= 0`` (BALD)
 * histogram   ``h_cb = sum_i w_i [P_ic in bin b] / W`` of ``B`` equal bins over [0, 1] ``(C, B, *S)``
   (yang2025 eq. 1 needs B = 100 over 1024 projections)
+* votes       ``v_c = N sum_i w_i [c = argmax P_i] / W`` (softmax; ``[P_ic > 1/2]`` for sigmoid) ``(C, *S)``: the
+  number of the N passes that predict class c (exact where every pass has the same weight, e.g. whole-volume
+  passes; the weighted fraction of overlapping windows times N otherwise). Their pooled pairwise Dice is
+  :func:`nnunet_ext.core.confidence.pooled_pairwise_dice` (issue 23)
 
 Memory: ``(2C + 2) x dtype`` bytes per voxel with variance and MI, ``(C + 1)`` for the mean alone, plus
 ``C B`` for a histogram -- never ``N x C``. ``H`` is the categorical entropy (summed binary entropies for sigmoid
@@ -36,7 +40,8 @@ class StreamingStats:
 
     def __init__(self, shape, n_classes: int, *, sigmoid: bool = False, variance: bool = True,
                  expected_entropy: bool = True, bins: int = 0, dtype: torch.dtype = torch.float32,
-                 device: "torch.device | str" = "cpu", mean: bool = True):
+                 device: "torch.device | str" = "cpu", mean: bool = True,
+                 votes: bool = False):
         if bins < 0:
             raise ValueError(f"bins must be >= 0, got {bins}")
         if not mean and variance:
@@ -51,6 +56,9 @@ class StreamingStats:
         self._h = torch.zeros(shape, dtype=dtype, device=self.device) if expected_entropy else None
         self._hist = (torch.zeros((self.n_classes, self.bins, *shape), dtype=dtype, device=self.device)
                       if self.bins else None)
+        #: weighted vote counts (C, *S), float32 (counts up to N must stay exact)
+        self._votes = (torch.zeros((self.n_classes, *shape), dtype=torch.float32, device=self.device)
+                       if votes else None)
         self.n_updates = 0
 
     # -- update ----------------------------------------------------------------------------------------------
@@ -85,6 +93,8 @@ class StreamingStats:
             self._h[region] += (entropy(p, 1, self.sigmoid).sum(0) * w).to(self.dtype)
         if self._hist is not None:
             self._add_histogram(p, w, region)
+        if self._votes is not None:
+            self._add_votes(p, w, region)
         self.weight[region] = w_new
         self.n_updates += n
 
@@ -98,6 +108,16 @@ class StreamingStats:
             flat.scatter_add_(1, idx[i].reshape(self.n_classes, 1, -1), src)
         if work is not hist:
             hist.copy_(work)
+
+    def _add_votes(self, p: torch.Tensor, w: torch.Tensor, region) -> None:
+        if self.sigmoid:
+            hits = (p > 0.5).float().sum(0)
+        else:
+            hits = torch.zeros_like(p[0])
+            one = torch.ones_like(p[0, :1])
+            for i in range(p.shape[0]):
+                hits.scatter_add_(0, p[i].argmax(0, keepdim=True), one)
+        self._votes[(slice(None), *region)] += hits * w[None]
 
     # -- results ---------------------------------------------------------------------------------------------
     def _check(self) -> torch.Tensor:
@@ -137,17 +157,23 @@ class StreamingStats:
             raise RuntimeError("no histogram was accumulated (bins=0)")
         return self._hist.float() / self._check()[None, None]
 
+    def votes(self, n_members: int) -> torch.Tensor:
+        """Vote counts ``(C, *S)`` of ``n_members`` passes (module docstring), float32."""
+        if self._votes is None:
+            raise RuntimeError("votes were not accumulated (votes=False)")
+        return self._votes / self._check()[None] * float(n_members)
+
     @property
     def bytes_per_voxel(self) -> float:
-        tensors = [self.weight, self._mean, self._m2, self._h, self._hist]
+        tensors = [self.weight, self._mean, self._m2, self._h, self._hist, self._votes]
         total = sum(t.numel() * t.element_size() for t in tensors if t is not None)
         return total / max(1, math.prod(self.shape))
 
 
-def histogram_entropy(hist: torch.Tensor, base: float = 2.0, normalise: bool = False, dim: int = 1) -> torch.Tensor:
+def histogram_entropy(hist: torch.Tensor, base: float = math.e, normalise: bool = False, dim: int = 1) -> torch.Tensor:
     """Shannon entropy ``-sum_b q_b log q_b`` over the non-empty bins of normalised histograms along ``dim``.
 
-    ``base``: logarithm base (2 = bits); ``normalise``: divide by ``log(B)`` so the result lies in [0, 1].
+    ``base``: logarithm base (default e: nats, the unit of every nnunet_ext map; 2 = bits); ``normalise``: divide by ``log(B)`` so the result lies in [0, 1].
     """
     q = hist.float()
     h = -torch.xlogy(q, q).sum(dim) / math.log(base)

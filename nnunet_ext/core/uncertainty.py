@@ -19,6 +19,23 @@ import torch
 
 EPS = 1e-7
 MAP_NAMES = ("entropy", "variance", "mi")
+#: the unit of every map nnunet_ext writes: one convention, natural logarithms (nats), everywhere (issue 23)
+MAP_UNITS = {"entropy": "nats", "mi": "nats", "expected_entropy": "nats", "variance": "probability^2"}
+MAP_TITLES = {"entropy": "predictive entropy", "mi": "mutual information", "expected_entropy": "expected entropy",
+              "variance": "variance of the passes"}
+
+
+def map_label(name: "str | None") -> str:
+    """Colour-bar label of a map: its name and unit, e.g. ``predictive entropy (nats)``; region maps
+    ``entropy_WT`` are entropies in nats too."""
+    if not name:
+        return "uncertainty (unit unknown)"
+    base = "entropy" if name.startswith("entropy_") else name
+    title = MAP_TITLES.get(base, name.replace("_", " "))
+    if base != name:
+        title += f" {name.split('_', 1)[1]}"
+    unit = MAP_UNITS.get(base)
+    return f"{title} ({unit})" if unit else f"{title} (unit unknown)"
 
 
 def entropy(p: torch.Tensor, dim: int = 0, sigmoid: bool = False) -> torch.Tensor:

@@ -121,7 +121,7 @@ def region_metrics(ref: np.ndarray, seg_masks: dict, spacing_zyx) -> dict:
 
 def overview_png(image, ref, fused, entropy, kernels: dict, path, title: str = "") -> int:
     """Three panels on the slice crossed by most kernels: FLAIR with the reference WT / TC / ET contours, FLAIR with
-    the fused regions, the WT entropy (eq. 1, bits) with the kernels of every region crossing that slice.
+    the fused regions, the WT entropy (eq. 1, nats) with the kernels of every region crossing that slice.
     ``fused``: ``{tag: bool volume}``; ``kernels``: ``{tag: [{"start", "size"}, ...]}``. Returns the slice."""
     import matplotlib
 
@@ -151,12 +151,18 @@ def overview_png(image, ref, fused, entropy, kernels: dict, path, title: str = "
                 ax[2].add_patch(patches.Rectangle((k["start"][2] - 0.5, k["start"][1] - 0.5), k["size"][2],
                                                   k["size"][1], fill=False, edgecolor=colours.get(tag, "cyan"),
                                                   linewidth=1.5))
-    ax[2].set_title("WT entropy (bits) + kernels")
-    fig.colorbar(im, ax=ax[2], fraction=0.046)
+    ax[2].set_title("WT entropy of the projections (eq. 1) + kernels")
+    fig.colorbar(im, ax=ax[2], fraction=0.046, label="WT projection entropy (nats)")
+    if not any(m.any() for m in fused.values()):
+        ax[1].text(0.5, 0.05, "nothing predicted", transform=ax[1].transAxes, ha="center", color="white",
+                   bbox={"facecolor": "black", "alpha": 0.6, "pad": 2})
     for a in ax:
         a.axis("off")
-    fig.text(0.5, 0.01, "WT yellow, TC blue, ET red", ha="center")
-    fig.tight_layout()
+    from matplotlib.lines import Line2D
+
+    fig.legend(handles=[Line2D([], [], color=c, label=f"{t} (contour; kernel box on the map)")
+                        for t, c in colours.items()], loc="lower center", ncols=3, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
     save_figure(fig, path, dpi=90, format="png")
     plt.close(fig)
     return z

@@ -98,13 +98,23 @@ def before_after_png(ct, ref, before, after, u_before, u_after, clicks_zyx, path
                 if abs(cz - z) <= 1:
                     ax.plot(cx, cy, "+" if positive else "x", color="lime" if positive else "yellow", ms=10, mew=2)
         ax.set_title(name)
+        if not seg.any():
+            ax.text(0.5, 0.05, "nothing predicted", transform=ax.transAxes, ha="center", color="white",
+                    bbox={"facecolor": "black", "alpha": 0.6, "pad": 2})
         im = axes[row, 1].imshow(unc[z], cmap="magma", vmin=0, vmax=vmax)
-        axes[row, 1].set_title(f"{name}: entropy (nats)")
-        fig.colorbar(im, ax=axes[row, 1], fraction=0.046)
+        axes[row, 1].set_title(f"{name}: predictive entropy")
+        fig.colorbar(im, ax=axes[row, 1], fraction=0.046, label="predictive entropy (nats)")
     for ax in axes.ravel():
         ax.axis("off")
-    fig.suptitle(f"{title}\nreference white, GTVp red, GTVn blue; clicks + positive, x negative (slice {z})")
-    fig.tight_layout()
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], color=c, label=n) for c, n in (("white", "reference"), ("red", "predicted GTVp"),
+                                                              ("deepskyblue", "predicted GTVn"))]
+    handles += [Line2D([], [], color=c, marker=m, linestyle="", mew=2, label=n)
+                for c, m, n in (("lime", "+", "positive click"), ("yellow", "x", "negative click"))]
+    fig.legend(handles=handles, loc="lower center", ncols=5, fontsize=8, frameon=False)
+    fig.suptitle(f"{title}\nslice {z} (clicks shown within one slice)")
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
     save_figure(fig, path, format="png", dpi=90)
     plt.close(fig)
     return z
@@ -326,7 +336,7 @@ def stages_png(per_stage: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from nnunet_ext.io.imageio import atomic_path
+    from nnunet_ext.io.atomic_write import save_figure
 
     fig, axes = plt.subplots(1, len(per_stage), figsize=(4 * len(per_stage), 3.5), sharey=True)
     titles = {"stage1": "stage 1 (reference clicks)", "stage2": "stage 2 (automatic)",
@@ -342,8 +352,7 @@ def stages_png(per_stage: dict, path: Path) -> None:
     axes[0].set_ylabel("mean Dice")
     axes[0].legend()
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=90)
+    save_figure(fig, path, format="png", dpi=90)
     plt.close(fig)
 
 

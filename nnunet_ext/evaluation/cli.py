@@ -6,6 +6,10 @@ Writes ``summary.json`` (per-case metrics, NaN-aware mean / median per label or 
 ``--uncertainty UNC_DIR`` / ``--probabilities PROB_DIR`` add uncertainty scores (AUROC of the uncertainty for
 voxel errors, top-uncertainty Dice, classwise ECE, Brier; see :mod:`.uncertainty_eval`) under ``"uncertainty"``
 and as ``unc_*`` CSV columns, and (with probabilities) a reliability diagram PNG.
+
+When PRED_DIR holds ``confidence.csv`` (``nnext predict``; or ``--confidence FILE``) the summary gains
+``failure_detection`` (AUROC of the confidence for Dice < ``--fail-dice``, AURC, Spearman, true vs false positive
+components; :mod:`.failure_eval`) and a risk-coverage PNG beside the summary.
 """
 from __future__ import annotations
 
@@ -72,8 +76,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     u.add_argument("--ece-bins", type=int, default=15, metavar="N", help="equal-width confidence bins (default 15)")
     u.add_argument("--ece-pooling", choices=("pooled", "mean"), default="pooled",
                    help="one histogram for all foreground classes (default) or the mean of per-class ECEs")
+    u.add_argument("--calib-margin", type=non_negative, default=5.0, metavar="MM",
+                   help="ECE / Brier also inside the union of reference and prediction dilated by MM (default 5)")
     u.add_argument("--top-fraction", type=float, default=None, metavar="F",
                    help="top-uncertainty Dice region = this fraction of the ROI (default: as many voxels as errors)")
+    f = p.add_argument_group("failure detection (confidence.csv written by nnext predict)")
+    f.add_argument("--confidence", metavar="FILE",
+                   help="confidence table (default: PRED_DIR/confidence.csv when present)")
+    f.add_argument("--fail-dice", type=float, default=0.5, metavar="TAU",
+                   help="a case fails when its Dice < TAU (default 0.5)")
+    f.add_argument("--risk-coverage-png", metavar="FILE",
+                   help="risk-coverage PNG (default with a confidence table: <summary>_risk_coverage.png beside -o)")
     u.add_argument("--reliability-png", metavar="FILE",
                    help="reliability diagram (default with --probabilities: <summary>_reliability.png beside -o)")
 
@@ -118,15 +131,26 @@ def run(args: argparse.Namespace) -> int:
 
         unc_options = UncertaintyOptions(args.uncertainty, args.probabilities, roi=args.unc_roi,
                                          margin_mm=args.unc_margin, n_bins=args.ece_bins,
-                                         ece_pooling=args.ece_pooling, top_fraction=args.top_fraction)
+                                         ece_pooling=args.ece_pooling, top_fraction=args.top_fraction,
+                                         calib_margin_mm=args.calib_margin)
         if args.probabilities:
             reliability_png = args.reliability_png or os.path.splitext(output)[0] + "_reliability.png"
     if args.reliability_png and not args.probabilities:
         raise InputError("--reliability-png needs --probabilities (the diagram is built from class probabilities)")
+    confidence = args.confidence or (os.path.join(args.pred, "confidence.csv")
+                                     if os.path.isfile(os.path.join(args.pred, "confidence.csv")) else None)
+    if args.confidence and not os.path.isfile(args.confidence):
+        raise InputError(f"--confidence {args.confidence}: no such file")
+    if not 0 < args.fail_dice <= 1:
+        raise InputError(f"--fail-dice must be in (0, 1], got {args.fail_dice}")
+    if args.risk_coverage_png and not confidence:
+        raise InputError(f"--risk-coverage-png needs a confidence table (none in {args.pred}; see --confidence)")
+    risk_png = (args.risk_coverage_png or os.path.splitext(output)[0] + "_risk_coverage.png") if confidence else None
     from nnunet_ext.io.integrity import check_output_file
 
     for path, what in ((output, "summary file (-o)"), (csv_path_for(output), "summary CSV"),
-                       (reliability_png, "reliability diagram (--reliability-png)")):
+                       (reliability_png, "reliability diagram (--reliability-png)"),
+                       (risk_png, "risk-coverage diagram (--risk-coverage-png)")):
         if path:
             check_output_file(path, what)
     with warnings.catch_warnings(record=True) as caught:
@@ -140,19 +164,28 @@ def run(args: argparse.Namespace) -> int:
                                    ignore_unknown_labels=args.ignore_unknown_labels)
     for w in caught:
         print(f"nnext evaluate: warning: {w.message}", file=sys.stderr)
+    if confidence:
+        from nnunet_ext.evaluation.failure_eval import failure_detection, save_risk_coverage
+
+        summary["failure_detection"] = failure_detection(summary, confidence, args.fail_dice)
+        save_risk_coverage(summary["failure_detection"], risk_png,
+                           {k: v.get("name") for k, v in summary["labels"].items()})
     if reliability_png:  # the diagram first: if it cannot be written, no summary is left behind either
         from nnunet_ext.evaluation.uncertainty_eval import save_reliability_diagram
 
         pooled = summary["uncertainty"]["pooled"]
-        save_reliability_diagram(pooled["bins"], reliability_png,
-                                 title=f"{summary['settings']['num_cases']} case(s), ROI {args.unc_roi}")
+        save_reliability_diagram(pooled["bins_dilated_union"], reliability_png,
+                                 title=f"{summary['settings']['num_cases']} case(s), foreground one-vs-rest inside "
+                                       f"reference | prediction dilated by {args.calib_margin:g} mm",
+                                 ece_name="ece_dilated_union_pooled_over_cases")
     from nnunet_ext.evaluation.summary_io import write_summary
 
     try:
         write_summary(summary, output)
     except BaseException:
-        if reliability_png and os.path.isfile(reliability_png):
-            os.remove(reliability_png)
+        for png in (reliability_png, risk_png):
+            if png and os.path.isfile(png):
+                os.remove(png)
         raise
     if summary.get("absent_cases"):
         print("nnext evaluate: note: " + "; ".join(f"label {k} absent from reference and prediction in {n} of "
@@ -163,7 +196,10 @@ def run(args: argparse.Namespace) -> int:
         print(_table(summary))
         if unc_options is not None:
             print(_unc_line(summary["uncertainty"]))
-        print(f"wrote {output} and {csv_path_for(output)}" + (f" and {reliability_png}" if reliability_png else ""))
+        if confidence:
+            print(_failure_line(summary["failure_detection"]))
+        print(f"wrote {output} and {csv_path_for(output)}" + (f" and {reliability_png}" if reliability_png else "")
+              + (f" and {risk_png}" if risk_png else ""))
     return 0
 
 
@@ -179,8 +215,17 @@ def _num(value) -> str:
 def _unc_line(unc: dict) -> str:
     m = unc["mean"]
     return (f"uncertainty (mean over cases, ROI {unc['settings']['roi']}): AUROC {_num(m['auroc'])}, "
-            f"top-uncertainty Dice {_num(m['top_dice'])}, ECE {_num(m['ece'])}, Brier {_num(m['brier'])}; "
-            f"pooled ECE {_num(unc['pooled']['ece'])}")
+            f"top-uncertainty Dice {_num(m['top_dice'])}; calibration: "
+            + ", ".join(f"{k} {v:.4g}" for k, v in unc["calibration"].items() if isinstance(v, float)))
+
+
+def _failure_line(section: dict) -> str:
+    tau = section["settings"]["fail_dice"]
+    return "failure detection (confidence.csv): " + "; ".join(
+        f"label {k}: AUROC(Dice<{tau:g}) {v['auroc_failure']:.3g}, AURC {v['aurc']:.3g} (oracle "
+        f"{v['aurc_optimal']:.3g}), Spearman {v['spearman_confidence_dice']:.3g}, TP/FP components "
+        f"{v['components']['n_true_positive']}/{v['components']['n_false_positive']}"
+        for k, v in section["per_label"].items())
 
 
 def _table(summary: dict) -> str:

@@ -4,7 +4,10 @@ Slices pass through the centroid (rounded) of the largest 26-connected foregroun
 (else of the prediction; else the volume centre), ``cc3d.connected_components`` + ``cc3d.statistics``.
 Rows are the views, columns the panels: image (grey, window = given ``(lo, hi)`` or the 1st / 99th intensity
 percentiles), image + reference contour (green) + prediction contour (red), uncertainty heatmap ("magma",
-shared colour scale 0..max, prediction contour in cyan) with a colour bar. Pixels are shown with their
+shared colour scale 0..max, prediction contour in cyan) with a colour bar named for the map and its unit
+(``uncertainty_label``, e.g. ``predictive entropy (nats)``; :func:`nnunet_ext.core.uncertainty.map_label`).
+Every contour colour has a legend entry; an empty prediction is written on the picture ("nothing predicted").
+Pixels are shown with their
 physical aspect ratio (``imshow(aspect=row spacing / column spacing)``); coronal and sagittal views have
 superior (higher z index) at the top. Matplotlib's Agg backend is selected inside the functions only.
 """
@@ -20,7 +23,7 @@ from nnunet_ext.io.atomic_write import save_figure
 
 __all__ = ["largest_component_centroid", "choose_slices", "view_specs", "save_case_report", "report_folder"]
 
-REF_COLOUR, PRED_COLOUR = "#00e000", "#ff2020"
+REF_COLOUR, PRED_COLOUR, PRED_ON_MAP = "#00e000", "#ff2020", "cyan"
 
 
 def largest_component_centroid(mask: np.ndarray) -> tuple[int, ...] | None:
@@ -66,7 +69,8 @@ def _contours(ax, seg2d, colour, width=1.2):
 
 def save_case_report(image_zyx: np.ndarray, path: str | os.PathLike, *, spacing_zyx: Sequence[float],
                      reference=None, prediction=None, uncertainty=None, title: str | None = None,
-                     window: tuple[float, float] | None = None) -> str:
+                     window: tuple[float, float] | None = None, uncertainty_label: str = "uncertainty (unit unknown)"
+                     ) -> str:
     """Write the report PNG for one case (arrays (z, y, x); 2D (y, x) gives the axial view only); return its path."""
     import matplotlib
 
@@ -116,17 +120,24 @@ def save_case_report(image_zyx: np.ndarray, path: str | os.PathLike, *, spacing_
                     heat = ax.imshow(unc[index], cmap="magma", vmin=0.0, vmax=umax, aspect=aspect, origin=origin,
                                      interpolation="nearest")
                     if pred is not None:
-                        _contours(ax, pred[index], "cyan", width=0.6)
-                    fig.colorbar(heat, ax=ax, fraction=0.046, pad=0.02, label="uncertainty" if row == 0 else None)
+                        _contours(ax, pred[index], PRED_ON_MAP, width=0.6)
+                    fig.colorbar(heat, ax=ax, fraction=0.046, pad=0.02, label=uncertainty_label)
+                if panel != "image" and pred is not None and not pred.any():
+                    ax.text(0.5, 0.06, "nothing predicted", transform=ax.transAxes, ha="center", va="bottom",
+                            color="white", fontsize=9, bbox={"facecolor": "black", "alpha": 0.6, "pad": 2})
                 ax.set_xticks([]), ax.set_yticks([])
                 if col == 0:
                     ax.set_ylabel(vname)
                 if row == 0:
                     ax.set_title({"image": f"image [{lo:.4g}, {hi:.4g}]", "contours": "reference / prediction",
-                                  "uncertainty": "uncertainty"}[panel], fontsize=10)
+                                  "uncertainty": uncertainty_label}[panel], fontsize=10)
+        handles = []
         if "contours" in panels:
             handles = ([Line2D([], [], color=REF_COLOUR, label="reference")] if ref is not None else []) + (
                 [Line2D([], [], color=PRED_COLOUR, label="prediction")] if pred is not None else [])
+        if "uncertainty" in panels and pred is not None:
+            handles.append(Line2D([], [], color=PRED_ON_MAP, label="prediction (on the map)"))
+        if handles:
             fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), fontsize=9, frameon=False)
         if title:
             fig.suptitle(title)
@@ -148,6 +159,9 @@ def report_folder(image_dir, pred_dir, out_dir, ref_dir=None, channel: int = 0, 
     preds = drop_auxiliary(find_cases(pred_dir, file_ending, "PRED_DIR"), {})
     if not preds:
         raise InputError(f"PRED_DIR {pred_dir}: no '*{file_ending}' predictions")
+    from nnunet_ext.core.uncertainty import map_label
+
+    label = map_label(_map_name(pred_dir))
     written = []
     for case, pred_file in preds.items():
         image_file = os.path.join(image_dir, f"{case}_{channel:04d}{file_ending}")
@@ -164,6 +178,29 @@ def report_folder(image_dir, pred_dir, out_dir, ref_dir=None, channel: int = 0, 
                 raise InputError(f"{case}: {name} shape (z,y,x) {arr.shape} != image {image.shape}")
         out = os.path.join(out_dir, f"{case}.png")
         save_case_report(image, out, spacing_zyx=tuple(geometry.spacing[::-1]), reference=ref, prediction=pred,
-                         uncertainty=unc, title=case, window=window)
+                         uncertainty=unc, title=case, window=window, uncertainty_label=label)
         written.append(out)
     return written
+
+
+def _map_name(pred_dir) -> "str | None":
+    """The map written as ``CASE_uncertainty`` by ``nnext predict`` (its ``predict_settings.json``), else None."""
+    import json
+
+    path = os.path.join(pred_dir, "predict_settings.json")
+    try:
+        with open(path, encoding="utf-8") as f:
+            settings = json.load(f)
+    except (OSError, ValueError):
+        return None
+    name = settings.get("uncertainty")
+    if name is None:  # the method's default map
+        from nnunet_ext.predictors.registry import load_method
+
+        from nnunet_ext.errors import InputError
+
+        try:
+            name = load_method(str(settings.get("m"))).default_uncertainty
+        except InputError:  # an unknown method name: the label says "unit unknown"
+            return None
+    return name

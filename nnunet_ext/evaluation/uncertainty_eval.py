@@ -17,6 +17,13 @@ Per case, inside a region of interest (ROI):
 * with probabilities: ``ece`` (classwise one-vs-rest over the foreground classes, ``ece_pooling``) and
   multi-class ``brier`` (:mod:`nnunet_ext.core.calibration`). The reliability histograms of all cases are
   added into ``pooled.ece`` / ``pooled.bins`` (all foreground (p, outcome) pairs of all cases' ROIs).
+* calibration where it matters (issue 23): ``ece_dilated_union`` / ``brier_dilated_union`` inside
+  ``U = {x : dist(x, ref > 0 | pred > 0) <= calib_margin_mm}`` (the union of reference and prediction foreground
+  dilated by ``calib_margin_mm``, Euclidean distance in mm, scipy's EDT with the spacing), classwise
+  ``ece_dilated_union_per_class`` (one-vs-rest per foreground class). The ROI's ~10^5 near-zero background pairs
+  dominate its ECE; inside U the tumour's boundary voxels count. Every figure is named for its definition in
+  ``calibration`` of the summary (:func:`summarize_uncertainty`); the reliability diagram draws the pooled
+  dilated-union histogram and its title names that key.
 """
 from __future__ import annotations
 
@@ -41,7 +48,8 @@ UNCERTAINTY_SUFFIX = "_uncertainty"
 PROBABILITIES_SUFFIX = "_probabilities"
 UNC_ROIS = ("all", "bbox")
 #: per-case keys, in CSV column order (prefixed ``unc_`` there)
-UNCERTAINTY_METRICS = ("auroc", "top_dice", "ece", "brier", "mean_uncertainty", "error_fraction", "roi_voxels")
+UNCERTAINTY_METRICS = ("auroc", "top_dice", "ece", "brier", "ece_dilated_union", "brier_dilated_union",
+                       "mean_uncertainty", "error_fraction", "roi_voxels", "dilated_union_voxels")
 _MAX_NAMED = 10
 
 
@@ -56,6 +64,7 @@ class UncertaintyOptions:
     n_bins: int = 15
     ece_pooling: str = "pooled"
     top_fraction: float | None = None
+    calib_margin_mm: float = 5.0
 
     def __post_init__(self):
         if self.uncertainty_dir is None and self.probabilities_dir is None:
@@ -64,8 +73,8 @@ class UncertaintyOptions:
             raise InputError(f"unknown uncertainty ROI {self.roi!r}; allowed: {', '.join(UNC_ROIS)}")
         if self.ece_pooling not in ECE_POOLING:
             raise InputError(f"unknown ECE pooling {self.ece_pooling!r}; allowed: {', '.join(ECE_POOLING)}")
-        if not self.margin_mm >= 0 or self.n_bins < 1:
-            raise InputError("the ROI margin must be >= 0 mm and the number of ECE bins >= 1")
+        if not self.margin_mm >= 0 or self.n_bins < 1 or not self.calib_margin_mm >= 0:
+            raise InputError("the ROI and calibration margins must be >= 0 mm and the number of ECE bins >= 1")
         if self.top_fraction is not None and not 0 < self.top_fraction <= 1:
             raise InputError(f"the top-uncertainty fraction must be in (0, 1], got {self.top_fraction}")
 
@@ -73,6 +82,7 @@ class UncertaintyOptions:
         return {"uncertainty_folder": _abs(self.uncertainty_dir), "probabilities_folder": _abs(self.probabilities_dir),
                 "roi": self.roi, "margin_mm": float(self.margin_mm), "ece_bins": int(self.n_bins),
                 "ece_pooling": self.ece_pooling, "ece_classes": "foreground (1..C-1), one-vs-rest",
+                "calib_margin_mm": float(self.calib_margin_mm),
                 "top_dice_k": "error voxels" if self.top_fraction is None else f"{self.top_fraction:g} of ROI",
                 "auroc": "rank formula, ties averaged (scipy.stats.rankdata)"}
 
@@ -186,31 +196,79 @@ def case_uncertainty(case: str, ref: np.ndarray, pred: np.ndarray, spacing_zyx, 
             raise InputError(f"{case}: label {top} present but {prob_file} has only {probs.shape[0]} classes")
         ece, bins = expected_calibration_error(pb, r, options.n_bins, pooling=options.ece_pooling)
         out.update(ece=ece, brier=brier_score(pb, r), _bins=bins)
+        union = dilated_union(ref, pred, spacing_zyx, options.calib_margin_mm)
+        per_class = {c: expected_calibration_error(probs, ref, options.n_bins, [c], mask=union)[1]
+                     for c in range(1, probs.shape[0])}
+        pooled_union = sum(per_class.values(), ReliabilityBins.empty(options.n_bins))
+        eces = [b.ece for b in per_class.values() if b.count.sum()]
+        out.update(ece_dilated_union=(pooled_union.ece if options.ece_pooling == "pooled"
+                                      else float(np.mean(eces)) if eces else float("nan")),
+                   brier_dilated_union=brier_score(probs, ref, mask=union), dilated_union_voxels=int(union.sum()),
+                   ece_dilated_union_per_class={str(c): b.ece for c, b in per_class.items()},
+                   _bins_union=pooled_union, _bins_union_class=per_class)
     return out
+
+
+def dilated_union(ref: np.ndarray, pred: np.ndarray, spacing_zyx, margin_mm: float) -> np.ndarray:
+    """``dist(x, ref > 0 | pred > 0) <= margin_mm`` (Euclidean, in mm); empty when both are empty."""
+    from scipy import ndimage
+
+    fg = (ref > 0) | (pred > 0)
+    if not fg.any():
+        return fg
+    return ndimage.distance_transform_edt(~fg, sampling=[float(s) for s in spacing_zyx]) <= float(margin_mm) + 1e-9
 
 
 def summarize_uncertainty(records: list[dict], options: UncertaintyOptions) -> dict:
     """Pop ``record["uncertainty"]`` from every record -> ``{"settings", "per_case", "mean", "pooled"}``."""
-    per_case, pooled = {}, None
+    per_case, pooled, union, union_class = {}, None, None, {}
     for record in records:
         values = record.pop("uncertainty")
         bins = values.pop("_bins")
         if bins is not None:
             pooled = bins if pooled is None else pooled + bins
+        b = values.pop("_bins_union", None)
+        if b is not None:
+            union = b if union is None else union + b
+        for c, bc in values.pop("_bins_union_class", {}).items():
+            union_class[c] = union_class[c] + bc if c in union_class else bc
         per_case[record["case"]] = values
     mean = {}
     for m in UNCERTAINTY_METRICS:
         arr = np.array([v[m] for v in per_case.values()], dtype=float)
         mean[m] = float(np.nanmean(arr)) if arr.size and not np.isnan(arr).all() else float("nan")
-    return {"settings": options.settings(), "per_case": per_case, "mean": mean,
-            "pooled": {"ece": float("nan") if pooled is None else pooled.ece,
-                       "bins": None if pooled is None else pooled.as_dict()}}
+    nan = float("nan")
+    roi = f"ROI {options.roi}" + (f" +{options.margin_mm:g} mm" if options.roi == "bbox" else "")
+    u = f"union of reference and prediction dilated by {options.calib_margin_mm:g} mm"
+    calibration = {
+        "ece_roi_mean_over_cases": mean["ece"],
+        "ece_roi_pooled_over_cases": nan if pooled is None else pooled.ece,
+        "ece_dilated_union_mean_over_cases": mean["ece_dilated_union"],
+        "ece_dilated_union_pooled_over_cases": nan if union is None else union.ece,
+        "ece_dilated_union_pooled_over_cases_per_class": {str(c): b.ece for c, b in sorted(union_class.items())},
+        "brier_roi_mean_over_cases": mean["brier"],
+        "brier_dilated_union_mean_over_cases": mean["brier_dilated_union"],
+        "reliability_diagram": "ece_dilated_union_pooled_over_cases",
+        "definitions": {
+            "ece": f"classwise one-vs-rest over the foreground classes, {options.n_bins} equal bins, "
+                   f"{options.ece_pooling} over classes",
+            "roi": roi, "dilated_union": u,
+            "mean_over_cases": "NaN-aware mean of the per-case values",
+            "pooled_over_cases": "one histogram of every (p, outcome) pair of all cases",
+            "brier": "multi-class, mean over voxels of sum_c (p_c - [label = c])^2",
+            "per_class": "one-vs-rest ECE of that class alone, pooled over cases"}}
+    return {"settings": options.settings(), "per_case": per_case, "mean": mean, "calibration": calibration,
+            "pooled": {"ece": nan if pooled is None else pooled.ece,
+                       "bins": None if pooled is None else pooled.as_dict(),
+                       "bins_dilated_union": None if union is None else union.as_dict()}}
 
 
-def save_reliability_diagram(bins: dict | ReliabilityBins, path: str | os.PathLike, title: str | None = None) -> str:
+def save_reliability_diagram(bins: dict | ReliabilityBins, path: str | os.PathLike, title: str | None = None,
+                             ece_name: str = "ECE") -> str:
     """Reliability diagram PNG: accuracy per confidence bin (bars) vs the diagonal, and a log-count histogram.
 
-    ``bins``: :class:`ReliabilityBins` or its ``as_dict()`` (as stored under ``uncertainty.pooled.bins``).
+    ``bins``: :class:`ReliabilityBins` or its ``as_dict()`` (as stored under ``uncertainty.pooled.bins``). The
+    title's ECE is computed from exactly these bins; ``ece_name`` says which figure that is (the summary key).
     """
     import matplotlib
 
@@ -234,7 +292,8 @@ def save_reliability_diagram(bins: dict | ReliabilityBins, path: str | os.PathLi
                color="tab:red", alpha=0.3, edgecolor="tab:red", hatch="//", label="gap to mean confidence")
         ax.plot([0, 1], [0, 1], "k--", linewidth=1, label="perfect calibration")
         ax.set(xlim=(0, 1), ylim=(0, 1), ylabel="accuracy",
-               title=(title + "\n" if title else "") + f"ECE {ece:.4f} ({int(n)} voxel-class pairs)")
+               title=(title + "\n" if title else "") + f"{ece_name} = {ece:.4f} (these bars, {int(n)} voxel-class "
+                                                        "pairs)")
         ax.legend(loc="upper left", fontsize=8)
         axh.bar(left, np.maximum(count, 0), width=width, align="edge", color="grey", edgecolor="black",
                 linewidth=0.6)

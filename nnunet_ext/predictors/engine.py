@@ -17,6 +17,8 @@ and ``on_parameters_loaded()``; the engine does everything else:
   paper's Gaussian-weighted mean of softmax);
 * **maps**: ``entropy`` of the final blended probabilities (so the exported entropy is that of the exported
   probabilities), ``variance`` / ``mi`` / ``expected_entropy`` from the blended per-pass statistics;
+* **votes**: with >= 2 members (passes x folds) the per-voxel vote counts of every class
+  (:meth:`StreamingStats.votes`, flat in N) for the pooled pairwise Dice of ``confidence.csv`` (issue 23);
 * **memory**: accumulators on the device (float32, or float16 as nnU-Net) with nnU-Net's fallback to CPU
   accumulation when the device runs out of memory.
 """
@@ -87,6 +89,9 @@ class VolumeResult:
     logits: torch.Tensor
     probabilities: torch.Tensor
     maps: dict
+    #: vote counts ``(K, *S)`` of ``n_members`` passes x folds (None for a single member)
+    votes: "torch.Tensor | None" = None
+    n_members: int = 1
 
 
 @dataclass
@@ -232,7 +237,8 @@ class SlidingWindowEngine(nnUNetPredictor):
         half_weight = (torch.zeros(spatial, dtype=torch.float16, device=results_device)
                        if logit_sum is not None and logit_sum.dtype == torch.float16 else None)
         # with blended logits the probability mean is only needed for the variance and the MI
-        stats = StreamingStats(spatial, k, sigmoid=sigmoid, variance="variance" in maps,
+        n_members = sampling.n_passes * len(self.list_of_parameters)
+        stats = StreamingStats(spatial, k, sigmoid=sigmoid, variance="variance" in maps, votes=n_members >= 2,
                                expected_entropy=bool({"mi", "expected_entropy"} & set(maps)), bins=sampling.bins,
                                dtype=self.accumulator_dtype, device=results_device,
                                mean=logit_sum is None or bool({"variance", "mi"} & set(maps)))
@@ -267,7 +273,8 @@ class SlidingWindowEngine(nnUNetPredictor):
             out[name] = (entropy(probs, 0, sigmoid) if name == "entropy" else stats.variance() if name == "variance"
                          else stats.mutual_information() if name == "mi" else stats.expected_entropy())
         crop = (slice(None), *revert[1:])
-        result = VolumeResult(logits[crop].cpu(), probs[crop].cpu(), {n: m[crop[1:]].cpu() for n, m in out.items()})
+        result = VolumeResult(logits[crop].cpu(), probs[crop].cpu(), {n: m[crop[1:]].cpu() for n, m in out.items()},
+                              stats.votes(n_members)[crop].cpu() if n_members >= 2 else None, n_members)
         ctx.extras["statistics"] = stats if sampling.bins else None
         empty_cache(self.device)
         return result

@@ -13,6 +13,9 @@ verified (:mod:`nnunet_ext.io.atomic_write`), the segmentation last; the setting
 ``-npp N``: N background threads read and preprocess the next cases while the device predicts; ``-nps N``: N
 threads write finished cases. Each case is seeded from ``(seed, case id)`` only, so the results are identical to
 the sequential loop (``-npp 0 -nps 0``).
+
+When maps are written (``OutputSpec.uncertainty``) the folder also gets ``confidence.csv``: a confidence per case,
+structure and predicted connected component (:mod:`nnunet_ext.predictors.confidence_table`, issue 23).
 """
 from __future__ import annotations
 
@@ -73,8 +76,10 @@ def stale_reason(case, spec: OutputSpec, stem: str, ending: str) -> "str | None"
     return None
 
 
-def write_result(result: CaseResult, spec: OutputSpec, stem: str, ending: str) -> None:
-    """Write one case: maps, probabilities, side outputs, then the segmentation (its presence marks it done)."""
+def write_result(result: CaseResult, spec: OutputSpec, stem: str, ending: str, table=None,
+                 dataset_json: "dict | None" = None) -> None:
+    """Write one case: maps, probabilities, side outputs, the segmentation (its presence marks it done), then
+    its rows of ``confidence.csv`` when a ``table`` is given."""
     from nnunet_ext.io.imageio import atomic_write_text, write_image, write_probabilities
     from nnunet_ext.io.atomic_write import save_npz, save_pickle
 
@@ -97,6 +102,11 @@ def write_result(result: CaseResult, spec: OutputSpec, stem: str, ending: str) -
         atomic_write_text(f"{side}_{suffix}.json", json.dumps(result.jsons[suffix], indent=1, default=str) + "\n")
     write_image(spatial(np.asarray(result.segmentation).astype(np.uint8 if result.segmentation.max(initial=0) < 256
                                                                  else np.int16)), g, f"{stem}{ending}")
+    if table is not None:
+        from nnunet_ext.predictors.confidence_table import case_rows
+
+        case = os.path.basename(stem)
+        table.set_case(case, case_rows(case, result, spec.uncertainty, dataset_json))
 
 
 def predict_cases(method: Method, cases: list, out: "str | os.PathLike", spec: OutputSpec, *,
@@ -120,6 +130,7 @@ def predict_cases(method: Method, cases: list, out: "str | os.PathLike", spec: O
     if len(todo) < len(mine):
         print(f"{len(mine) - len(todo)} of {len(mine)} cases already predicted in {out} (outputs checked; use "
               "--overwrite to redo)")
+    table = _confidence_table(out, spec, mine, todo, ending, method.dataset_json)
     if not todo:
         return []
     prep_pool = ThreadPoolExecutor(npp) if npp else None
@@ -150,9 +161,10 @@ def predict_cases(method: Method, cases: list, out: "str | os.PathLike", spec: O
             result = method.predict_case(item, ctx)
             stem = str(out / case.case_id)
             if write_pool is None or i == 0:  # the first case synchronously: the records follow its outputs
-                write_result(result, spec, stem, ending)
+                write_result(result, spec, stem, ending, table, method.dataset_json)
             else:
-                writes.append(write_pool.submit(write_result, result, spec, stem, ending))
+                writes.append(write_pool.submit(write_result, result, spec, stem, ending, table,
+                                                method.dataset_json))
             if i == 0:
                 _write_records(out, signature, settings, method)
             done.append(case.case_id)
@@ -165,6 +177,27 @@ def predict_cases(method: Method, cases: list, out: "str | os.PathLike", spec: O
             if pool is not None:
                 pool.shutdown(wait=True, cancel_futures=True)
     return done
+
+
+def _confidence_table(out: Path, spec: OutputSpec, mine: list, todo: list, ending: str, dataset_json: dict):
+    """The folder's confidence table (None when no map is written); rows of skipped cases are kept, and
+    recomputed from their files on disk when missing (module docstring of confidence_table)."""
+    if spec.uncertainty is None:
+        return None
+    from nnunet_ext.predictors.confidence_table import ConfidenceTable, rows_from_files
+
+    table = ConfidenceTable(out)
+    redo = {c.case_id for c in todo}
+    skipped = [c.case_id for c in mine if c.case_id not in redo]
+    lacking = [c for c in skipped if c not in table.rows]
+    for case in lacking:
+        stem = str(out / case)
+        table.set_case(case, rows_from_files(case, f"{stem}{ending}", f"{spec.side_stem(stem)}_uncertainty{ending}",
+                                             spec.uncertainty, dataset_json))
+    if lacking:
+        print(f"confidence.csv: rows of {len(lacking)} already predicted case(s) recomputed from their files "
+              f"(no vote counts: confidence from the uncertainty map)")
+    return table
 
 
 def _check_headers(method: Method, cases: list) -> None:

@@ -82,7 +82,8 @@ class CaseResult:
 
     ``probabilities`` ``(K, *spatial)`` (None when the method has none); ``maps`` by name; ``images``: side
     outputs ``CASE_<suffix>``; ``jsons``: ``CASE_<suffix>.json``; ``properties``: nnU-Net's reader properties
-    (for the ``.pkl`` of ``--save_probabilities``).
+    (for the ``.pkl`` of ``--save_probabilities``); ``votes``: ``{label: vote count map}`` of ``n_members``
+    passes / members (multi-pass methods; the pooled pairwise Dice of ``confidence.csv``).
     """
 
     geometry: Geometry
@@ -92,6 +93,8 @@ class CaseResult:
     images: dict = field(default_factory=dict)
     jsons: dict = field(default_factory=dict)
     properties: "dict | None" = None
+    votes: "dict | None" = None
+    n_members: int = 1
 
 
 class Method:

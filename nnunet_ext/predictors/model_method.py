@@ -149,7 +149,18 @@ class ModelMethod(Method):
         seg, probs, maps = to_original(result.logits, result.maps, prepared.properties, self.engine,
                                        tuple(result.maps))
         return CaseResult(geometry_from_properties(prepared.properties), seg, probs, maps,
-                          properties=prepared.properties)
+                          properties=prepared.properties, votes=self.export_votes(result, prepared.properties),
+                          n_members=result.n_members)
+
+    def export_votes(self, result, properties: dict) -> "dict | None":
+        """Vote counts of the foreground labels in the image grid (softmax models; None otherwise)."""
+        from nnunet_ext.predictors.export import map_to_original
+
+        e = self.engine
+        if result.votes is None or e.label_manager.has_regions:
+            return None
+        return {int(c): map_to_original(result.votes[i], properties, e.configuration_manager, e.plans_manager)
+                for i, c in enumerate(e.label_manager.all_labels) if int(c) != 0}
 
     def run_image(self, image: np.ndarray, properties: dict, ctx: CaseContext, maps=None):
         """Preprocess an image already in memory ``(C, *spatial)`` with reader ``properties`` (e.g. an ROI crop),

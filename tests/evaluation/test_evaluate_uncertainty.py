@@ -176,7 +176,7 @@ def test_cli_explicit_png_and_plain_evaluate_ignores_side_outputs(folders, tmp_p
     assert main(["evaluate", "-ref", str(ref), "-pred", str(pred), "--probabilities", str(pred),
                  "--reliability-png", str(png), "--unc-roi", "all"]) == 0
     assert png.stat().st_size > 10_000
-    assert "pooled ECE" in capsys.readouterr().out
+    assert "ece_roi_pooled_over_cases" in capsys.readouterr().out
     write_image(uncertainty_maps()["case_000"], GEOM, pred / "case_000_entropy.nii.gz")  # another side output
     write_image(pred_seg(), GEOM, pred / "case_000_1.nii.gz")  # not a side output: still an unmatched case
     assert main(["evaluate", "-ref", str(ref), "-pred", str(pred), "-q"]) == 2

@@ -68,7 +68,7 @@ class KernelRefineMethod(Method):
         group.add_argument("--overlap", type=float, default=0.4, help="max overlap fraction of kernels (default 0.4)")
         group.add_argument("--min-fraction", type=float, default=None,
                            help="stop below this fraction of the first kernel's sum (default 0.1)")
-        group.add_argument("--min-sum", type=float, default=None, help="stop below this absolute sum")
+        group.add_argument("--min-sum", type=float, default=None, help="stop below this absolute sum of the entropy map (nats)")
         group.add_argument("--max-kernels", type=int, default=None, help="at most this many kernels per region")
 
     @classmethod

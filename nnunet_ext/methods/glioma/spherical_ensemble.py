@@ -6,7 +6,8 @@ forward warp around ``o_k`` (:mod:`nnunet_ext.methods.glioma.spherical`) and ``f
 * mean probability ``P2D = 1/K sum_k P_k`` (binarised at 0.5 by the caller);
 * a ``B``-bin histogram of the ``P_k`` over [0, 1] (paper: 100 bins, bin b = [b/B, (b+1)/B), last closed) and
   its Shannon entropy over the non-empty bins ``U = -sum_t f_t log f_t`` (eq. 1), ``f_t`` the relative
-  frequency of bin t; log base configurable (default 2: bits, so U lies in [0, log2(min(K, B))]),
+  frequency of bin t; log base configurable (default e: nats, the unit of every nnunet_ext map, so U lies in
+  [0, ln(min(K, B))]; the paper's bits with base 2, bits = nats / ln 2),
   optionally normalised by ``log(B)`` to [0, 1];
 * the variance across projections (mean over regions).
 
@@ -15,6 +16,8 @@ so memory does not grow with K. Without origins (a slice outside the ROI) the sl
 and its uncertainty is 0.
 """
 from __future__ import annotations
+
+import math
 
 from dataclasses import dataclass
 from typing import Callable
@@ -37,7 +40,7 @@ class SliceEnsemble:
 
 
 def ensemble_slice(x: torch.Tensor, predict: Callable[[torch.Tensor], torch.Tensor], origins,
-                   radius=None, bins: int = 100, chunk: int = 32, entropy_base: float = 2.0,
+                   radius=None, bins: int = 100, chunk: int = 32, entropy_base: float = math.e,
                    normalise: bool = False) -> SliceEnsemble:
     """Ensemble of ``predict`` (a batch ``(k, C, H, W)`` -> probabilities ``(k, R, H, W)``) over the spherical
     projections of ``x`` around ``origins`` (K, 2) (module docstring)."""

@@ -8,7 +8,8 @@ and a ``--bins`` histogram are streamed (:func:`nnunet_ext.methods.glioma.spheri
 without an origin inside the ROI are predicted once without warp (uncertainty 0).
 
 Outputs: ``CASE.nii.gz`` (mean > 0.5 per region, painted with ``regions_class_order``), ``CASE_uncertainty``
-(``entropy``: eq. 1 summed over regions; ``variance``), per region ``CASE_prob_<TAG>`` (mean probability) and
+(``entropy``: eq. 1 summed over regions, in nats by default like every nnunet_ext map: ``--entropy-base 2``
+gives the paper's bits, bits = nats / ln 2; ``variance``), per region ``CASE_prob_<TAG>`` (mean probability) and
 ``CASE_entropy_<TAG>`` (eq. 1), TAG = WT / TC / ET (else r1, r2, ...), ``CASE_spherical.json`` (origins per
 slice). Stride and R are in pixels of the 2d configuration's grid. A model folder's ``calibration.json`` is
 not applied (the projections' probabilities are used as predicted). Refused: 3D models, softmax (non-region)
@@ -18,6 +19,7 @@ are not the image's z axis (``transpose_forward[0] != 0``).
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 
 import numpy as np
@@ -33,7 +35,9 @@ def add_spherical_arguments(group) -> None:
     group.add_argument("--roi-mask", default="auto",
                        help="origins only inside: auto (non-zero image voxels, default), none, or DIR/CASE.nii.gz")
     group.add_argument("--bins", type=int, default=100, help="histogram bins of eq. 1 (default 100)")
-    group.add_argument("--entropy-base", type=float, default=2.0, help="log base of eq. 1 (default 2: bits)")
+    group.add_argument("--entropy-base", type=float, default=math.e,
+                       help="log base of eq. 1 (default e: nats, the unit of every nnunet_ext map; 2 = the "
+                            "paper's bits)")
     group.add_argument("--entropy-normalise", action="store_true", help="divide eq. 1 by log(bins): [0, 1]")
     group.add_argument("--origin-batch", type=int, default=32, help="projections per forward batch (default 32)")
 
