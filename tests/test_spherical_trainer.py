@@ -138,9 +138,14 @@ def test_bce_per_region_variant_builds_the_papers_setup(brain_2d, nnunet_dirs):
 
 @pytest.fixture(scope="module")
 def spherical_model(brain_2d, nnunet_dirs):
-    """SphericalProjectionTrainer, fold all, trained by the plain nnUNetv2_train command."""
-    env = dict(os.environ, NNEXT_SPHERICAL_P="0.8", NNEXT_SPHERICAL_RADIUS="8,24")
+    """SphericalProjectionTrainer, fold all, trained by the plain nnUNetv2_train command; its options come from
+    the plans (``nnext_training.spherical`` of the 2d configuration), no environment variable."""
     from nnunet_ext.paths import nnunet_command
+    from nnunet_ext.planners.plans_edit import write_options
+
+    plans_json = nnunet_dirs["nnUNet_preprocessed"] / brain_2d.name / f"{TINY}.json"
+    write_options(plans_json, ["spherical.p=0.8", "spherical.radius=[8,24]"], ["2d"])
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NNEXT_")}
 
     cmd = [nnunet_command("nnUNetv2_train"), str(BRAIN_ID), "2d", "all", "-tr", "SphericalProjectionTrainer",
            "-p", TINY, "-device", "cpu"]
@@ -154,6 +159,7 @@ def test_nnunetv2_train_spherical_projection_2d(spherical_model):
     model = spherical_model
     ckpt = torch.load(model / "fold_all" / "checkpoint_final.pth", map_location="cpu", weights_only=False)
     assert ckpt["nnext"]["spherical_p"] == 0.8 and ckpt["nnext"]["spherical_radius"] == [8.0, 24.0]
+    assert ckpt["nnext"]["options"]["spherical"] == {"p": 0.8, "radius": [8.0, 24.0], "lr": 1e-5}
     assert ckpt["nnext"]["loss"] == "DeepSupervisionWrapper"
     log = "".join(p.read_text() for p in (model / "fold_all").glob("training_log_*.txt"))
     assert "spherical projection: p = 0.8, R in (8.0, 24.0) px" in log
