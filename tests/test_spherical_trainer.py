@@ -136,6 +136,41 @@ def test_bce_per_region_variant_builds_the_papers_setup(brain_2d, nnunet_dirs):
     assert isinstance(plain.optimizer, torch.optim.SGD) and len(plain.label_manager.foreground_regions) == 3
 
 
+@pytest.mark.slow
+def test_kernel_refiner_bce_trainer_is_the_papers_3d_setup(brain_2d, nnunet_dirs):
+    """KernelRefinerBCETrainer: 3D, three sigmoid regions, BCE only (deep supervision), Adam at refiner.lr."""
+    from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
+
+    from nnunet_ext.planners.plans_edit import write_options
+    from nnunet_ext.trainers.registry import load_trainer
+
+    pre = nnunet_dirs["nnUNet_preprocessed"] / brain_2d.name
+    dataset_json = json.loads((pre / "dataset.json").read_text())
+    cls = load_trainer("KernelRefinerBCETrainer")
+
+    def build(configuration, plans_name=TINY):
+        plans = json.loads((pre / f"{plans_name}.json").read_text())
+        plans["continue_training"] = False
+        return cls(plans, configuration, 0, dataset_json, device=torch.device("cpu"))
+
+    tr = build("3d_fullres")
+    tr.initialize()
+    assert tr.label_manager.has_regions and len(tr.label_manager.foreground_regions) == 3
+    out = tr.network(torch.zeros(1, 4, *tr.configuration_manager.patch_size))
+    assert out[0].shape[1] == 3 and out[0].ndim == 5                      # 3D, one sigmoid channel per region
+    assert isinstance(tr.loss, DeepSupervisionWrapper) and isinstance(tr.loss.loss, RegionBCELoss)
+    assert isinstance(tr.optimizer, torch.optim.Adam) and tr.optimizer.param_groups[0]["lr"] == pytest.approx(1e-5)
+    assert not any(isinstance(m, torch.nn.Dropout3d) for m in tr.network.modules())
+    # the learning rate is a plans option (section refiner), recorded in the checkpoint metadata
+    write_options(pre / f"{TINY}.json", ["refiner.lr=3e-4"], ["3d_fullres"], new_identifier="nnextTinyRefinerLR")
+    tr2 = build("3d_fullres", "nnextTinyRefinerLR")
+    tr2.initialize()
+    assert tr2.optimizer.param_groups[0]["lr"] == pytest.approx(3e-4)
+    assert tr2.checkpoint_metadata()["options"]["refiner"] == {"lr": 3e-4}
+    with pytest.raises(ValueError, match="3D configurations only"):
+        build("2d")
+
+
 @pytest.fixture(scope="module")
 def spherical_model(brain_2d, nnunet_dirs):
     """SphericalProjectionTrainer, fold all, trained by the plain nnUNetv2_train command; its options come from

@@ -23,6 +23,7 @@ TRAINERS: dict[str, tuple[str, str]] = {
     "UGSNetTrainer": ("nnunet_ext.trainers.ugsnet", "UGS-Net head (UAM + IUCM, Gabor / Otsu FAABs) on nnU-Net's U-Net, L = .5 L_MCM + .5 Phi_a + Phi_b (yang-wang)"),
     "SphericalProjectionTrainer": ("nnunet_ext.trainers.spherical", "2D + random spherical-projection augmentation, regions (sigmoid), Dice + BCE (yang2025)"),
     "SphericalProjectionBCETrainer": ("nnunet_ext.trainers.spherical", "2D spherical projection, the paper's BCE loss and Adam lr 1e-5 (yang2025)"),
+    "KernelRefinerBCETrainer": ("nnunet_ext.methods.glioma.refiner_trainer", "3D region refiner for kernel crops: BCE per region (sigmoid), Adam lr 1e-5, no dropout (yang2025 sec. 3.1)"),
     **{f"SphericalProjection{k}Trainer_{r}": ("nnunet_ext.trainers.spherical", f"as SphericalProjection{k}Trainer, one model for region {r} only (yang2025)")
        for k in ("", "BCE") for r in ("WT", "TC", "ET")},
 }
