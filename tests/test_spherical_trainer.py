@@ -270,6 +270,13 @@ def test_kernel_dataset_crops_keep_geometry(spherical_model, brain_2d, nnunet_di
     assert 1 <= len(info["crops"]) <= 4 * 3 * 2 and info["regions"] == ["WT", "TC", "ET"]
     dj = json.loads((kfolder / "dataset.json").read_text())
     assert dj["numTraining"] == len(info["crops"]) and dj["regions_class_order"] == [1, 2, 3]
+    # nnU-Net's splits_final.json comes with the crops, grouped by source case (4 source cases: 4 folds)
+    from nnunet_ext.io.splits import leaks
+
+    groups = {cid: c["case"] for cid, c in info["crops"].items()}
+    splits = json.loads((kfolder / "splits_final.json").read_text())
+    assert len(splits) == min(5, len(set(groups.values()))) and leaks(splits, groups) == []
+    assert sorted(k for s in splits for k in s["val"]) == sorted(groups) and info["splits"]["grouped_by"] == "source case"
     for crop_id, crop in sorted(info["crops"].items())[:3]:
         z, y, x = crop["start"]
         dz, dy, dx = crop["size"]
@@ -310,7 +317,8 @@ def test_kernel_refine_and_fusion_fit(spherical_model, refine_model, brain_2d, t
         assert np.all(p3d[cov == 0] == 0)
         np.testing.assert_allclose(prob, fuse(p2d, p3d, cov > 0, FusionParams(5.0, 5.0, -5.0)), atol=1e-5)
     assert any(log[t]["covered_voxels"] > 0 for t in ("WT", "TC", "ET"))
-    # PSO fit on these outputs (a test only: fit on training cases in practice), then its parameters applied
+    # PSO fit on these outputs: test cases, which neither fold-all model trained on (the out-of-fold check passes;
+    # in practice: out-of-fold predictions of the training cases), then its parameters applied
     params = tmp_path / "fusion.json"
     ff = subprocess.run(nnext + ["fusion-fit", "--pred2d", str(out), "--pred3d", str(out), "-ref",
                                  str(brain_2d / "labelsTs"), "-o", str(params), "--iters", "5", "--particles", "6"],
