@@ -15,7 +15,9 @@ other years' cases are listed as skipped. Every run ends with ``N converted, M s
 case with its reason (:mod:`nnunet_ext.conversion.outcome`). A label on another grid than the T1 is refused
 unless ``--resample-labels`` (:mod:`nnunet_ext.conversion.label_grid`). BraTS 2020 ships case 355's label misnamed
 (``BraTS20_Training_355/W39_1998.09.19_Segm.nii``): it is used as that case's segmentation and the
-conversion says so. Cases without a label file (validation releases) go to ``imagesTs``.
+conversion says so. Cases without a label file (validation releases) go to ``imagesTs``; a folder of such cases
+only (the BraTS 2023 validation / test layout, ``BraTS-GLI-00001-000-{t1c,t1n,t2f,t2w}.nii.gz``, no ``seg``)
+becomes a dataset with ``imagesTs`` only and ``numTraining`` 0.
 
 Output channels ``0000`` T1, ``0001`` T1ce, ``0002`` T2, ``0003`` FLAIR (nnU-Net's Dataset137_BraTS21 order);
 regions whole tumour (WT), tumour core (TC), enhancing tumour (ET). Two label conventions (``labels=``):
@@ -284,8 +286,11 @@ def convert_brats(input_dir, dataset_id: int, year: int | None = None, name: str
                 print(f"case {case}: {entry['note']}")
             log["cases"][case] = entry
         n_train = sum(1 for e in log["cases"].values() if e.get("split") == "train")
-        if n_train == 0:
-            raise InputError(f"{root}: no case with a label could be converted (BraTS {year} layout)")
+        n_test = sum(1 for e in log["cases"].values() if e.get("split") == "test")
+        if n_train + n_test == 0:
+            raise InputError(f"{root}: no case could be converted (BraTS {year} layout)")
+        if n_train == 0:  # images only (validation / test releases): a prediction-only dataset, numTraining 0
+            print(f"no labels: {n_test} case(s) to imagesTs only (numTraining 0, for nnext predict / nnUNetv2_predict)")
         if not any((tmp / "imagesTs").iterdir()):
             (tmp / "imagesTs").rmdir()
         label_dict, order = region_labels(labels)

@@ -1,23 +1,27 @@
-"""``nnext demo glioma``: the glioma pipeline of Yang et al. 2025 on brain phantoms, end to end.
+"""``nnext demo glioma``: the glioma pipeline of Yang et al. 2025 on brain phantoms, end to end, out of fold.
 
-[1] synth brain phantoms -> [2] ``nnext plan`` (TinyPlanner, 2d + 3d_fullres, short schedule; 3D patch shrunk,
-:func:`tune_plans`) -> [3] plain ``nnUNetv2_train ... 0`` of ``SphericalProjectionTrainer`` (2d, regions WT /
-TC / ET) -> [4] ``MCDropoutTrainer`` (3d_fullres; the refinement model, here trained on whole phantoms rather than
-on kernel crops to save a dataset, a plan and a training) -> [5] ``nnext predict -m kernel_refine`` on the
-training cases (spherical ensemble, kernels, 3D model per kernel) -> [6] ``nnext fusion-fit`` on them -> [7]
-``-m kernel_refine --fusion`` on the test cases and ``-m stock`` with the 3D model -> [8] Dice and HD95 per
-region of the 2D ensemble, the 3D model and the fused result -> [9] ``overview.png`` (FLAIR with the reference
-regions, the fused regions, the WT entropy map with the selected kernels of every region) and ``summary.json``
-(metrics, fusion weights, per-step seconds).
+[1] synth brain phantoms -> [2] ``nnext plan`` (TinyPlanner, 2d + 3d_fullres, short schedule; the whole-volume 3D
+baseline's own patch :data:`PATCH_3D`, :func:`tune_plans`) and a :data:`FOLDS`-fold split of the training cases
+(nnU-Net's ``splits_final.json``) -> [3] plain ``nnUNetv2_train`` of ``SphericalProjectionTrainer`` (2d, regions
+WT / TC / ET) in every fold -> [4] ``nnext kernel-dataset`` (uncertainty kernels of the training cases, the 2D
+fold ensemble) and ``nnext plan`` of the crops (their split grouped by source case, following the source split)
+-> [5] the refiner ``KernelRefinerBCETrainer`` (3D, BCE, Adam) on the kernel crops in every fold -> [6] the
+whole-volume 3D baseline (the same trainer on whole phantoms, fold ``all``, its own patch) -> [7] ``nnext predict
+-m kernel_refine`` per fold on the cases that fold held out (out of fold) -> [8] ``nnext fusion-fit`` on them
+(global DSC, the paper's objective; refuses in-sample cases) -> [9] test cases: ``-m kernel_refine --fusion`` with
+the fold ensembles, ``-m stock`` with the 3D baseline -> [10] Dice and HD95 per region of the 2D ensemble, the 3D
+baseline and the fused result -> [11] ``overview.png`` and ``summary.json`` (metrics, fusion weights, per-step
+seconds).
 
-Everything lives in ``-o DIR/glioma``. Steps are numbered; a finished step is reused on a re-run only when the
-settings it was made with (:class:`nnunet_ext.demos.steps.DemoSteps`; a step's settings include those of the
-steps before it) match, otherwise it is redone and the changed settings are named; ``--overwrite`` starts
-afresh. Defaults (``nnunet_ext.demos.defaults.KIND_DEFAULTS["glioma"]``: 6 + 2 cases, 15 epochs x 20 iterations) are sized
-so that both tiny networks leave the all-background state on the phantoms (measured: benchmarks/RESULTS.md).
+The refiner and the baseline train with ``refiner.lr`` = :data:`REFINER_LR` (plans option): the paper's 1e-5 leaves
+the demo's few hundred iterations at the initialisation. Everything lives in ``-o DIR/glioma``. Steps are numbered;
+a finished step is reused on a re-run only when the settings it was made with
+(:class:`nnunet_ext.demos.steps.DemoSteps`; a step's settings include those of the steps before it) match,
+otherwise it is redone and the changed settings are named; ``--overwrite`` starts afresh.
 
 Run it as ``nnext demo glioma`` or ``python -m nnunet_ext.demos.glioma [-o DIR]``; ``args.stride`` /
-``args.max_kernels``, when present, override :data:`STRIDE` / :data:`MAX_KERNELS` (benchmarks/bench_glioma.py).
+``args.max_kernels`` / ``args.folds`` / ``args.crop_kernels``, when present, override :data:`STRIDE` /
+:data:`MAX_KERNELS` / :data:`FOLDS` / :data:`CROP_KERNELS` (benchmarks/bench_glioma.py).
 """
 from __future__ import annotations
 
@@ -32,19 +36,22 @@ from pathlib import Path
 import numpy as np
 
 RAW_ID = 996
+CROP_ID = 997
 DATASET_NAME = "NnextDemoBrain"
 PLANS = "nnextTinyPlans"
-TRAINER_2D, TRAINER_3D = "SphericalProjectionTrainer", "MCDropoutTrainer"
+TRAINER_2D, TRAINER_3D = "SphericalProjectionTrainer", "KernelRefinerBCETrainer"
 SIZE = (40, 64, 64)  # phantom z, y, x voxels (3.5 x 3 x 3 mm)
 STRIDE = 16  # origin grid: 4 x 4 per 64 x 64 slice, inside the brain ROI (the paper: 8 px on 256 x 256)
-MAX_KERNELS = 4  # per case and region: keeps the CPU demo short (the paper has no cap)
-PATCH_3D = (16, 32, 32)  # 3d_fullres patch (tune_plans)
+MAX_KERNELS = 4  # per case and region at inference: keeps the CPU demo short (the paper has no cap)
+CROP_KERNELS = 4  # per case and region for the refiner's training crops
+PATCH_3D = (24, 48, 48)  # the whole-volume 3D baseline's 3d_fullres patch (tune_plans); the refiner plans its own
 OVERSAMPLE = 0.33  # foreground oversampling of both configurations (tune_plans; nnU-Net's default)
-FOLD = "0"  # nnU-Net's final validation then predicts 2 of 6 training cases, not all (fold "all")
+FOLDS = 2  # cross-validation folds of the 2D model and the refiner (out-of-fold fusion); the paper's is 5
+REFINER_LR = 1e-3  # refiner.lr of the 3D trainings (module docstring)
 PSO = {"particles": 20, "iters": 30}
 REGIONS = {"WT": (1, 2, 3), "TC": (2, 3), "ET": (3,)}
 METHODS = ("2d_ensemble", "3d_model", "fused")
-TOTAL_STEPS = 9
+TOTAL_STEPS = 11
 
 
 def _nnext(*args) -> None:
@@ -53,16 +60,16 @@ def _nnext(*args) -> None:
     run_nnext(list(args))
 
 
-def _train(configuration: str, trainer: str, model: Path, seed: "int | None" = None) -> str:
-    """``nnUNetv2_train`` (fold :data:`FOLD`; nnU-Net's entry point with :func:`steps.demo_threads` torch threads,
-    seeded with ``seed``), output in ``train_CONFIG.log`` next to the model; returns the last pseudo Dice line
+def _train(dataset_id, configuration: str, trainer: str, model: Path, fold, seed: "int | None" = None) -> str:
+    """``nnUNetv2_train DATASET CONFIG FOLD`` (nnU-Net's entry point with :func:`steps.demo_threads` torch threads,
+    seeded with ``seed``), output in ``train_CONFIG_FOLD.log`` next to the model; returns the last pseudo Dice line
     (validation patches)."""
     from nnunet_ext.demos.steps import demo_threads, train_command
 
-    shutil.rmtree(model, ignore_errors=True)
-    log = model.parent / f"train_{configuration}.log"
+    shutil.rmtree(model / f"fold_{fold}", ignore_errors=True)
+    log = model.parent / f"train_{model.name}_{fold}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
-    argv = [RAW_ID, configuration, FOLD, "-tr", trainer, "-p", PLANS, "-device", "cpu"]
+    argv = [dataset_id, configuration, fold, "-tr", trainer, "-p", PLANS, "-device", "cpu"]
     cmd = train_command(argv, demo_threads(), seed)
     print(" ".join(["nnUNetv2_train", *map(str, argv)]), f"(log: {log})", flush=True)
     with open(log, "w") as fh:
@@ -226,72 +233,120 @@ def _run_glioma(args) -> int:
         steps.done("synth", s_synth)
     steps.stop("synth", t)
 
-    t = steps.start(f"nnext plan -pl TinyPlanner -c 2d 3d_fullres ({args.epochs} epochs x {args.iterations} iterations)")
+    folds = int(getattr(args, "folds", None) or FOLDS)
+    stride, max_kernels = getattr(args, "stride", None) or STRIDE, getattr(args, "max_kernels", None) or MAX_KERNELS
+    crop_kernels = getattr(args, "crop_kernels", None) or CROP_KERNELS
+    schedule = {"num_epochs": args.epochs, "num_iterations_per_epoch": args.iterations,
+                "num_val_iterations_per_epoch": 2}
+    t = steps.start(f"nnext plan -pl TinyPlanner -c 2d 3d_fullres ({args.epochs} epochs x {args.iterations} "
+                    f"iterations), {folds}-fold split")
     s_plan = {**s_synth, "epochs": args.epochs, "iterations": args.iterations, "patch_3d": list(PATCH_3D),
-              "oversample": OVERSAMPLE}
+              "oversample": OVERSAMPLE, "folds": folds, "refiner_lr": REFINER_LR}
     pre = dirs["nnUNet_preprocessed"] / raw.name
-    made = all((pre / f"{PLANS}_{c}").is_dir() for c in ("2d", "3d_fullres"))
+    made = all((pre / f"{PLANS}_{c}").is_dir() for c in ("2d", "3d_fullres")) and (pre / "splits_final.json").is_file()
     if steps.must_redo("plan", s_plan, made, redone):
         redone = True
+        from nnunet_ext.io.splits import default_splits
+        from nnunet_ext.planners.plans_edit import write_options
         from nnunet_ext.planners.run import plan_and_preprocess
 
         shutil.rmtree(pre, ignore_errors=True)  # no preprocessed cases of an older dataset
-        plan_and_preprocess(RAW_ID, "TinyPlanner", ["2d", "3d_fullres"], num_processes=1,
-                            schedule={"num_epochs": args.epochs, "num_iterations_per_epoch": args.iterations,
-                                      "num_val_iterations_per_epoch": 2})
+        plan_and_preprocess(RAW_ID, "TinyPlanner", ["2d", "3d_fullres"], num_processes=1, schedule=schedule)
         print(f"plans tuned for the demo: {tune_plans(pre / f'{PLANS}.json')} (tune_plans)")
+        write_options(pre / f"{PLANS}.json", [f"refiner.lr={REFINER_LR}"], ["3d_fullres"])
+        cases = sorted(p.name[:-len("_0000.nii.gz")] for p in (raw / "imagesTr").glob("*_0000.nii.gz"))
+        atomic_write_text(pre / "splits_final.json", json.dumps(default_splits(cases, folds), indent=1))
         steps.done("plan", s_plan)
     steps.stop("plan", t)
+    splits = json.loads((pre / "splits_final.json").read_text())
+    results = dirs["nnUNet_results"]
+    ens = "+".join(str(k) for k in range(folds))
 
-    results = dirs["nnUNet_results"] / raw.name
-    trained, before_training = {}, redone  # the 2D and 3D trainings do not depend on each other
-    for name, config, trainer in (("train_2d", "2d", TRAINER_2D), ("train_3d", "3d_fullres", TRAINER_3D)):
-        t = steps.start(f"train {config}: nnUNetv2_train {RAW_ID} {config} {FOLD} -tr {trainer} -p {PLANS} -device cpu")
-        model = results / f"{trainer}__{PLANS}__{config}"
-        s_train = {**s_plan, "trainer": trainer, "configuration": config, "fold": FOLD}
-        if steps.must_redo(name, s_train, (model / f"fold_{FOLD}" / "checkpoint_final.pth").is_file(),
-                     before_training):
+    def train_step(name, dataset_id, dataset_name, config, trainer, fold_list, settings, earlier):
+        nonlocal redone
+        t = steps.start(f"{name}: nnUNetv2_train {dataset_id} {config} {{{','.join(map(str, fold_list))}}} -tr "
+                        f"{trainer} -p {PLANS}")
+        model = results / dataset_name / f"{trainer}__{PLANS}__{config}"
+        s_train = {**settings, "trainer": trainer, "configuration": config, "folds": list(map(str, fold_list))}
+        made = all((model / f"fold_{f}" / "checkpoint_final.pth").is_file() for f in fold_list)
+        if steps.must_redo(name, s_train, made, earlier):
             redone = True
-            _train(config, trainer, model, seed=args.seed)
+            for f in fold_list:
+                _train(dataset_id, config, trainer, model, f, seed=args.seed)
             steps.done(name, s_train)
-        trained[name] = s_train
         steps.stop(name, t)
+        return s_train
 
-    m2 = f"{RAW_ID},2d,{TRAINER_2D},{PLANS},{FOLD}"
-    m3 = f"{RAW_ID},3d_fullres,{TRAINER_3D},{PLANS},{FOLD}"
-    stride, max_kernels = getattr(args, "stride", None) or STRIDE, getattr(args, "max_kernels", None) or MAX_KERNELS
-    common = ["--model2d", m2, "--model3d", m3, "--stride", stride, "--max-kernels", max_kernels, "--disable_tta",
-              "-device", "cpu", "--overwrite"]
-    s_fit = {**trained["train_2d"], **trained["train_3d"], "trainer": [TRAINER_2D, TRAINER_3D],
-             "stride": stride, "max_kernels": max_kernels}
-    fit, pred, pred3d, fusion = root / "fit", root / "pred", root / "pred3d", root / "fusion.json"
+    s_2d = train_step("train_2d", RAW_ID, raw.name, "2d", TRAINER_2D, list(range(folds)), s_plan, redone)
+    m2_all = f"{RAW_ID},2d,{TRAINER_2D},{PLANS},{ens}"
 
-    t = steps.start(f"nnext predict -m kernel_refine on the {args.n} training cases (stride {stride}, "
-                    f"<= {max_kernels} kernels per region)")
-    if steps.must_redo("refine_train", s_fit, (fit / "dataset.json").is_file(), redone):
+    t = steps.start(f"nnext kernel-dataset (<= {crop_kernels} kernels per case and region, 2D fold ensemble) + "
+                    "nnext plan of the crops (split grouped by source case)")
+    s_crops = {**s_2d, "stride": stride, "crop_kernels": crop_kernels}
+    crops = dataset_folders(dirs["nnUNet_raw"]).get(CROP_ID)
+    crop_pre = dirs["nnUNet_preprocessed"] / crops.name if crops is not None else None
+    if steps.must_redo("crops", s_crops, crop_pre is not None and (crop_pre / f"{PLANS}_3d_fullres").is_dir(), redone):
         redone = True
-        _nnext("predict", "-m", "kernel_refine", "-i", raw / "imagesTr", "-o", fit, *common)
-        steps.done("refine_train", s_fit)
-    steps.stop("refine_train", t)
+        from nnunet_ext.planners.plans_edit import write_options
+        from nnunet_ext.planners.run import plan_and_preprocess
 
+        _nnext("kernel-dataset", "-d", RAW_ID, "-t", CROP_ID, "--uncertainty-from", m2_all, "--stride", stride,
+               "--max-kernels", crop_kernels, "-device", "cpu", "--overwrite", "--no-progress")
+        crops = dataset_folders(dirs["nnUNet_raw"])[CROP_ID]
+        crop_pre = dirs["nnUNet_preprocessed"] / crops.name
+        shutil.rmtree(crop_pre, ignore_errors=True)
+        plan_and_preprocess(CROP_ID, "TinyPlanner", ["3d_fullres"], num_processes=1, schedule=schedule)
+        write_options(crop_pre / f"{PLANS}.json", [f"refiner.lr={REFINER_LR}"], ["3d_fullres"])
+        steps.done("crops", s_crops)
+    steps.stop("crops", t)
+
+    s_ref = train_step("train_refiner", CROP_ID, crops.name, "3d_fullres", TRAINER_3D, list(range(folds)), s_crops,
+                       redone)
+    s_base = train_step("train_3d_baseline", RAW_ID, raw.name, "3d_fullres", TRAINER_3D, ["all"], s_plan, redone)
+    m3_base = f"{RAW_ID},3d_fullres,{TRAINER_3D},{PLANS},all"
+
+    common = ["--stride", stride, "--max-kernels", max_kernels, "--disable_tta", "-device", "cpu", "--overwrite"]
+    s_oof = {**s_ref, **s_2d, "trainer": [TRAINER_2D, TRAINER_3D], "max_kernels": max_kernels}
+    oof = [root / "oof" / f"fold_{k}" for k in range(folds)]
+    t = steps.start(f"nnext predict -m kernel_refine per fold on the cases it held out (out of fold, {folds} folds)")
+    if steps.must_redo("refine_oof", s_oof, all((d / "dataset.json").is_file() for d in oof), redone):
+        redone = True
+        for k, out in enumerate(oof):
+            inputs = root / "oof" / f"input_{k}"
+            shutil.rmtree(inputs, ignore_errors=True)
+            inputs.mkdir(parents=True)
+            for case in splits[k]["val"]:
+                for f in (raw / "imagesTr").glob(f"{case}_[0-9][0-9][0-9][0-9].nii.gz"):
+                    os.symlink(f, inputs / f.name)
+            _nnext("predict", "-m", "kernel_refine", "-i", inputs, "-o", out, "--model2d",
+                   f"{RAW_ID},2d,{TRAINER_2D},{PLANS},{k}", "--model3d",
+                   f"{CROP_ID},3d_fullres,{TRAINER_3D},{PLANS},{k}", *common)
+        steps.done("refine_oof", s_oof)
+    steps.stop("refine_oof", t)
+
+    fusion, pred, pred3d = root / "fusion.json", root / "pred", root / "pred3d"
     t = steps.start(f"nnext fusion-fit (PSO {PSO['particles']} particles x {PSO['iters']} iterations, "
-                    "w2D + w3D = 1) on the training cases")
-    s_fusion = {**s_fit, **PSO}
+                    "w2D + w3D = 1, global DSC) on the out-of-fold predictions")
+    s_fusion = {**s_oof, **PSO}
     if steps.must_redo("fusion_fit", s_fusion, fusion.is_file(), redone):
         redone = True
-        _nnext("fusion-fit", "--pred2d", fit, "--pred3d", fit, "-ref", raw / "labelsTr", "-o", fusion,
-               "--particles", PSO["particles"], "--iters", PSO["iters"], "--sum-to-one", "--seed", args.seed,
-               "--overwrite")
+        _nnext("fusion-fit", "--pred2d", *oof, "--pred3d", *oof, "-ref", raw / "labelsTr", "-o", fusion,
+               "--particles", PSO["particles"], "--iters", PSO["iters"], "--sum-to-one", "--objective", "global",
+               "--seed", args.seed, "--overwrite")
         steps.done("fusion_fit", s_fusion)
     steps.stop("fusion_fit", t)
 
-    t = steps.start(f"test cases: -m kernel_refine --fusion {fusion.name}, and -m stock with the 3D model")
-    if steps.must_redo("predict_test", s_fusion, (pred / "dataset.json").is_file()
-                 and (pred3d / "dataset.json").is_file(), redone):
-        _nnext("predict", "-m", "kernel_refine", "-i", raw / "imagesTs", "-o", pred, "--fusion", fusion, *common)
+    m3_ens = f"{CROP_ID},3d_fullres,{TRAINER_3D},{PLANS},{ens}"
+    t = steps.start(f"test cases: -m kernel_refine --fusion {fusion.name} (fold ensembles), -m stock with the "
+                    "whole-volume 3D baseline")
+    s_test = {**s_fusion, **s_base}
+    if steps.must_redo("predict_test", s_test, (pred / "dataset.json").is_file()
+                       and (pred3d / "dataset.json").is_file(), redone):
+        _nnext("predict", "-m", "kernel_refine", "-i", raw / "imagesTs", "-o", pred, "--fusion", fusion,
+               "--model2d", m2_all, "--model3d", m3_ens, *common)
         _nnext("predict", "-m", "stock", "-i", raw / "imagesTs", "-o", pred3d, "-d", RAW_ID, "-c", "3d_fullres",
-               "-tr", TRAINER_3D, "-p", PLANS, "-f", FOLD, "-device", "cpu", "--disable_tta", "--overwrite")
-        steps.done("predict_test", s_fusion)
+               "-tr", TRAINER_3D, "-p", PLANS, "-f", "all", "-device", "cpu", "--disable_tta", "--overwrite")
+        steps.done("predict_test", s_test)
     steps.stop("predict_test", t)
 
     t = steps.start("evaluate: Dice and HD95 per region (2D spherical ensemble / 3D model / fused)")
@@ -311,7 +366,7 @@ def _run_glioma(args) -> int:
     z = overview_png(flair, ref, fused, ent, kernels, root / "overview.png", f"{c} (fused WT Dice {wt:.2f})")
     steps.stop("figure", t)
 
-    summary = {"dataset": raw.name, "settings": s_fusion, "models": {"2d": m2, "3d": m3},
+    summary = {"dataset": raw.name, "settings": s_test, "models": {"2d": m2_all, "refiner": m3_ens, "3d": m3_base},
                "mean": ev["mean"], "per_case": ev["per_case"], "cases": ev["cases"],
                "fusion": json.loads(fusion.read_text())["regions"], "overview_png": str(root / "overview.png"),
                "overview_slice": z, "timings_s": {**steps.timings, "total_s": round(sum(steps.timings.values()), 1)}}
@@ -333,6 +388,7 @@ def main(argv=None) -> int:
     p.add_argument("--epochs", type=int, default=d["epochs"])
     p.add_argument("--iterations", type=int, default=d["iterations"])
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--folds", type=int, default=FOLDS, help=f"cross-validation folds (default {FOLDS})")
     p.add_argument("--overwrite", action="store_true")
     return run_glioma(p.parse_args(argv))
 

@@ -19,9 +19,13 @@ def write_crop(channels, label, geometry, box, folder: Path, crop_id: str, endin
 
 
 def write_crop_dataset_json(folder: Path, dataset_json: dict, n: int, name: str, info: dict, info_file: str) -> None:
-    """The crop dataset's dataset.json (the source's, with ``numTraining`` and ``name`` replaced) and its crop
-    record ``info_file`` (which case and box each crop came from)."""
+    """The crop dataset's dataset.json (the source's, with ``numTraining`` and ``name`` replaced), its crop
+    record ``info_file`` (which case and box each crop came from) and ``splits_final.json`` grouped by source case
+    (:mod:`nnunet_ext.io.splits`; ``nnext plan`` installs it where nnU-Net reads it)."""
+    from nnunet_ext.io.splits import write_crop_splits
+
     out_json = {k: v for k, v in dataset_json.items() if k not in ("numTraining", "name")}
     out_json.update(numTraining=n, name=name)
+    info["splits"] = write_crop_splits(folder, {cid: c["case"] for cid, c in info["crops"].items()}, info["source"])
     atomic_write_text(folder / "dataset.json", json.dumps(out_json, indent=2))
     atomic_write_text(folder / info_file, json.dumps(info, indent=2))

@@ -167,6 +167,13 @@ def _plan(dataset_id, folder, planner, planner_cls, configurations, num_processe
         kwargs["gpu_memory_target_in_gb"] = gpu_memory_target
     if plans_name is not None:
         kwargs["plans_name"] = plans_name
+    from nnunet_ext.io.splits import install_splits
+
+    # a raw splits_final.json (crop datasets: grouped by source case) goes where do_split reads it; nnU-Net's planner
+    # copies it too but stops on an assert when a different (e.g. earlier random) split is there: replace that first
+    installed = install_splits(folder)
+    if installed is not None:
+        print(f"cross-validation split from {folder.name}/splits_final.json: {installed}")
     instance = planner_cls(dataset_id, **kwargs)
     if dropout_p is not None:
         instance.dropout_p = dropout_p

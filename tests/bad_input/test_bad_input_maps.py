@@ -140,7 +140,7 @@ def _cmd_fusion_fit(tmp: Path, mp, klass: str) -> Cell | None:
     p2d, p3d, ref = _fusion_inputs(tmp)
     out = tmp / "out" / "fusion.json"
     argv = ["fusion-fit", "--pred2d", str(p2d), "--pred3d", str(p3d), "-ref", str(ref), "-o", str(out),
-            "--particles", "4", "--iters", "3"]
+            "--allow-in-sample", "--particles", "4", "--iters", "3"]  # --allow-in-sample: folders without provenance
     bad = p3d / "c1_p3d_r1.nii.gz"
     if klass == "missing":
         bad.unlink()

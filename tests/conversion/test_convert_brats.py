@@ -151,3 +151,40 @@ def test_bad_label_values(tmp_path, nnunet_dirs):
     sitk.WriteImage(_img(np.full(SHAPE, 3, np.uint8)), str(seg))  # 3 is not a BraTS 2021 label
     with pytest.raises(InputError, match=r"BraTS2021_00001.*\[3\]"):
         convert_brats(src, 840, progress=False)
+
+
+def test_images_only_2023_folder_goes_to_imagesTs(tmp_path, nnunet_dirs):
+    """A BraTS 2023 validation / test release (case folders with t1c / t1n / t2f / t2w, no seg): imagesTs only,
+    numTraining 0; the channels in nnU-Net's order with the voxels unchanged."""
+    src = tmp_path / "val2023"
+    make_release(src, 2023, ids=(), unlabelled=(1, 7))
+    proc = _nnext("convert", "brats", "-i", str(src), "-d", "850", "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    assert "numTraining 0" in proc.stdout and "0 training cases, 2 test cases, 0 skipped" in proc.stdout
+    out = nnunet_dirs["nnUNet_raw"] / "Dataset850_BraTS2023"
+    dj = json.loads((out / "dataset.json").read_text())
+    assert dj["numTraining"] == 0 and dj["regions_class_order"] == [1, 2, 3]
+    assert sorted(p.name for p in (out / "imagesTs").iterdir()) == [
+        f"BraTS-GLI-0000{i}-000_{c:04d}.nii.gz" for i in (1, 7) for c in range(4)]
+    assert not list((out / "imagesTr").iterdir()) and not list((out / "labelsTr").iterdir())
+    folder = src / "MICCAI_BraTS2023_TrainingData" / "BraTS-GLI-00007-000"
+    for c, mod in enumerate(("t1n", "t1c", "t2w", "t2f")):  # T1, T1ce, T2, FLAIR
+        want = sitk.GetArrayFromImage(sitk.ReadImage(str(folder / f"BraTS-GLI-00007-000-{mod}.nii.gz")))
+        got = sitk.ReadImage(str(out / "imagesTs" / f"BraTS-GLI-00007-000_{c:04d}.nii.gz"))
+        np.testing.assert_array_equal(sitk.GetArrayFromImage(got), want)
+        assert got.GetDirection() == pytest.approx(DIRECTION)
+    # mixed: labelled cases to imagesTr / labelsTr, the others to imagesTs (as before)
+    mixed = tmp_path / "mixed"
+    make_release(mixed, 2023, ids=(2,), unlabelled=(3,))
+    assert _nnext("convert", "brats", "-i", str(mixed), "-d", "851", "--no-progress").returncode == 0
+    m = nnunet_dirs["nnUNet_raw"] / "Dataset851_BraTS2023"
+    assert json.loads((m / "dataset.json").read_text())["numTraining"] == 1
+    assert [p.name for p in (m / "labelsTr").iterdir()] == ["BraTS-GLI-00002-000.nii.gz"]
+    assert len(list((m / "imagesTs").iterdir())) == 4
+    # a folder with no convertible case at all: one line, nothing written
+    empty = tmp_path / "bad" / "BraTS-GLI-00009-000"
+    empty.mkdir(parents=True)
+    sitk.WriteImage(_img(np.zeros(SHAPE, np.float32)), str(empty / "BraTS-GLI-00009-000-t1n.nii.gz"))
+    bad = _nnext("convert", "brats", "-i", str(tmp_path / "bad"), "-d", "852", "--skip-invalid", "--no-progress")
+    assert bad.returncode == 2 and "no case could be converted" in bad.stderr
+    assert not list(nnunet_dirs["nnUNet_raw"].glob("Dataset852_*"))

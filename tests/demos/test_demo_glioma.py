@@ -84,9 +84,9 @@ def test_tune_plans_sets_3d_patch_and_per_configuration_oversampling(tmp_path):
                                                "architecture": {"arch_kwargs": {"strides": strides3}}}}}
     path = tmp_path / "plans.json"
     path.write_text(json.dumps(plans))
-    assert glioma.tune_plans(path) == {"patch_3d": [16, 32, 32], "oversample_foreground_percent": 0.33}
+    assert glioma.tune_plans(path) == {"patch_3d": [24, 48, 48], "oversample_foreground_percent": 0.33}
     tuned = json.loads(path.read_text())
-    assert tuned["configurations"]["3d_fullres"]["patch_size"] == [16, 32, 32]
+    assert tuned["configurations"]["3d_fullres"]["patch_size"] == [24, 48, 48]   # the 3D baseline's own patch
     assert tuned["configurations"]["2d"]["patch_size"] == [64, 56]
     for c in ("2d", "3d_fullres"):  # the configuration's block wins over the plans-level 1.0; the rest is kept
         assert training_schedule(tuned, c) == {"num_epochs": 15, "oversample_foreground_percent": 0.33}

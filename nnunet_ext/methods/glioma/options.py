@@ -22,3 +22,13 @@ class SphericalOptions(Options):
     radius: tuple[float, ...] = option((32.0, 128.0), "sphere radius range [low, high] in pixels", _radius_ok,
                                        "two numbers 0 < low <= high")
     lr: float = option(1e-5, "Adam learning rate of the BCE trainers (the paper's 1e-5)", lambda v: v > 0, "> 0")
+
+
+@dataclasses.dataclass(frozen=True)
+class RefinerOptions(Options):
+    """The 3D kernel-crop refiner's training (the paper trains it as the 2D model: BCE, Adam, lr 1e-5)."""
+
+    SECTION = "refiner"
+    SOURCE = "yang2025 sec. 3.1 (BCE loss, Adam, initial lr 1e-5, for the 2D and the 3D model)"
+
+    lr: float = option(1e-5, "Adam learning rate of KernelRefinerBCETrainer (the paper's 1e-5)", lambda v: v > 0, "> 0")

@@ -1,5 +1,6 @@
 """String-only registration table of the glioma method (yang2025), merged by :mod:`nnunet_ext.registry`."""
-OPTION_SECTIONS = {"spherical": "nnunet_ext.methods.glioma.options:SphericalOptions"}
+OPTION_SECTIONS = {"spherical": "nnunet_ext.methods.glioma.options:SphericalOptions",
+                   "refiner": "nnunet_ext.methods.glioma.options:RefinerOptions"}
 
 #: nnUNetv2_train -tr NAME -> ("module", one-line description)
 TRAINERS = {
@@ -13,6 +14,9 @@ TRAINERS = {
         'SphericalProjectionBCETrainer_TC': 'as SphericalProjectionBCETrainer, one model for region TC only (yang2025)',
         'SphericalProjectionBCETrainer_ET': 'as SphericalProjectionBCETrainer, one model for region ET only (yang2025)',
     }.items()},
+    "KernelRefinerBCETrainer": ("nnunet_ext.methods.glioma.refiner_trainer",
+                                "3D region refiner for kernel crops: BCE per region (sigmoid), Adam lr 1e-5 (plans refiner.lr), "
+                                "no dropout (yang2025 sec. 3.1)"),
 }
 
 #: commands -> ("module", one-line description)

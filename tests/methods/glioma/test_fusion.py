@@ -123,9 +123,13 @@ def test_fusion_fit_cli(tmp_path):
     out = tmp_path / "fusion.json"
     cmd = [sys.executable, "-m", "nnunet_ext.cli.main", "fusion-fit", "--pred2d", str(d2), "--pred3d", str(d3),
            "-ref", str(ref), "-o", str(out), "--sum-to-one", "--bias-max", "2"]
+    refused = subprocess.run(cmd, capture_output=True, text=True)   # no provenance: in-sample cannot be ruled out
+    assert refused.returncode == 2 and "no predict_settings.json" in refused.stderr and not out.exists()
+    cmd += ["--allow-in-sample", "--objective", "mean"]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     got = json.loads(out.read_text())
+    assert got["objective"] == "mean" and got["p2d"] == "mean" and got["out_of_fold"] is False
     assert got["cases"] == ["c1", "c2"] and got["region_labels"] == {"WT": [1, 2], "ET": [2]}
     assert got["region_names"] == {"WT": "whole tumor", "ET": "enhancing tumor"}
     assert got["regions"]["WT"]["w2d"] == pytest.approx(0.58, abs=0.05)
@@ -135,3 +139,120 @@ def test_fusion_fit_cli(tmp_path):
     (d3 / "c2_coverage_ET.nii.gz").unlink()
     bad = subprocess.run(cmd + ["--overwrite"], capture_output=True, text=True)
     assert bad.returncode == 2 and "c2_coverage_ET.nii.gz" in bad.stderr
+
+
+def test_global_objective_pools_counts_and_binary_p2d():
+    rng = np.random.default_rng(3)
+    cases, raw = [], []
+    for n in (50, 2000):  # a small and a large case: the two objectives differ
+        p2d, p3d = rng.random(n).astype(np.float32), rng.random(n).astype(np.float32)
+        covered, ref = rng.random(n) < 0.5, rng.random(n) < 0.4
+        cases.append(fit_case(p2d, p3d, covered, ref))
+        raw.append((p2d, p3d, covered, ref))
+    w2d, w3d, b = [0.6, 2.0], [0.4, 1.0], [-0.5, -1.2]
+    got = fusion_dice(cases, w2d, w3d, b, objective="global")
+    for i in range(2):
+        preds = [fuse(*r[:3], FusionParams(w2d[i], w3d[i], b[i])) > 0.5 for r in raw]
+        tp = sum(int((p & r[3]).sum()) for p, r in zip(preds, raw))
+        size = sum(int(p.sum()) + int(r[3].sum()) for p, r in zip(preds, raw))
+        assert got[i] == pytest.approx(2 * tp / size, abs=1e-12)
+    assert not np.allclose(got, fusion_dice(cases, w2d, w3d, b, objective="mean"))
+    # binary P2D: eq. 2 sees the 2D mask (0 / 1), in the fit and in fuse alike
+    p2d, p3d, covered, ref = raw[1]
+    binary = fit_case(p2d, p3d, covered, ref, p2d_mode="binary")
+    assert set(np.unique(binary.p2d).tolist()) <= {0.0, 1.0}
+    params = FusionParams(1.0, 1.0, -1.5, p2d="binary")            # covered: foreground iff 2D yes and P3D > 0.5
+    fused = fuse(p2d, p3d, covered, params) > 0.5
+    np.testing.assert_array_equal(fused[covered], ((p2d > 0.5) & (p3d > 0.5))[covered])
+    np.testing.assert_array_equal(fused[~covered], (p2d > 0.5)[~covered])
+    direct = 2 * (fused & ref).sum() / (fused.sum() + ref.sum())
+    assert fusion_dice([binary], [1.0], [1.0], [-1.5])[0] == pytest.approx(direct, abs=1e-12)
+    assert FusionParams.from_json(params.to_json()).p2d == "binary"
+    with pytest.raises(ValueError, match="p2d"):
+        FusionParams.from_json({"w2d": 1, "w3d": 1, "b": 0, "p2d": "median"})
+
+
+def test_fusion_fit_refuses_in_sample_cases(tmp_path, monkeypatch):
+    """Prediction folders whose predict_settings.json name model folds: a case a fold trained on is refused; the
+    out-of-fold layout (one folder per fold, each with the cases its fold held out) is accepted."""
+    import json
+
+    from nnunet_ext.cli.main import main
+    from nnunet_ext.io.imageio import Geometry, write_image
+
+    raw, pre, res = (tmp_path / n for n in ("raw", "pre", "res"))
+    for k, v in (("nnUNet_raw", raw), ("nnUNet_preprocessed", pre), ("nnUNet_results", res)):
+        monkeypatch.setenv(k, str(v))
+    cases = ["b0", "b1", "b2", "b3"]
+    src_splits = [{"train": ["b2", "b3"], "val": ["b0", "b1"]}, {"train": ["b0", "b1"], "val": ["b2", "b3"]}]
+    (pre / "Dataset701_Brain").mkdir(parents=True)
+    (pre / "Dataset701_Brain" / "splits_final.json").write_text(json.dumps(src_splits))
+    # the crop dataset: crops named as kernel-dataset names them, its split grouped by source case
+    from nnunet_ext.io.splits import grouped_splits
+
+    crops = {f"{c}_k{i:04d}": c for i, c in enumerate(cases + cases)}
+    (raw / "Dataset702_BrainKernels").mkdir(parents=True)
+    (raw / "Dataset702_BrainKernels" / "kernel_info.json").write_text(
+        json.dumps({"crops": {cid: {"case": c} for cid, c in crops.items()}}))
+    (pre / "Dataset702_BrainKernels").mkdir(parents=True)
+    (pre / "Dataset702_BrainKernels" / "splits_final.json").write_text(json.dumps(grouped_splits(crops, src_splits)))
+    m2, m3 = res / "Dataset701_Brain" / "T2__P__2d", res / "Dataset702_BrainKernels" / "T3__P__3d_fullres"
+    geom = Geometry((1.0, 1.0, 1.0), (0.0, 0.0, 0.0))
+    rng = np.random.default_rng(0)
+    ref = tmp_path / "ref"
+
+    def predict(folder, fold, which):
+        folder.mkdir(parents=True)
+        settings = {"method": {"model2d": {"model_folder": str(m2), "folds": [fold]},
+                               "model3d": {"model_folder": str(m3), "folds": [fold]}}}
+        (folder / "predict_settings.json").write_text(json.dumps(settings))
+        (folder / "dataset.json").write_text(json.dumps({"labels": {"background": 0, "whole tumor": [1, 2]}}))
+        for c in which:
+            p = rng.random((4, 6, 6)).astype(np.float32)
+            write_image(p, geom, folder / f"{c}_p2d_WT.nii.gz")
+            write_image(np.clip(p + 0.1, 0, 1), geom, folder / f"{c}_p3d_WT.nii.gz")
+            write_image(np.ones_like(p), geom, folder / f"{c}_coverage_WT.nii.gz")
+            write_image((p > 0.5).astype(np.uint8), geom, ref / f"{c}.nii.gz")
+
+    oof = [tmp_path / "oof0", tmp_path / "oof1"]
+    predict(oof[0], "0", ["b0", "b1"])
+    predict(oof[1], "1", ["b2", "b3"])
+    out = tmp_path / "fusion.json"
+    argv = ["fusion-fit", "--pred2d", *map(str, oof), "--pred3d", *map(str, oof), "-ref", str(ref), "-o", str(out),
+            "--particles", "4", "--iters", "3"]
+    assert main(argv) == 0
+    fit = json.loads(out.read_text())
+    assert fit["out_of_fold"] and fit["cases"] == cases and fit["objective"] == "global"
+    # the same cases predicted by fold 1 (trained on b0, b1): refused in one line, nothing written
+    wrong = tmp_path / "insample"
+    predict(wrong, "1", ["b0", "b1"])
+    bad = ["fusion-fit", "--pred2d", str(wrong), "--pred3d", str(wrong), "-ref", str(ref), "-o",
+           str(tmp_path / "bad.json")]
+    from nnunet_ext.errors import InputError
+    from nnunet_ext.methods.glioma import fusion_cli
+
+    with pytest.raises(InputError, match=r"case b0 was predicted by .*T2__P__2d fold 1, which trained on it"):
+        fusion_cli.run(fusion_cli_args(bad))
+    assert not (tmp_path / "bad.json").exists()
+    assert main(bad + ["--allow-in-sample"]) == 0
+    # fold all trained on every case of its dataset
+    for name, ids in (("Dataset701_Brain", cases), ("Dataset702_BrainKernels", crops)):
+        (raw / name / "imagesTr").mkdir(parents=True)
+        (raw / name / "dataset.json").write_text(json.dumps({"file_ending": ".nii.gz"}))
+        for c in ids:
+            (raw / name / "imagesTr" / f"{c}_0000.nii.gz").write_bytes(b"")
+    every = tmp_path / "all"
+    predict(every, "all", ["b0"])
+    with pytest.raises(InputError, match="fold all, which trained on it"):
+        fusion_cli.run(fusion_cli_args(["fusion-fit", "--pred2d", str(every), "--pred3d", str(every), "-ref",
+                                        str(ref), "-o", str(tmp_path / "all.json")]))
+
+
+def fusion_cli_args(argv):
+    import argparse
+
+    from nnunet_ext.methods.glioma import fusion_cli
+
+    parser = argparse.ArgumentParser()
+    fusion_cli.add_arguments(parser)
+    return parser.parse_args(argv[1:])

@@ -136,11 +136,51 @@ def test_bce_per_region_variant_builds_the_papers_setup(brain_2d, nnunet_dirs):
     assert isinstance(plain.optimizer, torch.optim.SGD) and len(plain.label_manager.foreground_regions) == 3
 
 
+@pytest.mark.slow
+def test_kernel_refiner_bce_trainer_is_the_papers_3d_setup(brain_2d, nnunet_dirs):
+    """KernelRefinerBCETrainer: 3D, three sigmoid regions, BCE only (deep supervision), Adam at refiner.lr."""
+    from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
+
+    from nnunet_ext.planners.plans_edit import write_options
+    from nnunet_ext.trainers.registry import load_trainer
+
+    pre = nnunet_dirs["nnUNet_preprocessed"] / brain_2d.name
+    dataset_json = json.loads((pre / "dataset.json").read_text())
+    cls = load_trainer("KernelRefinerBCETrainer")
+
+    def build(configuration, plans_name=TINY):
+        plans = json.loads((pre / f"{plans_name}.json").read_text())
+        plans["continue_training"] = False
+        return cls(plans, configuration, 0, dataset_json, device=torch.device("cpu"))
+
+    tr = build("3d_fullres")
+    tr.initialize()
+    assert tr.label_manager.has_regions and len(tr.label_manager.foreground_regions) == 3
+    out = tr.network(torch.zeros(1, 4, *tr.configuration_manager.patch_size))
+    assert out[0].shape[1] == 3 and out[0].ndim == 5                      # 3D, one sigmoid channel per region
+    assert isinstance(tr.loss, DeepSupervisionWrapper) and isinstance(tr.loss.loss, RegionBCELoss)
+    assert isinstance(tr.optimizer, torch.optim.Adam) and tr.optimizer.param_groups[0]["lr"] == pytest.approx(1e-5)
+    assert not any(isinstance(m, torch.nn.Dropout3d) for m in tr.network.modules())
+    # the learning rate is a plans option (section refiner), recorded in the checkpoint metadata
+    write_options(pre / f"{TINY}.json", ["refiner.lr=3e-4"], ["3d_fullres"], new_identifier="nnextTinyRefinerLR")
+    tr2 = build("3d_fullres", "nnextTinyRefinerLR")
+    tr2.initialize()
+    assert tr2.optimizer.param_groups[0]["lr"] == pytest.approx(3e-4)
+    assert tr2.checkpoint_metadata()["options"]["refiner"] == {"lr": 3e-4}
+    with pytest.raises(ValueError, match="3D configurations only"):
+        build("2d")
+
+
 @pytest.fixture(scope="module")
 def spherical_model(brain_2d, nnunet_dirs):
-    """SphericalProjectionTrainer, fold all, trained by the plain nnUNetv2_train command."""
-    env = dict(os.environ, NNEXT_SPHERICAL_P="0.8", NNEXT_SPHERICAL_RADIUS="8,24")
+    """SphericalProjectionTrainer, fold all, trained by the plain nnUNetv2_train command; its options come from
+    the plans (``nnext_training.spherical`` of the 2d configuration), no environment variable."""
     from nnunet_ext.io.paths import nnunet_command
+    from nnunet_ext.planners.plans_edit import write_options
+
+    plans_json = nnunet_dirs["nnUNet_preprocessed"] / brain_2d.name / f"{TINY}.json"
+    write_options(plans_json, ["spherical.p=0.8", "spherical.radius=[8,24]"], ["2d"])
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NNEXT_")}
 
     cmd = [nnunet_command("nnUNetv2_train"), str(BRAIN_ID), "2d", "all", "-tr", "SphericalProjectionTrainer",
            "-p", TINY, "-device", "cpu"]
@@ -154,6 +194,7 @@ def test_nnunetv2_train_spherical_projection_2d(spherical_model):
     model = spherical_model
     ckpt = torch.load(model / "fold_all" / "checkpoint_final.pth", map_location="cpu", weights_only=False)
     assert ckpt["nnext"]["spherical_p"] == 0.8 and ckpt["nnext"]["spherical_radius"] == [8.0, 24.0]
+    assert ckpt["nnext"]["options"]["spherical"] == {"p": 0.8, "radius": [8.0, 24.0], "lr": 1e-5}
     assert ckpt["nnext"]["loss"] == "DeepSupervisionWrapper"
     log = "".join(p.read_text() for p in (model / "fold_all").glob("training_log_*.txt"))
     assert "spherical projection: p = 0.8, R in (8.0, 24.0) px" in log
@@ -229,6 +270,13 @@ def test_kernel_dataset_crops_keep_geometry(spherical_model, brain_2d, nnunet_di
     assert 1 <= len(info["crops"]) <= 4 * 3 * 2 and info["regions"] == ["WT", "TC", "ET"]
     dj = json.loads((kfolder / "dataset.json").read_text())
     assert dj["numTraining"] == len(info["crops"]) and dj["regions_class_order"] == [1, 2, 3]
+    # nnU-Net's splits_final.json comes with the crops, grouped by source case (4 source cases: 4 folds)
+    from nnunet_ext.io.splits import leaks
+
+    groups = {cid: c["case"] for cid, c in info["crops"].items()}
+    splits = json.loads((kfolder / "splits_final.json").read_text())
+    assert len(splits) == min(5, len(set(groups.values()))) and leaks(splits, groups) == []
+    assert sorted(k for s in splits for k in s["val"]) == sorted(groups) and info["splits"]["grouped_by"] == "source case"
     for crop_id, crop in sorted(info["crops"].items())[:3]:
         z, y, x = crop["start"]
         dz, dy, dx = crop["size"]
@@ -269,7 +317,8 @@ def test_kernel_refine_and_fusion_fit(spherical_model, refine_model, brain_2d, t
         assert np.all(p3d[cov == 0] == 0)
         np.testing.assert_allclose(prob, fuse(p2d, p3d, cov > 0, FusionParams(5.0, 5.0, -5.0)), atol=1e-5)
     assert any(log[t]["covered_voxels"] > 0 for t in ("WT", "TC", "ET"))
-    # PSO fit on these outputs (a test only: fit on training cases in practice), then its parameters applied
+    # PSO fit on these outputs: test cases, which neither fold-all model trained on (the out-of-fold check passes;
+    # in practice: out-of-fold predictions of the training cases), then its parameters applied
     params = tmp_path / "fusion.json"
     ff = subprocess.run(nnext + ["fusion-fit", "--pred2d", str(out), "--pred3d", str(out), "-ref",
                                  str(brain_2d / "labelsTs"), "-o", str(params), "--iters", "5", "--particles", "6"],
