@@ -71,7 +71,7 @@ def _cmd_kernels(tmp: Path, mp, klass: str) -> Cell | None:
         assert main(argv) == 0
         return Cell(argv[:-1] + ["8"], r"kernels\.json: exists; pass --overwrite")
     if klass == "nan_option":
-        return Cell(argv[:-1] + ["nan"], r"argument --kernel-mm: " + NAN_FLOAT)
+        return Cell(argv[:-1] + ["nan"], r"--kernel-mm: " + NAN_FLOAT)
     return _common_cells(klass, argv, u, r"kernels\.json")
 
 

@@ -13,7 +13,6 @@ only hold the values the source's ``dataset.json`` declares (:mod:`nnunet_ext.io
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import warnings
 from pathlib import Path
@@ -60,7 +59,8 @@ def build_kernel_dataset(args) -> Path:
     from nnunet_ext.io.paths import env_dir, find_dataset, staged_dataset
     from nnunet_ext.io.crop_dataset import write_crop, write_crop_dataset_json
     from nnunet_ext.predictors.inputs import list_cases
-    from nnunet_ext.methods.glioma.kernel_refine_predictor import PAPER_KERNEL_MM, parse_kernel_mm
+    from nnunet_ext.methods.glioma.kernel_refine_predictor import parse_kernel_mm
+    from nnunet_ext.methods.glioma.kernels import kernel_mm_for
     from nnunet_ext.predictors.method import CaseContext
 
     if not 1 <= args.t <= 999:
@@ -121,7 +121,7 @@ def build_kernel_dataset(args) -> Path:
                     unc[t] = u
             seen = set()
             for t in tags:
-                mm = kernel_mm.get(t, kernel_mm.get("*", PAPER_KERNEL_MM.get(t, 32.0)))
+                mm = kernel_mm_for(kernel_mm, t)
                 size = kernel_size_voxels(mm, tuple(geometry.spacing)[::-1])
                 with warnings.catch_warnings(record=True) as caught:
                     warnings.simplefilter("always")

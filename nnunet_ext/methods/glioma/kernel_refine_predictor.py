@@ -23,26 +23,19 @@ import warnings
 
 import numpy as np
 
+from nnunet_ext.methods.glioma.kernels import kernel_mm_for, parse_kernel_sizes
 from nnunet_ext.errors import InputError
 from nnunet_ext.predictors.method import CaseResult, Method, build_stage
 
-PAPER_KERNEL_MM = {"WT": 64.0, "TC": 32.0, "ET": 32.0}
 DEFAULT_FUSION = (5.0, 5.0, -5.0)
 
 
 def parse_kernel_mm(text: str) -> dict:
-    """``"32"`` (every region) or ``"WT=64,TC=32,ET=32"`` -> ``{tag or '*': mm}``."""
-    out = {}
-    for part in str(text).split(","):
-        key, _, value = part.rpartition("=")
-        try:
-            mm = float(value)
-        except ValueError:
-            raise InputError(f"--kernel-mm {text!r}: expected D or TAG=D,... (mm)") from None
-        if not mm > 0:
-            raise InputError(f"--kernel-mm {text!r}: sizes must be > 0 mm")
-        out[key.strip().upper() or "*"] = mm
-    return out
+    """:func:`nnunet_ext.methods.glioma.kernels.parse_kernel_sizes` with the flag named in its one-line error."""
+    try:
+        return parse_kernel_sizes(text)
+    except ValueError as e:
+        raise InputError(f"--kernel-mm: {e}") from None
 
 
 class KernelRefineMethod(Method):
@@ -130,7 +123,7 @@ class KernelRefineMethod(Method):
         return self.stage2d.prepare(case), image, properties
 
     def mm_for(self, tag: str) -> float:
-        return self.kernel_mm.get(tag, self.kernel_mm.get("*", PAPER_KERNEL_MM.get(tag, 32.0)))
+        return kernel_mm_for(self.kernel_mm, tag)
 
     def predict_case(self, prepared, ctx) -> CaseResult:
         from nnunet_ext.methods.glioma.fusion import FusionParams, composite_3d, fuse
@@ -172,4 +165,4 @@ class KernelRefineMethod(Method):
         return CaseResult(r2.geometry, seg, fused, dict(r2.maps), images, {"kernels": log}, r2.properties)
 
 
-__all__ = ["KernelRefineMethod", "parse_kernel_mm", "PAPER_KERNEL_MM", "DEFAULT_FUSION"]
+__all__ = ["KernelRefineMethod", "parse_kernel_mm", "DEFAULT_FUSION"]

@@ -25,6 +25,8 @@ import warnings
 from dataclasses import dataclass
 from typing import Sequence
 
+import math
+
 import numpy as np
 
 __all__ = ["Kernel", "kernel_size_voxels", "window_sums", "summed_volume_table", "search_kernels",
@@ -50,6 +52,33 @@ class Kernel:
     @property
     def slicer(self) -> tuple[slice, ...]:
         return tuple(slice(s, s + n) for s, n in zip(self.start, self.size))
+
+
+#: the paper's kernel edges per region (yang2025 sec. 2.2.2): 64 mm for WT, 32 mm for TC and ET
+PAPER_KERNEL_MM = {"WT": 64.0, "TC": 32.0, "ET": 32.0}
+
+
+def parse_kernel_sizes(text) -> dict:
+    """The one meaning of ``--kernel-mm`` in every command: the cube edge in mm, ``"32"`` (every region) or
+    ``"WT=64,TC=32,ET=32"`` (per region, ``*=D`` for the others) -> ``{tag or '*': mm}``; ValueError otherwise."""
+    out = {}
+    for part in str(text).split(","):
+        key, _, value = part.rpartition("=")
+        try:
+            mm = float(value)
+        except ValueError:
+            raise ValueError(f"{text!r}: expected D or TAG=D,... (mm)") from None
+        if not math.isfinite(mm):
+            raise ValueError(f"{value.strip()!r} is not a finite number")
+        if not mm > 0:
+            raise ValueError(f"{text!r}: sizes must be > 0 mm")
+        out[key.strip().upper() or "*"] = mm
+    return out
+
+
+def kernel_mm_for(sizes: dict, tag: str) -> float:
+    """The edge for region ``tag``: its own, else ``*``, else the paper's, else 32 mm."""
+    return sizes.get(tag, sizes.get("*", PAPER_KERNEL_MM.get(tag, 32.0)))
 
 
 def kernel_size_voxels(kernel_mm: float | Sequence[float], spacing_zyx: Sequence[float]) -> tuple[int, ...]:

@@ -17,9 +17,10 @@ from nnunet_ext.errors import InputError
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-u", "--uncertainty", required=True, metavar="UNC.nii.gz", help="uncertainty map (3D)")
     parser.add_argument("-o", "--output", required=True, metavar="KERNELS.json", help="output JSON")
-    parser.add_argument("--kernel-mm", type=float, default=32.0, metavar="D",
-                        help="kernel edge in mm, converted to voxels with the map's spacing "
-                             "(default 32; the paper: 32 for ET / TC, 64 for WT)")
+    parser.add_argument("--kernel-mm", default="32", metavar="D",
+                        help="kernel edge in mm, converted to voxels with the map's spacing (default 32; the paper: "
+                             "32 for ET / TC, 64 for WT); the same flag as kernel-dataset / -m kernel_refine, which "
+                             "also take TAG=D,... per region: this command searches one map, so one size")
     parser.add_argument("--overlap", type=fraction, default=0.4,
                         help="reject a kernel overlapping any selected one by more than this fraction of the "
                              "kernel volume (default 0.4)")
@@ -46,14 +47,21 @@ def run(args: argparse.Namespace) -> int:
     check_output_file(args.output, "output file (-o)")  # before any work: a folder, a parent that is a file
     if os.path.exists(args.output) and not args.overwrite:
         raise InputError(f"{args.output}: exists; pass --overwrite to replace it")
-    if not args.kernel_mm > 0:
-        raise InputError(f"--kernel-mm must be > 0, got {args.kernel_mm}")
+    from nnunet_ext.methods.glioma.kernels import parse_kernel_sizes
+
+    try:
+        sizes = parse_kernel_sizes(args.kernel_mm)
+    except ValueError as e:
+        raise InputError(f"--kernel-mm: {e}") from None
+    if set(sizes) != {"*"}:
+        raise InputError(f"--kernel-mm {args.kernel_mm}: nnext kernels searches one map: give one size D in mm")
+    kernel_mm = sizes["*"]
     u, geometry = read_image(args.uncertainty, min_value=0.0)  # a negative 'uncertainty' is no uncertainty
     if u.ndim != 3:
         raise InputError(f"{args.uncertainty}: expected a 3D uncertainty map, got {u.ndim}D")
     if not np.isfinite(u).all():
         raise InputError(f"{args.uncertainty}: contains NaN or Inf")
-    size = kernel_size_voxels(args.kernel_mm, tuple(geometry.spacing)[::-1])
+    size = kernel_size_voxels(kernel_mm, tuple(geometry.spacing)[::-1])
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         kernels = search_kernels(u, size, args.overlap, min_fraction=args.min_fraction, min_sum=args.min_sum,

@@ -111,3 +111,32 @@ def test_cli_writes_kernels_in_numpy_order(tmp_path):
     assert bad.returncode == 2 and "missing.nii.gz" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
     both = subprocess.run(cmd + ["--min-sum", "1", "--overwrite"], capture_output=True, text=True)
     assert both.returncode == 2
+
+
+def test_kernel_mm_has_one_meaning_in_every_command():
+    """``--kernel-mm`` is parsed by one function everywhere: D or TAG=D,... in mm; nnext kernels (one map) takes
+    one size, the region commands fall back to the paper's sizes for regions not given."""
+    import pytest
+
+    from nnunet_ext.methods.glioma.kernels import PAPER_KERNEL_MM, kernel_mm_for, parse_kernel_sizes
+
+    assert parse_kernel_sizes("32") == {"*": 32.0}
+    sizes = parse_kernel_sizes("wt=64,TC=16")
+    assert sizes == {"WT": 64.0, "TC": 16.0}
+    assert (kernel_mm_for(sizes, "TC"), kernel_mm_for(sizes, "ET")) == (16.0, PAPER_KERNEL_MM["ET"])
+    for bad, message in [("0", "> 0 mm"), ("WT=x", "expected D or TAG=D"), ("nan", "'nan' is not a finite")]:
+        with pytest.raises(ValueError, match=message):
+            parse_kernel_sizes(bad)
+
+
+def test_nnext_kernels_refuses_per_region_sizes(tmp_path, capsys):
+    import numpy as np
+
+    from nnunet_ext.cli.main import main
+    from nnunet_ext.io.imageio import Geometry, write_image
+
+    u = tmp_path / "u.nii.gz"
+    write_image(np.random.default_rng(0).random((8, 8, 8)).astype(np.float32), Geometry((1.0, 1.0, 1.0), (0, 0, 0)), u)
+    assert main(["kernels", "-u", str(u), "-o", str(tmp_path / "k.json"), "--kernel-mm", "WT=4,TC=2"]) == 2
+    assert "nnext kernels searches one map: give one size D in mm" in capsys.readouterr().err
+    assert main(["kernels", "-u", str(u), "-o", str(tmp_path / "k.json"), "--kernel-mm", "4"]) == 0
