@@ -138,3 +138,39 @@ def test_nnext_plan_set_and_show_on_existing_plans(chest_dataset, nnunet_dirs, c
     assert (pre / "nnextTinyPlans.json").read_text() == before
     assert main(["plan", "-d", "501", "-p", "nope", "--show"]) == 2
     assert "nope.json: no such plans" in capsys.readouterr().err
+
+
+def test_same_trainer_and_plans_train_identical_seeded_iterations_whatever_the_environment(
+        chest_dataset, nnunet_dirs, monkeypatch):
+    """An experiment is trainer + plans: two trainers built from the same plans, one in a shell full of unrelated
+    and empty NNEXT_* variables, train identical seeded first iterations; the plans' options reach the loss."""
+    import torch
+
+    from nnunet_ext.methods.lung_cascade.lovasz_trainer import UncertaintyLovaszTrainer
+
+    pre = nnunet_dirs["nnUNet_preprocessed"] / chest_dataset.name
+    plans = json.loads((pre / "nnextTinyPlans.json").read_text())
+    plans["configurations"]["3d_fullres"]["nnext_training"] = {"lovasz": {"ce_weight": 0.5},
+                                                               "uncertainty_loss": {"samples": 2}}
+    plans["continue_training"] = False
+    dataset_json = json.loads((pre / "dataset.json").read_text())
+
+    def first_losses():
+        torch.manual_seed(0)
+        trainer = UncertaintyLovaszTrainer(json.loads(json.dumps(plans)), "3d_fullres", 0, dataset_json,
+                                           device=torch.device("cpu"))
+        trainer.initialize()
+        g = torch.Generator().manual_seed(1)
+        patch = tuple(trainer.configuration_manager.patch_size)
+        data = torch.randn((2, 1) + patch, generator=g)
+        full = (torch.rand((2, 1) + patch, generator=g) > 0.7).long()
+        target = [full[(slice(None), slice(None)) + tuple(slice(None, None, int(round(1 / s))) for s in scale)]
+                  for scale in trainer._get_deep_supervision_scales()]
+        assert trainer.loss.ce_weight == 0.5 and trainer.mc_samples == 2  # the plans' values reached the loss
+        torch.manual_seed(2)
+        return [trainer.train_step({"data": data, "target": target})["loss"] for _ in range(2)]
+
+    clean = first_losses()
+    for name, value in {"NNEXT_SOMETHING": "7", "NNEXT_CLICK_RADIUS": "", "NNEXT_DROPOUT_P": " "}.items():
+        monkeypatch.setenv(name, value)  # unrelated or empty: not read, not refused
+    assert first_losses() == clean
