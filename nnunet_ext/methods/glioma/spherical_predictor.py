@@ -19,27 +19,26 @@ are not the image's z axis (``transpose_forward[0] != 0``).
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 
 import numpy as np
 
+from nnunet_ext.methods.glioma.options import SphericalEnsembleOptions
 from nnunet_ext.errors import InputError
 from nnunet_ext.predictors.model_method import ModelMethod
 
 
 def add_spherical_arguments(group) -> None:
-    group.add_argument("--stride", type=int, default=8, help="origin grid stride in pixels (default 8: the paper)")
-    group.add_argument("--radius", type=float, default=None,
-                       help="sphere radius R in pixels (default: half the larger slice side)")
-    group.add_argument("--roi-mask", default="auto",
-                       help="origins only inside: auto (non-zero image voxels, default), none, or DIR/CASE.nii.gz")
-    group.add_argument("--bins", type=int, default=100, help="histogram bins of eq. 1 (default 100)")
-    group.add_argument("--entropy-base", type=float, default=math.e,
-                       help="log base of eq. 1 (default e: nats, the unit of every nnunet_ext map; 2 = the "
-                            "paper's bits)")
-    group.add_argument("--entropy-normalise", action="store_true", help="divide eq. 1 by log(bins): [0, 1]")
-    group.add_argument("--origin-batch", type=int, default=32, help="projections per forward batch (default 32)")
+    """The ensemble's flags, from :class:`~nnunet_ext.methods.glioma.options.SphericalEnsembleOptions`."""
+    SphericalEnsembleOptions.add_arguments(None, group=group)
+
+
+def spherical_options(args) -> SphericalEnsembleOptions:
+    """The ensemble options given on the command line (one-line InputError naming the flag)."""
+    try:
+        return SphericalEnsembleOptions.from_args(args)
+    except ValueError as e:
+        raise InputError(str(e)) from None
 
 
 class SphericalMethod(ModelMethod):
@@ -53,12 +52,7 @@ class SphericalMethod(ModelMethod):
 
     @classmethod
     def from_args(cls, args, common, model=None):
-        if args.stride < 1 or args.bins < 2 or args.origin_batch < 1 or not args.entropy_base > 1:
-            raise InputError("--stride and --origin-batch must be >= 1, --bins >= 2, --entropy-base > 1")
-        if args.radius is not None and not args.radius > 0:
-            raise InputError(f"--radius must be > 0 pixels, got {args.radius}")
-        if args.roi_mask not in ("auto", "none") and not os.path.isdir(args.roi_mask):
-            raise InputError(f"--roi-mask {args.roi_mask}: not auto, none or a folder")
+        opts = spherical_options(args)
         method = super().from_args(args, common, model)
         e = method.engine
         folder = method.model_info["model_folder"]
@@ -74,8 +68,7 @@ class SphericalMethod(ModelMethod):
         if list(e.plans_manager.transpose_forward)[0] != 0:
             raise InputError(f"{folder}: the plans slice along axis {e.plans_manager.transpose_forward[0]} (not the "
                              "image's z axis); -m spherical predicts axial slices only")
-        method.opts = {k: getattr(args, k) for k in ("stride", "radius", "roi_mask", "bins", "entropy_base",
-                                                     "entropy_normalise", "origin_batch")}
+        method.opts = opts.to_dict()
         from nnunet_ext.methods.glioma.fusion import region_tags
 
         method.tags = [t for t, _, _ in region_tags(e.dataset_json["labels"])]
