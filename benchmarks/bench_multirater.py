@@ -13,8 +13,8 @@ with the baseline as reference of the Complex-Nodule Validation. Prints one tabl
 training of each model, seeded through nnU-Net's training entry point with torch / numpy / random seeds S,
 and with ``OMP_NUM_THREADS`` (default 1) torch threads, not nnUNetv2_train's every core) under ``DIR/seed{S}``; a finished seed
 (``DIR/seed{S}/result.json`` with the same settings) is reused, so an interrupted run resumes. The table gives
-the mean over seeds and the spread (min..max). ``--tokens`` = ``NNEXT_UGS_MAX_TOKENS`` for UGS-Net's training
-and prediction (256: self-attention on a 16x16 grid for the 32x32 2D patches, 4x cheaper on a CPU than the
+the mean over seeds and the spread (min..max). ``--tokens`` = the plans option ``ugsnet.max_tokens`` for UGS-Net's training
+(recorded in the model's arch_kwargs, so prediction rebuilds it) (256: self-attention on a 16x16 grid for the 32x32 2D patches, 4x cheaper on a CPU than the
 full-resolution default 4096). Every run also records the load average (``os.getloadavg``) after each step.
 """
 from __future__ import annotations
@@ -54,8 +54,7 @@ def run_seed(args, seed: int, root: Path) -> dict:
     from nnunet_ext.synthetic.dataset import write_dataset
 
     dirs = use_workspace(root)
-    env1 = {"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"), "NNEXT_UGS_MAX_TOKENS": str(args.tokens)}
-    os.environ["NNEXT_UGS_MAX_TOKENS"] = str(args.tokens)  # -m mcm runs in this process
+    env1 = {"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
     schedule = {"num_epochs": args.epochs, "num_iterations_per_epoch": args.iterations}
     times, load = {}, {}
     t = time.perf_counter()
@@ -71,13 +70,17 @@ def run_seed(args, seed: int, root: Path) -> dict:
                       "--overwrite", "--no-progress"]) == 0
         for d in (RAW_ID, RATER_ID):
             plan_and_preprocess(d, "TinyPlanner", [args.c], num_processes=1, schedule=schedule, clean=True)
+        from nnunet_ext.planners.plans_edit import plans_path, write_options
+
+        write_options(plans_path(RAW_ID, PLANS), ["dropout.p=0"], [args.c])
+        write_options(plans_path(RATER_ID, PLANS), [f"ugsnet.max_tokens={args.tokens}"], [args.c])
         for old in root.glob("model_done_*.json"):
             old.unlink()
         data_done.write_text(json.dumps(stamp))
     rater_folder = next(dirs["nnUNet_raw"].glob(f"Dataset{RATER_ID}_*"))
     times["data_s"], load["data"] = time.perf_counter() - t, os.getloadavg()
 
-    runs = {"baseline": (RAW_ID, "MCDropoutTrainer", {"NNEXT_DROPOUT_P": "0"}),
+    runs = {"baseline": (RAW_ID, "MCDropoutTrainer", {}),
             "multi_annotation": (RATER_ID, "MultiAnnotationTrainer", {}),
             "ugsnet": (RATER_ID, "UGSNetTrainer", {})}
     summaries = {}
@@ -143,7 +146,7 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=40)
     p.add_argument("--iterations", type=int, default=25)
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
-    p.add_argument("--tokens", type=int, default=256, help="NNEXT_UGS_MAX_TOKENS for UGS-Net (default 256)")
+    p.add_argument("--tokens", type=int, default=256, help="plans option ugsnet.max_tokens for UGS-Net (default 256)")
     args = p.parse_args()
 
     work = Path(args.work).resolve()

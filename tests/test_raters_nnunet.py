@@ -159,13 +159,13 @@ def test_convert_raters_bad_input(rater_dataset, tmp_path):
     assert not list(tmp_path.glob("Dataset613*"))
 
 
-def _train(dataset_id, trainer, env=None, configuration="2d"):
+def _train(dataset_id, trainer, env=None, configuration="2d", plans="nnextTinyPlans"):
     import os
     import subprocess
 
     from nnunet_ext.paths import nnunet_command
 
-    cmd = [nnunet_command("nnUNetv2_train"), str(dataset_id), configuration, "0", "-tr", trainer, "-p", "nnextTinyPlans",
+    cmd = [nnunet_command("nnUNetv2_train"), str(dataset_id), configuration, "0", "-tr", trainer, "-p", plans,
            "-device", "cpu"]
     # one thread: tiny nets gain nothing from more, and on a shared 2-core machine threads contend
     proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})})
@@ -292,9 +292,13 @@ def test_multi_annotation_trainer_nnunet_train(rater_dataset, nnunet_dirs):
     import torch
 
     _, folder = rater_dataset
-    log = _train(RATER_ID, "MultiAnnotationTrainer", {"NNEXT_MA_DICE_WEIGHT": "0"})
+    from nnunet_ext.planners.plans_edit import write_options
+
+    pre = nnunet_dirs["nnUNet_preprocessed"] / folder.name
+    write_options(pre / "nnextTinyPlans.json", ["multi_annotation.dice_weight=0"], new_identifier="nnextTinyPlansBCE")
+    log = _train(RATER_ID, "MultiAnnotationTrainer", plans="nnextTinyPlansBCE")
     assert "train_loss" in log
-    model = nnunet_dirs["nnUNet_results"] / folder.name / "MultiAnnotationTrainer__nnextTinyPlans__2d"
+    model = nnunet_dirs["nnUNet_results"] / folder.name / "MultiAnnotationTrainer__nnextTinyPlansBCE__2d"
     ckpt = torch.load(model / "fold_0" / "checkpoint_final.pth", map_location="cpu", weights_only=False)
     assert ckpt["nnext"]["dice_weight"] == 0.0
     assert (model / "fold_0" / "validation" / "summary.json").is_file()
