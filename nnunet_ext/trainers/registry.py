@@ -21,6 +21,8 @@ TRAINERS: dict[str, tuple[str, str]] = {
     "ClickPromptErrorTrainer": ("nnunet_ext.trainers.click_prompt", "click-prompt network, stage 3: clicks in the errors of its own prediction (chu2026)"),
     "MultiAnnotationTrainer": ("nnunet_ext.trainers.multi_annotation", "rater-set dataset: Phi = mean_j BCE(X, GT_j) + Dice vs mean rater mask (yang-wang eq. 3)"),
     "UGSNetTrainer": ("nnunet_ext.trainers.ugsnet", "UGS-Net head (UAM + IUCM, Gabor / Otsu FAABs) on nnU-Net's U-Net, L = .5 L_MCM + .5 Phi_a + Phi_b (yang-wang)"),
+    "SingleReaderTrainer": ("nnunet_ext.trainers.multi_annotation", "rater-set dataset, one reader as target (rater_training.reader, 0 = Label_1): the identical-arm baseline of the multi-rater trainers (yang-wang)"),
+    "UGSNetNoIUCMTrainer": ("nnunet_ext.trainers.ugsnet", "ablation: UGS-Net without the IUCM (UAM heads, X_S from Concat(R, R_Uni, R_LC, R_HC)), eq. 4 loss (yang-wang)"),
     "SphericalProjectionTrainer": ("nnunet_ext.trainers.spherical", "2D + random spherical-projection augmentation, regions (sigmoid), Dice + BCE (yang2025)"),
     "SphericalProjectionBCETrainer": ("nnunet_ext.trainers.spherical", "2D spherical projection, the paper's BCE loss and Adam lr 1e-5 (yang2025)"),
     **{f"SphericalProjection{k}Trainer_{r}": ("nnunet_ext.trainers.spherical", f"as SphericalProjection{k}Trainer, one model for region {r} only (yang2025)")
