@@ -20,7 +20,8 @@ random seeded S·1000 + fold) on the SAME rater-set dataset, plans and normalisa
 * ``baseline`` = SingleReaderTrainer (target: reader 0 = Label_1, decoded from the rater-set label),
 * ``phi`` = MultiAnnotationTrainer (Φ only, eq. 3), ``ugs_noiucm`` = UGSNetNoIUCMTrainer, ``ugsnet`` = UGSNetTrainer.
 
-nnU-Net's own validation export of each fold (held-out cases, X_S for UGS-Net) is scored by ``evaluate-raters``
+Each fold's held-out cases, predicted in the training process (nnU-Net's predictor, X_S for UGS-Net, no
+mirroring for any arm), are scored by ``evaluate-raters``
 against Label_1, every reader (expected Dice), the majority and the latent truth. Cases are pooled over folds
 and seeds (every phantom is held out once per seed and seeds draw new phantoms); each arm - baseline difference
 gets a paired Wilcoxon signed-rank test and a 95 % bootstrap CI of the mean (scipy.stats), overall and on the
@@ -47,22 +48,44 @@ METRICS = ("dice_rater0", "dice_rater_mean", "dice_majority", "dice_truth")
 
 
 def _worker(argv) -> None:
-    """``--worker DS CONF TRAINER PLANS SEED THREADS FOLD...``: train the folds in one process (imports once)."""
-    ds, conf, trainer, plans, seed, threads, *folds = argv
+    """``--worker DS CONF TRAINER PLANS SEED THREADS OUT FOLD...``: train each fold and predict its held-out cases
+    in this one process (nnU-Net's trainer and predictor; no mirroring for any arm), writing ``OUT/CASE.nii.gz``.
+    nnU-Net's own final validation is skipped: it spawns export / metric processes that cost more than a tiny
+    training on a loaded CPU, and its metrics (vs the union region) are not the ones compared here."""
+    ds, conf, trainer_name, plans, seed, threads, out, *folds = argv
     import random
 
     import numpy as np
     import torch
 
-    set_threads = torch.set_num_threads
-    set_threads(int(threads))
+    torch.set_num_threads(int(threads))
     torch.set_num_threads = lambda _: None  # nnU-Net's CPU path would take every core
-    from nnunetv2.run.run_training import run_training
+    from nnunetv2.imageio.simpleitk_reader_writer import SimpleITKIO
+    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+    from nnunetv2.paths import nnUNet_raw
+    from nnunetv2.run.run_training import get_trainer_from_args
 
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
     for fold in map(int, folds):
         s = int(seed) * 1000 + fold
         torch.manual_seed(s), np.random.seed(s), random.seed(s)
-        run_training(ds, conf, fold, trainer, plans, device=torch.device("cpu"))
+        trainer = get_trainer_from_args(ds, conf, fold, trainer_name, plans, device=torch.device("cpu"))
+        trainer.perform_actual_validation = lambda *a, **k: None
+        trainer.run_training()
+        trainer.set_deep_supervision_enabled(False)
+        trainer.network.eval()
+        predictor = nnUNetPredictor(use_mirroring=False, device=torch.device("cpu"), perform_everything_on_device=False,
+                                    allow_tqdm=False)
+        predictor.manual_initialization(trainer.network, trainer.plans_manager, trainer.configuration_manager,
+                                        [trainer.network.state_dict()], trainer.dataset_json, trainer_name, None)
+        _, val = trainer.do_split()
+        rw = SimpleITKIO()
+        images = Path(nnUNet_raw) / trainer.plans_manager.dataset_name / "imagesTr"
+        for case in val:
+            img, props = rw.read_images([str(images / f"{case}_0000.nii.gz")])
+            seg = predictor.predict_single_npy_array(img, props)
+            rw.write_seg(np.asarray(seg, np.uint8), str(out / f"{case}.nii.gz"), props)
 
 
 def _settings(args) -> dict:
@@ -110,18 +133,14 @@ def run_arm(args, arm: str, seed: int, root: Path, src: Path, rater_folder: Path
         print(f"  reusing {arm}")
         return json.loads(summary_file.read_text())
     t = time.perf_counter()
+    pred = out / "pred"
+    shutil.rmtree(pred, ignore_errors=True)
     cmd = [sys.executable, __file__, "--worker", str(RATER_ID), args.c, ARMS[arm], PLANS, str(seed),
-           os.environ.get("OMP_NUM_THREADS", "1"), *map(str, range(args.folds))]
+           os.environ.get("OMP_NUM_THREADS", "1"), str(pred), *map(str, range(args.folds))]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         sys.exit(f"{arm} training failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}")
     train_s = time.perf_counter() - t
-    model = Path(os.environ["nnUNet_results"]) / rater_folder.name / f"{ARMS[arm]}__{PLANS}__{args.c}"
-    pred = out / "pred"
-    pred.mkdir(parents=True, exist_ok=True)
-    for f in range(args.folds):
-        for p in (model / f"fold_{f}" / "validation").glob("*.nii.gz"):
-            shutil.copy2(p, pred / p.name)
     summary = evaluate_raters(pred, src / "labelsTr_raters", out / "eval_raw.json", truth_dir=src / "truthTr",
                               case_info=src / "phantom_info.json")
     summary["train_s"], summary["load_average"] = round(train_s, 1), os.getloadavg()
