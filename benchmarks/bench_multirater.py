@@ -2,7 +2,8 @@
 Yang & Wang Tables I and III protocol at CPU scale).
 
     OMP_NUM_THREADS=1 python benchmarks/bench_multirater.py [--work DIR] [-n 150] [--folds 5] [--seeds 0 1 2]
-        [--regimes exchangeable fixed] [--arms baseline phi ugs_noiucm ugsnet] [-c 2d] [--epochs 50]
+        [--regimes exchangeable fixed] [--arms baseline phi ugs_noiucm ugsnet] [-c 2d] [--planner TinyPlanner]
+        [--epochs 50]
         [--iterations 50] [--tokens 256] [--dice-weight 0] [--optimizer nnunet|sgdr]
 
 Stated before running (the paper, sec. IV-B / IV-E, five-fold on LIDC-IDRI): UGS-Net improves the Dice against
@@ -40,7 +41,6 @@ import time
 from pathlib import Path
 
 RAW_ID, RATER_ID = 951, 952
-PLANS = "nnextTinyPlans"
 ARMS = {"baseline": "SingleReaderTrainer", "phi": "MultiAnnotationTrainer", "ugs_noiucm": "UGSNetNoIUCMTrainer",
         "ugsnet": "UGSNetTrainer"}
 PAPER_EFFECT = {"all": 0.0139, "hard": 0.1103}  # Dice (fraction) vs Label_1, sec. IV-B and IV-E
@@ -89,8 +89,15 @@ def _worker(argv) -> None:
 
 
 def _settings(args) -> dict:
-    return {k: getattr(args, k) for k in ("n", "folds", "c", "epochs", "iterations", "tokens", "dice_weight",
-                                           "optimizer", "sgdr_lr", "sgdr_period")}
+    return {k: getattr(args, k) for k in ("n", "folds", "c", "planner", "epochs", "iterations", "tokens",
+                                           "dice_weight", "optimizer", "sgdr_lr", "sgdr_period")}
+
+
+def _plans(args) -> str:
+    """Plans identifier the planner writes (TinyPlanner: nnextTinyPlans; nnext's ResEnc planners: their own)."""
+    from nnunet_ext.planners.registry import PLANNERS
+
+    return PLANNERS[args.planner][2].split(":")[0]
 
 
 def prepare_data(args, regime: str, seed: int, root: Path) -> tuple[Path, Path]:
@@ -113,12 +120,13 @@ def prepare_data(args, regime: str, seed: int, root: Path) -> tuple[Path, Path]:
                         overwrite=True)
     assert nnext(["convert", "raters", "-i", str(src), "-d", str(RATER_ID), "--name", "BenchRaters", "--overwrite",
                   "--no-progress"]) == 0
-    plan_and_preprocess(RATER_ID, "TinyPlanner", [args.c], num_processes=1, clean=True,
-                        schedule={"num_epochs": args.epochs, "num_iterations_per_epoch": args.iterations})
+    plans_id = plan_and_preprocess(RATER_ID, args.planner, [args.c], num_processes=1, clean=True,
+                                   schedule={"num_epochs": args.epochs, "num_iterations_per_epoch": args.iterations})
+    assert plans_id == _plans(args), plans_id
     opts = [f"multi_annotation.dice_weight={args.dice_weight}", f"ugsnet.dice_weight={args.dice_weight}",
             f"ugsnet.max_tokens={args.tokens}", f"rater_training.optimizer={args.optimizer}",
             f"rater_training.sgdr_lr={args.sgdr_lr}", f"rater_training.sgdr_period={args.sgdr_period}"]
-    write_options(plans_path(RATER_ID, PLANS), opts, [args.c])
+    write_options(plans_path(RATER_ID, _plans(args)), opts, [args.c])
     done.write_text(json.dumps(stamp))
     return src, next(dirs["nnUNet_raw"].glob(f"Dataset{RATER_ID}_*"))
 
@@ -135,7 +143,7 @@ def run_arm(args, arm: str, seed: int, root: Path, src: Path, rater_folder: Path
     t = time.perf_counter()
     pred = out / "pred"
     shutil.rmtree(pred, ignore_errors=True)
-    cmd = [sys.executable, __file__, "--worker", str(RATER_ID), args.c, ARMS[arm], PLANS, str(seed),
+    cmd = [sys.executable, __file__, "--worker", str(RATER_ID), args.c, ARMS[arm], _plans(args), str(seed),
            os.environ.get("OMP_NUM_THREADS", "1"), str(pred), *map(str, range(args.folds))]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
@@ -205,6 +213,8 @@ def main() -> None:
     p.add_argument("--regimes", nargs="+", default=["exchangeable", "fixed"], choices=["exchangeable", "fixed"])
     p.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
     p.add_argument("-c", default="2d", choices=["2d", "3d_fullres"])
+    p.add_argument("--planner", default="TinyPlanner", help="nnext planner (TinyPlanner: 4-32 features, CPU; "
+                   "MCDropoutResEncPlannerM: default-width ResEnc M, for a GPU run)")
     p.add_argument("--epochs", type=int, default=50)
     p.add_argument("--iterations", type=int, default=50)
     p.add_argument("--tokens", type=int, default=256, help="plans ugsnet.max_tokens (default 256: 16 x 16 grid)")

@@ -318,3 +318,30 @@ def test_multi_annotation_trainer_refuses_plain_dataset(nnunet_dirs, rater_datas
     plans["continue_training"] = False  # nnunetv2 2.8.1 pops this key in __init__
     with pytest.raises(ValueError, match="needs a rater-set dataset"):
         MultiAnnotationTrainer(plans, "2d", 0, ds, torch.device("cpu"))
+
+
+def test_identical_arms_initialise_from_the_same_plans(nnunet_dirs, rater_dataset):
+    """Issue 22: the single-reader baseline and the no-IUCM ablation on the same rater-set plans; the paper's SGDR
+    (plans rater_training) in every arm; the full-resolution output at deep-supervision weight 1."""
+    import torch
+    from batchgenerators.utilities.file_and_folder_operations import load_json
+
+    from nnunet_ext.trainers.multi_annotation import SGDRScheduler, SingleReaderTrainer
+    from nnunet_ext.trainers.ugsnet import UGSNetNoIUCMTrainer
+
+    _, folder = rater_dataset
+    pre = nnunet_dirs["nnUNet_preprocessed"] / folder.name
+    ds = load_json(str(pre / "dataset.json"))
+    for cls in (SingleReaderTrainer, UGSNetNoIUCMTrainer):
+        plans = load_json(str(pre / "nnextTinyPlans.json"))
+        plans["nnext_training"] = {"rater_training": {"optimizer": "sgdr", "sgdr_period": 7}}
+        plans["continue_training"] = False  # nnunetv2 2.8.1 pops this key in __init__
+        trainer = cls(plans, "2d", 0, ds, torch.device("cpu"))
+        trainer.initialize()
+        group = trainer.optimizer.param_groups[0]
+        assert isinstance(trainer.lr_scheduler, SGDRScheduler) and trainer.lr_scheduler.T_0 == 7
+        assert (group["lr"], group["momentum"], group["weight_decay"]) == (1e-5, 0.9, 1e-4)
+        assert trainer.loss.weight_factors[0] == 1.0 and trainer.loss.weight_factors[-1] == 0.0
+        assert trainer.checkpoint_metadata()["options"]["rater_training"]["optimizer"] == "sgdr"
+    assert trainer.loss.__class__.__name__ == "UGSLoss" and not hasattr(trainer.network, "faab")
+    assert trainer.configuration_manager.network_arch_init_kwargs["iucm"] is False
