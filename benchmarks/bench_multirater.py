@@ -82,10 +82,21 @@ def _worker(argv) -> None:
         _, val = trainer.do_split()
         rw = SimpleITKIO()
         images = Path(nnUNet_raw) / trainer.plans_manager.dataset_name / "imagesTr"
+        heads = hasattr(trainer.network, "output_head")  # UGS-Net: also its HC / LC masks, as nnext predict -m mcm
         for case in val:
             img, props = rw.read_images([str(images / f"{case}_0000.nii.gz")])
             seg = predictor.predict_single_npy_array(img, props)
             rw.write_seg(np.asarray(seg, np.uint8), str(out / f"{case}.nii.gz"), props)
+            if heads:
+                masks = {}
+                for head in ("inter", "union"):
+                    trainer.network.output_head = head
+                    masks[head] = np.asarray(predictor.predict_single_npy_array(img, props)) > 0
+                trainer.network.output_head = "xs"
+                (out.parent / "mcm").mkdir(exist_ok=True)
+                rw.write_seg(masks["inter"].astype(np.uint8), str(out.parent / "mcm" / f"{case}_hc.nii.gz"), props)
+                rw.write_seg((masks["union"] & ~masks["inter"]).astype(np.uint8),
+                             str(out.parent / "mcm" / f"{case}_lc.nii.gz"), props)
 
 
 def _settings(args) -> dict:
@@ -143,14 +154,17 @@ def run_arm(args, arm: str, seed: int, root: Path, src: Path, rater_folder: Path
     t = time.perf_counter()
     pred = out / "pred"
     shutil.rmtree(pred, ignore_errors=True)
+    shutil.rmtree(out / "mcm", ignore_errors=True)
     cmd = [sys.executable, __file__, "--worker", str(RATER_ID), args.c, ARMS[arm], _plans(args), str(seed),
            os.environ.get("OMP_NUM_THREADS", "1"), str(pred), *map(str, range(args.folds))]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         sys.exit(f"{arm} training failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}")
     train_s = time.perf_counter() - t
+    mcm = out / "mcm" if (out / "mcm").is_dir() else None
     summary = evaluate_raters(pred, src / "labelsTr_raters", out / "eval_raw.json", truth_dir=src / "truthTr",
-                              case_info=src / "phantom_info.json")
+                              case_info=src / "phantom_info.json", mcm_dir=mcm,
+                              images_dir=src / "imagesTr" if mcm else None)
     summary["train_s"], summary["load_average"] = round(train_s, 1), os.getloadavg()
     summary_file.write_text(json.dumps(summary))
     print(f"  {arm}: {len(summary['cases'])} held-out cases, Dice vs Label_1 {summary['mean']['dice_rater0']:.3f}, "
@@ -249,6 +263,10 @@ def main() -> None:
            "comparisons": stats, "train_s": {f"{r}/{s}/{a}": results[r][s][a]["train_s"] for r in results
                                                for s in results[r] for a in args.arms},
            "hard_n": {f"{r}/{s}": results[r][s]["baseline"]["hard"]["n"] for r in results for s in results[r]},
+           "mcm": {f"{r}/{s}/{a}": {"dice_hc": results[r][s][a]["mean"].get("dice_hc"),
+                                    "dice_lc": results[r][s][a]["mean"].get("dice_lc"),
+                                    "hu_wasserstein": results[r][s][a].get("hu_wasserstein")}
+                   for r in results for s in results[r] for a in args.arms if "hu_wasserstein" in results[r][s][a]},
            "load_average": os.getloadavg()}
     (work / "bench_multirater.json").write_text(json.dumps(out, indent=2))
     print(json.dumps({k: round(v, 3) for k, v in means.items()}, indent=0))
