@@ -15,7 +15,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "phantoms:\n"
         "  chest     CT, labels tumor; side folder lungmasksTr/Ts (1 = right lung, 2 = left lung)\n"
         "  brain     T1/T1ce/T2/FLAIR, BraTS-like regions; side folder brainmasksTr/Ts\n"
-        "  nodule    CT crops, label = rater 0; all raters in labelsTr_raters/CASE_rater{k}\n"
+        "  nodule    CT crops, label = rater 0; all raters in labelsTr_raters/CASE_rater{k}; latent truth in\n"
+        "            truthTr/Ts; --rater-model exchangeable (LIDC-like readers, random order) or fixed\n"
         "  headneck  CT + PET, labels GTVp / GTVn\n"
         "Per-case metadata (lesion centres in voxels and LPS mm, ...) goes to phantom_info.json.\n"
         "example: nnext synth chest -d 501 -n 20 --n-test 5 --seed 1")
@@ -32,6 +33,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--name", help="dataset name (default NnextChest, NnextBrain, NnextNodule, NnextHeadNeck)")
     parser.add_argument("--raters", type=int, metavar="K", help="nodule only: number of simulated raters, 2-4 "
                                                                "(default 4)")
+    parser.add_argument("--rater-model", choices=("exchangeable", "fixed"),
+                        help="nodule only: exchangeable = K readers per case drawn from a reader-style population "
+                             "calibrated on LIDC-IDRI, in random order (default); fixed = rater k always uses "
+                             "the same HU threshold (nearly nested; the negative control)")
     parser.add_argument("--raw", metavar="DIR", help="nnUNet_raw folder (default: $nnUNet_raw)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing dataset with the same ID")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -42,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
 
     folder = write_dataset(args.kind, args.dataset_id, args.num_train, num_test=args.n_test, seed=args.seed,
                            size=args.size, name=args.name, overwrite=args.overwrite, raw_dir=args.raw,
-                           progress=not args.no_progress, raters=args.raters)
+                           progress=not args.no_progress, raters=args.raters,
+                           rater_model=args.rater_model)
     print(f"wrote {args.num_train} training + {args.n_test} test {args.kind} cases to {folder}")
     return 0

@@ -68,7 +68,7 @@ KINDS: dict[str, KindSpec] = {
                       description="synthetic multi-sequence brain MR with BraTS-like glioma labels "
                                   "(1 oedema, 2 necrosis / non-enhancing core, 3 enhancing tumour)"),
     "nodule": KindSpec("nnunet_ext.synthetic.nodule:generate_nodule_case", "NnextNodule", {"0": "CT"},
-                       {"background": 0, "nodule": 1}, options=("raters",),
+                       {"background": 0, "nodule": 1}, options=("raters", "rater_model"),
                        description="synthetic lung nodule CT crops with several simulated raters"),
     "headneck": KindSpec("nnunet_ext.synthetic.headneck:generate_headneck_case", "NnextHeadNeck",
                          {"0": "CT", "1": "PET"}, {"background": 0, "GTVp": 1, "GTVn": 2},

@@ -8,8 +8,7 @@ import pytest
 
 from nnunet_ext.demos import cli as demo
 
-ENV = ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results", "nnUNet_def_n_proc", "nnUNet_n_proc_DA",
-       "NNEXT_UGS_MAX_TOKENS")
+ENV = ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results", "nnUNet_def_n_proc", "nnUNet_n_proc_DA")
 STEPS = ("synth", "convert", "plan", "train", "predict")
 
 
@@ -33,7 +32,7 @@ def test_demo_nodule_runs_reuses_and_redoes(tmp_path, monkeypatch, capfd):
     assert (root / f"{case}.png").read_bytes()[:4] == b"\x89PNG" and (root / "hu_kde.png").is_file()
     d = summary["demo"]
     assert set(d["timings_s"]) == {f"{s}_s" for s in (*STEPS, "evaluate", "total")} == set(d["cpu_s"])
-    assert d["iterations"] == 2 and d["max_tokens"] == "256" and len(d["load_average"]) == 3
+    assert d["iterations"] == 2 and d["max_tokens"] == 256 and len(d["load_average"]) == 3
     checkpoint = next((root / "nnUNet_results").rglob("fold_0/checkpoint_final.pth"))
     model_plans = json.loads((checkpoint.parents[1] / "plans.json").read_text())  # the grid the model trained with
     assert model_plans["configurations"]["2d"]["architecture"]["arch_kwargs"]["max_tokens"] == 256

@@ -22,7 +22,7 @@ IDS = {"chest": 601, "brain": 602, "nodule": 603, "headneck": 604}
 NAMES = {"chest": "NnextChest", "brain": "NnextBrain", "nodule": "NnextNodule", "headneck": "NnextHeadNeck"}
 N_CHANNELS = {"chest": 1, "brain": 4, "nodule": 1, "headneck": 2}
 LABEL_VALUES = {"chest": {0, 1}, "brain": {0, 1, 2, 3}, "nodule": {0, 1}, "headneck": {0, 1, 2}}
-SIDE = {"chest": ["lungmasks"], "brain": ["brainmasks"], "nodule": [], "headneck": []}
+SIDE = {"chest": ["lungmasks"], "brain": ["brainmasks"], "nodule": ["truth"], "headneck": []}
 
 
 @pytest.fixture(scope="module")

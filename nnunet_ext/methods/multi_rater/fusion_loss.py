@@ -39,6 +39,13 @@ def decode_targets(label: torch.Tensor) -> dict[str, torch.Tensor]:
     return {name: _table(name, label.device)[idx] for name in ("mean", "union", "intersection")}
 
 
+def decode_reader(label: torch.Tensor, reader: int) -> torch.Tensor:
+    """Rater-set label tensor -> float mask of reader ``reader`` (bit ``reader`` of the case's rater pattern; 0
+    where the case has fewer readers). The single-reader baseline's target (the paper's Label_1 = reader 0)."""
+    pattern = _table("pattern", label.device)[label.long().clamp_min(0)]
+    return ((pattern >> int(reader)) & 1).to(torch.float32)
+
+
 def fusion_bce(logits: torch.Tensor, mean_target: torch.Tensor) -> torch.Tensor:
     """Φ = mean_j BCE(σ(logits), GT_j) computed as BCE against the mean rater mask (exact, see module doc)."""
     return F.binary_cross_entropy_with_logits(logits, mean_target.to(logits.dtype))

@@ -10,8 +10,16 @@ resampling), and decodes the mean rater mask m = (1/K) Σ_j GT_j per voxel at ev
 
     L = Φ(X, GT) + w_Dice · SoftDice(σ(X), m),   Φ = mean_j BCE(σ(X), GT_j) = BCE(σ(X), m)
 
-``w_Dice`` = 1 (plans ``multi_annotation.dice_weight``; 0 = the paper's pure fusion BCE) keeps nnU-Net's usual Dice term;
-deep supervision weights are nnU-Net's. The online validation Dice is X_S > 0.5 against the majority
+``w_Dice`` = 1 (plans ``multi_annotation.dice_weight``; 0 = the paper's pure fusion BCE) keeps nnU-Net's usual Dice term.
+Deep supervision (every rater-set trainer, so the arms are identical): the full-resolution output has weight 1 and
+the lower resolutions nnU-Net's relative weights λ_i / λ_0 (1/2, 1/4, ..., the lowest 0) on top — eq. 3 / 4 hold
+exactly at full resolution, the deep-supervision terms are added.
+
+``SingleReaderTrainer`` is the identical-arm baseline (issue 22): the same rater-set dataset, plans,
+normalisation, pipeline and loss family, but its target is one reader, decoded from the rater-set label
+(plans ``rater_training.reader``, 0 = the paper's Label_1): L = BCE(X, GT_r) + w_Dice · SoftDice(σ(X), GT_r).
+Optimiser (plans ``rater_training.optimizer``): nnU-Net's SGD + poly, or ``sgdr`` — the paper's SGD with warm
+restarts (:class:`nnunet_ext.methods.multi_rater.options.RaterTrainingOptions`). The online validation Dice is X_S > 0.5 against the majority
 (m >= 0.5); nnU-Net's final validation scores against the union (the dataset's region).
 """
 from __future__ import annotations
@@ -21,10 +29,10 @@ import torch
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
 
-from nnunet_ext.methods.multi_rater.fusion_loss import decode_targets, fusion_bce, soft_dice_loss
+from nnunet_ext.methods.multi_rater.fusion_loss import decode_reader, decode_targets, fusion_bce, soft_dice_loss
 from nnunet_ext.methods.multi_rater.raters import ENCODING_NAME
 from nnunet_ext.trainers.base import NnextTrainer
-from nnunet_ext.methods.multi_rater.options import MultiAnnotationOptions
+from nnunet_ext.methods.multi_rater.options import MultiAnnotationOptions, RaterTrainingOptions
 from nnunet_ext.trainers.ds_loss import DeepSupervisionLoss
 
 #: dataset.json key written by the rater-set converters
@@ -56,20 +64,39 @@ def _nearest_seg(transforms):
 class FusionLoss(DeepSupervisionLoss):
     """Σ_i λ_i [Φ(o_i, GT) + w_Dice · SoftDice(o_i, m_i)] over deep-supervision outputs (module docstring)."""
 
-    def __init__(self, dice_weight: float = 1.0, batch_dice: bool = False, weight_factors=None):
+    def __init__(self, dice_weight: float = 1.0, batch_dice: bool = False, weight_factors=None,
+                 reader: "int | None" = None):
         super().__init__(None, weight_factors)
-        self.dice_weight, self.batch_dice = dice_weight, batch_dice
+        self.dice_weight, self.batch_dice, self.reader = dice_weight, batch_dice, reader
 
     def output_loss(self, logits, target, index):
-        mean = decode_targets(target)["mean"]
+        mean = decode_targets(target)["mean"] if self.reader is None else decode_reader(target, self.reader)
         loss = fusion_bce(logits, mean)
         if self.dice_weight:
             loss = loss + self.dice_weight * soft_dice_loss(logits, mean, self.batch_dice)
         return loss
 
 
+def ds_weights(n_outputs: int) -> np.ndarray:
+    """Deep-supervision weights (1, 1/2, ..., 1/2^(n-2), 0): full resolution 1, the lowest resolution unused."""
+    w = np.array([1 / (2 ** i) for i in range(n_outputs)])
+    w[-1] = 0 if n_outputs > 1 else w[-1]
+    return w
+
+
+class SGDRScheduler(torch.optim.lr_scheduler.CosineAnnealingWarmRestarts):
+    """SGD with warm restarts (Loshchilov & Hutter): lr(e) = lr0 · ½ (1 + cos(π (e mod T) / T)), T = period in
+    epochs. nnU-Net calls ``step(current_epoch)`` at every epoch start, which this scheduler accepts as is."""
+
+    def __init__(self, optimizer, period: int):
+        super().__init__(optimizer, T_0=int(period), T_mult=1, eta_min=0.0)
+
+
 class RaterSetTrainer(NnextTrainer):
-    """Shared plumbing of the rater-set trainers: dataset check, raw codes through the pipeline, validation."""
+    """Shared plumbing of the rater-set trainers: dataset check, raw codes through the pipeline, deep-supervision
+    weights, optimiser, validation."""
+
+    option_families = (RaterTrainingOptions,)
 
     def __init__(self, plans, configuration, fold, dataset_json, device=torch.device("cuda")):
         super().__init__(plans, configuration, fold, dataset_json, device)
@@ -93,12 +120,20 @@ class RaterSetTrainer(NnextTrainer):
                                                        ignore_label=ignore_label)
 
     def deep_supervision_weights(self):
-        """nnU-Net's deep-supervision weights (1/2^i, lowest resolution 0, normalised); None without it."""
+        """(1, 1/2, 1/4, ..., 0): nnU-Net's deep-supervision weights relative to the full-resolution output, which
+        keeps weight 1 (module docstring); None without deep supervision."""
         if not self.enable_deep_supervision:
             return None
-        w = np.array([1 / (2 ** i) for i in range(len(self._get_deep_supervision_scales()))])
-        w[-1] = 0
-        return w / w.sum()
+        return ds_weights(len(self._get_deep_supervision_scales()))
+
+    def configure_optimizers(self):
+        opts = self.options(RaterTrainingOptions)
+        if opts.optimizer != "sgdr":
+            return super().configure_optimizers()
+        optimizer = torch.optim.SGD(self.network.parameters(), opts.sgdr_lr, momentum=opts.sgdr_momentum,
+                                    weight_decay=opts.sgdr_weight_decay)
+        self.initial_lr = opts.sgdr_lr
+        return optimizer, SGDRScheduler(optimizer, opts.sgdr_period)
 
     @staticmethod
     def segmentation_logits(output):
@@ -145,3 +180,16 @@ class MultiAnnotationTrainer(RaterSetTrainer):
     def checkpoint_metadata(self) -> dict:
         return {**super().checkpoint_metadata(), "loss": "fusion_bce + dice",
                 "dice_weight": self.options(MultiAnnotationOptions).dice_weight}
+
+
+class SingleReaderTrainer(MultiAnnotationTrainer):
+    """The identical-arm baseline: MultiAnnotationTrainer's network, data and loss family, but the target is one
+    reader decoded from the rater-set label (plans ``rater_training.reader``; 0 = Label_1): BCE + w_Dice · Dice."""
+
+    def _build_loss(self):
+        return FusionLoss(self.options(MultiAnnotationOptions).dice_weight, self.configuration_manager.batch_dice,
+                          self.deep_supervision_weights(), reader=self.options(RaterTrainingOptions).reader)
+
+    def checkpoint_metadata(self) -> dict:
+        return {**super().checkpoint_metadata(), "loss": "bce + dice vs one reader",
+                "reader": self.options(RaterTrainingOptions).reader}

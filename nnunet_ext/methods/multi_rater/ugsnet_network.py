@@ -134,7 +134,7 @@ class UGSNet(nn.Module):
 
     def __init__(self, input_channels: int, num_classes: int = 1, deep_supervision: bool = False,
                  backbone_class_name: str = DEFAULT_BACKBONE, max_tokens: int = DEFAULT_MAX_TOKENS,
-                 **backbone_kwargs):
+                 iucm: bool = True, **backbone_kwargs):
         super().__init__()
         if num_classes != 1:
             raise ValueError(f"UGSNet predicts one sigmoid nodule map per head, got num_classes={num_classes} "
@@ -153,8 +153,11 @@ class UGSNet(nn.Module):
         self.output_head = "xs"
         self.branch = nn.ModuleDict({z: ConvBlock(enc, c, c) for z in ("lc", "hc", "uni")})
         self.head = nn.ModuleDict({z: conv(c, 1, 1, 1, 0, bias=True) for z in ("lc", "hc", "uni")})
-        self.faab = nn.ModuleDict({z: FeatureAwareAttentionBlock(c, ndim, kind, max_tokens, _norm_nonlin(enc, c))
-                                   for z, kind in (("uni", "gabor"), ("lc", "gabor"), ("hc", "otsu"))})
+        #: False = the ablation "UGS-Net without IUCM": X_S from Concat(R, R_Uni, R_LC, R_HC) directly
+        self.iucm = bool(iucm)
+        if self.iucm:
+            self.faab = nn.ModuleDict({z: FeatureAwareAttentionBlock(c, ndim, kind, max_tokens, _norm_nonlin(enc, c))
+                                       for z, kind in (("uni", "gabor"), ("lc", "gabor"), ("hc", "otsu"))})
         self.final = conv(4 * c, 1, 1, 1, 0, bias=True)
 
     @staticmethod
@@ -195,6 +198,9 @@ class UGSNet(nn.Module):
             return self.head[z](feats[z])
         aug = []
         for z in ("uni", "lc", "hc"):
+            if not self.iucm:
+                aug.append(feats[z])
+                continue
             rz = self.faab[z](feats[z])
             s = distance_weight(rz, r)
             aug.append(s * rz)

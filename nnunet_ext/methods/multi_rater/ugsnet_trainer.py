@@ -3,9 +3,11 @@ dataset.
 
     L = α1 L_MCM + α2 Φ_a + α3 Φ_b,   α = (0.5, 0.5, 1)  (plans ``nnext_training.ugsnet.alphas``)
 
-L_MCM and Φ_a on the full-resolution heads ∪(GT)', ∩(GT)', GT'_uni; Φ_b on X_S. With deep supervision the
-backbone's lower-resolution logits are supervised by Φ as well, with nnU-Net's weights (λ_0 on X_S), i.e.
-Φ_b = Σ_i λ_i Φ(o_i) — at one output this is exactly eq. 4. ``ugsnet.dice_weight`` (default 0 = the
+L_MCM and Φ_a on the full-resolution heads ∪(GT)', ∩(GT)', GT'_uni; Φ_b on X_S with weight exactly α3 (eq. 4).
+With deep supervision the backbone's lower-resolution logits o_i are supervised by Φ as well, added on top with
+nnU-Net's relative weights: Φ_b = Φ(X_S) + Σ_{i>=1} (λ_i / λ_0) Φ(o_i) = Φ(X_S) + ½ Φ(o_1) + ¼ Φ(o_2) + ...
+(the lowest resolution 0; before issue 22 the weights were normalised to sum 1, so X_S got λ_0 ≈ 0.53 and the
+effective α3 was about 0.55). ``ugsnet.dice_weight`` (default 0 = the
 paper) adds a soft Dice against the mean rater mask to every Φ_b term. ``ugsnet.max_tokens`` (4096)
 bounds the self-attention grid (:class:`nnunet_ext.methods.multi_rater.options.UGSNetOptions`). Validation loss is Φ_b alone (the network returns X_S only in eval mode).
 
@@ -39,6 +41,7 @@ class UGSLoss(torch.nn.Module):
         outs = list(xs) if isinstance(xs, (list, tuple)) else [xs]
         targets = list(target) if isinstance(target, (list, tuple)) else [target]
         weights = self.weight_factors if len(outs) > 1 and self.weight_factors else (1.0,) + (0.0,) * (len(outs) - 1)
+        weights = tuple(w / weights[0] for w in weights)  # X_S exactly 1 (eq. 4), deep supervision on top
         total = 0.0
         for w, o, t in zip(weights, outs, targets):
             if w == 0:
@@ -60,7 +63,7 @@ class UGSLoss(torch.nn.Module):
                 + a2 * fusion_bce(output["uni"], t["mean"]) + a3 * self.phi_b(output["xs"], target))
 
 
-def record_max_tokens(plans: dict, configuration: str, architecture: dict, max_tokens: int) -> dict:
+def record_max_tokens(plans: dict, configuration: str, architecture: dict, max_tokens: int, **more) -> dict:
     """Write ``max_tokens`` into ``configuration``'s ``arch_kwargs`` of ``plans`` (in place; ``architecture`` = the
     resolved architecture block, which an inheriting configuration does not hold itself), so that the plans.json
     nnU-Net saves next to the model rebuilds the attention grid the model was trained with, whatever
@@ -69,6 +72,7 @@ def record_max_tokens(plans: dict, configuration: str, architecture: dict, max_t
 
     arch = copy.deepcopy(architecture)
     arch["arch_kwargs"]["max_tokens"] = int(max_tokens)
+    arch["arch_kwargs"].update(more)
     plans["configurations"][configuration]["architecture"] = arch
     return arch
 
@@ -80,14 +84,17 @@ class UGSNetTrainer(RaterSetTrainer):
     saves does: :func:`record_max_tokens` at initialisation), else from plans ``ugsnet.max_tokens`` (default 4096)."""
 
     option_families = (UGSNetOptions,)
+    #: the IUCM (feature-aware attention blocks + distance weights); False in the ablation subclass
+    IUCM = True
 
     def __init__(self, plans, configuration, fold, dataset_json, device=torch.device("cuda")):
         super().__init__(plans, configuration, fold, dataset_json, device)
         cm = self.configuration_manager
-        if "max_tokens" not in cm.network_arch_init_kwargs:
-            tokens = self.options(UGSNetOptions).max_tokens
+        if "max_tokens" not in cm.network_arch_init_kwargs or "iucm" not in cm.network_arch_init_kwargs:
+            tokens = cm.network_arch_init_kwargs.get("max_tokens", self.options(UGSNetOptions).max_tokens)
             cm.configuration["architecture"] = record_max_tokens(self.plans_manager.plans, configuration,
-                                                                 cm.configuration["architecture"], tokens)
+                                                                 cm.configuration["architecture"], tokens,
+                                                                 iucm=self.IUCM)
 
     @classmethod
     def build_network_architecture(cls, plans_manager, configuration_manager, num_input_channels,
@@ -96,6 +103,7 @@ class UGSNetTrainer(RaterSetTrainer):
         kwargs["backbone_class_name"] = configuration_manager.network_arch_class_name
         if "max_tokens" not in kwargs:
             kwargs["max_tokens"] = manager_options(plans_manager, configuration_manager, UGSNetOptions).max_tokens
+        kwargs.setdefault("iucm", cls.IUCM)
         return get_network_from_plans(NETWORK_CLASS, kwargs, configuration_manager.network_arch_init_kwargs_req_import,
                                       num_input_channels, num_output_channels, allow_init=True,
                                       deep_supervision=enable_deep_supervision)
@@ -107,4 +115,10 @@ class UGSNetTrainer(RaterSetTrainer):
     def checkpoint_metadata(self) -> dict:
         opts = self.options(UGSNetOptions)
         return {**super().checkpoint_metadata(), "alphas": list(opts.alphas), "dice_weight": opts.dice_weight,
-                "network": NETWORK_CLASS}
+                "network": NETWORK_CLASS, "iucm": self.IUCM}
+
+
+class UGSNetNoIUCMTrainer(UGSNetTrainer):
+    """Ablation: UGS-Net without the IUCM (module docstring); same heads, loss and options."""
+
+    IUCM = False

@@ -159,13 +159,13 @@ def test_convert_raters_bad_input(rater_dataset, tmp_path):
     assert not list(tmp_path.glob("Dataset613*"))
 
 
-def _train(dataset_id, trainer, env=None, configuration="2d"):
+def _train(dataset_id, trainer, env=None, configuration="2d", plans="nnextTinyPlans"):
     import os
     import subprocess
 
     from nnunet_ext.io.paths import nnunet_command
 
-    cmd = [nnunet_command("nnUNetv2_train"), str(dataset_id), configuration, "0", "-tr", trainer, "-p", "nnextTinyPlans",
+    cmd = [nnunet_command("nnUNetv2_train"), str(dataset_id), configuration, "0", "-tr", trainer, "-p", plans,
            "-device", "cpu"]
     # one thread: tiny nets gain nothing from more, and on a shared 2-core machine threads contend
     proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})})
@@ -292,9 +292,13 @@ def test_multi_annotation_trainer_nnunet_train(rater_dataset, nnunet_dirs):
     import torch
 
     _, folder = rater_dataset
-    log = _train(RATER_ID, "MultiAnnotationTrainer", {"NNEXT_MA_DICE_WEIGHT": "0"})
+    from nnunet_ext.planners.plans_edit import write_options
+
+    pre = nnunet_dirs["nnUNet_preprocessed"] / folder.name
+    write_options(pre / "nnextTinyPlans.json", ["multi_annotation.dice_weight=0"], new_identifier="nnextTinyPlansBCE")
+    log = _train(RATER_ID, "MultiAnnotationTrainer", plans="nnextTinyPlansBCE")
     assert "train_loss" in log
-    model = nnunet_dirs["nnUNet_results"] / folder.name / "MultiAnnotationTrainer__nnextTinyPlans__2d"
+    model = nnunet_dirs["nnUNet_results"] / folder.name / "MultiAnnotationTrainer__nnextTinyPlansBCE__2d"
     ckpt = torch.load(model / "fold_0" / "checkpoint_final.pth", map_location="cpu", weights_only=False)
     assert ckpt["nnext"]["dice_weight"] == 0.0
     assert (model / "fold_0" / "validation" / "summary.json").is_file()
@@ -314,3 +318,30 @@ def test_multi_annotation_trainer_refuses_plain_dataset(nnunet_dirs, rater_datas
     plans["continue_training"] = False  # nnunetv2 2.8.1 pops this key in __init__
     with pytest.raises(ValueError, match="needs a rater-set dataset"):
         MultiAnnotationTrainer(plans, "2d", 0, ds, torch.device("cpu"))
+
+
+def test_identical_arms_initialise_from_the_same_plans(nnunet_dirs, rater_dataset):
+    """Issue 22: the single-reader baseline and the no-IUCM ablation on the same rater-set plans; the paper's SGDR
+    (plans rater_training) in every arm; the full-resolution output at deep-supervision weight 1."""
+    import torch
+    from batchgenerators.utilities.file_and_folder_operations import load_json
+
+    from nnunet_ext.methods.multi_rater.multi_annotation_trainer import SGDRScheduler, SingleReaderTrainer
+    from nnunet_ext.methods.multi_rater.ugsnet_trainer import UGSNetNoIUCMTrainer
+
+    _, folder = rater_dataset
+    pre = nnunet_dirs["nnUNet_preprocessed"] / folder.name
+    ds = load_json(str(pre / "dataset.json"))
+    for cls in (SingleReaderTrainer, UGSNetNoIUCMTrainer):
+        plans = load_json(str(pre / "nnextTinyPlans.json"))
+        plans["nnext_training"] = {"rater_training": {"optimizer": "sgdr", "sgdr_period": 7}}
+        plans["continue_training"] = False  # nnunetv2 2.8.1 pops this key in __init__
+        trainer = cls(plans, "2d", 0, ds, torch.device("cpu"))
+        trainer.initialize()
+        group = trainer.optimizer.param_groups[0]
+        assert isinstance(trainer.lr_scheduler, SGDRScheduler) and trainer.lr_scheduler.T_0 == 7
+        assert (group["lr"], group["momentum"], group["weight_decay"]) == (1e-5, 0.9, 1e-4)
+        assert trainer.loss.weight_factors[0] == 1.0 and trainer.loss.weight_factors[-1] == 0.0
+        assert trainer.checkpoint_metadata()["options"]["rater_training"]["optimizer"] == "sgdr"
+    assert trainer.loss.__class__.__name__ == "UGSLoss" and not hasattr(trainer.network, "faab")
+    assert trainer.configuration_manager.network_arch_init_kwargs["iucm"] is False

@@ -129,9 +129,9 @@ def test_ugsnet_builds_by_dotted_path_through_nnunet():
         get_network_from_plans("nnunet_ext.methods.multi_rater.ugsnet_network.UGSNet", kw, req, 1, 3, deep_supervision=False)
 
 
-def test_max_tokens_recorded_in_the_plans_wins_over_the_environment(monkeypatch):
+def test_max_tokens_recorded_in_the_arch_kwargs_wins_over_the_plans_option():
     """UGSNetTrainer rebuilds the attention grid the model was trained with: ``max_tokens`` in the plans'
-    arch_kwargs beats ``NNEXT_UGS_MAX_TOKENS``; an inheriting configuration gets the resolved block."""
+    arch_kwargs beats the plans option ``ugsnet.max_tokens``; an inheriting configuration gets the resolved block."""
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
     from nnunet_ext.methods.multi_rater.ugsnet_trainer import UGSNetTrainer, record_max_tokens
@@ -158,9 +158,9 @@ def test_max_tokens_recorded_in_the_plans_wins_over_the_environment(monkeypatch)
     assert plans["configurations"]["2d_child"]["architecture"]["arch_kwargs"]["max_tokens"] == 64
     assert "max_tokens" not in plans["configurations"]["2d"]["architecture"]["arch_kwargs"] and new is not arch
 
-    monkeypatch.setenv("NNEXT_UGS_MAX_TOKENS", "4096")
+    plans["nnext_training"] = {"ugsnet": {"max_tokens": 1024}}  # the option, for every configuration
     pm = PlansManager(plans)
     net = UGSNetTrainer.build_network_architecture(pm, pm.get_configuration("2d_child"), 1, 1, False)
     assert {m.max_tokens for m in net.modules() if hasattr(m, "max_tokens")} == {64}
-    net = UGSNetTrainer.build_network_architecture(pm, pm.get_configuration("2d"), 1, 1, False)  # no record: env
-    assert {m.max_tokens for m in net.modules() if hasattr(m, "max_tokens")} == {4096}
+    net = UGSNetTrainer.build_network_architecture(pm, pm.get_configuration("2d"), 1, 1, False)  # no record: option
+    assert {m.max_tokens for m in net.modules() if hasattr(m, "max_tokens")} == {1024}
