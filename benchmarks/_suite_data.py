@@ -14,7 +14,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-
 from _models import plans_for
 
 PLANS = "nnextSuitePlans"
@@ -113,8 +112,8 @@ def ct_model(results: Path, arch) -> Path:
 def brain_models(results: Path, arch2d, arch3d) -> tuple[str, str]:
     """SphericalProjectionTrainer 2d + MCDropoutTrainer 3d_fullres on 4 MR channels (z-score in the brain mask),
     regions WT / TC / ET; returns the ``D,C,TR,PLANS,FOLD`` specs of ``--model2d`` / ``--model3d``."""
-    from nnunet_ext.trainers.mc_dropout import MCDropoutTrainer
     from nnunet_ext.methods.glioma.spherical_trainer import SphericalProjectionTrainer
+    from nnunet_ext.trainers.mc_dropout import MCDropoutTrainer
 
     (n2, k2, p2), (n3, k3, p3) = arch2d, arch3d
     plans = plans_for(n2, copy.deepcopy(k2), p2, "2d", BRAIN, PLANS, 4, use_mask_for_norm=True)

@@ -16,10 +16,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
-
 import _models as M
 import _suite_data as D
+import torch
 
 SIZES = {  # full: the sizes (one H100); smoke: CPU in minutes; tiny: the test's, seconds
     "full": {"ct_arch": "resenc_m", "ct_shape": (192, 384, 384), "tta_n": 10, "brain_shape": (155, 240, 240),

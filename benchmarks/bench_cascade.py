@@ -129,11 +129,11 @@ def main() -> int:
     from nnunet_ext.io.paths import dataset_folders, use_workspace
 
     dirs = use_workspace(root)
+    from nnunet_ext.methods.lung_cascade.cascade_predictor import CascadeMethod
     from nnunet_ext.methods.lung_cascade.component_filter import LungFilterConfig
     from nnunet_ext.methods.lung_cascade.roi_dataset import build_roi_dataset
-    from nnunet_ext.methods.lung_cascade.cascade_predictor import CascadeMethod
-    from nnunet_ext.predictors.method import CaseContext
     from nnunet_ext.predictors.inputs import list_cases
+    from nnunet_ext.predictors.method import CaseContext
     from nnunet_ext.synthetic.dataset import write_dataset
 
     t0 = time.perf_counter()

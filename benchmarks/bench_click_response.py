@@ -32,12 +32,12 @@ def main():
     from nnunet_ext.io.paths import use_workspace
 
     dirs = use_workspace(Path(args.root))
+    from nnunet_ext.io.imageio import read_image
     from nnunet_ext.methods.interactive.click_protocols import as_clicks
     from nnunet_ext.methods.interactive.click_simulation import components, region_centre
     from nnunet_ext.methods.interactive.clicks_eval import reference_min_voxels
-    from nnunet_ext.io.imageio import read_image
-    from nnunet_ext.predictors.inputs import list_cases
     from nnunet_ext.methods.interactive.interactive_predictor import InteractiveMethod
+    from nnunet_ext.predictors.inputs import list_cases
     from nnunet_ext.predictors.method import CaseContext
 
     raw = next(dirs["nnUNet_raw"].glob(f"Dataset{int(args.d):03d}_*"))

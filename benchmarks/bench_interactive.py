@@ -183,8 +183,8 @@ def main():
         print("auto", json.dumps(auto), flush=True)
 
     if "clicks" in parts or "prune" in parts:
-        from nnunet_ext.methods.interactive.click_simulation import components
         from nnunet_ext.io.imageio import read_image
+        from nnunet_ext.methods.interactive.click_simulation import components
 
         counts = {name: [] for name in CLASSES.values()}
         for f in sorted(labels.glob("*.nii.gz")):

@@ -30,8 +30,8 @@ def _quantiles(a: np.ndarray) -> dict:
 def main() -> None:
     import torch
 
-    from nnunet_ext.methods.lung_cascade.weighted_losses import mc_dropout_variance, scale_uncertainty
     from nnunet_ext.io.paths import dataset_folders, nnunet_command, use_workspace
+    from nnunet_ext.methods.lung_cascade.weighted_losses import mc_dropout_variance, scale_uncertainty
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("-o", default="bench_uncertainty")

@@ -69,7 +69,6 @@ def environment(device) -> dict:
 
 def run_part(key, fn, ctx, budget: float) -> dict:
     import torch
-
     from _suite_parts import TITLES
 
     cuda = ctx.device.type == "cuda"

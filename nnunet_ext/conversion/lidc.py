@@ -25,9 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
-from nnunet_ext.methods.multi_rater.raters import MAX_RATERS, encode_raters
 from nnunet_ext.errors import InputError
 from nnunet_ext.io.atomic_write import write_json
+from nnunet_ext.methods.multi_rater.raters import MAX_RATERS, encode_raters
 
 PAD_HU = -1024
 Z_TOLERANCE_MM = 0.1

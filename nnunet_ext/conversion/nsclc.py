@@ -197,8 +197,8 @@ def _convert_nsclc(tcia_dir: str | Path, dataset_id: int, name: str = "NSCLCRadi
 
     from nnunet_ext.conversion.dicom import scan_dicom
     from nnunet_ext.io.imageio import atomic_write_text, read_image, write_image
-    from nnunet_ext.io.resume import output_problem
     from nnunet_ext.io.paths import env_dir
+    from nnunet_ext.io.resume import output_problem
 
     tcia_dir = Path(tcia_dir)
     if not tcia_dir.is_dir():

@@ -12,16 +12,14 @@ per-case K).
 """
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import numpy as np
 
-from nnunet_ext.methods.multi_rater.raters import ENCODING_NAME, MAX_RATERS, encode_raters, max_label
 from nnunet_ext.errors import InputError
 from nnunet_ext.io.atomic_write import copy_file, write_json
-
 from nnunet_ext.methods.multi_rater.rater_files import FILE_ENDING, RATER_RE, find_rater_files  # noqa: F401
+from nnunet_ext.methods.multi_rater.raters import ENCODING_NAME, MAX_RATERS, encode_raters, max_label
 
 DATASET_KEY = "nnext_raters"
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 
 from nnunet_ext.errors import InputError
 

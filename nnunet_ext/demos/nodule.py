@@ -81,8 +81,15 @@ def run_nodule(args) -> int:
 
 
 def _run_nodule(args) -> int:
-    from nnunet_ext.demos.steps import DemoSteps, StepFailed, cpu_seconds, demo_threads, run_nnext, train_command
-    from nnunet_ext.demos.steps import made_by_demo
+    from nnunet_ext.demos.steps import (
+        DemoSteps,
+        StepFailed,
+        cpu_seconds,
+        demo_threads,
+        made_by_demo,
+        run_nnext,
+        train_command,
+    )
     from nnunet_ext.errors import InputError
     from nnunet_ext.io.paths import dataset_folders, use_workspace
 

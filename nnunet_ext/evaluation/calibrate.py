@@ -23,8 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from nnunet_ext.core.calibration import ReliabilityBins, reliability_bins
-from nnunet_ext.core.temperature import (VoxelSampler, apply_temperature, fit_temperature,
-                                         scores_from_probabilities)
+from nnunet_ext.core.temperature import VoxelSampler, apply_temperature, fit_temperature, scores_from_probabilities
 from nnunet_ext.errors import InputError
 from nnunet_ext.evaluation.uncertainty_eval import roi_slices
 from nnunet_ext.io.imageio import read_image, read_probabilities

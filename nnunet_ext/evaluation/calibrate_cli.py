@@ -137,8 +137,14 @@ def _folder_sources(prob_dir: str) -> list:
 def run(args) -> int:
     from nnunet_ext import __version__
     from nnunet_ext.core.calibration_file import CALIBRATION_FILE, CALIBRATION_FORMAT, model_identity
-    from nnunet_ext.evaluation.calibrate import (CalibrationOptions, CaseSource, LabelSpec, calibrate_cases,
-                                                 describe_options, label_spec_from_dataset_json)
+    from nnunet_ext.evaluation.calibrate import (
+        CalibrationOptions,
+        CaseSource,
+        LabelSpec,
+        calibrate_cases,
+        describe_options,
+        label_spec_from_dataset_json,
+    )
     from nnunet_ext.evaluation.summary_io import json_safe
     from nnunet_ext.io.imageio import atomic_write_text
 

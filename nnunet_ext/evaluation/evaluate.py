@@ -36,12 +36,17 @@ import numpy as np
 
 from nnunet_ext.core.surface import DEFAULT_PENALTY_MM
 from nnunet_ext.errors import InputError
-from nnunet_ext.evaluation.metrics import (METRIC_NAMES, compute_metrics, label_key, mask_of, normalize_labels)
+from nnunet_ext.evaluation.metrics import METRIC_NAMES, compute_metrics, label_key, mask_of, normalize_labels
+from nnunet_ext.evaluation.summary_io import write_summary
+from nnunet_ext.evaluation.uncertainty_eval import (
+    UncertaintyOptions,
+    case_uncertainty,
+    check_uncertainty_inputs,
+    drop_auxiliary,
+    summarize_uncertainty,
+)
 from nnunet_ext.io.imageio import read_header, read_image
 from nnunet_ext.io.label_check import check_label_values, unknown_to_background, unknown_values
-from nnunet_ext.evaluation.summary_io import write_summary
-from nnunet_ext.evaluation.uncertainty_eval import (UncertaintyOptions, case_uncertainty, check_uncertainty_inputs,
-                                                   drop_auxiliary, summarize_uncertainty)
 
 __all__ = ["GeometryWarning", "UnknownLabelWarning", "evaluate_folders", "evaluate_case", "find_cases", "aggregate"]
 

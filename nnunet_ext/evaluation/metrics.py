@@ -6,7 +6,6 @@ A *label* ``l`` selects the mask ``seg == l``; a *region* ``(l1, l2, ...)`` sele
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 from typing import Iterable, Sequence, Union

@@ -195,9 +195,8 @@ def _map_name(pred_dir) -> "str | None":
         return None
     name = settings.get("uncertainty")
     if name is None:  # the method's default map
-        from nnunet_ext.predictors.registry import load_method
-
         from nnunet_ext.errors import InputError
+        from nnunet_ext.predictors.registry import load_method
 
         try:
             name = load_method(str(settings.get("m"))).default_uncertainty

@@ -34,11 +34,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nnunet_ext.core.calibration import (ECE_POOLING, ReliabilityBins, auroc, brier_score,
-                                         expected_calibration_error, top_uncertainty_dice)
+from nnunet_ext.core.calibration import (
+    ECE_POOLING,
+    ReliabilityBins,
+    auroc,
+    brier_score,
+    expected_calibration_error,
+    top_uncertainty_dice,
+)
 from nnunet_ext.errors import InputError
-from nnunet_ext.io.imageio import read_header, read_image, read_probabilities
 from nnunet_ext.io.atomic_write import save_figure
+from nnunet_ext.io.imageio import read_header, read_image, read_probabilities
 
 __all__ = ["UNCERTAINTY_SUFFIX", "PROBABILITIES_SUFFIX", "UNC_ROIS", "UNCERTAINTY_METRICS", "UncertaintyOptions",
            "drop_auxiliary", "check_uncertainty_inputs", "roi_slices", "case_uncertainty",

@@ -157,7 +157,6 @@ def count_nonfinite_voxels(path: str | os.PathLike) -> tuple[int, int] | None:
     Why not the array: ITK's NIfTI reader silently turns NaN AND +-Inf voxels into 0 (measured with SimpleITK
     2.5 / ITK 5.4), so neither SimpleITK nor nnU-Net's ``SimpleITKIO`` can see them afterwards.
     """
-    import numpy as np
 
     path = os.fspath(path)
     if not (path.endswith(".nii") or path.endswith(".nii.gz")):

@@ -16,6 +16,7 @@ from nnunet_ext.errors import InputError
 from nnunet_ext.io.geometry import Geometry
 from nnunet_ext.io.sitk_read import read_sitk, sitk_error_text  # noqa: F401 (part of this module's API)
 
+
 def write_image(array: np.ndarray, geometry: Geometry, path: str | os.PathLike) -> None:
     """Write ``array`` (z, y, x) with ``geometry`` to ``path`` atomically (temp file + rename)."""
     from nnunet_ext.io.atomic_write import write_sitk

@@ -46,11 +46,16 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from nnunet_ext.errors import InputError
+from nnunet_ext.io.filecheck import (  # noqa: F401
+    NonFiniteWarning,
+    check_file_complete,
+    check_gzip_complete,
+    check_nonfinite_file,
+    count_nonfinite_voxels,
+)
+
 # byte-level checks (gzip streams, NIfTI voxels, raw NaN counts) live in filecheck; re-exported here
 from nnunet_ext.io.sitk_read import read_sitk, sitk_error_text  # noqa: F401 (used below; part of the layer)
-from nnunet_ext.io.filecheck import (NonFiniteWarning, check_file_complete, check_gzip_complete,  # noqa: F401
-                                  check_nonfinite_file, count_nonfinite_voxels)
-
 
 #: allowed voxel spacing per axis in mm (clinical CT / MR / PET: ~0.2 - 10 mm); outside -> refused
 SPACING_RANGE_MM = (0.1, 100.0)

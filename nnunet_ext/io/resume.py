@@ -16,8 +16,8 @@ from nnunet_ext.errors import DiskFullError, InputError
 
 def output_problem(path: str | os.PathLike, like: "str | os.PathLike | None" = None) -> "str | None":
     """Why the existing output ``path`` cannot be kept by a resume (module docstring), ``None`` when it can."""
-    from nnunet_ext.io.integrity import read_header_checked
     from nnunet_ext.io.atomic_write import verify_written
+    from nnunet_ext.io.integrity import read_header_checked
 
     path = os.fspath(path)
     name = os.path.basename(path)

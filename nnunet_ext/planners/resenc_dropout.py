@@ -8,7 +8,9 @@ then set for every configuration, so any trainer that builds the network from th
 from __future__ import annotations
 
 from nnunetv2.experiment_planning.experiment_planners.residual_unets.residual_encoder_unet_planners import (
-    nnUNetPlannerResEncL, nnUNetPlannerResEncM)
+    nnUNetPlannerResEncL,
+    nnUNetPlannerResEncM,
+)
 
 from nnunet_ext.core.mc_dropout import check_dropout_p, dropout_arch_kwargs
 

@@ -129,7 +129,6 @@ class ModelMethod(Method):
         import torch
 
         from nnunet_ext.core.uncertainty import entropy, pooled_logits
-
         from nnunet_ext.predictors.engine import ENGINE_MAPS
 
         engine_maps = tuple(m for m in self.requested_maps if m in ENGINE_MAPS)

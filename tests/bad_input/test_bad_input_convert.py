@@ -9,14 +9,26 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from bad_input_harness import (
+    DISK_FULL,
+    NAN_INT,
+    Cell,
+    G,
+    cell_ids,
+    ct_image,
+    disk_full,
+    file_at,
+    interrupt_on_call,
+    label_map,
+    matrix_cells,
+    run_cell,
+    spoiled_cell,
+    unwritable,
+    workspace,  # noqa: F401 (a fixture)
+)
 
-from bad_input_harness import (DISK_FULL, disk_full, G, Cell, cell_ids, ct_image, file_at, interrupt_on_call,
-                               label_map, matrix_cells, NAN_INT,
-                               run_cell, spoiled_cell, unwritable)
-from bad_input_harness import workspace  # noqa: F401 (a fixture)
 from nnunet_ext.cli.main import main
 from nnunet_ext.io.imageio import Geometry, write_image
-
 
 
 def _esc(name: str) -> str:

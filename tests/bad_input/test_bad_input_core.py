@@ -7,12 +7,28 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from bad_input_harness import (
+    CHEST_G,
+    DISK_FULL,
+    NAN_FLOAT,
+    Cell,
+    G,
+    cell_ids,
+    chest_ct,
+    disk_full,
+    file_at,
+    interrupt_on_call,
+    label_map,
+    matrix_cells,
+    run_cell,
+    spoil,
+    unwritable,
+    workspace,  # noqa: F401 (a fixture)
+)
 
-from bad_input_harness import (DISK_FULL, disk_full, CHEST_G, G, Cell, cell_ids, chest_ct, file_at,
-                               interrupt_on_call, label_map, matrix_cells, run_cell, spoil, unwritable, NAN_FLOAT)
-from bad_input_harness import workspace  # noqa: F401 (a fixture)
 from nnunet_ext.cli.main import main
 from nnunet_ext.io.imageio import Geometry, read_image, write_image
+
 
 def _cmd_evaluate(tmp: Path, mp, klass: str) -> Cell | None:
     ref, pred = tmp / "ref", tmp / "pred"

@@ -7,14 +7,31 @@ import os
 from pathlib import Path
 
 import pytest
+from bad_input_harness import (
+    DISK_FULL,
+    NAN_FLOAT,
+    NAN_INT,
+    Cell,
+    G,
+    cell_ids,
+    ct_image,
+    disk_full,
+    file_at,
+    interrupt_on_call,
+    label_map,
+    matrix_cells,
+    raw_dataset,
+    run_cell,
+    spoil,
+    unwritable,
+    workspace,  # noqa: F401 (a fixture)
+    write_nan_image,
+)
 
-from bad_input_harness import (DISK_FULL, disk_full, G, Cell, cell_ids, ct_image, file_at, interrupt_on_call,
-                               label_map, matrix_cells, NAN_FLOAT, NAN_INT,
-                               raw_dataset, run_cell, spoil, unwritable, write_nan_image)
-from bad_input_harness import workspace  # noqa: F401 (a fixture)
 from nnunet_ext.cli.main import main
 from nnunet_ext.demos.steps import STEP_RECORD
 from nnunet_ext.io.imageio import Geometry, write_image
+
 
 def _cmd_roi_dataset(tmp: Path, mp, klass: str) -> Cell | None:
     src = raw_dataset(tmp / "raw")
@@ -231,8 +248,8 @@ def _cmd_demo(tmp: Path, mp, klass: str) -> Cell | None:
         return Cell(argv + ["-n", "5", "--n-test", "1"], "interrupted", code=130,
                     patches=[interrupt_on_call(ds, "write_image", 3)], check=check)
     if klass == "other_settings":  # a recorded 8-case dataset is not reused for -n 6: it is redone (and said so)
-        from nnunet_ext.io.integrity import record_settings
         import nnunet_ext.synthetic.dataset as ds
+        from nnunet_ext.io.integrity import record_settings
 
         (root / "nnUNet_raw" / "Dataset990_NnextDemoChest").mkdir(parents=True)
         record_settings(root, {"n": 8, "n_test": 3, "seed": 0}, filename=STEP_RECORD.format("synth"))
@@ -268,9 +285,9 @@ def test_bad_input_cell(command, klass, workspace, monkeypatch, capsys):
 
 def test_demo_reuses_a_step_only_with_matching_settings(workspace, monkeypatch, capsys):
     """The 8-case dataset is redone for -n 6 (and said so); with matching settings the step is reused."""
-    from nnunet_ext.io.integrity import record_settings
     import nnunet_ext.planners.run as run
     import nnunet_ext.synthetic.dataset as ds
+    from nnunet_ext.io.integrity import record_settings
 
     root = workspace / "demo"
     (root / "nnUNet_raw" / "Dataset990_NnextDemoChest").mkdir(parents=True)

@@ -6,10 +6,18 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from bad_input_harness import (DISK_FULL, Cell, cell_ids, disk_full, file_at, interrupt_on_call, matrix_cells,
-                               run_cell, NAN_INT)
-from bad_input_harness import workspace  # noqa: F401 (a fixture)
+from bad_input_harness import (
+    DISK_FULL,
+    NAN_INT,
+    Cell,
+    cell_ids,
+    disk_full,
+    file_at,
+    interrupt_on_call,
+    matrix_cells,
+    run_cell,
+    workspace,  # noqa: F401 (a fixture)
+)
 
 #: kind -> (an option the kind refuses, the expected message)
 BAD_OPTION = {
@@ -52,10 +60,9 @@ def _demo_kind(kind: str):
             return Cell(argv + ["-n", "5", "--n-test", "1"], "interrupted", code=130, check=check,
                         patches=[interrupt_on_call(ds, "write_image", 3)])
         if klass == "other_settings":  # a recorded 8-case dataset is not reused for -n 6: it is redone, and said so
+            from nnunet_ext.demos import headneck
             from nnunet_ext.demos.steps import STEP_RECORD
             from nnunet_ext.io.integrity import record_settings
-
-            from nnunet_ext.demos import headneck
 
             folder = raw / f"Dataset{_raw_id(kind)}_{headneck.RAW_NAME if kind == 'headneck' else 'Old'}"
             folder.mkdir(parents=True)

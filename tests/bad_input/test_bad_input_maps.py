@@ -7,14 +7,26 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from bad_input_harness import (
+    DISK_FULL,
+    NAN_FLOAT,
+    Cell,
+    G,
+    cell_ids,
+    disk_full,
+    file_at,
+    interrupt_on_call,
+    label_map,
+    matrix_cells,
+    raw_dataset,
+    run_cell,
+    spoiled_cell,
+    unwritable,
+    workspace,  # noqa: F401 (a fixture)
+)
 
-from bad_input_harness import (DISK_FULL, disk_full, G, Cell, cell_ids, file_at, interrupt_on_call, label_map,
-                               matrix_cells, raw_dataset, NAN_FLOAT,
-                               run_cell, spoiled_cell, unwritable)
-from bad_input_harness import workspace  # noqa: F401 (a fixture)
 from nnunet_ext.cli.main import main
 from nnunet_ext.io.imageio import Geometry, write_image
-
 
 
 def unc_map(shape=(8, 16, 16), seed=0):

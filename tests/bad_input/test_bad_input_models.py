@@ -9,12 +9,26 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from bad_input_harness import (DISK_FULL, disk_full,
-                               G, Cell, cell_ids, ct_image, file_at, interrupt_on_call, label_map, matrix_cells,
-                               raw_dataset, run_cell, spoiled_cell, unwritable, write_nan_image)
-from bad_input_harness import workspace  # noqa: F401 (a fixture)
+from bad_input_harness import (
+    DISK_FULL,
+    Cell,
+    G,
+    cell_ids,
+    ct_image,
+    disk_full,
+    file_at,
+    interrupt_on_call,
+    label_map,
+    matrix_cells,
+    raw_dataset,
+    run_cell,
+    spoiled_cell,
+    unwritable,
+    workspace,  # noqa: F401 (a fixture)
+    write_nan_image,
+)
 from bad_input_models import DATASET, DATASET_ID, PLANS, write_untrained_model
+
 from nnunet_ext.cli.main import main
 from nnunet_ext.io.imageio import Geometry, write_image
 

@@ -10,8 +10,8 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
 from nnunet_ext.conversion.pylidc_compat import import_pylidc
-from nnunet_ext.methods.multi_rater import raters as R
 from nnunet_ext.errors import InputError
+from nnunet_ext.methods.multi_rater import raters as R
 
 PATIENT = "LIDC-IDRI-0001"
 

@@ -4,8 +4,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from nnunet_ext.core.calibration import (ReliabilityBins, auroc, brier_score, expected_calibration_error,
-                                         reliability_bins, top_uncertainty_dice)
+from nnunet_ext.core.calibration import (
+    ReliabilityBins,
+    auroc,
+    brier_score,
+    expected_calibration_error,
+    reliability_bins,
+    top_uncertainty_dice,
+)
 
 
 def two_class(p1, labels):

@@ -8,8 +8,15 @@ import numpy as np
 import pytest
 import torch
 
-from nnunet_ext.core.confidence import (COLUMNS, boundary_band, components, confidence_rows, pairwise_dice_direct,
-                                        pooled_pairwise_dice, uncertainty_max)
+from nnunet_ext.core.confidence import (
+    COLUMNS,
+    boundary_band,
+    components,
+    confidence_rows,
+    pairwise_dice_direct,
+    pooled_pairwise_dice,
+    uncertainty_max,
+)
 from nnunet_ext.core.streaming import StreamingStats
 
 

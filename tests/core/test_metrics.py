@@ -10,11 +10,17 @@ from scipy import ndimage, stats
 
 from nnunet_ext.core.overlap import confusion_counts, overlap_metrics
 from nnunet_ext.core.stats import compare_paired, pearson, spearman, wilcoxon_paired
-from nnunet_ext.core.surface import (boundary_band, boundary_dice, surface_distances, surface_metrics,
-                                     surface_voxels)
-from nnunet_ext.evaluation.metrics import (METRIC_NAMES, compute_metrics, label_key, labels_from_dataset_json,
-                                           mask_of, normalize_labels, parse_label_key)
+from nnunet_ext.core.surface import boundary_band, boundary_dice, surface_distances, surface_metrics, surface_voxels
 from nnunet_ext.errors import InputError
+from nnunet_ext.evaluation.metrics import (
+    METRIC_NAMES,
+    compute_metrics,
+    label_key,
+    labels_from_dataset_json,
+    mask_of,
+    normalize_labels,
+    parse_label_key,
+)
 
 ANISO = (2.0, 0.7, 0.7)  # (z, y, x) mm
 

@@ -7,8 +7,17 @@ from collections import Counter
 import pytest
 import torch
 
-from nnunet_ext.core.tta import (Flip, GaussianNoise, Identity, Rotate, TTAPolicy, apply_each, invert_each,
-                                 parse_tta, spatial_planes)
+from nnunet_ext.core.tta import (
+    Flip,
+    GaussianNoise,
+    Identity,
+    Rotate,
+    TTAPolicy,
+    apply_each,
+    invert_each,
+    parse_tta,
+    spatial_planes,
+)
 
 
 def gen(seed: int = 0) -> torch.Generator:

@@ -6,8 +6,13 @@ import numpy as np
 import pytest
 
 from nnunet_ext.errors import InputError
-from nnunet_ext.evaluation.report import (choose_slices, largest_component_centroid, report_folder, save_case_report,
-                                          view_specs)
+from nnunet_ext.evaluation.report import (
+    choose_slices,
+    largest_component_centroid,
+    report_folder,
+    save_case_report,
+    view_specs,
+)
 from nnunet_ext.io.imageio import Geometry, write_image
 
 SHAPE = (20, 32, 40)

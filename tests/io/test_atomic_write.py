@@ -10,12 +10,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from bad_input_harness import CHEST_G, G, chest_ct, ct_image, disk_full, label_map, raw_dataset
+
 from nnunet_ext.cli.main import main
 from nnunet_ext.errors import DiskFullError
-from nnunet_ext.io.imageio import read_image, read_probabilities, write_image, write_probabilities
 from nnunet_ext.io import atomic_write as aw
+from nnunet_ext.io.imageio import read_image, read_probabilities, write_image, write_probabilities
 
 
 def _figure():

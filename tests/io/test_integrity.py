@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from nnunet_ext.errors import InputError
-from nnunet_ext.io.imageio import Geometry, read_image, write_image
 from nnunet_ext.io import integrity as I
+from nnunet_ext.io.imageio import Geometry, read_image, write_image
 
 G = Geometry((0.7, 0.8, 2.5), (1.0, -2.0, 3.0))
 

@@ -13,8 +13,13 @@ import pytest
 from nnunet_ext.cli.main import main
 from nnunet_ext.errors import InputError
 from nnunet_ext.io.imageio import Geometry, write_image
-from nnunet_ext.io.label_check import (check_binary, check_label_values, declared_label_values,
-                                       unknown_to_background, unknown_values)
+from nnunet_ext.io.label_check import (
+    check_binary,
+    check_label_values,
+    declared_label_values,
+    unknown_to_background,
+    unknown_values,
+)
 
 G = Geometry((0.8, 0.9, 2.0), (-10.0, 5.0, 3.0))
 

@@ -335,7 +335,8 @@ def test_save_probabilities_writes_nnunet_files_that_nnunetv2_ensemble_reads(tra
     import pickle
 
     from nnunetv2.postprocessing.remove_connected_components import (
-        remove_all_but_largest_component_from_segmentation as largest)
+        remove_all_but_largest_component_from_segmentation as largest,
+    )
 
     pp = tmp_path / "pp.pkl"
     pp.write_bytes(pickle.dumps(([largest], [{"labels_or_regions": [1]}])))

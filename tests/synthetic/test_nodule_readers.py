@@ -3,8 +3,8 @@ reader-agreement statistics they are calibrated with."""
 import numpy as np
 import pytest
 
-from nnunet_ext.methods.multi_rater.rater_agreement import case_agreement, pair_agreement, summarise
 from nnunet_ext.errors import InputError
+from nnunet_ext.methods.multi_rater.rater_agreement import case_agreement, pair_agreement, summarise
 from nnunet_ext.synthetic import readers
 from nnunet_ext.synthetic.nodule import generate_nodule_case
 

@@ -10,8 +10,14 @@ import pytest
 
 from nnunet_ext.core.options import Options, option
 from nnunet_ext.registry import option_families
-from nnunet_ext.trainers.plans_options import (LEGACY_ENVIRONMENT, checkpoint_options, effective_options,
-                                               plans_options, refuse_legacy_environment, set_options)
+from nnunet_ext.trainers.plans_options import (
+    LEGACY_ENVIRONMENT,
+    checkpoint_options,
+    effective_options,
+    plans_options,
+    refuse_legacy_environment,
+    set_options,
+)
 from nnunet_ext.trainers.schedule import training_schedule
 
 
@@ -67,8 +73,8 @@ def test_every_registered_family_has_documented_valid_defaults():
 
 
 def test_lung_cascade_scalings_match_the_loss():
-    from nnunet_ext.methods.lung_cascade.weighted_losses import U_SCALINGS
     from nnunet_ext.methods.lung_cascade.options import U_SCALINGS as OPTION_SCALINGS
+    from nnunet_ext.methods.lung_cascade.weighted_losses import U_SCALINGS
 
     assert tuple(OPTION_SCALINGS) == tuple(U_SCALINGS)
 

@@ -133,9 +133,9 @@ def _check_out_of_fold(cases, where2, where3) -> None:
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from nnunet_ext.methods.glioma.fusion import fit_case, fit_fusion
     from nnunet_ext.io.imageio import atomic_write_text, read_image
     from nnunet_ext.io.integrity import check_output_file
+    from nnunet_ext.methods.glioma.fusion import fit_case, fit_fusion
 
     check_output_file(args.output, "output file (-o)")  # before any work: a folder, a parent that is a file
     if os.path.exists(args.output) and not args.overwrite:

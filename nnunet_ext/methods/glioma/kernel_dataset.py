@@ -53,14 +53,13 @@ def build_kernel_dataset(args) -> Path:
     import numpy as np
     from tqdm import tqdm
 
-    from nnunet_ext.methods.glioma.fusion import region_tags
-    from nnunet_ext.methods.glioma.kernels import kernel_size_voxels, search_kernels
+    from nnunet_ext.io.crop_dataset import write_crop, write_crop_dataset_json
     from nnunet_ext.io.imageio import read_image
     from nnunet_ext.io.paths import env_dir, find_dataset, staged_dataset
-    from nnunet_ext.io.crop_dataset import write_crop, write_crop_dataset_json
-    from nnunet_ext.predictors.inputs import list_cases
+    from nnunet_ext.methods.glioma.fusion import region_tags
     from nnunet_ext.methods.glioma.kernel_refine_predictor import parse_kernel_mm
-    from nnunet_ext.methods.glioma.kernels import kernel_mm_for
+    from nnunet_ext.methods.glioma.kernels import kernel_mm_for, kernel_size_voxels, search_kernels
+    from nnunet_ext.predictors.inputs import list_cases
     from nnunet_ext.predictors.method import CaseContext
 
     if not 1 <= args.t <= 999:

@@ -23,8 +23,8 @@ import warnings
 
 import numpy as np
 
-from nnunet_ext.methods.glioma.kernels import kernel_mm_for, parse_kernel_sizes
 from nnunet_ext.errors import InputError
+from nnunet_ext.methods.glioma.kernels import kernel_mm_for, parse_kernel_sizes
 from nnunet_ext.predictors.method import CaseResult, Method, build_stage
 
 DEFAULT_FUSION = (5.0, 5.0, -5.0)
@@ -126,10 +126,10 @@ class KernelRefineMethod(Method):
         return kernel_mm_for(self.kernel_mm, tag)
 
     def predict_case(self, prepared, ctx) -> CaseResult:
+        from nnunet_ext.core.roi import crop
+        from nnunet_ext.io.geometry import crop_properties
         from nnunet_ext.methods.glioma.fusion import FusionParams, composite_3d, fuse
         from nnunet_ext.methods.glioma.kernels import kernel_size_voxels, search_kernels
-        from nnunet_ext.io.geometry import crop_properties
-        from nnunet_ext.core.roi import crop
 
         p2, image, properties = prepared
         r2 = self.stage2d.predict_case(p2, ctx)

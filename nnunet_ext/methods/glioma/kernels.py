@@ -21,11 +21,10 @@ Indices are numpy (z, y, x) of ``SimpleITK.GetArrayFromImage``. Kernel edge in m
 """
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass
 from typing import Sequence
-
-import math
 
 import numpy as np
 

@@ -39,10 +39,9 @@ def run(args: argparse.Namespace) -> int:
 
     import numpy as np
 
-    from nnunet_ext.methods.glioma.kernels import kernel_size_voxels, search_kernels
     from nnunet_ext.io.imageio import atomic_write_text, read_image
-
     from nnunet_ext.io.integrity import check_output_file
+    from nnunet_ext.methods.glioma.kernels import kernel_size_voxels, search_kernels
 
     check_output_file(args.output, "output file (-o)")  # before any work: a folder, a parent that is a file
     if os.path.exists(args.output) and not args.overwrite:

@@ -20,8 +20,8 @@ from __future__ import annotations
 import torch
 
 from nnunet_ext.methods.glioma.options import RefinerOptions
-from nnunet_ext.trainers.base import NnextTrainer
 from nnunet_ext.methods.glioma.spherical_trainer import SphericalProjectionBCETrainer
+from nnunet_ext.trainers.base import NnextTrainer
 
 
 class KernelRefinerBCETrainer(NnextTrainer):

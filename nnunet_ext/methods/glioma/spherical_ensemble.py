@@ -18,15 +18,14 @@ and its uncertainty is 0.
 from __future__ import annotations
 
 import math
-
 from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 import torch
 
-from nnunet_ext.methods.glioma.spherical import forward_warp, inverse_warp
 from nnunet_ext.core.streaming import StreamingStats, histogram_entropy
+from nnunet_ext.methods.glioma.spherical import forward_warp, inverse_warp
 
 __all__ = ["SliceEnsemble", "ensemble_slice"]
 

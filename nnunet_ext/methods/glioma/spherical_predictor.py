@@ -23,8 +23,8 @@ import os
 
 import numpy as np
 
-from nnunet_ext.methods.glioma.options import SphericalEnsembleOptions
 from nnunet_ext.errors import InputError
+from nnunet_ext.methods.glioma.options import SphericalEnsembleOptions
 from nnunet_ext.predictors.model_method import ModelMethod
 
 

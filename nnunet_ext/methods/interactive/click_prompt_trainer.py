@@ -50,16 +50,15 @@ import torch
 from batchgeneratorsv2.transforms.utils.deep_supervision_downsampling import DownsampleSegForDSTransform
 from torch.optim.lr_scheduler import _LRScheduler
 
-from nnunet_ext.methods.interactive.click_simulation import error_clicks, min_error_voxels
-from nnunet_ext.methods.interactive.clicks import prompt_channel_count, rasterize_voxels
 from nnunet_ext.core.lr_schedule import warmup_cosine_lr
-from nnunet_ext.methods.interactive.prompt_channels import PromptChannelNetwork
+from nnunet_ext.methods.interactive.click_simulation import error_clicks, min_error_voxels
 from nnunet_ext.methods.interactive.click_transform import ChannelDropoutTransform, SimulateClicksTransform
+from nnunet_ext.methods.interactive.clicks import prompt_channel_count, rasterize_voxels
 from nnunet_ext.methods.interactive.options import ClickOptions
+from nnunet_ext.methods.interactive.prompt_channels import PromptChannelNetwork
 from nnunet_ext.trainers.ds_loss import require_plain_labels
-from nnunet_ext.trainers.training_options import OptimizerOptions
 from nnunet_ext.trainers.mc_dropout import MCDropoutTrainer
-
+from nnunet_ext.trainers.training_options import OptimizerOptions
 
 
 def error_click_prompts(predict_labels, data: torch.Tensor, reference: np.ndarray, classes, rounds,

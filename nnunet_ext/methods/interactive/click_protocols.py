@@ -23,9 +23,9 @@ from typing import Sequence
 
 import numpy as np
 
+from nnunet_ext.errors import InputError
 from nnunet_ext.methods.interactive.click_simulation import error_clicks, hotspot_clicks, lesion_clicks
 from nnunet_ext.methods.interactive.clicks import Click
-from nnunet_ext.errors import InputError
 
 PROTOCOLS = ("errors", "autopet", "each-lesion")
 

@@ -97,9 +97,9 @@ def run(args) -> int:
     import numpy as np
     from tqdm import tqdm
 
-    from nnunet_ext.methods.interactive.click_protocols import ClickProtocol, as_clicks
     from nnunet_ext.evaluation.metrics import compute_metrics
     from nnunet_ext.io.imageio import atomic_write_text, read_image, write_image
+    from nnunet_ext.methods.interactive.click_protocols import ClickProtocol, as_clicks
     from nnunet_ext.predictors.inputs import list_cases
     from nnunet_ext.predictors.method import CaseContext
 
@@ -174,8 +174,8 @@ def run(args) -> int:
 def _write_outputs(out: Path, rows: list, args) -> None:
     import numpy as np
 
-    from nnunet_ext.io.imageio import atomic_write_text
     from nnunet_ext.io.atomic_write import save_figure
+    from nnunet_ext.io.imageio import atomic_write_text
 
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=list(rows[0]))

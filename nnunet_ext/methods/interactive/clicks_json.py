@@ -27,8 +27,8 @@ import math
 import os
 from typing import Mapping, Sequence
 
-from nnunet_ext.methods.interactive.clicks import SPACES, Click
 from nnunet_ext.errors import InputError
+from nnunet_ext.methods.interactive.clicks import SPACES, Click
 
 __all__ = ["DEFAULT_POINT_NAMES", "parse_point_names", "parse_clicks", "load_clicks", "clicks_for_case"]
 

@@ -5,7 +5,6 @@ import dataclasses
 from typing import Optional
 
 from nnunet_ext.core.options import Options, option
-
 from nnunet_ext.methods.interactive.clicks import ENCODINGS  # noqa: E402 (numpy + scipy only)
 
 

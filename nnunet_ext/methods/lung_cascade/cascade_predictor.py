@@ -209,8 +209,8 @@ class CascadeMethod(Method):
 
     def refine(self, coarse: CoarseStage, ctx: CaseContext, maps=None) -> CaseResult:
         """Component filter, ROI crops, stage 2 and paste-back (steps 3-6 of the module docstring)."""
-        from nnunet_ext.methods.lung_cascade.component_filter import filter_components
         from nnunet_ext.core.roi import RoiBlend, crop, grow_box
+        from nnunet_ext.methods.lung_cascade.component_filter import filter_components
 
         image, geometry, seg1, lung = coarse.image, coarse.geometry, coarse.stage1, coarse.lung
         maps = tuple(self.requested_maps or self.map_names) if maps is None else tuple(maps)

@@ -28,12 +28,15 @@ from typing import Sequence
 
 import torch
 
-from nnunet_ext.methods.lung_cascade.weighted_losses import distance_weight_map, weighted_cross_entropy, weighted_soft_dice_loss
 from nnunet_ext.methods.lung_cascade.distance_weights_transform import DistanceWeightTransform, split_weights
 from nnunet_ext.methods.lung_cascade.options import DistanceOptions
+from nnunet_ext.methods.lung_cascade.weighted_losses import (
+    distance_weight_map,
+    weighted_cross_entropy,
+    weighted_soft_dice_loss,
+)
 from nnunet_ext.trainers.ds_loss import DeepSupervisionLoss, require_plain_labels
 from nnunet_ext.trainers.mc_dropout import MCDropoutTrainer
-
 
 
 def deep_supervision_spacings(spacing: Sequence[float], scales) -> list[tuple[float, ...]]:

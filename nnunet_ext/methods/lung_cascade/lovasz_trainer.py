@@ -22,10 +22,9 @@ from __future__ import annotations
 
 import torch
 
-from nnunet_ext.methods.lung_cascade.weighted_losses import lovasz_softmax_loss, weighted_cross_entropy
 from nnunet_ext.methods.lung_cascade.options import LovaszOptions
 from nnunet_ext.methods.lung_cascade.uncertainty_trainer import UncertaintyTrainer, UncertaintyWeightedLoss
-
+from nnunet_ext.methods.lung_cascade.weighted_losses import lovasz_softmax_loss, weighted_cross_entropy
 
 
 class UncertaintyLovaszLoss(UncertaintyWeightedLoss):

@@ -65,8 +65,14 @@ from scipy import ndimage
 
 from nnunet_ext.errors import InputError
 from nnunet_ext.methods.lung_cascade.lung_envelope import lung_envelope
-from nnunet_ext.methods.lung_cascade.lung_geometry import (as_axial, index_to_lps, patient_x, split_lungs,
-                                                     superior_is_high_z, trachea)
+from nnunet_ext.methods.lung_cascade.lung_geometry import (
+    as_axial,
+    index_to_lps,
+    patient_x,
+    split_lungs,
+    superior_is_high_z,
+    trachea,
+)
 
 RIGHT, LEFT = 1, 2
 

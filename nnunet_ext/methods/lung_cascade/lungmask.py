@@ -24,8 +24,14 @@ import os
 import numpy as np
 
 from nnunet_ext.errors import InputError
-from nnunet_ext.methods.lung_cascade.lung_threshold import (LEFT, RIGHT, THRESHOLD_DEFAULTS,  # noqa: F401 (re-export)
-                                                      check_ct_intensities, lung_mask_log, threshold_lung_mask)
+from nnunet_ext.methods.lung_cascade.lung_threshold import (  # noqa: F401 (re-export)
+    LEFT,
+    RIGHT,
+    THRESHOLD_DEFAULTS,
+    check_ct_intensities,
+    lung_mask_log,
+    threshold_lung_mask,
+)
 
 BACKENDS = ("auto", "lungmask", "threshold")
 R231_FILE = "unet_r231-d5d2fc3d.pth"  # file name torch hub gives the R231 weights of lungmask

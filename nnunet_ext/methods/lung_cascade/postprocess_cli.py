@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     import SimpleITK as sitk
 
     from nnunet_ext.errors import InputError
-    from nnunet_ext.io.imageio import Geometry, read_sitk, atomic_write_text, write_image
+    from nnunet_ext.io.imageio import Geometry, atomic_write_text, read_sitk, write_image
     from nnunet_ext.methods.lung_cascade.cascade_report import no_tumour_line, stage1_line
     from nnunet_ext.methods.lung_cascade.component_filter import filter_components
 
@@ -59,9 +59,14 @@ def run(args: argparse.Namespace) -> int:
     if os.path.abspath(args.output) == os.path.abspath(args.input):
         raise InputError("output folder must differ from the prediction folder")
 
-    from nnunet_ext.io.integrity import SETTINGS_FILE, check_output_dir, check_settings, check_values, \
-        read_header_checked, record_settings
-
+    from nnunet_ext.io.integrity import (
+        SETTINGS_FILE,
+        check_output_dir,
+        check_settings,
+        check_values,
+        read_header_checked,
+        record_settings,
+    )
     from nnunet_ext.io.resume import output_problem
 
     check_output_dir(args.output, "output folder (-o)")

@@ -9,16 +9,15 @@ source's ``dataset.json`` declares (:mod:`nnunet_ext.io.label_check`; a value 3 
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from tqdm import tqdm
 
+from nnunet_ext.core.roi import roi_boxes
 from nnunet_ext.errors import InputError
-from nnunet_ext.io.imageio import atomic_write_text, read_image, write_image
-from nnunet_ext.io.paths import env_dir, find_dataset, staged_dataset
-from nnunet_ext.core.roi import crop, roi_boxes
 from nnunet_ext.io.crop_dataset import write_crop, write_crop_dataset_json
+from nnunet_ext.io.imageio import read_image
+from nnunet_ext.io.paths import env_dir, find_dataset, staged_dataset
 from nnunet_ext.predictors.inputs import list_cases
 
 

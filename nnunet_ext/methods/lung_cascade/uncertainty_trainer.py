@@ -23,8 +23,12 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from nnunet_ext.methods.lung_cascade.weighted_losses import mc_dropout_variance, scale_uncertainty, uncertainty_adaptive_loss
 from nnunet_ext.methods.lung_cascade.options import UncertaintyLossOptions
+from nnunet_ext.methods.lung_cascade.weighted_losses import (
+    mc_dropout_variance,
+    scale_uncertainty,
+    uncertainty_adaptive_loss,
+)
 from nnunet_ext.trainers.ds_loss import DeepSupervisionLoss, require_plain_labels
 from nnunet_ext.trainers.mc_dropout import MCDropoutTrainer
 

@@ -18,9 +18,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from nnunet_ext.methods.lung_cascade.lovasz import _labels
-from nnunet_ext.methods.lung_cascade.lovasz import lovasz_grad, lovasz_softmax, lovasz_softmax_loss  # noqa: F401 (re-export)
 from nnunet_ext.core.mc_dropout import set_mc_dropout
+from nnunet_ext.methods.lung_cascade.lovasz import _labels, lovasz_grad, lovasz_softmax, lovasz_softmax_loss  # noqa: F401 (re-export)
 
 CE_NORMALIZATIONS = ("weight", "voxels")
 

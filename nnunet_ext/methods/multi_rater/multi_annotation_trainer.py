@@ -30,9 +30,9 @@ from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
 
 from nnunet_ext.methods.multi_rater.fusion_loss import decode_reader, decode_targets, fusion_bce, soft_dice_loss
+from nnunet_ext.methods.multi_rater.options import MultiAnnotationOptions, RaterTrainingOptions
 from nnunet_ext.methods.multi_rater.raters import ENCODING_NAME
 from nnunet_ext.trainers.base import NnextTrainer
-from nnunet_ext.methods.multi_rater.options import MultiAnnotationOptions, RaterTrainingOptions
 from nnunet_ext.trainers.ds_loss import DeepSupervisionLoss
 
 #: dataset.json key written by the rater-set converters

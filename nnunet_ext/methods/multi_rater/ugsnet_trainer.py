@@ -20,9 +20,15 @@ from __future__ import annotations
 import torch
 from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
 
-from nnunet_ext.methods.multi_rater.fusion_loss import DEFAULT_ALPHAS, decode_targets, fusion_bce, mcm_loss, soft_dice_loss
-from nnunet_ext.methods.multi_rater.options import UGSNetOptions
+from nnunet_ext.methods.multi_rater.fusion_loss import (
+    DEFAULT_ALPHAS,
+    decode_targets,
+    fusion_bce,
+    mcm_loss,
+    soft_dice_loss,
+)
 from nnunet_ext.methods.multi_rater.multi_annotation_trainer import RaterSetTrainer
+from nnunet_ext.methods.multi_rater.options import UGSNetOptions
 from nnunet_ext.trainers.plans_options import manager_options
 
 NETWORK_CLASS = "nnunet_ext.methods.multi_rater.ugsnet_network.UGSNet"

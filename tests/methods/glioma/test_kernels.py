@@ -7,8 +7,13 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from nnunet_ext.methods.glioma.kernels import (Kernel, kernel_size_voxels, search_kernels, search_kernels_bruteforce,
-                                     window_sums)
+from nnunet_ext.methods.glioma.kernels import (
+    Kernel,
+    kernel_size_voxels,
+    search_kernels,
+    search_kernels_bruteforce,
+    window_sums,
+)
 
 
 def test_window_sums_equal_direct_sums():

@@ -5,8 +5,15 @@ import numpy as np
 import pytest
 import torch
 
-from nnunet_ext.methods.glioma.spherical import (center_magnification, forward_radius, forward_warp, inverse_radius,
-                                       inverse_warp, origin_grid, sampling_grid)
+from nnunet_ext.methods.glioma.spherical import (
+    center_magnification,
+    forward_radius,
+    forward_warp,
+    inverse_radius,
+    inverse_warp,
+    origin_grid,
+    sampling_grid,
+)
 
 
 def _smooth_image(h=64, w=80, c=2, seed=0):

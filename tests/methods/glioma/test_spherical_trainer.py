@@ -281,7 +281,7 @@ def test_kernel_dataset_crops_keep_geometry(spherical_model, brain_2d, nnunet_di
         z, y, x = crop["start"]
         dz, dy, dx = crop["size"]
         assert crop["size"] == [7, 8, 8]                                    # 24 mm at 3.5 / 3 / 3 mm
-        for c, suffix in ((1, f"_0001.nii.gz"), (None, ".nii.gz")):
+        for c, suffix in ((1, "_0001.nii.gz"), (None, ".nii.gz")):
             sub = "imagesTr" if c is not None else "labelsTr"
             src = sitk.ReadImage(str(brain_2d / sub / f"{crop['case']}{suffix}"))
             cut = sitk.ReadImage(str(kfolder / sub / f"{crop_id}{suffix}"))

@@ -13,10 +13,10 @@ import numpy as np
 import torch
 from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
-from nnunet_ext.methods.interactive.click_simulation import region_centre
-from nnunet_ext.methods.interactive.clicks import rasterize_voxels
 from nnunet_ext.methods.interactive.click_prompt_trainer import ClickPromptTrainer, error_click_prompts
+from nnunet_ext.methods.interactive.click_simulation import region_centre
 from nnunet_ext.methods.interactive.click_transform import SimulateClicksTransform
+from nnunet_ext.methods.interactive.clicks import rasterize_voxels
 
 SIZE, RADIUS = 40, 4
 CELLS = [(10, 10), (10, 30), (30, 10), (30, 30)]

@@ -1,5 +1,6 @@
 """Click-prompt training pieces: prompt-channel network, click simulation (transform and core), error clicks,
 warm-up cosine schedule (no nnU-Net training here; see test_click_prompt_e2e.py)."""
+import copy
 import math
 import pickle
 
@@ -8,13 +9,16 @@ import pytest
 import torch
 from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
-from nnunet_ext.methods.interactive.click_simulation import error_clicks, region_centre, training_clicks
 from nnunet_ext.core.lr_schedule import warmup_cosine_lr
-from nnunet_ext.methods.interactive.prompt_channels import PromptChannelNetwork
-from nnunet_ext.methods.interactive.click_prompt_trainer import (ClickPromptAutoTrainer, ClickPromptErrorTrainer, ClickPromptTrainer,
-                                              WarmupCosineLRScheduler)
+from nnunet_ext.methods.interactive.click_prompt_trainer import (
+    ClickPromptAutoTrainer,
+    ClickPromptErrorTrainer,
+    ClickPromptTrainer,
+    WarmupCosineLRScheduler,
+)
+from nnunet_ext.methods.interactive.click_simulation import error_clicks, region_centre, training_clicks
 from nnunet_ext.methods.interactive.click_transform import SimulateClicksTransform
-import copy
+from nnunet_ext.methods.interactive.prompt_channels import PromptChannelNetwork
 
 # tiny plans (as tests/test_trainers.py's; that module still imports a removed name)
 PLAIN = {

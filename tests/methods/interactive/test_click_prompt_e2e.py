@@ -133,8 +133,8 @@ def test_interactive_predictor(headneck_dataset, stage3_model, tmp_path, capsys)
 def test_clicks_eval(headneck_dataset, stage3_model, tmp_path):
     import csv
 
-    from nnunet_ext.methods.interactive.click_simulation import components
     from nnunet_ext.evaluation.metrics import compute_metrics
+    from nnunet_ext.methods.interactive.click_simulation import components
 
     images, refs = headneck_dataset / "imagesTs", headneck_dataset / "labelsTs"
     args = ["-d", str(HN_ID), "-c", "3d_fullres", "-p", TINY, "-f", "0", "-device", "cpu"]

@@ -2,10 +2,10 @@
 import numpy as np
 import pytest
 
+from nnunet_ext.errors import InputError
 from nnunet_ext.methods.interactive.click_protocols import ClickProtocol, as_clicks
 from nnunet_ext.methods.interactive.click_simulation import hotspot_clicks, lesion_clicks
 from nnunet_ext.methods.interactive.clicks import Click
-from nnunet_ext.errors import InputError
 
 
 def _reference():

@@ -7,10 +7,18 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from nnunet_ext.methods.interactive.clicks import (Click, PreprocessedGrid, click_indices, index_to_world, rasterize,
-                                                  rasterize_voxels, stamp, world_to_index)
-from nnunet_ext.methods.interactive.clicks_json import load_clicks, parse_clicks, parse_point_names
 from nnunet_ext.errors import InputError
+from nnunet_ext.methods.interactive.clicks import (
+    Click,
+    PreprocessedGrid,
+    click_indices,
+    index_to_world,
+    rasterize,
+    rasterize_voxels,
+    stamp,
+    world_to_index,
+)
+from nnunet_ext.methods.interactive.clicks_json import load_clicks, parse_clicks, parse_point_names
 
 LABELS = {"background": 0, "GTVp": 1, "GTVn": 2}
 

@@ -12,9 +12,9 @@ import pytest
 import SimpleITK as sitk
 from nnunetv2.preprocessing.preprocessors.default_preprocessor import DefaultPreprocessor
 from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+from test_clicks import _rotation
 
 from nnunet_ext.methods.interactive.clicks import Click, PreprocessedGrid, click_indices, rasterize_preprocessed
-from test_clicks import _rotation
 
 LABELS = {"background": 0, "GTVp": 1, "GTVn": 2}
 

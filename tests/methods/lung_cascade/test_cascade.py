@@ -16,10 +16,10 @@ import SimpleITK as sitk
 import torch
 
 from nnunet_ext.cli.main import main
-from nnunet_ext.io.imageio import Geometry, read_image, write_image
-from nnunet_ext.methods.lung_cascade.component_filter import LungFilterConfig, filter_components
 from nnunet_ext.core.roi import crop, grow_box
+from nnunet_ext.io.imageio import Geometry, read_image, write_image
 from nnunet_ext.io.paths import nnunet_command
+from nnunet_ext.methods.lung_cascade.component_filter import LungFilterConfig, filter_components
 
 ROI_ID = 610
 BIASED = "nnextTinyPlansBiased"
@@ -57,8 +57,8 @@ def stage1_model(trained_chest_model, chest_dataset):
 
 @pytest.fixture(scope="module")
 def stage2_model(chest_dataset, nnunet_dirs, plans_with_options):
-    from nnunet_ext.planners.run import plan_and_preprocess
     from nnunet_ext.methods.lung_cascade.roi_dataset import build_roi_dataset
+    from nnunet_ext.planners.run import plan_and_preprocess
 
     roi = build_roi_dataset(501, ROI_ID, margin=0, progress=False)
     plan_and_preprocess(ROI_ID, "TinyPlanner", ["3d_fullres"], num_processes=1)

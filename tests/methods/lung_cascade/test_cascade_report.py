@@ -8,6 +8,7 @@ import pytest
 
 from nnunet_ext.cli.main import main
 from nnunet_ext.io.imageio import write_image
+from nnunet_ext.methods.lung_cascade.cascade_predictor import CascadeMethod
 from nnunet_ext.methods.lung_cascade.cascade_report import (
     lung_backend_line,
     metric_text,
@@ -15,7 +16,6 @@ from nnunet_ext.methods.lung_cascade.cascade_report import (
     reason_summary,
     stage1_line,
 )
-from nnunet_ext.methods.lung_cascade.cascade_predictor import CascadeMethod
 from nnunet_ext.predictors.method import CaseResult
 from nnunet_ext.synthetic.chest import generate_chest_case
 

@@ -1,8 +1,8 @@
 """UncertaintyLovaszTrainer and DistanceTransformTrainer: deep-supervision losses against hand-assembled sums of
 the core losses, gradients, distance weights at deep-supervision resolution, and real nnUNetv2_train runs."""
 import math
-import re
 import os
+import re
 import subprocess
 
 import numpy as np
@@ -10,15 +10,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from nnunet_ext.io.paths import nnunet_command
+from nnunet_ext.methods.lung_cascade.distance_trainer import DistanceWeightedLoss, deep_supervision_spacings
+from nnunet_ext.methods.lung_cascade.lovasz_trainer import UncertaintyLovaszLoss
 from nnunet_ext.methods.lung_cascade.weighted_losses import (
     distance_weight_map,
     lovasz_softmax_loss,
     weighted_cross_entropy,
     weighted_soft_dice_loss,
 )
-from nnunet_ext.io.paths import nnunet_command
-from nnunet_ext.methods.lung_cascade.distance_trainer import DistanceWeightedLoss, deep_supervision_spacings
-from nnunet_ext.methods.lung_cascade.lovasz_trainer import UncertaintyLovaszLoss
 
 DS_WEIGHTS = (4 / 7, 2 / 7, 1 / 7, 0.0)
 
@@ -189,8 +189,8 @@ def test_lovasz_trainer_knobs_loss_and_metadata(chest_dataset, nnunet_dirs, monk
     assert meta["trainer"] == "UncertaintyLovaszTrainer" and "dropout_p" in meta
     assert meta["options"]["lovasz"] == {"ce_weight": 0.25}
     assert meta["options"]["uncertainty_loss"] == {"samples": 3, "refresh": 1, "scale": "none"}
-    from nnunet_ext.planners.plans_edit import write_options
     from nnunet_ext.errors import InputError
+    from nnunet_ext.planners.plans_edit import write_options
 
     with pytest.raises(InputError, match="lovasz.ce_weight: must be >= 0, got -1"):
         write_options(nnunet_dirs["nnUNet_preprocessed"] / chest_dataset.name / "nnextTinyPlans.json",

@@ -15,11 +15,11 @@ from scipy import ndimage
 
 from nnunet_ext.errors import InputError
 from nnunet_ext.io.imageio import Geometry
-from nnunet_ext.methods.lung_cascade.lung_envelope import rolling_ball_closing
 from nnunet_ext.methods.lung_cascade.component_filter import (
     LungFilterConfig,
     filter_components,
 )
+from nnunet_ext.methods.lung_cascade.lung_envelope import rolling_ball_closing
 from nnunet_ext.methods.lung_cascade.lung_threshold import (
     THRESHOLD_DEFAULTS,
     threshold_lung_mask,

@@ -6,7 +6,6 @@ Measured on the rework (seed 3; the previous algorithm in brackets): abdomen + g
 left 0.0, the colon labelled as left lung); 1 slice at the bases: 0.76 / 0.99 (0 / 0, dropped by the volume
 threshold); every other variant >= 0.98.
 """
-import warnings
 
 import numpy as np
 import pytest

@@ -2,12 +2,11 @@
 import os
 import subprocess
 
-import pytest
 import torch
 
-from nnunet_ext.methods.lung_cascade.weighted_losses import uncertainty_adaptive_loss, weighted_soft_dice_loss
 from nnunet_ext.io.paths import nnunet_command
 from nnunet_ext.methods.lung_cascade.uncertainty_trainer import UncertaintyAdaptiveLoss
+from nnunet_ext.methods.lung_cascade.weighted_losses import uncertainty_adaptive_loss, weighted_soft_dice_loss
 
 
 def test_loss_falls_back_without_uncertainty_and_resizes_for_deep_supervision():

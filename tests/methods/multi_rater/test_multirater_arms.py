@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 
 from nnunet_ext.methods.multi_rater.fusion_loss import decode_reader, decode_targets, mcm_loss
-from nnunet_ext.methods.multi_rater.raters import encode_raters
 from nnunet_ext.methods.multi_rater.multi_annotation_trainer import FusionLoss, SGDRScheduler, ds_weights
+from nnunet_ext.methods.multi_rater.raters import encode_raters
 from nnunet_ext.methods.multi_rater.ugsnet_trainer import UGSLoss
 
 

@@ -4,8 +4,8 @@ import json
 import numpy as np
 import pytest
 
-from nnunet_ext.methods.multi_rater.evaluate_raters import case_metrics, complex_nodule_validation, overlap_scores
 from nnunet_ext.io.imageio import Geometry, write_image
+from nnunet_ext.methods.multi_rater.evaluate_raters import case_metrics, complex_nodule_validation, overlap_scores
 
 
 def _box(shape, lo, hi):

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from scipy.stats import wasserstein_distance
 
-from nnunet_ext.methods.multi_rater.evaluate_raters import case_metrics, hard_cases
 from nnunet_ext.io.imageio import Geometry, write_image
+from nnunet_ext.methods.multi_rater.evaluate_raters import case_metrics, hard_cases
 
 G = Geometry((1.0, 1.0, 1.0), (0.0, 0.0, 0.0), (1, 0, 0, 0, 1, 0, 0, 0, 1))
 

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from nnunet_ext.methods.multi_rater import raters as R
 from nnunet_ext.errors import InputError
+from nnunet_ext.methods.multi_rater import raters as R
 
 RAW_ID, RATER_ID = 611, 612
 #: rater count kept per training case (the phantom writes 4): K varies between cases, 1..4
