@@ -69,24 +69,55 @@ def plans_for(arch_name: str, arch_kwargs: dict, patch: list[int], configuration
     """nnU-Net plans with one configuration at 1 mm (1 x 1 in-plane for 2d) for the given network."""
     spacing = [1.0] * len(patch)
     return {
-        "dataset_name": dataset_name, "plans_name": plans_name, "original_median_spacing_after_transp": [1, 1, 1],
-        "original_median_shape_after_transp": [max(patch)] * 3, "image_reader_writer": "SimpleITKIO",
-        "transpose_forward": [0, 1, 2], "transpose_backward": [0, 1, 2], "label_manager": "LabelManager",
+        "dataset_name": dataset_name,
+        "plans_name": plans_name,
+        "original_median_spacing_after_transp": [1, 1, 1],
+        "original_median_shape_after_transp": [max(patch)] * 3,
+        "image_reader_writer": "SimpleITKIO",
+        "transpose_forward": [0, 1, 2],
+        "transpose_backward": [0, 1, 2],
+        "label_manager": "LabelManager",
         "foreground_intensity_properties_per_channel": {
-            str(c): {"max": 1000.0, "mean": 0.0, "median": 0.0, "min": -1000.0, "percentile_00_5": -1000.0,
-                     "percentile_99_5": 1000.0, "std": 300.0} for c in range(n_channels)},
-        "configurations": {configuration: {
-            "data_identifier": f"{plans_name}_{configuration}", "preprocessor_name": "DefaultPreprocessor",
-            "batch_size": 2, "patch_size": patch, "median_image_size_in_voxels": patch, "spacing": spacing,
-            "normalization_schemes": [normalization] * n_channels, "use_mask_for_norm": [use_mask_for_norm] * n_channels,
-            "resampling_fn_data": "resample_data_or_seg_to_shape", "resampling_fn_seg": "resample_data_or_seg_to_shape",
-            "resampling_fn_data_kwargs": {"is_seg": False, "order": 3, "order_z": 0, "force_separate_z": None},
-            "resampling_fn_seg_kwargs": {"is_seg": True, "order": 1, "order_z": 0, "force_separate_z": None},
-            "resampling_fn_probabilities": "resample_data_or_seg_to_shape",
-            "resampling_fn_probabilities_kwargs": {"is_seg": False, "order": 1, "order_z": 0, "force_separate_z": None},
-            "batch_dice": False,
-            "architecture": {"network_class_name": arch_name, "arch_kwargs": arch_kwargs,
-                             "_kw_requires_import": ["conv_op", "norm_op", "dropout_op", "nonlin"]}}},
+            str(c): {
+                "max": 1000.0,
+                "mean": 0.0,
+                "median": 0.0,
+                "min": -1000.0,
+                "percentile_00_5": -1000.0,
+                "percentile_99_5": 1000.0,
+                "std": 300.0,
+            }
+            for c in range(n_channels)
+        },
+        "configurations": {
+            configuration: {
+                "data_identifier": f"{plans_name}_{configuration}",
+                "preprocessor_name": "DefaultPreprocessor",
+                "batch_size": 2,
+                "patch_size": patch,
+                "median_image_size_in_voxels": patch,
+                "spacing": spacing,
+                "normalization_schemes": [normalization] * n_channels,
+                "use_mask_for_norm": [use_mask_for_norm] * n_channels,
+                "resampling_fn_data": "resample_data_or_seg_to_shape",
+                "resampling_fn_seg": "resample_data_or_seg_to_shape",
+                "resampling_fn_data_kwargs": {"is_seg": False, "order": 3, "order_z": 0, "force_separate_z": None},
+                "resampling_fn_seg_kwargs": {"is_seg": True, "order": 1, "order_z": 0, "force_separate_z": None},
+                "resampling_fn_probabilities": "resample_data_or_seg_to_shape",
+                "resampling_fn_probabilities_kwargs": {
+                    "is_seg": False,
+                    "order": 1,
+                    "order_z": 0,
+                    "force_separate_z": None,
+                },
+                "batch_dice": False,
+                "architecture": {
+                    "network_class_name": arch_name,
+                    "arch_kwargs": arch_kwargs,
+                    "_kw_requires_import": ["conv_op", "norm_op", "dropout_op", "nonlin"],
+                },
+            }
+        },
     }
 
 
@@ -105,5 +136,13 @@ def initialise(predictor, arch, device: torch.device, seed: int = 0):
     return patch
 
 
-__all__ = ["tiny_arch", "resenc_m_arch", "default_2d_arch", "default_3d_arch", "tiny_2d_arch", "plans_for", "initialise",
-           "dropout_arch_kwargs"]
+__all__ = [
+    "tiny_arch",
+    "resenc_m_arch",
+    "default_2d_arch",
+    "default_3d_arch",
+    "tiny_2d_arch",
+    "plans_for",
+    "initialise",
+    "dropout_arch_kwargs",
+]

@@ -57,7 +57,9 @@ def main() -> int:
         proc = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy())
         if proc.returncode != 0:
             sys.exit(f"{' '.join(cmd)} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}")
-        dice = json.loads((model / f"fold_{fold}" / "validation" / "summary.json").read_text())["foreground_mean"]["Dice"]
+        dice = json.loads((model / f"fold_{fold}" / "validation" / "summary.json").read_text())["foreground_mean"][
+            "Dice"
+        ]
         print(f"trained fold {fold} in {time.perf_counter() - t:.0f} s (validation Dice {dice:.3f})", flush=True)
     test = dataset_folders(dirs["nnUNet_raw"]).get(DATASET_ID + 1)
     if test is None:
@@ -74,8 +76,10 @@ def main() -> int:
             sys.exit(f"{' '.join(cmd)} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}")
         print(f"predicted {args.n_test} test cases in {time.perf_counter() - t:.0f} s", flush=True)
     model_args = ["-d", str(DATASET_ID), "-c", CONFIG, "-tr", TRAINER, "-p", PLANS]
-    runs = [("validation", ["-f", *args.folds, "--n-splits", str(args.n_splits)]),
-            ("test set", ["--probabilities", str(pred), "-ref", str(test / "labelsTr"), "--n-splits", str(args.n_splits)])]
+    runs = [
+        ("validation", ["-f", *args.folds, "--n-splits", str(args.n_splits)]),
+        ("test set", ["--probabilities", str(pred), "-ref", str(test / "labelsTr"), "--n-splits", str(args.n_splits)]),
+    ]
     for what, source in runs:
         for kind, extra in (("shared", []), ("per_class", ["--per-class"])):
             out = model / f"calibration_{what.replace(' ', '_')}_{kind}.json"
@@ -91,7 +95,10 @@ def _print(what: str, kind: str, data: dict, seconds: float) -> None:
     fit = data["fitted_on"]
     print(f"\n{what}, {kind} T = {data['temperature']}: fitted on {fit['voxels']} ROI voxels of {fit['n_cases']} "
           f"cases, {seconds:.1f} s (fit + cross-fitted evaluation)")
-    print("| held out | T (fit on the rest) | ECE before | ECE after | Brier before | Brier after | NLL before | NLL after |")
+    print(
+        "| held out | T (fit on the rest) | ECE before | ECE after | Brier before | Brier after "
+        "| NLL before | NLL after |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     rows = {**data["held_out"]["per_group"], "mean": {**data["held_out"]["mean"], "temperature": None}}
     for g, v in rows.items():

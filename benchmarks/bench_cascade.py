@@ -11,7 +11,8 @@ Steps (each reused when its output exists, so the script resumes):
    3d_fullres, one model per loss: Dice-CE (``MCDropoutTrainer``: nnU-Net's loss, dropout for MC inference),
    ``UncertaintyTrainer``, ``UncertaintyLovaszTrainer``, ``DistanceTransformTrainer`` (margin 0; Dice-CE and
    UncertaintyTrainer also at margin 16).
-4. Inference on the test cases with :class:`~nnunet_ext.methods.lung_cascade.cascade_predictor.CascadeMethod` (lung masks of the
+4. Inference on the test cases with :class:`~nnunet_ext.methods.lung_cascade.cascade_predictor.CascadeMethod` (lung \
+masks of the
    phantoms, default filter settings): stage 1 alone vs cascade Top-1 / Top-2 / All, margin 0 vs 16, per loss.
 5. Dice / HD95 / boundary Dice (label 1, penalty HD for empty masks as ``nnext evaluate``), and Pearson /
    Spearman correlations between the stage-1 component count (and its reduction by the filter) and the
@@ -42,7 +43,18 @@ def _train(dataset_id: int, config: str, trainer: str, results: Path, dataset_na
     if (model / "fold_all" / "checkpoint_final.pth").is_file():
         return model
     t = time.perf_counter()
-    cmd = [nnunet_command("nnUNetv2_train"), str(dataset_id), config, "all", "-tr", trainer, "-p", PLANS, "-device", "cpu"]
+    cmd = [
+        nnunet_command("nnUNetv2_train"),
+        str(dataset_id),
+        config,
+        "all",
+        "-tr",
+        trainer,
+        "-p",
+        PLANS,
+        "-device",
+        "cpu",
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy())
     if proc.returncode != 0:
         sys.exit(f"{' '.join(cmd)} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}")
@@ -219,11 +231,16 @@ def main() -> int:
               "Component reduction vs HD95 change: " + _corr(reduction, d_hd)]
     for group, sel in (("1 component", n == 1), ("2 components", n == 2), ("3+ components", n >= 3)):
         if sel.any():
-            lines.append(f"stage 1 with {group}: {int(sel.sum())} cases, Dice {np.mean([r['dice'] for r, s in zip(s1rows, sel) if s]):.3f}, "
-                         f"HD95 {np.mean([r['hd95'] for r, s in zip(s1rows, sel) if s]):.1f} mm")
+            lines.append(
+                f"stage 1 with {group}: {int(sel.sum())} cases, "
+                f"Dice {np.mean([r['dice'] for r, s in zip(s1rows, sel) if s]):.3f}, "
+                f"HD95 {np.mean([r['hd95'] for r, s in zip(s1rows, sel) if s]):.1f} mm"
+            )
     u = np.array([r["u_in_error"] for r in top1]), np.array([r["u_in_correct_roi"] for r in top1])
-    lines.append(f"stage-2 variance ({main_key}): mean {np.nanmean(u[0]):.4f} on wrong voxels vs {np.nanmean(u[1]):.4f} "
-                 f"on correct voxels inside the ROIs")
+    lines.append(
+        f"stage-2 variance ({main_key}): mean {np.nanmean(u[0]):.4f} on wrong voxels vs {np.nanmean(u[1]):.4f} "
+        f"on correct voxels inside the ROIs"
+    )
     print("\n".join(lines))
     (root / "results.json").write_text(json.dumps({"stage1": stage1_rows, "cascade": rows, "summary": lines},
                                                   indent=1, default=float))

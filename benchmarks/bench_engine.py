@@ -104,7 +104,8 @@ def accumulator_bytes(folder: Path, image: Path) -> dict:
     for label, sampling, maps, dtype in [
         ("stock, entropy (float32)", Sampling(), ("entropy",), torch.float32),
         ("stock, entropy (float16)", Sampling(), ("entropy",), torch.float16),
-        ("tta_mc N=4 (window scope), entropy", Sampling(n_passes=4, blend="probabilities"), ("entropy",), torch.float32),
+        ("tta_mc N=4 (window scope), entropy", Sampling(n_passes=4, blend="probabilities"), ("entropy",),
+         torch.float32),
         ("tta_mc N=4 (window scope), entropy+variance+MI", Sampling(n_passes=4, blend="probabilities"),
          ("entropy", "variance", "mi"), torch.float32),
         ("tta_mc N=4 (window scope), all maps (float16)", Sampling(n_passes=4, blend="probabilities"),
@@ -133,7 +134,22 @@ def main() -> None:
     root = Path(args.o).resolve()
     raw, folder = model(root)
     images = raw / "imagesTs"
-    common = ["-d", str(ID), "-c", "3d_fullres", "-p", TINY, "-f", "0", "-device", args.device, "-npp", "1", "-nps", "1"]
+    common = [
+        "-d",
+        str(ID),
+        "-c",
+        "3d_fullres",
+        "-p",
+        TINY,
+        "-f",
+        "0",
+        "-device",
+        args.device,
+        "-npp",
+        "1",
+        "-nps",
+        "1",
+    ]
 
     if 1 in parts:
         stock_vs_nnunet(root, images, common, args.repeats)

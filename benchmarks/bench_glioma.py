@@ -82,14 +82,20 @@ def collect(a) -> dict:
                                           "losses": int((d < 0).sum()), "wilcoxon_p": p}
         out["regions"][r] = {"mean": row, "tests": tests}
         t2, t3 = tests["fused_vs_2d_ensemble"], tests["fused_vs_3d_model"]
-        print(f"{r:8s}" + "".join(f"{row[m]['dice']:7.3f}/{row[m]['hd95']:5.1f} " for m in pairs)
-              + f"  {t2['mean_diff_dice']:+.3f} {t2['wilcoxon_p']:.3f}   {t3['mean_diff_dice']:+.3f} {t3['wilcoxon_p']:.3f}")
+        print(
+            f"{r:8s}"
+            + "".join(f"{row[m]['dice']:7.3f}/{row[m]['hd95']:5.1f} " for m in pairs)
+            + f"  {t2['mean_diff_dice']:+.3f} {t2['wilcoxon_p']:.3f}"
+            f"   {t3['mean_diff_dice']:+.3f} {t3['wilcoxon_p']:.3f}"
+        )
     best = all(out["regions"][r]["mean"]["fused"]["dice"] > max(out["regions"][r]["mean"][m]["dice"]
                                                                for m in ("2d_ensemble", "3d_model")) for r in REGIONS)
     sig = all(t["wilcoxon_p"] < 0.025 and t["mean_diff_dice"] > 0 for r in REGIONS
               for t in out["regions"][r]["tests"].values())
     out["fused_best_mean_dice_all_regions"], out["fused_significantly_better_all"] = best, sig
-    print(f"fused best mean Dice on all three regions: {best}; significantly (p < 0.025) better than both on all: {sig}")
+    print(
+        f"fused best mean Dice on all three regions: {best}; significantly (p < 0.025) better than both on all: {sig}"
+    )
     out["load"] = load()
     (Path(a.o) / "bench_glioma.json").write_text(json.dumps(out, indent=1) + "\n")
     return out

@@ -137,7 +137,9 @@ def run(dicom: str, with_pydicom: bool) -> dict:
     origin = np.asarray(geo.origin) + d[:, 0] * geo.spacing[0] * (nx - 1) + d[:, 1] * geo.spacing[1] * (ny - 1)
     fd = d.copy()
     fd[:, :2] *= -1
-    m, dt, warn = _mask(np.ascontiguousarray(ct[:, ::-1, ::-1]), Geometry(geo.spacing, tuple(origin), tuple(fd.ravel())))
+    m, dt, warn = _mask(
+        np.ascontiguousarray(ct[:, ::-1, ::-1]), Geometry(geo.spacing, tuple(origin), tuple(fd.ravel()))
+    )
     rows.append({"case": "flipped: direction diag(-1, -1, 1)", "seconds": round(dt, 2),
                  "voxels_differing": int((m[:, ::-1, ::-1] != ref).sum())})
     a = np.deg2rad(10.0)

@@ -8,7 +8,8 @@ Yang & Wang Tables I and III protocol at CPU scale).
 
 Stated before running (the paper, sec. IV-B / IV-E, five-fold on LIDC-IDRI): UGS-Net improves the Dice against
 Label_1 (the first reader) by **+1.39** points over U-Net overall and by **+11.03** points on the nodules U-Net
-segments worst (Dice < 60 %). Here the hard subset is defined a priori (:mod:`nnunet_ext.methods.multi_rater.evaluate_raters`:
+segments worst (Dice < 60 %). Here the hard subset is defined a priori \
+(:mod:`nnunet_ext.methods.multi_rater.evaluate_raters`:
 mean pairwise reader Dice < 0.7, or a part-solid phantom), never by the baseline's own score.
 
 Per regime (``exchangeable``: LIDC-like readers in random order; ``fixed``: rater k always the same threshold, the
@@ -123,7 +124,9 @@ def prepare_data(args, regime: str, seed: int, root: Path) -> tuple[Path, Path]:
     stamp = {**_settings(args), "regime": regime, "seed": seed}
     done = root / "data_done.json"
     if done.is_file() and json.loads(done.read_text()) == stamp:
-        return next(dirs["nnUNet_raw"].glob(f"Dataset{RAW_ID}_*")), next(dirs["nnUNet_raw"].glob(f"Dataset{RATER_ID}_*"))
+        return next(dirs["nnUNet_raw"].glob(f"Dataset{RAW_ID}_*")), next(
+            dirs["nnUNet_raw"].glob(f"Dataset{RATER_ID}_*")
+        )
     done.unlink(missing_ok=True)
     for old in root.glob("arm_*"):
         shutil.rmtree(old)

@@ -53,7 +53,9 @@ def time_tta_mc(arch, n, device, repeats, image_shape, tta, scope, overheads: bo
            "windows": len(stock._internal_get_sliding_window_slicers(x.shape[1:]))}
     arms = (("plain1", 1, ()), (1, 1, tta), (n, n, tta)) if overheads else ((n, n, tta),)
     for key, passes, kinds in arms:
-        engine = SlidingWindowEngine(device=device, allow_tqdm=False, perform_everything_on_device=device.type == "cuda")
+        engine = SlidingWindowEngine(
+            device=device, allow_tqdm=False, perform_everything_on_device=device.type == "cuda"
+        )
         initialise(engine, arch, device)
         engine.training_metadata = {"dropout_p": 0.05}
         sampling = Sampling(n_passes=passes, tta=TTAPolicy(kinds=kinds), tta_scope=scope, blend="probabilities")

@@ -20,36 +20,54 @@ SHARED = {
         "dropout": "nnunet_ext.trainers.training_options:DropoutOptions",
     },
     "TRAINERS": {
-        'MCDropoutTrainer': ('nnunet_ext.trainers.mc_dropout',
-            'nnU-Net + dropout (p=0.05) in every conv block for Monte-Carlo sampling'),
+        "MCDropoutTrainer": (
+            "nnunet_ext.trainers.mc_dropout",
+            "nnU-Net + dropout (p=0.05) in every conv block for Monte-Carlo sampling",
+        ),
     },
     "COMMANDS": {
-        'synth': ('nnunet_ext.synthetic.cli',
-            'write a synthetic phantom dataset (chest, brain, nodule, headneck) to nnUNet_raw'),
-        'plan': ('nnunet_ext.planners.cli',
-            'plan and preprocess a dataset with an nnunet_ext planner (e.g. TinyPlanner)'),
-        'predict': ('nnunet_ext.cli.predict',
-            'predict with uncertainty maps (methods: {methods})'),
-        'trainers': ('nnunet_ext.trainers.cli',
-            'list the extension trainers usable with nnUNetv2_train -tr'),
-        'evaluate': ('nnunet_ext.evaluation.cli',
-            'Dice / HD95 / NSD and more between reference and predicted segmentations'),
-        'calibrate': ('nnunet_ext.evaluation.calibrate_cli',
-            "fit temperature scaling on nnU-Net's cross-validation outputs (calibration.json)"),
-        'compare': ('nnunet_ext.evaluation.compare_cli',
-            'paired comparison of two evaluation summaries (Wilcoxon, Spearman, Pearson)'),
-        'convert': ('nnunet_ext.conversion.cli',
-            'convert public collections to nnU-Net raw datasets ({converters})'),
-        'demo': ('nnunet_ext.demos.cli',
-            'end-to-end demos on phantoms: chest (default), nodule, glioma, headneck (synth, plan, train, predict, evaluate)'),
+        "synth": (
+            "nnunet_ext.synthetic.cli",
+            "write a synthetic phantom dataset (chest, brain, nodule, headneck) to nnUNet_raw",
+        ),
+        "plan": (
+            "nnunet_ext.planners.cli",
+            "plan and preprocess a dataset with an nnunet_ext planner (e.g. TinyPlanner)",
+        ),
+        "predict": ("nnunet_ext.cli.predict", "predict with uncertainty maps (methods: {methods})"),
+        "trainers": ("nnunet_ext.trainers.cli", "list the extension trainers usable with nnUNetv2_train -tr"),
+        "evaluate": (
+            "nnunet_ext.evaluation.cli",
+            "Dice / HD95 / NSD and more between reference and predicted segmentations",
+        ),
+        "calibrate": (
+            "nnunet_ext.evaluation.calibrate_cli",
+            "fit temperature scaling on nnU-Net's cross-validation outputs (calibration.json)",
+        ),
+        "compare": (
+            "nnunet_ext.evaluation.compare_cli",
+            "paired comparison of two evaluation summaries (Wilcoxon, Spearman, Pearson)",
+        ),
+        "convert": ("nnunet_ext.conversion.cli", "convert public collections to nnU-Net raw datasets ({converters})"),
+        "demo": (
+            "nnunet_ext.demos.cli",
+            "end-to-end demos on phantoms: chest (default), nodule, glioma, headneck "
+            "(synth, plan, train, predict, evaluate)",
+        ),
     },
     "PREDICT_METHODS": {
-        'stock': ('nnunet_ext.predictors.stock:StockMethod',
-            "nnU-Net's prediction (mirroring TTA) + softmax-entropy map"),
-        'tta_mc': ('nnunet_ext.predictors.tta_mc:TTAMCMethod',
-            'N passes of MC dropout + random TTA; entropy / variance / MI (chu2026)'),
-        'ensemble': ('nnunet_ext.predictors.ensemble:EnsembleMethod',
-            'cross-validation folds as a deep ensemble; entropy / MI / variance across folds'),
+        "stock": (
+            "nnunet_ext.predictors.stock:StockMethod",
+            "nnU-Net's prediction (mirroring TTA) + softmax-entropy map",
+        ),
+        "tta_mc": (
+            "nnunet_ext.predictors.tta_mc:TTAMCMethod",
+            "N passes of MC dropout + random TTA; entropy / variance / MI (chu2026)",
+        ),
+        "ensemble": (
+            "nnunet_ext.predictors.ensemble:EnsembleMethod",
+            "cross-validation folds as a deep ensemble; entropy / MI / variance across folds",
+        ),
     },
 }
 

@@ -25,7 +25,9 @@ class _Recorder:
 
     def add_argument(self, *flags, **kwargs):
         default = kwargs.pop("default", False if kwargs.get("action") == "store_true" else None)
-        dest = kwargs.get("dest") or next((f for f in flags if f.startswith("--")), flags[0]).lstrip("-").replace("-", "_")
+        dest = kwargs.get("dest") or next((f for f in flags if f.startswith("--")), flags[0]).lstrip("-").replace(
+            "-", "_"
+        )
         self.table.setdefault(self.owner, {})[dest] = default
         self.table.setdefault("_flags", {})[dest] = flags[0]
         if dest not in self.added:

@@ -38,10 +38,14 @@ def add_arguments(parser) -> None:
                                                          "chest work in DIR/<kind>)")
     parser.add_argument("-n", type=int_at_least(5), default=None,
                         help=f"training cases (>= 5 for nnU-Net's 5-fold split; default {default('n')})")
-    parser.add_argument("--n-test", type=int_at_least(1), default=None, help=f"test cases (default {default('n_test')})")
+    parser.add_argument(
+        "--n-test", type=int_at_least(1), default=None, help=f"test cases (default {default('n_test')})"
+    )
     parser.add_argument("-c", default=None, choices=["2d", "3d_fullres"],
                         help=f"configuration (default {default('c')}; glioma trains both)")
-    parser.add_argument("--epochs", type=int_at_least(1), default=None, help=f"training epochs (default {default('epochs')})")
+    parser.add_argument(
+        "--epochs", type=int_at_least(1), default=None, help=f"training epochs (default {default('epochs')})"
+    )
     parser.add_argument("--iterations", type=int_at_least(1), default=None,
                         help=f"iterations per epoch (default {default('iterations')})")
     parser.add_argument("--n-samples", type=int_at_least(2), default=None,

@@ -101,7 +101,11 @@ def _run_nodule(args) -> int:
     dirs = use_workspace(root)
     t_all = time.perf_counter()
     steps = DemoSteps(root, total=6, label="nodule")
-    config, epochs, iterations = args.c, args.epochs, args.iterations  # defaults: demos.defaults.KIND_DEFAULTS["nodule"]
+    config, epochs, iterations = (
+        args.c,
+        args.epochs,
+        args.iterations,
+    )  # defaults: demos.defaults.KIND_DEFAULTS["nodule"]
     tokens = DEMO_MAX_TOKENS  # attention grid of the demo's UGS-Net (plans option; module docstring)
 
     t = steps.start(f"phantoms: {args.n} training + {args.n_test} test cases, {N_RATERS} raters")

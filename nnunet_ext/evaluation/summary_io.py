@@ -116,8 +116,10 @@ def load_summary(path: str | os.PathLike) -> dict:
             bad = [m for m, v in (metrics.items() if isinstance(metrics, dict) else [("?", metrics)])
                    if not isinstance(v, (int, float)) or isinstance(v, bool)]
             if bad:
-                raise InputError(f"{path}: case {record['case']!r}, label {key!r}: non-numeric value(s) for "
-                                 f"{', '.join(bad)} (e.g. {metrics.get(bad[0]) if isinstance(metrics, dict) else metrics!r})")
+                raise InputError(
+                    f"{path}: case {record['case']!r}, label {key!r}: non-numeric value(s) for "
+                    f"{', '.join(bad)} (e.g. {metrics.get(bad[0]) if isinstance(metrics, dict) else metrics!r})"
+                )
     for key in ("mean", "median", "foreground_mean"):
         if isinstance(summary.get(key), dict):
             summary[key] = _nan_from_json(summary[key])

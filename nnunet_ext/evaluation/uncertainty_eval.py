@@ -170,7 +170,8 @@ def roi_slices(ref: np.ndarray, pred: np.ndarray, spacing_zyx, roi: str = "bbox"
 
 def case_uncertainty(case: str, ref: np.ndarray, pred: np.ndarray, spacing_zyx, unc_file: str | None,
                      prob_file: str | None, options: UncertaintyOptions) -> dict:
-    """Per-case uncertainty metrics; ``"_bins"`` holds the case's :class:`ReliabilityBins` (None without probabilities)."""
+    """Per-case uncertainty metrics; ``"_bins"`` holds the case's :class:`ReliabilityBins` (None without \
+probabilities)."""
     box = roi_slices(ref, pred, spacing_zyx, options.roi, options.margin_mm)
     r, p = ref[box], pred[box]
     errors = r != p
@@ -182,8 +183,10 @@ def case_uncertainty(case: str, ref: np.ndarray, pred: np.ndarray, spacing_zyx, 
         if unc.shape != ref.shape:
             raise InputError(f"{case}: uncertainty shape (z,y,x) {unc.shape} != reference {ref.shape}")
         if unc.min() < 0:  # entropy, variance and MI are >= 0: a negative map is not an uncertainty map
-            raise InputError(f"{unc_file}: {int((unc < 0).sum())} negative uncertainty value(s) (min {float(unc.min()):.4g});"
-                             " uncertainty maps (entropy, variance, mutual information) are >= 0")
+            raise InputError(
+                f"{unc_file}: {int((unc < 0).sum())} negative uncertainty value(s) (min {float(unc.min()):.4g});"
+                " uncertainty maps (entropy, variance, mutual information) are >= 0"
+            )
         u = unc[box].astype(np.float64)
         if not np.isfinite(u).all():
             raise InputError(f"{case}: {unc_file} holds NaN or infinite values")

@@ -118,7 +118,9 @@ def check_values(array, path: str | os.PathLike, *, kind: str = "image", nan_pol
     if arr.size == 0:
         raise InputError(f"{path}: the image has no voxels (shape {arr.shape})")
     if kind == "image":
-        peak = float(np.abs(arr).max()) if arr.dtype.kind in "fc" else float(max(abs(int(arr.min())), abs(int(arr.max()))))
+        peak = (
+            float(np.abs(arr).max()) if arr.dtype.kind in "fc" else float(max(abs(int(arr.min())), abs(int(arr.max()))))
+        )
         if peak > MAX_ABS_INTENSITY:
             n = int((np.abs(arr.astype(np.float64, copy=False)) > MAX_ABS_INTENSITY).sum())
             raise InputError(f"{path}: {n} voxel(s) with |value| > {MAX_ABS_INTENSITY:g} (max |value| {peak:.3g}); "
@@ -127,15 +129,18 @@ def check_values(array, path: str | os.PathLike, *, kind: str = "image", nan_pol
         if arr.dtype.kind in "fc":
             frac = arr != np.round(arr)
             if frac.any():
-                raise InputError(f"{path}: {int(frac.sum())} non-integer voxel value(s) (e.g. {arr[frac].flat[0]:.4g}); "
-                                 f"a {kind} map must hold integers (is this a probability or an image?)")
+                raise InputError(
+                    f"{path}: {int(frac.sum())} non-integer voxel value(s) (e.g. {arr[frac].flat[0]:.4g}); "
+                    f"a {kind} map must hold integers (is this a probability or an image?)"
+                )
         if arr.dtype.kind != "u" and arr.min() < 0:
             raise InputError(f"{path}: negative {kind} value(s) (min {arr.min():g}); {kind} values must be >= 0")
     if min_value is not None or max_value is not None:
         below = int((arr < min_value).sum()) if min_value is not None else 0
         above = int((arr > max_value).sum()) if max_value is not None else 0
         if below or above:
-            rng = f"[{'-inf' if min_value is None else f'{min_value:g}'}, {'inf' if max_value is None else f'{max_value:g}'}]"
+            rng = (f"[{'-inf' if min_value is None else f'{min_value:g}'}, "
+                   f"{'inf' if max_value is None else f'{max_value:g}'}]")
             raise InputError(f"{path}: {below + above} voxel value(s) outside {rng} (min {float(arr.min()):.4g}, "
                              f"max {float(arr.max()):.4g})")
     return arr
@@ -392,7 +397,25 @@ def differing_settings(folder: str | os.PathLike, settings: Mapping[str, Any], *
     return [k for k, _, _ in _diff(old, _normalised(settings))]
 
 
-__all__ = ["SPACING_RANGE_MM", "MAX_ABS_INTENSITY", "SETTINGS_FILE", "NonFiniteWarning", "check_gzip_complete",
-           "check_file_complete", "count_nonfinite_voxels", "check_nonfinite_file", "check_image_file", "check_spacing", "check_values", "read_image_checked", "read_header_checked",
-           "load_json_checked", "check_checkpoint", "check_output_dir", "check_output_file", "check_settings",
-           "record_settings", "differing_settings"]
+__all__ = [
+    "SPACING_RANGE_MM",
+    "MAX_ABS_INTENSITY",
+    "SETTINGS_FILE",
+    "NonFiniteWarning",
+    "check_gzip_complete",
+    "check_file_complete",
+    "count_nonfinite_voxels",
+    "check_nonfinite_file",
+    "check_image_file",
+    "check_spacing",
+    "check_values",
+    "read_image_checked",
+    "read_header_checked",
+    "load_json_checked",
+    "check_checkpoint",
+    "check_output_dir",
+    "check_output_file",
+    "check_settings",
+    "record_settings",
+    "differing_settings",
+]

@@ -93,7 +93,9 @@ def check_raw_dataset(folder, full: bool = False) -> None:
     for sub, kind in (("imagesTr", "image"), ("labelsTr", "label")):
         if not (folder / sub).is_dir():
             raise InputError(f"{folder / sub}: folder not found (nnU-Net raw datasets need imagesTr and labelsTr)")
-        files[sub] = sorted(p for p in (folder / sub).iterdir() if p.name.endswith(ending) and not p.name.startswith("."))
+        files[sub] = sorted(
+            p for p in (folder / sub).iterdir() if p.name.endswith(ending) and not p.name.startswith(".")
+        )
         if not files[sub]:
             raise InputError(f"{folder / sub}: no '*{ending}' files")
         for p in files[sub]:
@@ -128,9 +130,12 @@ def _check_pairs(folder, files: dict, ending: str) -> None:
         shape, g = read_header_checked(label)
         for p in images[case]:
             shape_i, g_i = read_header_checked(p)
-            if shape_i != shape or not all(abs(a - b) <= 1e-3 * max(abs(a), 1e-6) for a, b in zip(g_i.spacing, g.spacing)):
-                raise InputError(f"{p}: grid (z,y,x) {shape_i}, spacing {tuple(round(v, 4) for v in g_i.spacing)} does "
-                                 f"not match its label {label.name}: {shape}, spacing {tuple(round(v, 4) for v in g.spacing)}")
+            if shape_i != shape or not all(abs(a - b) <= 1e-3 * max(abs(a), 1e-6)
+                                           for a, b in zip(g_i.spacing, g.spacing)):
+                raise InputError(
+                    f"{p}: grid (z,y,x) {shape_i}, spacing {tuple(round(v, 4) for v in g_i.spacing)} does "
+                    f"not match its label {label.name}: {shape}, spacing {tuple(round(v, 4) for v in g.spacing)}"
+                )
 
 
 @contextlib.contextmanager

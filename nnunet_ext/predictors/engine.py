@@ -195,7 +195,9 @@ class SlidingWindowEngine(nnUNetPredictor):
         self.network = self.network.to(self.device)
         on_device = self.perform_everything_on_device and self.device.type != "cpu"
         try:
-            return self._run(data, ctx, method, sampling, tuple(maps), self.device if on_device else torch.device("cpu"))
+            return self._run(
+                data, ctx, method, sampling, tuple(maps), self.device if on_device else torch.device("cpu")
+            )
         except torch.OutOfMemoryError:
             if not on_device:
                 raise

@@ -225,8 +225,11 @@ def _cmd_convert_brats(tmp: Path, mp, klass: str) -> Cell | None:
         shutil.move(str(tmp / "brats23" / "MICCAI_BraTS2023_TrainingData" / "BraTS-GLI-00003-000"),
                     str(src / "MICCAI_BraTS2021_TrainingData"))
         shutil.rmtree(tmp / "brats23")
-        return Cell(argv, r"cases of several BraTS years in one input \(2021: 2 case\(s\), e\.g\. .*BraTS2021_00001_\w+\.nii\.gz; "
-                          r"2023: 1 case\(s\), e\.g\. .*BraTS-GLI-00003-000-\w+\.nii\.gz\).*--year")
+        return Cell(
+            argv,
+            r"cases of several BraTS years in one input \(2021: 2 case\(s\), e\.g\. .*BraTS2021_00001_\w+\.nii\.gz; "
+            r"2023: 1 case\(s\), e\.g\. .*BraTS-GLI-00003-000-\w+\.nii\.gz\).*--year",
+        )
     if klass == "nan_option":
         return _dataset_id_nan(klass, argv)
     if klass == "unwritable_output":  # the cases are written with SimpleITK into the staged folder

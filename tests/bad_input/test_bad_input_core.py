@@ -161,7 +161,9 @@ def _cmd_lungmask(tmp: Path, mp, klass: str) -> Cell | None:
     if klass == "bad_option":
         return Cell(argv + ["--lungmask-weights", str(tmp / "w.pth")], r"w\.pth: lungmask weights file not found")
     if klass == "output_is_file":
-        return Cell(argv[:4] + [str(file_at(tmp / "masks"))] + argv[5:], r"masks: output folder \(-o\) is an existing file")
+        return Cell(
+            argv[:4] + [str(file_at(tmp / "masks"))] + argv[5:], r"masks: output folder \(-o\) is an existing file"
+        )
     if klass == "disk_full":
         return Cell(argv, DISK_FULL, patches=[disk_full()])
     if klass == "unwritable_output":
@@ -172,7 +174,9 @@ def _cmd_lungmask(tmp: Path, mp, klass: str) -> Cell | None:
                     patches=[interrupt_on_call(io, "write_image", 1)])
     if klass == "other_settings":
         assert main(argv) == 0
-        return Cell(argv + ["--nan-policy", "zero"], r"written with other settings \(nan_policy: \"refuse\" -> \"zero\"\)")
+        return Cell(
+            argv + ["--nan-policy", "zero"], r"written with other settings \(nan_policy: \"refuse\" -> \"zero\"\)"
+        )
     return None
 
 

@@ -1,5 +1,6 @@
 """Bad-input matrix (issue 13), commands on maps, probabilities and rater masks: kernels, kernel-dataset (folder
-of uncertainty maps), fusion-fit, calibrate (folder mode), evaluate-raters. Harness: ``tests/bad_input/bad_input_harness.py``."""
+of uncertainty maps), fusion-fit, calibrate (folder mode), evaluate-raters. Harness: \
+``tests/bad_input/bad_input_harness.py``."""
 from __future__ import annotations
 
 import json
@@ -75,7 +76,10 @@ def _cmd_kernels(tmp: Path, mp, klass: str) -> Cell | None:
         write_image(unc_map() - 1.0, G, u)
         return Cell(argv, r"unc\.nii\.gz: \d+ voxel value\(s\) outside \[0, inf\]")
     if klass == "output_is_file":
-        return Cell(argv[:4] + [str(file_at(tmp / "f.txt") / "kernels.json")] + argv[5:], r"f\.txt: folder of the output file \(-o\) is an existing file")
+        return Cell(
+            argv[:4] + [str(file_at(tmp / "f.txt") / "kernels.json")] + argv[5:],
+            r"f\.txt: folder of the output file \(-o\) is an existing file",
+        )
     if klass == "interrupted":
         import nnunet_ext.methods.glioma.kernels as ck
         return Cell(argv, "interrupted", code=130, patches=[interrupt_on_call(ck, "search_kernels", 0)], rerun=argv)
@@ -170,7 +174,10 @@ def _cmd_fusion_fit(tmp: Path, mp, klass: str) -> Cell | None:
         write_image(unc_map() + 1.0, G, bad)
         return Cell(argv, r"c1_p3d_r1\.nii\.gz: \d+ voxel value\(s\) outside \[0, 1\]")
     if klass == "output_is_file":
-        return Cell(argv[:8] + [str(file_at(tmp / "f.txt") / "fusion.json")] + argv[9:], r"f\.txt: folder of the output file \(-o\) is an existing file")
+        return Cell(
+            argv[:8] + [str(file_at(tmp / "f.txt") / "fusion.json")] + argv[9:],
+            r"f\.txt: folder of the output file \(-o\) is an existing file",
+        )
     if klass == "interrupted":
         import nnunet_ext.methods.glioma.fusion as cf
         return Cell(argv, "interrupted", code=130, patches=[interrupt_on_call(cf, "fit_fusion", 0)], rerun=argv)

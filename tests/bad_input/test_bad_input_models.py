@@ -139,7 +139,9 @@ def _cmd_clicks_eval(tmp: Path, mp, klass: str) -> Cell | None:
         return Cell(argv, r"not writable", patches=[unwritable()])
     if klass == "interrupted":  # outputs are written at the end: nothing is left, a re-run redoes all cases
         import nnunet_ext.evaluation.metrics as metrics
-        return Cell(argv, "interrupted", code=130, rerun=argv, patches=[interrupt_on_call(metrics, "compute_metrics", 2)])
+        return Cell(
+            argv, "interrupted", code=130, rerun=argv, patches=[interrupt_on_call(metrics, "compute_metrics", 2)]
+        )
     if klass == "other_settings":
         assert main(argv) == 0
         return Cell(argv[:-1] + ["2"], r"clicks_eval\.csv exists; pass --overwrite")

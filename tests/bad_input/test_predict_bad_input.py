@@ -125,7 +125,9 @@ def test_broken_model_folders_are_named(trained_chest_model, chest_dataset, tmp_
         if damage == "dataset_json_malformed":
             (folder / "dataset.json").write_text('{"labels": {"background": 0,')
         elif damage == "dataset_json_incomplete":
-            (folder / "dataset.json").write_text('{"labels": {"background": 0, "tumor": 1}, "channel_names": {"0": "CT"}}')
+            (folder / "dataset.json").write_text(
+                '{"labels": {"background": 0, "tumor": 1}, "channel_names": {"0": "CT"}}'
+            )
         elif damage == "plans_malformed":
             (folder / "plans.json").write_text("[1, 2")
         elif damage == "checkpoint_truncated":

@@ -128,7 +128,9 @@ def test_image_part_on_a_synthetic_dicom_series(scan, tmp_path, monkeypatch):
     # --2d: one slice, the union's central slice
     assert main(["convert", "lidc", "-i", str(root), "-d", "622", "--diameter", "3,40", "--2d", "--crop", "50,50,1",
                  "--no-progress"]) == 0
-    two = sitk.GetArrayFromImage(sitk.ReadImage(str(raw / "Dataset622_LIDCRaters" / "imagesTr" / f"{case}_0000.nii.gz")))
+    two = sitk.GetArrayFromImage(
+        sitk.ReadImage(str(raw / "Dataset622_LIDCRaters" / "imagesTr" / f"{case}_0000.nii.gz"))
+    )
     assert two.shape == (1, 50, 50) and (two > 0).any()
 
 

@@ -37,8 +37,12 @@ def test_report_lines(capsys):
 def test_lidc_skipped_cases_lists_nodules_and_scans():
     from nnunet_ext.conversion.lidc import skipped_cases
 
-    log = {"LIDC-IDRI-0001": {"1.2": {"nodules": [{"nodule": 0, "n_raters": 4}, {"nodule": 1, "skipped": "1 rater(s) < 2"}]}},
-           "LIDC-IDRI-0002": {"1.3": {"skipped": "no DICOM files of series 1.3"}}}
+    log = {
+        "LIDC-IDRI-0001": {
+            "1.2": {"nodules": [{"nodule": 0, "n_raters": 4}, {"nodule": 1, "skipped": "1 rater(s) < 2"}]}
+        },
+        "LIDC-IDRI-0002": {"1.3": {"skipped": "no DICOM files of series 1.3"}},
+    }
     assert skipped_cases(log) == {"LIDC-IDRI-0001_n01": "1 rater(s) < 2",
                                   "LIDC-IDRI-0002 series 1.3": "no DICOM files of series 1.3"}
 
@@ -74,8 +78,10 @@ def test_hecktor_label_grid_refused_resampled_or_refused_when_a_class_vanishes(t
     ct = sitk.ReadImage(str(src / "imagesTr" / "CHUM-001__CT.nii.gz"))
     label = src / "labelsTr" / "CHUM-001.nii.gz"
     sitk.WriteImage(_fine_label(ct, gtvn_odd=True), str(label))
-    with pytest.raises(InputError, match=r"CHUM-001\.nii\.gz: label is not on the grid of its image CHUM-001__CT\.nii\.gz "
-                                         r"\(size \(24, 20, 16\) vs \(12, 10, 8\); spacing \(1, 1, 1\.5\) vs \(2, 2, 3\)\); "
+    with pytest.raises(InputError, match=r"CHUM-001\.nii\.gz: label is not on the grid of its image "
+                                         r"CHUM-001__CT\.nii\.gz "
+                                         r"\(size \(24, 20, 16\) vs \(12, 10, 8\); "
+                                         r"spacing \(1, 1, 1\.5\) vs \(2, 2, 3\)\); "
                                          r"pass --resample-labels"):
         convert_hecktor(src, 551, progress=False)
     with pytest.raises(InputError, match=r"loses every voxel of class 2 \(GTVn\) \(12 -> 0 voxels\)"):

@@ -78,7 +78,14 @@ def test_empty_mask_policy(penalty):
     shape = (6, 7, 8)
     empty, full = np.zeros(shape, bool), cube(shape, (1, 1, 1), (4, 4, 4))
     both = compute_metrics(empty, empty, ANISO, penalty=penalty)
-    assert (both["dice"], both["iou"], both["hd"], both["hd95"], both["nsd"], both["boundary_dice"]) == (1, 1, 0, 0, 1, 1)
+    assert (both["dice"], both["iou"], both["hd"], both["hd95"], both["nsd"], both["boundary_dice"]) == (
+        1,
+        1,
+        0,
+        0,
+        1,
+        1,
+    )
     assert math.isnan(both["sensitivity"]) and math.isnan(both["precision"])
     assert both["specificity"] == 1 and both["accuracy"] == 1 and both["volume_ref_mm3"] == 0
 

@@ -159,7 +159,9 @@ def test_steps_reused_only_with_matching_settings(tmp_path, fake, capsys, monkey
     assert fake.plan_sets[-1] == ["optimizer.name=adamw", "optimizer.warmup_epochs=2"]
     # a missing output is redone even with a matching record: that stage and the stages after it
     fake.calls.clear()
-    model = next((tmp_path / "headneck" / "nnUNet_results").rglob("ClickPromptAutoTrainer*/fold_0/checkpoint_final.pth"))
+    model = next(
+        (tmp_path / "headneck" / "nnUNet_results").rglob("ClickPromptAutoTrainer*/fold_0/checkpoint_final.pth")
+    )
     model.unlink()
     assert headneck.run_headneck(_args(tmp_path, n_samples=3, epochs=5)) == 0
     assert fake.calls == [*TRAIN3[1:], *EVAL3, "predict", "predict"]  # that stage, what depends on it

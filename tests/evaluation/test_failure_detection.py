@@ -38,8 +38,11 @@ def _write_case(ref_dir, pred_dir, case, pred):
 def test_evaluate_failure_detection_on_a_hand_made_folder(tmp_path):
     ref_dir, pred_dir = tmp_path / "ref", tmp_path / "pred"
     ref_dir.mkdir(), pred_dir.mkdir()
-    good = np.zeros((4, 12, 12)); good[1:3, 2:6, 2:6] = 1; good[1:3, 9:11, 9:11] = 1  # exact + a false lesion
-    half = np.zeros((4, 12, 12)); half[1:3, 2:6, 4:8] = 1  # Dice 0.5
+    good = np.zeros((4, 12, 12))  # exact + a false lesion
+    good[1:3, 2:6, 2:6] = 1
+    good[1:3, 9:11, 9:11] = 1
+    half = np.zeros((4, 12, 12))  # Dice 0.5
+    half[1:3, 2:6, 4:8] = 1
     empty = np.zeros((4, 12, 12))  # Dice 0
     for case, pred in (("a", good), ("b", half), ("c", empty)):
         _write_case(ref_dir, pred_dir, case, pred)

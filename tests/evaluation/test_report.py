@@ -79,7 +79,9 @@ def test_save_case_report_writes_png_with_contours(tmp_path):
                             prediction=pred, uncertainty=unc, title="case_000")
     img = mpimg.imread(full)
     assert img.ndim == 3 and img.shape[0] >= 600 and img.shape[1] >= 900  # 3 views x 3 panels
-    assert _colour_pixels(img, "green") > 300 and _colour_pixels(img, "red") > 300  # contours (the legend alone: ~40 px)
+    assert (
+        _colour_pixels(img, "green") > 300 and _colour_pixels(img, "red") > 300
+    )  # contours (the legend alone: ~40 px)
     only_image = save_case_report(image, tmp_path / "img.png", spacing_zyx=(3.0, 1.0, 1.0), window=(-200, 200))
     small = mpimg.imread(only_image)
     assert small.shape[1] < img.shape[1] / 2  # one panel column instead of three

@@ -141,8 +141,16 @@ def fake_results(tmp_path, monkeypatch):
     gt.mkdir(parents=True)
     model.mkdir(parents=True)
     (model / "plans.json").write_text(json.dumps({"plans_name": PL, "configurations": {CF: {"patch_size": [8, 8, 8]}}}))
-    (model / "dataset.json").write_text(json.dumps({"labels": {"background": 0, "a": 1, "b": 2}, "file_ending": ".nii.gz",
-                                                    "channel_names": {"0": "CT"}, "numTraining": 8}))
+    (model / "dataset.json").write_text(
+        json.dumps(
+            {
+                "labels": {"background": 0, "a": 1, "b": 2},
+                "file_ending": ".nii.gz",
+                "channel_names": {"0": "CT"},
+                "numTraining": 8,
+            }
+        )
+    )
     rng = np.random.default_rng(0)
     for fold in (0, 1):
         vdir = model / f"fold_{fold}" / "validation"
@@ -183,7 +191,9 @@ def test_calibrate_on_fake_nnunet_validation(fake_results):
     # the predictor side: loaded for the same model and applied
     cal = load_calibration(fake_results, PL, TR, CF)
     probs = np.load(fake_results / "fold_0" / "validation" / "case_00.npz")["probabilities"]
-    np.testing.assert_allclose(cal.apply(probs, sigmoid=False), apply_temperature(probs, data["temperature"]), atol=1e-7)
+    np.testing.assert_allclose(
+        cal.apply(probs, sigmoid=False), apply_temperature(probs, data["temperature"]), atol=1e-7
+    )
     # existing file kept without --overwrite; per-class fit with --fit-folds 0 evaluates fold 1 with that T
     assert _calibrate() == 2
     assert _calibrate("--per-class", "--fit-folds", "0", "--overwrite") == 0
@@ -328,20 +338,42 @@ def test_calibrate_reads_npz_written_by_nnunet_exporter(tmp_path, monkeypatch):
     tf, tb = [2, 0, 1], [1, 2, 0]
     box = [[1, 9], [2, 13], [0, 11]]                       # crop in the original (z, y, x) array
     spacing_zyx = [2.5, 0.7, 0.8]
-    plans = {"dataset_name": name, "plans_name": PL, "original_median_spacing_after_transp": [1, 1, 1],
-             "original_median_shape_after_transp": [1, 1, 1], "image_reader_writer": "SimpleITKIO",
-             "transpose_forward": tf, "transpose_backward": tb, "label_manager": "LabelManager",
-             "foreground_intensity_properties_per_channel": {},
-             "configurations": {CF: {"data_identifier": "x", "preprocessor_name": "DefaultPreprocessor",
-                                     "batch_size": 2, "patch_size": [8, 8, 8], "median_image_size_in_voxels": [8, 8, 8],
-                                     "spacing": [spacing_zyx[i] for i in tf], "normalization_schemes": ["CTNormalization"],
-                                     "use_mask_for_norm": [False], "resampling_fn_data": "resample_data_or_seg_to_shape",
-                                     "resampling_fn_seg": "resample_data_or_seg_to_shape",
-                                     "resampling_fn_data_kwargs": {"is_seg": False, "order": 3, "order_z": 0, "force_separate_z": None},
-                                     "resampling_fn_seg_kwargs": {"is_seg": True, "order": 1, "order_z": 0, "force_separate_z": None},
-                                     "resampling_fn_probabilities": "resample_data_or_seg_to_shape",
-                                     "resampling_fn_probabilities_kwargs": {"is_seg": False, "order": 1, "order_z": 0, "force_separate_z": None},
-                                     "batch_dice": False, "architecture": {}}}}
+    plans = {
+        "dataset_name": name,
+        "plans_name": PL,
+        "original_median_spacing_after_transp": [1, 1, 1],
+        "original_median_shape_after_transp": [1, 1, 1],
+        "image_reader_writer": "SimpleITKIO",
+        "transpose_forward": tf,
+        "transpose_backward": tb,
+        "label_manager": "LabelManager",
+        "foreground_intensity_properties_per_channel": {},
+        "configurations": {
+            CF: {
+                "data_identifier": "x",
+                "preprocessor_name": "DefaultPreprocessor",
+                "batch_size": 2,
+                "patch_size": [8, 8, 8],
+                "median_image_size_in_voxels": [8, 8, 8],
+                "spacing": [spacing_zyx[i] for i in tf],
+                "normalization_schemes": ["CTNormalization"],
+                "use_mask_for_norm": [False],
+                "resampling_fn_data": "resample_data_or_seg_to_shape",
+                "resampling_fn_seg": "resample_data_or_seg_to_shape",
+                "resampling_fn_data_kwargs": {"is_seg": False, "order": 3, "order_z": 0, "force_separate_z": None},
+                "resampling_fn_seg_kwargs": {"is_seg": True, "order": 1, "order_z": 0, "force_separate_z": None},
+                "resampling_fn_probabilities": "resample_data_or_seg_to_shape",
+                "resampling_fn_probabilities_kwargs": {
+                    "is_seg": False,
+                    "order": 1,
+                    "order_z": 0,
+                    "force_separate_z": None,
+                },
+                "batch_dice": False,
+                "architecture": {},
+            }
+        },
+    }
     model.mkdir(parents=True)
     (model / "plans.json").write_text(json.dumps(plans))
     (model / "dataset.json").write_text(json.dumps(dataset_json))

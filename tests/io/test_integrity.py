@@ -154,7 +154,8 @@ def test_check_checkpoint(tmp_path):
         I.check_checkpoint(other)
     foreign = tmp_path / "foreign.pth"
     torch.save({"state_dict": {}}, foreign)
-    with pytest.raises(InputError, match=r"not an nnU-Net checkpoint \(lacks network_weights, init_args, trainer_name\)"):
+    with pytest.raises(InputError,
+                       match=r"not an nnU-Net checkpoint \(lacks network_weights, init_args, trainer_name\)"):
         I.check_checkpoint(foreign, load=True)
     (tmp_path / "empty.pth").write_bytes(b"")
     with pytest.raises(InputError, match="empty checkpoint"):

@@ -56,7 +56,11 @@ def test_the_command_line_group_is_generated_from_the_fields():
     with pytest.raises(SystemExit):
         parser.parse_args(["--mode", "z"])
     rows = {r["key"]: r for r in Demo.schema()}
-    assert rows["demo.n"]["default"] == "3" and rows["demo.n"]["allowed"] == ">= 1" and rows["demo.mode"]["allowed"] == "a, b"
+    assert (
+        rows["demo.n"]["default"] == "3"
+        and rows["demo.n"]["allowed"] == ">= 1"
+        and rows["demo.mode"]["allowed"] == "a, b"
+    )
 
 
 def test_every_registered_family_has_documented_valid_defaults():
@@ -93,8 +97,10 @@ def test_plans_sections_merge_and_leave_the_schedule_alone():
     assert plans["configurations"]["3d_fullres"] == {}  # a copy
     eff = effective_options(written, "3d_fullres", families)
     assert eff["clicks"]["radius"] == 5.0 and eff["optimizer"]["name"] == "adamw" and eff["dropout"]["p"] is None
-    for bad, message in [("clicks.radius=-1", "clicks.radius: must be > 0"), ("click.radius=1", "unknown option section"),
-                         ("clicks.radius", "expected SECTION.KEY=VALUE"), ("clicks.size=1", "unknown option clicks.size")]:
+    for bad, message in [("clicks.radius=-1", "clicks.radius: must be > 0"),
+                         ("click.radius=1", "unknown option section"),
+                         ("clicks.radius", "expected SECTION.KEY=VALUE"),
+                         ("clicks.size=1", "unknown option clicks.size")]:
         with pytest.raises(ValueError, match=message):
             set_options(plans, ["2d"], [bad], families)
 

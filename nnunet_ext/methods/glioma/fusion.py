@@ -44,7 +44,20 @@ PSO_OPTIONS = {"w": 0.7298, "c1": 1.49618, "c2": 1.49618}
 P2D_MODES = ("mean", "binary")
 OBJECTIVES = ("global", "mean")
 
-__all__ = ["region_tags", "PSO_OPTIONS", "P2D_MODES", "OBJECTIVES", "p2d_input", "FusionParams", "fuse", "composite_3d", "FitCase", "fit_case", "fusion_dice", "fit_fusion"]
+__all__ = [
+    "region_tags",
+    "PSO_OPTIONS",
+    "P2D_MODES",
+    "OBJECTIVES",
+    "p2d_input",
+    "FusionParams",
+    "fuse",
+    "composite_3d",
+    "FitCase",
+    "fit_case",
+    "fusion_dice",
+    "fit_fusion",
+]
 
 
 @dataclass

@@ -1,6 +1,7 @@
 """``nnext fusion-fit``: PSO fit of the 2D / 3D sigmoid fusion per region (Yang et al. 2025, eq. 2), out of fold.
 
-Inputs per case ``CASE`` and region ``TAG`` (WT / TC / ET, else r1, r2, ...: :func:`nnunet_ext.methods.glioma.fusion.region_tags`),
+Inputs per case ``CASE`` and region ``TAG`` (WT / TC / ET, else r1, r2, ...: \
+:func:`nnunet_ext.methods.glioma.fusion.region_tags`),
 the files ``nnext predict -m spherical`` / ``-m kernel_refine`` write:
 
 * ``--pred2d DIR [DIR ...]``: ``CASE_p2d_TAG.nii.gz`` (``-m kernel_refine``) or else ``CASE_prob_TAG.nii.gz``
@@ -33,18 +34,31 @@ from nnunet_ext.errors import InputError
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pred2d", required=True, nargs="+", metavar="DIR",
                         help="folder(s) with CASE_p2d_TAG / CASE_prob_TAG.nii.gz (P2D), e.g. one per fold")
-    parser.add_argument("--pred3d", required=True, nargs="+", metavar="DIR",
-                        help="folder(s) with CASE_p3d_TAG.nii.gz and CASE_coverage_TAG.nii.gz (composite P3D, kernel count)")
+    parser.add_argument(
+        "--pred3d",
+        required=True,
+        nargs="+",
+        metavar="DIR",
+        help="folder(s) with CASE_p3d_TAG.nii.gz and CASE_coverage_TAG.nii.gz (composite P3D, kernel count)",
+    )
     parser.add_argument("-ref", "--reference", required=True, metavar="DIR", help="reference labels CASE.nii.gz")
     parser.add_argument("-o", "--output", required=True, metavar="PARAMS.json", help="output fusion parameters")
     parser.add_argument("-djfile", "--dataset-json", dest="djfile", metavar="dataset.json",
                         help="regions (label lists) in probability-channel order (default: PRED2D/dataset.json)")
     parser.add_argument("--particles", type=int_at_least(1), default=20, help="PSO particles (default 20)")
     parser.add_argument("--iters", type=int_at_least(1), default=50, help="PSO iterations (default 50)")
-    parser.add_argument("--objective", choices=("global", "mean"), default="global",
-                        help="global: Dice of the counts pooled over cases (the paper's, default); mean: mean per-case Dice")
-    parser.add_argument("--p2d", choices=("mean", "binary"), default="mean",
-                        help="P2D in eq. 2: the ensemble's mean probability (default) or its 0/1 mask (paper's wording)")
+    parser.add_argument(
+        "--objective",
+        choices=("global", "mean"),
+        default="global",
+        help="global: Dice of the counts pooled over cases (the paper's, default); mean: mean per-case Dice",
+    )
+    parser.add_argument(
+        "--p2d",
+        choices=("mean", "binary"),
+        default="mean",
+        help="P2D in eq. 2: the ensemble's mean probability (default) or its 0/1 mask (paper's wording)",
+    )
     parser.add_argument("--allow-in-sample", action="store_true",
                         help="fit even on cases the models trained on (biased weights; default: refused)")
     parser.add_argument("--sum-to-one", action="store_true",
@@ -92,7 +106,9 @@ def _index(folders, suffix_of) -> dict:
             if n.endswith(suffix) and not n.startswith("."):
                 c = n[: -len(suffix)]
                 if c in where:
-                    raise InputError(f"case {c} is in both {where[c]} and {d}: give each case once (one folder per fold)")
+                    raise InputError(
+                        f"case {c} is in both {where[c]} and {d}: give each case once (one folder per fold)"
+                    )
                 where[c] = d
     return where
 
@@ -159,11 +175,14 @@ def run(args: argparse.Namespace) -> int:
         kind = _p2d_kind(where2[c], tags[0])
         for t, name, labels in regions:
             arrays = []
-            for path in (os.path.join(where2[c], f"{c}_{kind}_{t}.nii.gz"), os.path.join(where3[c], f"{c}_p3d_{t}.nii.gz"),
+            for path in (os.path.join(where2[c], f"{c}_{kind}_{t}.nii.gz"),
+                         os.path.join(where3[c], f"{c}_p3d_{t}.nii.gz"),
                          os.path.join(where3[c], f"{c}_coverage_{t}.nii.gz")):
                 arr, g = read_image(path, min_value=0.0, max_value=None if "_coverage_" in path else 1.0)
                 if arr.shape != ref.shape or not g.matches(gr):
-                    raise InputError(f"{path}: not on the grid of the reference {c}.nii.gz ({arr.shape} vs {ref.shape})")
+                    raise InputError(
+                        f"{path}: not on the grid of the reference {c}.nii.gz ({arr.shape} vs {ref.shape})"
+                    )
                 arrays.append(arr)
             p2d, p3d, cov = arrays
             per_region[t].append(fit_case(p2d.astype(np.float32), p3d.astype(np.float32), cov > 0,

@@ -29,7 +29,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="kernel edge in mm: D or TAG=D,... (default WT=64,TC=32,ET=32)")
     parser.add_argument("--overlap", type=float, default=0.4, help="max kernel overlap fraction (default 0.4)")
     parser.add_argument("--min-fraction", type=float, default=None, help="stop below F x first sum (default 0.1)")
-    parser.add_argument("--min-sum", type=float, default=None, help="stop below this absolute sum of the entropy map (nats)")
+    parser.add_argument(
+        "--min-sum", type=float, default=None, help="stop below this absolute sum of the entropy map (nats)"
+    )
     parser.add_argument("--max-kernels", type=int, default=None, help="at most K kernels per case and region")
     parser.add_argument("--region", default=None, help="only this region's uncertainty (WT, TC, ET; default all)")
     parser.add_argument("--name", default=None, help="new dataset name (default <source>Kernels)")

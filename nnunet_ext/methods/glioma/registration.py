@@ -4,19 +4,34 @@ OPTION_SECTIONS = {"spherical": "nnunet_ext.methods.glioma.options:SphericalOpti
 
 #: nnUNetv2_train -tr NAME -> ("module", one-line description)
 TRAINERS = {
-    **{n: ("nnunet_ext.methods.glioma.spherical_trainer", d) for n, d in {
-        'SphericalProjectionTrainer': '2D + random spherical-projection augmentation, regions (sigmoid), Dice + BCE (yang2025)',
-        'SphericalProjectionBCETrainer': "2D spherical projection, the paper's BCE loss and Adam lr 1e-5 (yang2025)",
-        'SphericalProjectionTrainer_WT': 'as SphericalProjectionTrainer, one model for region WT only (yang2025)',
-        'SphericalProjectionTrainer_TC': 'as SphericalProjectionTrainer, one model for region TC only (yang2025)',
-        'SphericalProjectionTrainer_ET': 'as SphericalProjectionTrainer, one model for region ET only (yang2025)',
-        'SphericalProjectionBCETrainer_WT': 'as SphericalProjectionBCETrainer, one model for region WT only (yang2025)',
-        'SphericalProjectionBCETrainer_TC': 'as SphericalProjectionBCETrainer, one model for region TC only (yang2025)',
-        'SphericalProjectionBCETrainer_ET': 'as SphericalProjectionBCETrainer, one model for region ET only (yang2025)',
-    }.items()},
-    "KernelRefinerBCETrainer": ("nnunet_ext.methods.glioma.refiner_trainer",
-                                "3D region refiner for kernel crops: BCE per region (sigmoid), Adam lr 1e-5 (plans refiner.lr), "
-                                "no dropout (yang2025 sec. 3.1)"),
+    **{
+        n: ("nnunet_ext.methods.glioma.spherical_trainer", d)
+        for n, d in {
+            "SphericalProjectionTrainer": (
+                "2D + random spherical-projection augmentation, regions (sigmoid), Dice + BCE (yang2025)"
+            ),
+            "SphericalProjectionBCETrainer": (
+                "2D spherical projection, the paper's BCE loss and Adam lr 1e-5 (yang2025)"
+            ),
+            "SphericalProjectionTrainer_WT": "as SphericalProjectionTrainer, one model for region WT only (yang2025)",
+            "SphericalProjectionTrainer_TC": "as SphericalProjectionTrainer, one model for region TC only (yang2025)",
+            "SphericalProjectionTrainer_ET": "as SphericalProjectionTrainer, one model for region ET only (yang2025)",
+            "SphericalProjectionBCETrainer_WT": (
+                "as SphericalProjectionBCETrainer, one model for region WT only (yang2025)"
+            ),
+            "SphericalProjectionBCETrainer_TC": (
+                "as SphericalProjectionBCETrainer, one model for region TC only (yang2025)"
+            ),
+            "SphericalProjectionBCETrainer_ET": (
+                "as SphericalProjectionBCETrainer, one model for region ET only (yang2025)"
+            ),
+        }.items()
+    },
+    "KernelRefinerBCETrainer": (
+        "nnunet_ext.methods.glioma.refiner_trainer",
+        "3D region refiner for kernel crops: BCE per region (sigmoid), Adam lr 1e-5 (plans refiner.lr), "
+        "no dropout (yang2025 sec. 3.1)",
+    ),
 }
 
 #: commands -> ("module", one-line description)

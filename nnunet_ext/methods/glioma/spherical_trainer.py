@@ -106,8 +106,10 @@ class SphericalProjectionTrainer(NnextTrainer):
 
     def on_train_start(self):
         super().on_train_start()
-        self.print_to_log_file(f"spherical projection: p = {self.spherical_p}, R in {self.spherical_radius} px; "
-                               f"regions {self.label_manager.foreground_regions if self.label_manager.has_regions else None}")
+        self.print_to_log_file(
+            f"spherical projection: p = {self.spherical_p}, R in {self.spherical_radius} px; "
+            f"regions {self.label_manager.foreground_regions if self.label_manager.has_regions else None}"
+        )
 
     def checkpoint_metadata(self) -> dict:
         meta = super().checkpoint_metadata()

@@ -44,8 +44,23 @@ from scipy import ndimage
 
 from nnunet_ext.errors import InputError
 
-__all__ = ["Click", "ENCODINGS", "LAYOUTS", "prompt_channel_count", "layout_of", "class_channels", "world_to_index", "index_to_world", "click_indices",
-           "stamp", "paint", "rasterize_voxels", "rasterize", "PreprocessedGrid", "rasterize_preprocessed"]
+__all__ = [
+    "Click",
+    "ENCODINGS",
+    "LAYOUTS",
+    "prompt_channel_count",
+    "layout_of",
+    "class_channels",
+    "world_to_index",
+    "index_to_world",
+    "click_indices",
+    "stamp",
+    "paint",
+    "rasterize_voxels",
+    "rasterize",
+    "PreprocessedGrid",
+    "rasterize_preprocessed",
+]
 
 ENCODINGS = ("ball", "edt", "gaussian")
 LAYOUTS = ("split", "signed")

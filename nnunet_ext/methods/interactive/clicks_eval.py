@@ -1,7 +1,8 @@
 """``nnext clicks-eval``: simulated-click evaluation of a click-prompt model (HN-UISeg, Chu 2026 4, B, D.2).
 
 Per case: the automatic prediction (step 0, zero prompts), then ``--max-clicks`` refinement steps whose
-cumulative clicks come from :class:`nnunet_ext.methods.interactive.click_protocols.ClickProtocol` (``errors`` from the previous
+cumulative clicks come from :class:`nnunet_ext.methods.interactive.click_protocols.ClickProtocol` (``errors`` from the \
+previous
 step's prediction, ``autopet`` / ``each-lesion`` from the reference; autoPET's background clicks use the image
 channel ``--pet-channel``). Each step re-predicts with ``-m interactive`` (the same per-case seed every step, so
 steps differ by their clicks only). Clicks are simulated in the reference's grid (the input image's grid) and
@@ -64,7 +65,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def build_method(args):
-    """An :class:`~nnunet_ext.methods.interactive.interactive_predictor.InteractiveMethod` for the model named by ``args``."""
+    """An :class:`~nnunet_ext.methods.interactive.interactive_predictor.InteractiveMethod` for the model named by \
+``args``."""
     check_device(args.device)
     try:
         sampling = SamplingOptions.from_args(args, InteractiveMethod.DETERMINISTIC)

@@ -19,6 +19,9 @@ COMMANDS = {
 
 #: predict_methods -> ("module", one-line description)
 PREDICT_METHODS = {
-    'interactive': ('nnunet_ext.methods.interactive.interactive_predictor:InteractiveMethod',
-        'click-prompt model: clicks JSON -> prompt channels, MC dropout + TTA entropy; no clicks = automatic branch (chu2026)'),
+    "interactive": (
+        "nnunet_ext.methods.interactive.interactive_predictor:InteractiveMethod",
+        "click-prompt model: clicks JSON -> prompt channels, MC dropout + TTA entropy; "
+        "no clicks = automatic branch (chu2026)",
+    ),
 }

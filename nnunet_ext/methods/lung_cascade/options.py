@@ -6,7 +6,11 @@ import dataclasses
 
 from nnunet_ext.core.options import Options, option
 
-U_SCALINGS = ("none", "max", "batch")  # as nnunet_ext.methods.lung_cascade.weighted_losses.U_SCALINGS (torch-free copy; a test checks)
+U_SCALINGS = (
+    "none",
+    "max",
+    "batch",
+)  # as nnunet_ext.methods.lung_cascade.weighted_losses.U_SCALINGS (torch-free copy; a test checks)
 
 
 @dataclasses.dataclass(frozen=True)

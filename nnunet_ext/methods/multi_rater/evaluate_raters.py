@@ -249,12 +249,16 @@ def evaluate_raters(pred_dir, raters_dir, out_json, mcm_dir=None, images_dir=Non
 
 def add_arguments(p) -> None:
     p.add_argument("-pred", required=True, metavar="DIR", help="predicted segmentations CASE.nii.gz")
-    p.add_argument("-raters", required=True, metavar="DIR", help="rater masks CASE_rater{k}.nii.gz (e.g. labelsTs_raters)")
+    p.add_argument(
+        "-raters", required=True, metavar="DIR", help="rater masks CASE_rater{k}.nii.gz (e.g. labelsTs_raters)"
+    )
     p.add_argument("-o", required=True, metavar="JSON", help="summary JSON (a CSV is written beside it)")
     p.add_argument("--mcm", metavar="DIR", help="nnext predict -m mcm output (CASE_hc / CASE_lc): HC / LC Dice")
     p.add_argument("--images", metavar="DIR", help="images CASE_0000.nii.gz for the HU kernel-density plot")
     p.add_argument("--kde-png", metavar="PNG", help="write the HU kernel-density plot here (needs --mcm, --images)")
-    p.add_argument("--baseline", metavar="JSON", help="evaluate-raters summary of the baseline: Complex-Nodule Validation")
+    p.add_argument(
+        "--baseline", metavar="JSON", help="evaluate-raters summary of the baseline: Complex-Nodule Validation"
+    )
     p.add_argument("--tau", type=float, default=1.0, help="NSD tolerance in mm (default 1)")
     p.add_argument("--truth", metavar="DIR", help="latent truth CASE.nii.gz (phantoms: truthTs): scores vs the truth")
     p.add_argument("--case-info", metavar="JSON", help="case metadata with a 'type' per case (phantom_info.json): "

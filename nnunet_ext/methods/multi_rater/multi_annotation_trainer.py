@@ -1,7 +1,8 @@
 """``MultiAnnotationTrainer``: nnU-Net trained on every rater at once with the Multiple Annotation Fusion Loss
 (Yang & Wang, sec. III-D, eq. 3) on a rater-set dataset (``nnext convert raters``, ``nnext convert lidc``).
 
-The dataset stores K rater masks per case as one label map (:mod:`nnunet_ext.methods.multi_rater.raters`) and declares one
+The dataset stores K rater masks per case as one label map (:mod:`nnunet_ext.methods.multi_rater.raters`) and declares \
+one
 nnU-Net region ``nodule`` = every foreground code, so the network has one sigmoid output and plain
 ``nnUNetv2_predict`` writes 1 = nodule. This trainer keeps the raw codes through the data pipeline (no
 region conversion), samples segmentations by nearest neighbour in the spatial augmentation (codes survive
@@ -10,7 +11,8 @@ resampling), and decodes the mean rater mask m = (1/K) Σ_j GT_j per voxel at ev
 
     L = Φ(X, GT) + w_Dice · SoftDice(σ(X), m),   Φ = mean_j BCE(σ(X), GT_j) = BCE(σ(X), m)
 
-``w_Dice`` = 1 (plans ``multi_annotation.dice_weight``; 0 = the paper's pure fusion BCE) keeps nnU-Net's usual Dice term.
+``w_Dice`` = 1 (plans ``multi_annotation.dice_weight``; 0 = the paper's pure fusion BCE) keeps nnU-Net's usual Dice \
+term.
 Deep supervision (every rater-set trainer, so the arms are identical): the full-resolution output has weight 1 and
 the lower resolutions nnU-Net's relative weights λ_i / λ_0 (1/2, 1/4, ..., the lowest 0) on top — eq. 3 / 4 hold
 exactly at full resolution, the deep-supervision terms are added.
@@ -19,7 +21,8 @@ exactly at full resolution, the deep-supervision terms are added.
 normalisation, pipeline and loss family, but its target is one reader, decoded from the rater-set label
 (plans ``rater_training.reader``, 0 = the paper's Label_1): L = BCE(X, GT_r) + w_Dice · SoftDice(σ(X), GT_r).
 Optimiser (plans ``rater_training.optimizer``): nnU-Net's SGD + poly, or ``sgdr`` — the paper's SGD with warm
-restarts (:class:`nnunet_ext.methods.multi_rater.options.RaterTrainingOptions`). The online validation Dice is X_S > 0.5 against the majority
+restarts (:class:`nnunet_ext.methods.multi_rater.options.RaterTrainingOptions`). The online validation Dice is X_S > \
+0.5 against the majority
 (m >= 0.5); nnU-Net's final validation scores against the union (the dataset's region).
 """
 from __future__ import annotations
@@ -175,7 +178,11 @@ class MultiAnnotationTrainer(RaterSetTrainer):
                                       deep_supervision=enable_deep_supervision)
 
     def _build_loss(self):
-        return FusionLoss(self.options(MultiAnnotationOptions).dice_weight, self.configuration_manager.batch_dice, self.deep_supervision_weights())
+        return FusionLoss(
+            self.options(MultiAnnotationOptions).dice_weight,
+            self.configuration_manager.batch_dice,
+            self.deep_supervision_weights(),
+        )
 
     def checkpoint_metadata(self) -> dict:
         return {**super().checkpoint_metadata(), "loss": "fusion_bce + dice",

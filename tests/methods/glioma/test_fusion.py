@@ -100,7 +100,6 @@ def test_fusion_fit_cli(tmp_path):
     geom = Geometry((1.0, 1.2, 2.0), (-10.0, 5.0, 3.0), (0, 1, 0, 1, 0, 0, 0, 0, 1))
     rng = np.random.default_rng(0)
     d2, d3, ref = (tmp_path / n for n in ("p2d", "p3d", "ref"))
-    truth = {"WT": (0.58, -0.5), "ET": (0.3, -0.4)}
     for case in ("c1", "c2"):
         p2d = rng.random((2, 6, 20, 20)).astype(np.float32)
         p3d = rng.random((2, 6, 20, 20)).astype(np.float32)

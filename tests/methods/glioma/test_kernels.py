@@ -1,4 +1,5 @@
-"""Uncertainty-kernel search (nnunet_ext.methods.glioma.kernels) against a brute-force reference, and ``nnext kernels``."""
+"""Uncertainty-kernel search (nnunet_ext.methods.glioma.kernels) against a brute-force reference, and ``nnext \
+kernels``."""
 import json
 import subprocess
 import sys

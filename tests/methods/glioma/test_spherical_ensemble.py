@@ -1,4 +1,5 @@
-"""Spherical-projection ensemble of a slice (nnunet_ext.methods.glioma.spherical_ensemble) against direct computation."""
+"""Spherical-projection ensemble of a slice (nnunet_ext.methods.glioma.spherical_ensemble) against direct \
+computation."""
 import math
 
 import numpy as np

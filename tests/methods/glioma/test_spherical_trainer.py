@@ -276,7 +276,9 @@ def test_kernel_dataset_crops_keep_geometry(spherical_model, brain_2d, nnunet_di
     groups = {cid: c["case"] for cid, c in info["crops"].items()}
     splits = json.loads((kfolder / "splits_final.json").read_text())
     assert len(splits) == min(5, len(set(groups.values()))) and leaks(splits, groups) == []
-    assert sorted(k for s in splits for k in s["val"]) == sorted(groups) and info["splits"]["grouped_by"] == "source case"
+    assert (
+        sorted(k for s in splits for k in s["val"]) == sorted(groups) and info["splits"]["grouped_by"] == "source case"
+    )
     for crop_id, crop in sorted(info["crops"].items())[:3]:
         z, y, x = crop["start"]
         dz, dy, dx = crop["size"]

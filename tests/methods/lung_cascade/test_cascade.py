@@ -68,8 +68,23 @@ def stage2_model(chest_dataset, nnunet_dirs, plans_with_options):
     assert all(p >= f for p, f in zip(cfg["patch_size"], (8, 16, 16)))  # ... the patch and the net are not
     assert cfg["architecture"]["arch_kwargs"]["n_stages"] >= 3
     plans_with_options(nnunet_dirs, roi.name, ["uncertainty_loss.samples=2"], "nnextTinyPlans", "nnextTinyPlans")
-    proc = subprocess.run([nnunet_command("nnUNetv2_train"), str(ROI_ID), "3d_fullres", "0", "-tr", "UncertaintyTrainer", "-p",
-                           "nnextTinyPlans", "-device", "cpu"], capture_output=True, text=True, env=os.environ.copy())
+    proc = subprocess.run(
+        [
+            nnunet_command("nnUNetv2_train"),
+            str(ROI_ID),
+            "3d_fullres",
+            "0",
+            "-tr",
+            "UncertaintyTrainer",
+            "-p",
+            "nnextTinyPlans",
+            "-device",
+            "cpu",
+        ],
+        capture_output=True,
+        text=True,
+        env=os.environ.copy(),
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     model = nnunet_dirs["nnUNet_results"] / roi.name / "UncertaintyTrainer__nnextTinyPlans__3d_fullres"
     log = next((model / "fold_0").glob("training_log_*.txt")).read_text()
@@ -207,7 +222,9 @@ def test_lung_filter_top1_margin16_mc_uncertainty_and_resume(stage1_model, stage
         stage1, g = read_image(out / f"{case}_coarse.nii.gz")
         lung, _ = read_image(out / f"{case}_lungmask.nii.gz")
         assert np.array_equal(lung, read_image(f)[0]) and log["lung"]["resampled"]
-        _, expected = filter_components(stage1 > 0, lung, g.spacing[::-1], LungFilterConfig.from_options(top_k=1, min_size=0))
+        _, expected = filter_components(
+            stage1 > 0, lung, g.spacing[::-1], LungFilterConfig.from_options(top_k=1, min_size=0)
+        )
         expected.pop("config")
         assert log["filter"] == json.loads(json.dumps(expected))
         assert len(log["rois"]) == sum(c["kept"] for c in log["filter"]["components"]) <= 1

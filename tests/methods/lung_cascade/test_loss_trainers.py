@@ -197,7 +197,8 @@ def test_lovasz_trainer_knobs_loss_and_metadata(chest_dataset, nnunet_dirs, monk
                       ["lovasz.ce_weight=-1"], None, "nnextTinyPlansBad")
 
 
-def test_distance_trainer_weights_at_deep_supervision_resolution(chest_dataset, nnunet_dirs, monkeypatch, plans_with_options):
+def test_distance_trainer_weights_at_deep_supervision_resolution(chest_dataset, nnunet_dirs, monkeypatch,
+                                                                  plans_with_options):
     from batchgeneratorsv2.transforms.utils.deep_supervision_downsampling import DownsampleSegForDSTransform
 
     plans = plans_with_options(nnunet_dirs, chest_dataset.name, ["distance.sigma=6"], "nnextTinyPlansDT6")

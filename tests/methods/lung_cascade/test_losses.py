@@ -97,8 +97,12 @@ def test_weighted_soft_dice_matches_hand_computation_on_2x2():
 
 def test_batch_dice_pools_the_batch():
     logits, target = _logits_target((2, 2, 3, 3))
-    pooled = weighted_soft_dice_loss(logits.movedim(0, 2).reshape(1, 2, 6, 3), target.movedim(0, 2).reshape(1, 1, 6, 3), 1.0)
-    assert weighted_soft_dice_loss(logits, target, 1.0, batch_dice=True).item() == pytest.approx(pooled.item(), rel=1e-6)
+    pooled = weighted_soft_dice_loss(
+        logits.movedim(0, 2).reshape(1, 2, 6, 3), target.movedim(0, 2).reshape(1, 1, 6, 3), 1.0
+    )
+    assert weighted_soft_dice_loss(logits, target, 1.0, batch_dice=True).item() == pytest.approx(
+        pooled.item(), rel=1e-6
+    )
 
 
 def test_weighted_ce_with_unit_and_binary_weights_is_torch_cross_entropy():

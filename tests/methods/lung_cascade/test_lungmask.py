@@ -203,7 +203,10 @@ def test_cli_folder_geometry_and_skip(tmp_path, cases, capsys):
     assert main(["lungmask", "-i", str(inp), "-o", str(out)]) == 0
     text = capsys.readouterr().out
     assert "backend threshold" in text and "not installed" in text
-    assert sorted(n for n in os.listdir(out) if not n.startswith(".")) == ["caseA.nii.gz", "caseB.nii.gz"]  # + settings record
+    assert sorted(n for n in os.listdir(out) if not n.startswith(".")) == [
+        "caseA.nii.gz",
+        "caseB.nii.gz",
+    ]  # + settings record
     mask, mgeo = read_image(out / "caseA.nii.gz")
     assert mgeo.matches(geo) and mask.shape == ct.shape and mask.dtype == np.uint8
     assert dice(mask == 1, gt == 1) >= 0.9 and dice(mask == 2, gt == 2) >= 0.9

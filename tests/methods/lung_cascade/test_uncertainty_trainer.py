@@ -30,9 +30,24 @@ def test_loss_falls_back_without_uncertainty_and_resizes_for_deep_supervision():
 
 def test_nnunetv2_train_with_uncertainty_trainer(chest_dataset, nnunet_dirs, plans_with_options):
     plans = plans_with_options(nnunet_dirs, chest_dataset.name, ["uncertainty_loss.samples=3"], "nnextTinyPlansK3")
-    proc = subprocess.run([nnunet_command("nnUNetv2_train"), "501", "3d_fullres", "1", "-tr", "UncertaintyTrainer", "-p",
-                           plans, "-device", "cpu", "--disable_checkpointing"],
-                          capture_output=True, text=True, env=os.environ.copy())
+    proc = subprocess.run(
+        [
+            nnunet_command("nnUNetv2_train"),
+            "501",
+            "3d_fullres",
+            "1",
+            "-tr",
+            "UncertaintyTrainer",
+            "-p",
+            plans,
+            "-device",
+            "cpu",
+            "--disable_checkpointing",
+        ],
+        capture_output=True,
+        text=True,
+        env=os.environ.copy(),
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     fold = nnunet_dirs["nnUNet_results"] / chest_dataset.name / f"UncertaintyTrainer__{plans}__3d_fullres" / "fold_1"
     log = next(fold.glob("training_log_*.txt")).read_text()
@@ -48,14 +63,45 @@ def test_bad_sample_count_is_rejected(chest_dataset, nnunet_dirs):
     plans = json.loads((path.parent / "nnextTinyPlans.json").read_text())
     plans["configurations"]["3d_fullres"].setdefault("nnext_training", {})["uncertainty_loss"] = {"samples": 1}
     path.write_text(json.dumps(plans))  # as a hand-edited plans file: the trainer validates it
-    proc = subprocess.run([nnunet_command("nnUNetv2_train"), "501", "3d_fullres", "2", "-tr", "UncertaintyTrainer", "-p",
-                           "nnextTinyPlansK1", "-device", "cpu"], capture_output=True, text=True, env=os.environ.copy())
+    proc = subprocess.run(
+        [
+            nnunet_command("nnUNetv2_train"),
+            "501",
+            "3d_fullres",
+            "2",
+            "-tr",
+            "UncertaintyTrainer",
+            "-p",
+            "nnextTinyPlansK1",
+            "-device",
+            "cpu",
+        ],
+        capture_output=True,
+        text=True,
+        env=os.environ.copy(),
+    )
     assert proc.returncode != 0 and "uncertainty_loss.samples: must be >= 2, got 1" in proc.stderr
 
 
 def test_legacy_variable_is_refused_naming_the_plans_key(chest_dataset, nnunet_dirs):
-    proc = subprocess.run([nnunet_command("nnUNetv2_train"), "501", "3d_fullres", "2", "-tr", "UncertaintyTrainer", "-p",
-                           "nnextTinyPlans", "-device", "cpu"], capture_output=True, text=True,
-                          env={**os.environ, "NNEXT_UNC_SAMPLES": "3"})
+    proc = subprocess.run(
+        [
+            nnunet_command("nnUNetv2_train"),
+            "501",
+            "3d_fullres",
+            "2",
+            "-tr",
+            "UncertaintyTrainer",
+            "-p",
+            "nnextTinyPlans",
+            "-device",
+            "cpu",
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "NNEXT_UNC_SAMPLES": "3"},
+    )
     assert proc.returncode != 0
-    assert "NNEXT_UNC_SAMPLES is no longer read" in proc.stderr and "--set uncertainty_loss.samples=VALUE" in proc.stderr
+    assert (
+        "NNEXT_UNC_SAMPLES is no longer read" in proc.stderr and "--set uncertainty_loss.samples=VALUE" in proc.stderr
+    )

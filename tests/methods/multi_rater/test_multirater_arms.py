@@ -44,7 +44,11 @@ def test_ugs_loss_is_eq4_with_xs_at_weight_one_and_deep_supervision_on_top():
     low = label[:, :, ::2, ::2]
     g = torch.Generator().manual_seed(2)
     heads = {k: torch.randn(2, 1, 8, 8, generator=g) for k in ("union", "inter", "uni")}
-    xs, o1, o2 = torch.randn(2, 1, 8, 8, generator=g), torch.randn(2, 1, 4, 4, generator=g), torch.randn(2, 1, 2, 2, generator=g)
+    xs, o1, o2 = (
+        torch.randn(2, 1, 8, 8, generator=g),
+        torch.randn(2, 1, 4, 4, generator=g),
+        torch.randn(2, 1, 2, 2, generator=g),
+    )
     nnunet_normalised = (4 / 7, 2 / 7, 1 / 7, 0.0)[:3]  # what nnU-Net's wrapper would use: X_S at 0.57
     loss = UGSLoss((0.5, 0.5, 1.0), weight_factors=nnunet_normalised)
     out = loss({"xs": [xs, o1, o2], **heads}, [label, low, label[:, :, ::4, ::4]])

@@ -20,7 +20,9 @@ def _box(shape, lo, hi):
 
 def test_majority_truth_and_agreement_by_hand():
     shape = (4, 12, 12)
-    r = np.stack([_box(shape, (0, 0, 0), (4, 6, 6)), _box(shape, (0, 0, 0), (4, 6, 8)), _box(shape, (0, 0, 0), (4, 8, 8))])
+    r = np.stack(
+        [_box(shape, (0, 0, 0), (4, 6, 6)), _box(shape, (0, 0, 0), (4, 6, 8)), _box(shape, (0, 0, 0), (4, 8, 8))]
+    )
     truth = _box(shape, (0, 0, 0), (4, 6, 8))
     m = case_metrics(r[1], r, (1.0, 1.0, 1.0), truth=truth)
     assert m["dice_majority"] == 1.0 and m["dice_truth"] == 1.0  # majority (2 of 3) = reader 1 = the truth
@@ -60,9 +62,30 @@ def test_cli_truth_hard_types_and_hu_wasserstein(tmp_path):
         info["cases"][case] = {"type": kind}
     (tmp_path / "info.json").write_text(json.dumps(info))
     out = tmp_path / "eval.json"
-    assert main(["evaluate-raters", "-pred", str(tmp_path / "pred"), "-raters", str(tmp_path / "raters"), "-o", str(out),
-                 "--truth", str(tmp_path / "truth"), "--case-info", str(tmp_path / "info.json"),
-                 "--mcm", str(tmp_path / "mcm"), "--images", str(tmp_path / "images"), "--hard-agreement", "0.5"]) == 0
+    assert (
+        main(
+            [
+                "evaluate-raters",
+                "-pred",
+                str(tmp_path / "pred"),
+                "-raters",
+                str(tmp_path / "raters"),
+                "-o",
+                str(out),
+                "--truth",
+                str(tmp_path / "truth"),
+                "--case-info",
+                str(tmp_path / "info.json"),
+                "--mcm",
+                str(tmp_path / "mcm"),
+                "--images",
+                str(tmp_path / "images"),
+                "--hard-agreement",
+                "0.5",
+            ]
+        )
+        == 0
+    )
     s = json.loads(out.read_text())
     truth_dice = 2 * (_box(shape, (0, 3, 3), (4, 9, 9)).sum()) / (4 * 49 + 4 * 49)
     assert s["cases"]["c0"]["dice_truth"] == pytest.approx(truth_dice)

@@ -168,7 +168,9 @@ def _train(dataset_id, trainer, env=None, configuration="2d", plans="nnextTinyPl
     cmd = [nnunet_command("nnUNetv2_train"), str(dataset_id), configuration, "0", "-tr", trainer, "-p", plans,
            "-device", "cpu"]
     # one thread: tiny nets gain nothing from more, and on a shared 2-core machine threads contend
-    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})})
+    proc = subprocess.run(
+        cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc.stdout
 
@@ -275,7 +277,9 @@ def test_mcm_predictor_exports_xs_hc_lc_in_input_geometry(rater_dataset, ugs_mod
     for got, logits in ((read[""], own["xs"]), (read["_hc"], own["inter"])):
         _agrees(got, logits)
     assert not np.any(read["_hc"] & read["_lc"])
-    np.testing.assert_array_equal(read["_lc"].astype(bool), (read["_union_probability"] > 0.5) & ~read["_hc"].astype(bool))
+    np.testing.assert_array_equal(
+        read["_lc"].astype(bool), (read["_union_probability"] > 0.5) & ~read["_hc"].astype(bool)
+    )
     np.testing.assert_allclose(read["_uncertainty"],
                                np.clip(read["_union_probability"] - read["_hc_probability"], 0, 1), atol=1e-6)
     np.testing.assert_allclose(read["_mcm"], 0.5 * (read["_union_probability"] + read["_hc_probability"]), atol=1e-6)

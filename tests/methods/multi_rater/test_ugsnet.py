@@ -12,7 +12,8 @@ from nnunet_ext.methods.multi_rater.otsu import OtsuFilter, otsu_threshold
 
 
 def test_gabor_kernel_matches_analytic_formula_2d_and_3d():
-    for u, sigma, lam, r in [((0.0, 1.0), 1.0, 2.5, 4), ((0.6, 0.8), 2.0, 5.0, 4), ((0, 1 / math.sqrt(2), 1 / math.sqrt(2)), 1.0, 2.5, 2)]:
+    for u, sigma, lam, r in [((0.0, 1.0), 1.0, 2.5, 4), ((0.6, 0.8), 2.0, 5.0, 4),
+                             ((0, 1 / math.sqrt(2), 1 / math.sqrt(2)), 1.0, 2.5, 2)]:
         k = gabor_kernel(u, sigma, lam, r)
         raw = np.zeros_like(k)
         for idx in np.ndindex(*k.shape):
@@ -118,15 +119,21 @@ def test_ugsnet_builds_by_dotted_path_through_nnunet():
                        ("nonlin", "torch.nn.LeakyReLU")):
         kw[key] = value
     kw["backbone_class_name"] = "dynamic_network_architectures.architectures.unet.PlainConvUNet"
-    net = get_network_from_plans("nnunet_ext.methods.multi_rater.ugsnet_network.UGSNet", kw, req, 1, 1, deep_supervision=False)
+    net = get_network_from_plans(
+        "nnunet_ext.methods.multi_rater.ugsnet_network.UGSNet", kw, req, 1, 1, deep_supervision=False
+    )
     assert type(net).__name__ == "UGSNet" and net.eval()(torch.zeros(1, 1, 32, 32)).shape == (1, 1, 32, 32)
     kw["backbone_class_name"] = "dynamic_network_architectures.architectures.unet.ResidualEncoderUNet"
     kw["n_blocks_per_stage"] = kw.pop("n_conv_per_stage")
-    res = get_network_from_plans("nnunet_ext.methods.multi_rater.ugsnet_network.UGSNet", kw, req, 1, 1, deep_supervision=False)
+    res = get_network_from_plans(
+        "nnunet_ext.methods.multi_rater.ugsnet_network.UGSNet", kw, req, 1, 1, deep_supervision=False
+    )
     assert type(res.backbone).__name__ == "ResidualEncoderUNet"
     assert res.eval()(torch.zeros(1, 1, 32, 32)).shape == (1, 1, 32, 32)
     with pytest.raises(ValueError, match="one sigmoid"):
-        get_network_from_plans("nnunet_ext.methods.multi_rater.ugsnet_network.UGSNet", kw, req, 1, 3, deep_supervision=False)
+        get_network_from_plans(
+            "nnunet_ext.methods.multi_rater.ugsnet_network.UGSNet", kw, req, 1, 3, deep_supervision=False
+        )
 
 
 def test_max_tokens_recorded_in_the_arch_kwargs_wins_over_the_plans_option():
@@ -140,19 +147,37 @@ def test_max_tokens_recorded_in_the_arch_kwargs_wins_over_the_plans_option():
               nonlin="torch.nn.LeakyReLU")
     arch = {"network_class_name": "dynamic_network_architectures.architectures.unet.PlainConvUNet",
             "arch_kwargs": kw, "_kw_requires_import": ["conv_op", "norm_op", "nonlin"]}
-    plans = {"dataset_name": "D", "plans_name": "P", "original_median_spacing_after_transp": [1, 1],
-             "original_median_shape_after_transp": [32, 32], "image_reader_writer": "SimpleITKIO",
-             "transpose_forward": [0, 1], "transpose_backward": [0, 1], "foreground_intensity_properties_per_channel": {},
-             "configurations": {"2d": {"data_identifier": "x", "preprocessor_name": "DefaultPreprocessor",
-                                       "batch_size": 2, "patch_size": [32, 32], "median_image_size_in_voxels": [32, 32],
-                                       "spacing": [1, 1], "normalization_schemes": ["ZScoreNormalization"],
-                                       "use_mask_for_norm": [False], "resampling_fn_data": "resample_data_or_seg_to_shape",
-                                       "resampling_fn_seg": "resample_data_or_seg_to_shape",
-                                       "resampling_fn_data_kwargs": {}, "resampling_fn_seg_kwargs": {},
-                                       "resampling_fn_probabilities": "resample_data_or_seg_to_shape",
-                                       "resampling_fn_probabilities_kwargs": {}, "architecture": arch,
-                                       "batch_dice": False},
-                               "2d_child": {"inherits_from": "2d", "batch_size": 4}}}
+    plans = {
+        "dataset_name": "D",
+        "plans_name": "P",
+        "original_median_spacing_after_transp": [1, 1],
+        "original_median_shape_after_transp": [32, 32],
+        "image_reader_writer": "SimpleITKIO",
+        "transpose_forward": [0, 1],
+        "transpose_backward": [0, 1],
+        "foreground_intensity_properties_per_channel": {},
+        "configurations": {
+            "2d": {
+                "data_identifier": "x",
+                "preprocessor_name": "DefaultPreprocessor",
+                "batch_size": 2,
+                "patch_size": [32, 32],
+                "median_image_size_in_voxels": [32, 32],
+                "spacing": [1, 1],
+                "normalization_schemes": ["ZScoreNormalization"],
+                "use_mask_for_norm": [False],
+                "resampling_fn_data": "resample_data_or_seg_to_shape",
+                "resampling_fn_seg": "resample_data_or_seg_to_shape",
+                "resampling_fn_data_kwargs": {},
+                "resampling_fn_seg_kwargs": {},
+                "resampling_fn_probabilities": "resample_data_or_seg_to_shape",
+                "resampling_fn_probabilities_kwargs": {},
+                "architecture": arch,
+                "batch_dice": False,
+            },
+            "2d_child": {"inherits_from": "2d", "batch_size": 4},
+        },
+    }
     child = PlansManager(plans).get_configuration("2d_child")
     new = record_max_tokens(plans, "2d_child", child.configuration["architecture"], 64)
     assert plans["configurations"]["2d_child"]["architecture"]["arch_kwargs"]["max_tokens"] == 64
