@@ -11,7 +11,7 @@ Steps (each reused when its output exists, so the script resumes):
    3d_fullres, one model per loss: Dice-CE (``MCDropoutTrainer``: nnU-Net's loss, dropout for MC inference),
    ``UncertaintyTrainer``, ``UncertaintyLovaszTrainer``, ``DistanceTransformTrainer`` (margin 0; Dice-CE and
    UncertaintyTrainer also at margin 16).
-4. Inference on the test cases with :class:`~nnunet_ext.methods.lung_cascade.cascade_predictor.CascadeMethod` (lung \
+4. Inference on the test cases with :class:`~nnunet_ext.methods.lung_cascade.cascade_predictor.CascadeMethod` (lung
 masks of the
    phantoms, default filter settings): stage 1 alone vs cascade Top-1 / Top-2 / All, margin 0 vs 16, per loss.
 5. Dice / HD95 / boundary Dice (label 1, penalty HD for empty masks as ``nnext evaluate``), and Pearson /

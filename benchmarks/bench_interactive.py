@@ -9,7 +9,7 @@ automatic baseline ``--baseline`` (default ``ClickPromptAutoTrainer`` trained fr
 dropout whose prompt channels are always zero, so it differs from the click model only by the clicks it never
 sees), ``ClickPromptTrainer`` (stage 1, clicks from the reference with p = 0.5), ``ClickPromptErrorTrainer``
 (stage 3, clicks in its own errors, ``-pretrained_weights`` from stage 2 = ``ClickPromptAutoTrainer`` fine-tuned
-from stage 1 under the plans copy ``nnextTinyPlansStage2``; the paper's three stages on one dataset) and \
+from stage 1 under the plans copy ``nnextTinyPlansStage2``; the paper's three stages on one dataset) and
 ``ClickPromptTrainer`` with the plans option ``clicks.pet_dropout`` = ``--pet-dropout`` (its own plans
 ``nnextTinyPlansPetDrop``, written by ``write_options`` beside the tiny plans; same preprocessed data).
 Parts (``--parts``, default all), written to ``ROOT/results/results.json``:
@@ -21,7 +21,7 @@ Parts (``--parts``, default all), written to ``ROOT/results/results.json``:
 * ``prune``: the stage-3 model's errors and autopet protocols again with ``--prune-unclicked MM`` (``--prune-mm``);
 * ``petdrop``: Dice of the click-prompt models with and without PET dropout on PET/CT input and on CT-only input
   (PET channel zero-filled on the CT grid, as ``nnext convert hecktor --ct-only`` writes it);
-* ``latency``: :class:`nnunet_ext.methods.interactive.session.InteractiveSession` after one click, full re-prediction \
+* ``latency``: :class:`nnunet_ext.methods.interactive.session.InteractiveSession` after one click, full re-prediction
 vs tile-local
   update (best of ``--repeats``), for the ``-c`` model on a test case widened ``--widen`` times along x and for a
   3d_fullres ClickPromptTrainer trained for 1 x 2 iterations (timing does not depend on the weights) on its own

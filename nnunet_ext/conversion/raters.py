@@ -4,7 +4,7 @@ Input layout (what ``nnext synth nodule`` writes; any nnU-Net-like folder):
 ``imagesTr/CASE_0000.nii.gz`` (channels ``_0001`` ...), ``labelsTr_raters/CASE_rater{k}.nii.gz`` (binary, one
 file per rater, k = 0, 1, ...), optionally ``imagesTs/`` + ``labelsTs_raters/``, optionally ``dataset.json``
 (its ``channel_names`` are kept). Output ``$nnUNet_raw/DatasetXXX_NAME``: the images, ``labelsTr/CASE.nii.gz``
-= :func:`nnunet_ext.methods.multi_rater.raters.encode_raters` of the raters in order of k, ``labelsTr_raters/`` copied \
+= :func:`nnunet_ext.methods.multi_rater.raters.encode_raters` of the raters in order of k, ``labelsTr_raters/`` copied
 (the
 evaluation reads the raters from there), the same for ``Ts``, and a ``dataset.json`` that nnU-Net accepts:
 one region ``nodule`` = every code of up to K_max raters (``regions_class_order [1]``), so the network has

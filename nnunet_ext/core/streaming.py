@@ -173,8 +173,8 @@ class StreamingStats:
 def histogram_entropy(hist: torch.Tensor, base: float = math.e, normalise: bool = False, dim: int = 1) -> torch.Tensor:
     """Shannon entropy ``-sum_b q_b log q_b`` over the non-empty bins of normalised histograms along ``dim``.
 
-    ``base``: logarithm base (default e: nats, the unit of every nnunet_ext map; 2 = bits); ``normalise``: divide by \
-``log(B)`` so the result lies in [0, 1].
+    ``base``: logarithm base (default e: nats, the unit of every nnunet_ext map; 2 = bits); ``normalise``: divide by
+    ``log(B)`` so the result lies in [0, 1].
     """
     q = hist.float()
     h = -torch.xlogy(q, q).sum(dim) / math.log(base)

@@ -17,7 +17,7 @@ dataset and split shares the same readers. A style is
 
 Per case, K distinct styles are drawn without replacement and their order is random, so reader index k carries
 no meaning (exchangeable readers); the case records the style ids. Reader j's mask is the connected component at
-the nodule centre of ``density_j > clip(t_j + wobble_j · field_j)`` grown / shrunk by the margin (``density_j`` = the \
+the nodule centre of ``density_j > clip(t_j + wobble_j · field_j)`` grown / shrunk by the margin (``density_j`` = the
 full nodule, or its core when
 the halo / spicules are omitted; ``t_j`` = the style's HU level mapped onto density).
 

@@ -1,5 +1,5 @@
 """Bad-input matrix (issue 13), commands on maps, probabilities and rater masks: kernels, kernel-dataset (folder
-of uncertainty maps), fusion-fit, calibrate (folder mode), evaluate-raters. Harness: \
+of uncertainty maps), fusion-fit, calibrate (folder mode), evaluate-raters. Harness:
 ``tests/bad_input/bad_input_harness.py``."""
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """``nnext fusion-fit``: PSO fit of the 2D / 3D sigmoid fusion per region (Yang et al. 2025, eq. 2), out of fold.
 
-Inputs per case ``CASE`` and region ``TAG`` (WT / TC / ET, else r1, r2, ...: \
+Inputs per case ``CASE`` and region ``TAG`` (WT / TC / ET, else r1, r2, ...:
 :func:`nnunet_ext.methods.glioma.fusion.region_tags`),
 the files ``nnext predict -m spherical`` / ``-m kernel_refine`` write:
 

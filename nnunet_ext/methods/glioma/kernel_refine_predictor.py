@@ -2,7 +2,7 @@
 (Yang et al. 2025, sec. 2.2.1-2.2.3).
 
 Per case: (1) ``-m spherical`` with ``--model2d`` gives P2D and the eq. 1 entropy per region; (2) per region the
-kernel search (:mod:`nnunet_ext.methods.glioma.kernels`) on that region's entropy, cube edge ``--kernel-mm`` (default \
+kernel search (:mod:`nnunet_ext.methods.glioma.kernels`) on that region's entropy, cube edge ``--kernel-mm`` (default
 the
 paper's WT = 64 mm, TC = ET = 32 mm; converted with the image spacing); (3) the ``--model3d`` model (``-m stock``
 prediction, nnU-Net's own preprocessing of the crop with its exact geometry) on every kernel crop of the 4-channel
@@ -11,7 +11,7 @@ image; (4) per region P3D = mean of the 3D probabilities over the kernels coveri
 PARAMS.json`` (``nnext fusion-fit``) or, without it, ``w2D = w3D = 5, b = -5`` (foreground iff the mean of P2D
 and P3D exceeds 0.5); (5) the segmentation from the fused probabilities (``regions_class_order`` of the 2D model).
 
-Regions are matched between the 2D and 3D models by tag (WT / TC / ET, \
+Regions are matched between the 2D and 3D models by tag (WT / TC / ET,
 :func:`nnunet_ext.methods.glioma.fusion.region_tags`);
 every 2D region needs one in the 3D model. Side outputs per region TAG: ``p2d_TAG``, ``p3d_TAG`` (0 outside
 kernels), ``coverage_TAG`` (kernels per voxel), ``prob_TAG`` (fused), ``entropy_TAG``; ``CASE_kernels.json``.

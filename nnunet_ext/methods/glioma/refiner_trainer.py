@@ -5,7 +5,7 @@ The paper trains the 3D nnU-Net on the high-uncertainty subvolumes exactly as th
 (kept for calibrated probabilities; the Dice alignment is left to the PSO fusion), Adam with initial learning rate
 1e-5, batch size 10, early stopping on the validation DSC. Here: nnU-Net's 3D training (``3d_fullres`` of a crop
 dataset from ``nnext kernel-dataset``), region-based outputs (sigmoid per WT / TC / ET, the dataset.json's
-regions), loss :class:`~nnunet_ext.methods.glioma.spherical_trainer.RegionBCELoss` under nnU-Net's deep-supervision \
+regions), loss :class:`~nnunet_ext.methods.glioma.spherical_trainer.RegionBCELoss` under nnU-Net's deep-supervision
 weights,
 ``torch.optim.Adam`` (lr = plans option ``refiner.lr``, default 1e-5; nnU-Net's weight decay 3e-5 and poly decay
 kept), no dropout. Batch size is a plans setting (``batch_size`` of the configuration); early stopping on the

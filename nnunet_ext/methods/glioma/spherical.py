@@ -13,7 +13,7 @@ from the origin ``o`` at angle ``theta`` a point at distance ``r`` moves to dist
 border pixel *centres*) along that ray, so ``T(r_max) = r_max``: the border maps to itself and the image
 onto itself. T is strictly increasing (dT/dr = A R^2 / (R^2 + r^2)^1.5 > 0), the angle is kept, and the
 local magnification at the origin along a ray is ``dT/dr(0) = A / R = sqrt(1 + (r_max / R)^2)`` (> 1,
-decreasing outwards: it falls below 1, i.e. the image is compressed, beyond r = sqrt((A R^2)^(2/3) - R^2)). Because \
+decreasing outwards: it falls below 1, i.e. the image is compressed, beyond r = sqrt((A R^2)^(2/3) - R^2)). Because
 r_max depends on the
 direction, the magnification at the origin is direction dependent (more along the longer rays); a smaller R
 magnifies more. R is in pixels; ``radius=None`` uses half the larger image side.

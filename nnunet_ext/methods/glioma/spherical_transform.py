@@ -8,7 +8,7 @@ Applied per training sample after nnU-Net's ``SpatialTransform``, on 2D patches 
 
 With probability ``p`` one origin is drawn uniformly in the patch (continuous (row, col) in
 ``[0, H-1] x [0, W-1]``) and one sphere radius R uniformly in ``radius_range`` (pixels); the warp is
-:func:`nnunet_ext.methods.glioma.spherical.forward_warp` (gnomonic projection, the patch border maps to itself), the \
+:func:`nnunet_ext.methods.glioma.spherical.forward_warp` (gnomonic projection, the patch border maps to itself), the
 same
 that ``nnext predict -m spherical`` applies at inference. Randomness comes from torch's global generator, as in
 batchgeneratorsv2's own transforms (nnU-Net seeds its workers).

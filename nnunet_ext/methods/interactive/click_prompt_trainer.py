@@ -4,7 +4,7 @@ foreground class, in three stages.
 Network: :class:`MCDropoutTrainer`'s network (dropout p = 0.05; use ResEnc plans, e.g. ``nnext plan -pl
 MCDropoutResEncPlannerM``, for the paper's residual-encoder U-Net) built with ``C + 2K`` input channels (C image
 channels from dataset.json, K = number of foreground classes = output channels - 1; a positive and a negative
-prompt channel per class, the ``split`` layout of :mod:`nnunet_ext.methods.interactive.clicks` -- the paper has one \
+prompt channel per class, the ``split`` layout of :mod:`nnunet_ext.methods.interactive.clicks` -- the paper has one
 channel per
 class; models trained with the signed K-channel layout still load, exactly converted) inside
 :class:`nnunet_ext.methods.interactive.prompt_channels.PromptChannelNetwork`, in ``build_network_architecture``, so
@@ -24,8 +24,8 @@ segmentation heads, which it re-initialises):
   each error component of each class (FN -> positive, FP -> negative, at its deepest voxel, largest first or
   ``clicks.error_order = proportional``, at most ``clicks.max_errors`` = 5 per class) of at least the
   ``clicks.min_error_mm3`` minimum (default: the click ball's own volume);
-  :func:`nnunet_ext.methods.interactive.click_simulation.error_clicks`. Rounds 2..R: the network predicts again *with* \
-the
+  :func:`nnunet_ext.methods.interactive.click_simulation.error_clicks`. Rounds 2..R: the network predicts again *with*
+  the
   clicks so far and one more click per class goes to the largest error component not clicked before (or
   changed since). The training forward pass then sees the clicks of all R rounds. Why rounds: the paper's
   single round trains only corrections of the automatic prediction, whereas a user (and the ``errors``

@@ -3,7 +3,7 @@
 All functions take label maps as integer numpy arrays of one spatial grid (2D or 3D, numpy order), class
 values ``classes`` (foreground values; channel k = ``classes[k]``) and return clicks as
 ``[(channel, index, positive)]`` with integer numpy indices, ready for
-:func:`nnunet_ext.methods.interactive.clicks.rasterize_voxels`. Connected components: cc3d, 26-connectivity in 3D, 8 \
+:func:`nnunet_ext.methods.interactive.clicks.rasterize_voxels`. Connected components: cc3d, 26-connectivity in 3D, 8
 in 2D.
 The "centre" of a region is its deepest interior voxel, the maximum of scipy's Euclidean distance transform
 (spacing-aware with ``spacing``); ties (a slab has a plane of deepest voxels) go to the tied voxel nearest the

@@ -8,10 +8,10 @@ augmentations and ``RemoveLabelTansform``, *before* ``DownsampleSegForDSTransfor
   C + K + k of class ``classes[k]`` (``layout="split"``; ``"signed"``: K channels ``P - N``),
   ``segmentation`` unchanged.
 
-With probability ``p_prompt`` the prompts come from \
+With probability ``p_prompt`` the prompts come from
 :func:`nnunet_ext.methods.interactive.click_simulation.training_clicks`
 (one positive click per connected component of each class at a random voxel of it, as many negatives at random
-voxels outside the class), painted with :func:`nnunet_ext.methods.interactive.clicks.rasterize_voxels` (ball of \
+voxels outside the class), painted with :func:`nnunet_ext.methods.interactive.clicks.rasterize_voxels` (ball of
 ``radius``
 voxels, ``encoding``); otherwise all K channels are zero (automatic branch). Randomness: numpy's global
 generator, as batchgeneratorsv2 transforms use (nnU-Net seeds it per worker).

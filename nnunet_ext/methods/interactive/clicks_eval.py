@@ -1,7 +1,7 @@
 """``nnext clicks-eval``: simulated-click evaluation of a click-prompt model (HN-UISeg, Chu 2026 4, B, D.2).
 
 Per case: the automatic prediction (step 0, zero prompts), then ``--max-clicks`` refinement steps whose
-cumulative clicks come from :class:`nnunet_ext.methods.interactive.click_protocols.ClickProtocol` (``errors`` from the \
+cumulative clicks come from :class:`nnunet_ext.methods.interactive.click_protocols.ClickProtocol` (``errors`` from the
 previous
 step's prediction, ``autopet`` / ``each-lesion`` from the reference; autoPET's background clicks use the image
 channel ``--pet-channel``). Each step re-predicts with ``-m interactive`` (the same per-case seed every step, so

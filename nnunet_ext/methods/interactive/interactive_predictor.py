@@ -3,11 +3,11 @@
 Needs a model trained by a ``ClickPrompt*Trainer`` (its network takes C image + K prompt channels). Without
 ``--clicks`` (or for a case the clicks file does not name) the prompts are zero: the automatic branch. With
 clicks, each case's clicks are mapped into nnU-Net's preprocessed grid
-(:class:`nnunet_ext.methods.interactive.clicks.PreprocessedGrid`: transpose, crop, resampling) and painted with the \
+(:class:`nnunet_ext.methods.interactive.clicks.PreprocessedGrid`: transpose, crop, resampling) and painted with the
 radius and
 encoding the model was trained with (``checkpoint["nnext"]``; a disc in the click's slice for 2D
 configurations) in the layout of the network (2K split channels; K signed ones for a network built that way,
-:mod:`nnunet_ext.methods.interactive.clicks`), appended to the preprocessed image, and every pass (``--n-samples``, MC \
+:mod:`nnunet_ext.methods.interactive.clicks`), appended to the preprocessed image, and every pass (``--n-samples``, MC
 dropout
 active, one random TTA each, the ``tta_mc`` options) sees them; maps as ``tta_mc`` (predictive entropy by
 default, as the paper). Prompts are geometry, not intensity: the spatial TTA (flip, rotation) moves them with

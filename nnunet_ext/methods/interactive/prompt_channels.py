@@ -7,7 +7,7 @@ predictor (``nnUNetv2_predict``), its validation and every nnunet_ext method tha
 prompts run the *automatic branch* unchanged. Input ``x``: ``(B, n_image, *S)`` or ``(B, n_image + n_prompt,
 *S)``; output: the wrapped network's (logits, or a deep-supervision list).
 
-Prompt layouts (:mod:`nnunet_ext.methods.interactive.clicks`): the click-prompt trainers build ``n_prompt = 2K`` \
+Prompt layouts (:mod:`nnunet_ext.methods.interactive.clicks`): the click-prompt trainers build ``n_prompt = 2K``
 channels
 (positives of the K classes, then negatives). A checkpoint of the earlier signed layout (K channels, ``P_k -
 N_k``) still loads: :meth:`PromptChannelNetwork.load_state_dict` recognises it by the input-channel count of

@@ -8,15 +8,15 @@ losses (2019) use, here in millimetres::
     w(x) = 1 + w0 · exp(-d(x)² / (2 σ²)),     d(x) = distance (mm) to the nearest label boundary,
     L    = Σ_i λ_i (Dice[w_i](o_i, t_i) + CE[w_i](o_i, t_i)),
 
-``Dice[w]`` = :func:`nnunet_ext.methods.lung_cascade.weighted_losses.weighted_soft_dice_loss` (``-Dice``, background \
+``Dice[w]`` = :func:`nnunet_ext.methods.lung_cascade.weighted_losses.weighted_soft_dice_loss` (``-Dice``, background
 excluded, the
-plans' ``batch_dice``), ``CE[w] = Σ w CE / Σ w`` \
+plans' ``batch_dice``), ``CE[w] = Σ w CE / Σ w``
 (:func:`~nnunet_ext.methods.lung_cascade.weighted_losses.weighted_cross_entropy`), so
-``w0 = 0`` is exactly nnU-Net's Dice + CE. ``w_i`` = \
+``w0 = 0`` is exactly nnU-Net's Dice + CE. ``w_i`` =
 :func:`~nnunet_ext.methods.lung_cascade.weighted_losses.distance_weight_map` of the
 deep-supervision target ``t_i`` with spacing ``spacing / scale_i`` (nnU-Net's downsampled targets are coarser by
 the cumulative pooling strides), λ_i as in nnU-Net's ``DeepSupervisionWrapper``. The weights are computed in the
-data-loading pipeline (:class:`~nnunet_ext.methods.lung_cascade.distance_weights_transform.DistanceWeightTransform`, \
+data-loading pipeline (:class:`~nnunet_ext.methods.lung_cascade.distance_weights_transform.DistanceWeightTransform`,
 after
 nnU-Net's deep-supervision downsampling, in the augmentation workers), carried as a second target channel and
 handed to the loss by ``train_step`` / ``validation_step``; the loss computes them itself only when called

@@ -2,11 +2,11 @@
 
 :class:`DistanceWeightTransform` runs after nnU-Net's ``DownsampleSegForDSTransform`` (in the data-augmentation
 workers, per sample): for every deep-supervision target ``t_i`` (labels ``(1, *S_i)``) it computes
-``w_i = 1 + w0 · exp(−d² / 2σ²)`` (:func:`nnunet_ext.methods.lung_cascade.weighted_losses.distance_weight_map`, \
+``w_i = 1 + w0 · exp(−d² / 2σ²)`` (:func:`nnunet_ext.methods.lung_cascade.weighted_losses.distance_weight_map`,
 scipy's EDT with that
 output's spacing) and returns ``cat([t_i, w_i])`` as float32 ``(2, *S_i)``: channel 0 the labels (exact in
 float32), channel 1 the weights. nnU-Net's data loader collates only ``image`` and ``segmentation``, so the
-weights travel as a second segmentation channel; \
+weights travel as a second segmentation channel;
 :class:`~nnunet_ext.methods.lung_cascade.distance_trainer.DistanceTransformTrainer`
 splits them off before nnU-Net's ``train_step`` / ``validation_step`` see the targets.
 """

@@ -53,8 +53,8 @@ def lovasz_softmax(probas: torch.Tensor, target: torch.Tensor, weight: "torch.Te
     """Lovász-softmax of probabilities ``(B, C, *S)`` against labels ``(B, 1, *S)``, batch flattened.
 
     ``classes``: ``"present"`` (classes in the target, Berman's default), ``"all"``, or a list of class ids.
-    ``weight`` (``(B, *S)`` or ``(B, 1, *S)``, >= 0) multiplies the errors before sorting (module docstring); it is \
-detached (no gradient).
+    ``weight`` (``(B, *S)`` or ``(B, 1, *S)``, >= 0) multiplies the errors before sorting (module docstring); it is
+    detached (no gradient).
     """
     num_classes, ndim = probas.shape[1], probas.ndim
     labels = _labels(target, ndim).reshape(-1)

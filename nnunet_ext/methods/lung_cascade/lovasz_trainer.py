@@ -8,7 +8,7 @@ plans ``uncertainty_loss.samples`` / ``.refresh``), then per deep-supervision ou
 
 ``Lovász[w]`` = Lovász-softmax (Berman et al. 2018, the convex Lovász extension of the Jaccard loss), errors
 ``|[y = c] - p_c|`` multiplied by ``w`` before sorting, mean over the classes present in the batch, background
-included (Berman's default; :func:`nnunet_ext.methods.lung_cascade.lovasz.lovasz_softmax_loss`); ``CE`` = plain \
+included (Berman's default; :func:`nnunet_ext.methods.lung_cascade.lovasz.lovasz_softmax_loss`); ``CE`` = plain
 (unweighted)
 cross-entropy, as in nnU-Net's Dice + CE. The terms are summed over outputs with nnU-Net's DS weights.
 

@@ -1,10 +1,10 @@
 """``UncertaintyTrainer``: stage-2 trainer of the lung cascade with the uncertainty-adaptive loss (isler2025 III.D).
 
 Per training batch, U(x) = MC-dropout variance of K stochastic forward passes of the current network (dropout
-active, normalisation in eval mode, no gradient; \
+active, normalisation in eval mode, no gradient;
 :func:`nnunet_ext.methods.lung_cascade.weighted_losses.mc_dropout_variance`), then
 ``L = ᾱ·Dice[w = α] + mean_x (1 − α(x))·CE(x)`` with ``α(x) = exp(−U(x))``, applied per voxel
-(:func:`nnunet_ext.methods.lung_cascade.weighted_losses.uncertainty_adaptive_loss`; the paper's formula is per voxel, \
+(:func:`nnunet_ext.methods.lung_cascade.weighted_losses.uncertainty_adaptive_loss`; the paper's formula is per voxel,
 the authors'
 released code reduces α to its mean -- we follow the formula). With deep supervision, U is resized (area
 interpolation) to each output and the terms are weighted like nnU-Net's ``DeepSupervisionWrapper``.
@@ -14,12 +14,12 @@ Options (plans ``nnext_training.uncertainty_loss``: ``samples`` / ``refresh`` / 
 every n-th batch and the batches in between use ONE scalar, the mean of the last map over all its samples and
 voxels -- a per-sample map must not be applied to the unrelated samples of another batch); ``scale``:
 ``none`` (default, the paper's α = exp(−U); U is a variance of probabilities, <= 0.25 for two classes, so
-α >= 0.78 and in practice ≈ 1: Dice-only training), ``max`` (α = exp(−U / U_max), U_max the largest possible U for K \
+α >= 0.78 and in practice ≈ 1: Dice-only training), ``max`` (α = exp(−U / U_max), U_max the largest possible U for K
 passes and C classes (0.25 for C = 2, even K),
-:func:`~nnunet_ext.methods.lung_cascade.weighted_losses.max_mc_variance`; α spans [1/e, 1]) or ``batch`` (α = exp(−U / \
+:func:`~nnunet_ext.methods.lung_cascade.weighted_losses.max_mc_variance`; α spans [1/e, 1]) or ``batch`` (α = exp(−U /
 max U of the
 batch)). The K passes run under the same autocast as nnU-Net's training step (CUDA: fp16 autocast). Validation
-uses nnU-Net's plain Dice + CE. Label-based (softmax) datasets only, no ignore label. :class:`UncertaintyWeightedLoss` \
+uses nnU-Net's plain Dice + CE. Label-based (softmax) datasets only, no ignore label. :class:`UncertaintyWeightedLoss`
 and the
 ``_uncertainty_loss`` / ``loss_summary`` hooks are shared with ``UncertaintyLovaszTrainer`` (``lovasz.py``).
 """

@@ -6,7 +6,7 @@
 
 BCE is linear in its target, so the mean over the K raters of the per-rater BCEs equals one BCE against the
 mean rater mask: ``(1/K) Σ_j BCE(p, g_j) = BCE(p, (1/K) Σ_j g_j)`` voxel by voxel. :func:`fusion_bce` uses that
-identity (the mean mask is decoded from the rater-set label, module :mod:`nnunet_ext.methods.multi_rater.raters`), \
+identity (the mean mask is decoded from the rater-set label, module :mod:`nnunet_ext.methods.multi_rater.raters`),
 which is
 exact and lets cases with different K share a batch; the tests compare it with per-rater BCEs by hand.
 BCE is averaged over voxels (and the batch), per rater, then over raters — i.e. the paper's E over j.

@@ -8,7 +8,7 @@ grid x ∈ {−r..r}^d with r = ceil(2 σ_max):
     k(x)    = (raw(x) − mean(raw)) / Σ|raw − mean(raw)|          (zero mean, unit L1 norm)
 
 Zero mean makes Γ respond to texture and edges, not to the local intensity level (the classic DC removal);
-the L1 normalisation keeps all scales on one range. Directions: 2D u = (sin θ, cos θ) in (y, x) order, θ ∈ {0°, 45°, \
+the L1 normalisation keeps all scales on one range. Directions: 2D u = (sin θ, cos θ) in (y, x) order, θ ∈ {0°, 45°,
 90°, 135°} from the x axis; 3D the 3 axes
 and the 6 face diagonals (9 directions). Scales σ ∈ {1, 2} voxels, λ = 2.5 σ (about a one-octave bandwidth).
 Distances are in voxels (nnU-Net's patches are resampled to the target spacing). The bank is fixed

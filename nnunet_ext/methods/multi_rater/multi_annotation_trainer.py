@@ -1,7 +1,7 @@
 """``MultiAnnotationTrainer``: nnU-Net trained on every rater at once with the Multiple Annotation Fusion Loss
 (Yang & Wang, sec. III-D, eq. 3) on a rater-set dataset (``nnext convert raters``, ``nnext convert lidc``).
 
-The dataset stores K rater masks per case as one label map (:mod:`nnunet_ext.methods.multi_rater.raters`) and declares \
+The dataset stores K rater masks per case as one label map (:mod:`nnunet_ext.methods.multi_rater.raters`) and declares
 one
 nnU-Net region ``nodule`` = every foreground code, so the network has one sigmoid output and plain
 ``nnUNetv2_predict`` writes 1 = nodule. This trainer keeps the raw codes through the data pipeline (no
@@ -11,7 +11,7 @@ resampling), and decodes the mean rater mask m = (1/K) Σ_j GT_j per voxel at ev
 
     L = Φ(X, GT) + w_Dice · SoftDice(σ(X), m),   Φ = mean_j BCE(σ(X), GT_j) = BCE(σ(X), m)
 
-``w_Dice`` = 1 (plans ``multi_annotation.dice_weight``; 0 = the paper's pure fusion BCE) keeps nnU-Net's usual Dice \
+``w_Dice`` = 1 (plans ``multi_annotation.dice_weight``; 0 = the paper's pure fusion BCE) keeps nnU-Net's usual Dice
 term.
 Deep supervision (every rater-set trainer, so the arms are identical): the full-resolution output has weight 1 and
 the lower resolutions nnU-Net's relative weights λ_i / λ_0 (1/2, 1/4, ..., the lowest 0) on top — eq. 3 / 4 hold
@@ -21,7 +21,7 @@ exactly at full resolution, the deep-supervision terms are added.
 normalisation, pipeline and loss family, but its target is one reader, decoded from the rater-set label
 (plans ``rater_training.reader``, 0 = the paper's Label_1): L = BCE(X, GT_r) + w_Dice · SoftDice(σ(X), GT_r).
 Optimiser (plans ``rater_training.optimizer``): nnU-Net's SGD + poly, or ``sgdr`` — the paper's SGD with warm
-restarts (:class:`nnunet_ext.methods.multi_rater.options.RaterTrainingOptions`). The online validation Dice is X_S > \
+restarts (:class:`nnunet_ext.methods.multi_rater.options.RaterTrainingOptions`). The online validation Dice is X_S >
 0.5 against the majority
 (m >= 0.5); nnU-Net's final validation scores against the union (the dataset's region).
 """

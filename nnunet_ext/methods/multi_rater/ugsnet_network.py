@@ -22,7 +22,7 @@ Outputs (logits, 1 channel each, sigmoid): eval mode (nnU-Net inference) returns
 instead, for ``nnext predict -m mcm``); training mode (or ``return_heads = True``) returns a dict ``xs``, ``union``,
 ``inter``, ``uni``; with deep supervision ``xs`` is a list [X_S, backbone logits at 1/2, 1/4, ...] as in
 nnU-Net. Buildable by dotted path through nnU-Net's ``get_network_from_plans``:
-``network_class_name = "nnunet_ext.methods.multi_rater.ugsnet_network.UGSNet"`` with ``backbone_class_name`` in the \
+``network_class_name = "nnunet_ext.methods.multi_rater.ugsnet_network.UGSNet"`` with ``backbone_class_name`` in the
 kwargs.
 """
 from __future__ import annotations

@@ -9,7 +9,7 @@ nnU-Net's relative weights: Φ_b = Φ(X_S) + Σ_{i>=1} (λ_i / λ_0) Φ(o_i) = �
 (the lowest resolution 0; before issue 22 the weights were normalised to sum 1, so X_S got λ_0 ≈ 0.53 and the
 effective α3 was about 0.55). ``ugsnet.dice_weight`` (default 0 = the
 paper) adds a soft Dice against the mean rater mask to every Φ_b term. ``ugsnet.max_tokens`` (4096)
-bounds the self-attention grid (:class:`nnunet_ext.methods.multi_rater.options.UGSNetOptions`). Validation loss is Φ_b \
+bounds the self-attention grid (:class:`nnunet_ext.methods.multi_rater.options.UGSNetOptions`). Validation loss is Φ_b
 alone (the network returns X_S only in eval mode).
 
 The network (:class:`nnunet_ext.methods.multi_rater.ugsnet_network.UGSNet`) is built through nnU-Net's
