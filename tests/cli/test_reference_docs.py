@@ -7,8 +7,9 @@ from nnunet_ext.registry import option_families, table
 
 def test_committed_reference_pages_match_the_code():
     pages = render()
+    folder = default_folder()
     stale = [name for name, text in pages.items()
-             if not (default_folder() / name).is_file() or (default_folder() / name).read_text(encoding="utf-8") != text]
+             if not (folder / name).is_file() or (folder / name).read_text(encoding="utf-8") != text]
     assert not stale, f"stale generated pages {stale}: run python -m nnunet_ext.cli.reference_docs"
 
 
@@ -26,10 +27,10 @@ def test_pages_cover_every_command_option_family_and_trainer():
 
 
 def test_top_level_help_lists_every_registered_method_and_converter(capsys):
+    import pytest
+
     from nnunet_ext.cli.main import main
     from nnunet_ext.conversion.cli import CONVERTERS
-
-    import pytest
 
     with pytest.raises(SystemExit) as exit_info:  # argparse's own -h
         main(["-h"])
