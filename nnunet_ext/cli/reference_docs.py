@@ -4,7 +4,9 @@
   ``nnext convert`` included);
 * ``plans_options.md``: every training option of the plans' ``nnext_training`` block, from the registered option
   families (:func:`nnunet_ext.registry.option_families`);
-* ``trainers.md``: the trainers ``nnUNetv2_train -tr`` finds.
+* ``trainers.md``: the trainers ``nnUNetv2_train -tr`` finds;
+* ``outputs.md``: every output file of every command, from :data:`nnunet_ext.cli.outputs_table.OUTPUTS` (each
+  name checked against the module that writes it by the test).
 
 ``python -m nnunet_ext.cli.reference_docs [--check]`` writes the pages (``--check``: exit 1 naming the stale
 pages instead). ``tests/cli/test_reference_docs.py`` fails when a committed page differs from what the code says.
@@ -107,7 +109,14 @@ def trainers_page() -> str:
     return "".join(out)
 
 
-PAGES = {"commands.md": commands_page, "plans_options.md": plans_options_page, "trainers.md": trainers_page}
+def outputs_page() -> str:
+    from nnunet_ext.cli.outputs_table import outputs_page as page
+
+    return page(HEADER)
+
+
+PAGES = {"commands.md": commands_page, "plans_options.md": plans_options_page, "trainers.md": trainers_page,
+         "outputs.md": outputs_page}
 
 
 def render() -> dict[str, str]:

@@ -192,6 +192,10 @@ def run(args: argparse.Namespace) -> int:
                                                   f"{len(summary['metric_per_case'])} case(s) (scored as both-empty: "
                                                   "Dice 1, HD 0; see 'absent' per case)"
                                                   for k, n in summary["absent_cases"].items()), file=sys.stderr)
+    from nnunet_ext.evaluation.undefined import empty_prediction_notes
+
+    for note in empty_prediction_notes(summary):
+        print(f"nnext evaluate: {note}", file=sys.stderr)
     if not args.quiet:
         print(_table(summary))
         if unc_options is not None:
@@ -203,20 +207,14 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _num(value) -> str:
-    """A metric for the console: 'undefined' for None / NaN (e.g. no voxel in the uncertainty ROI), never 'nan'."""
-    import math
-
-    if value is None or (isinstance(value, (float, int)) and math.isnan(value)):
-        return "undefined"
-    return f"{value:.4g}"
-
-
 def _unc_line(unc: dict) -> str:
+    from nnunet_ext.evaluation.undefined import metric_text
+
     m = unc["mean"]
-    return (f"uncertainty (mean over cases, ROI {unc['settings']['roi']}): AUROC {_num(m['auroc'])}, "
-            f"top-uncertainty Dice {_num(m['top_dice'])}; calibration: "
-            + ", ".join(f"{k} {v:.4g}" for k, v in unc["calibration"].items() if isinstance(v, float)))
+    return (f"uncertainty (mean over cases, ROI {unc['settings']['roi']}): "
+            + ", ".join(metric_text(k, m[k]) for k in ("auroc", "top_dice"))
+            + "; calibration: " + ", ".join(metric_text(k, v) for k, v in unc["calibration"].items()
+                                             if v is None or isinstance(v, float)))
 
 
 def _failure_line(section: dict) -> str:
@@ -229,13 +227,23 @@ def _failure_line(section: dict) -> str:
 
 
 def _table(summary: dict) -> str:
+    from nnunet_ext.evaluation.undefined import undefined
+
     cols = ("dice", "iou", "hd95", "nsd", "boundary_dice", "sensitivity")
     n = summary["settings"]["num_cases"]
     lines = [f"{n} case(s); mean (median) per label / region; NSD at {summary['settings']['tau_mm']:g} mm",
              f"{'label':<12}" + "".join(f"{c:>20}" for c in cols)]
     for key, info in summary["labels"].items():
         name = f"{key} {info['name']}" if info.get("name") else key
-        cells = "".join(f"{_num(summary['mean'][key][c]):>11} ({_num(summary['median'][key][c])})".rjust(20)
-                        for c in cols)
+        cells = "".join(_cell(summary['mean'][key][c], summary['median'][key][c]) for c in cols)
         lines.append(f"{name[:12]:<12}{cells}")
+        gone = [c for c in cols if undefined(summary["mean"][key][c])]
+        if gone:
+            lines.append(f"{name}: {', '.join(gone)} not defined in any case (no voxels of it on either side)")
     return "\n".join(lines)
+
+
+def _cell(mean, median) -> str:
+    from nnunet_ext.evaluation.undefined import undefined
+
+    return ("n/a" if undefined(mean) else f"{mean:>11.4g} ({median:.4g})").rjust(20)

@@ -150,6 +150,8 @@ def predict_cases(method: Method, cases: list, out: "str | os.PathLike", spec: O
     try:
         from tqdm import tqdm
 
+        from nnunet_ext.predictors.empty_note import empty_prediction_note
+
         _check_headers(method, todo)  # every input's header, then the first case's voxels: before any write
         first = prepared(0)
         if spec.maps_dir is not None:
@@ -159,6 +161,9 @@ def predict_cases(method: Method, cases: list, out: "str | os.PathLike", spec: O
             item = first if i == 0 else prepared(i)
             ctx = CaseContext.for_case(case.case_id, seed)
             result = method.predict_case(item, ctx)
+            note = empty_prediction_note(case.case_id, result.segmentation, method.dataset_json)
+            if note:
+                bar.write(note)
             stem = str(out / case.case_id)
             if write_pool is None or i == 0:  # the first case synchronously: the records follow its outputs
                 write_result(result, spec, stem, ending, table, method.dataset_json)

@@ -7,8 +7,9 @@ from nnunet_ext.registry import option_families, table
 
 def test_committed_reference_pages_match_the_code():
     pages = render()
+    folder = default_folder()
     stale = [name for name, text in pages.items()
-             if not (default_folder() / name).is_file() or (default_folder() / name).read_text(encoding="utf-8") != text]
+             if not (folder / name).is_file() or (folder / name).read_text(encoding="utf-8") != text]
     assert not stale, f"stale generated pages {stale}: run python -m nnunet_ext.cli.reference_docs"
 
 
@@ -26,10 +27,10 @@ def test_pages_cover_every_command_option_family_and_trainer():
 
 
 def test_top_level_help_lists_every_registered_method_and_converter(capsys):
+    import pytest
+
     from nnunet_ext.cli.main import main
     from nnunet_ext.conversion.cli import CONVERTERS
-
-    import pytest
 
     with pytest.raises(SystemExit) as exit_info:  # argparse's own -h
         main(["-h"])
@@ -37,3 +38,28 @@ def test_top_level_help_lists_every_registered_method_and_converter(capsys):
     out = capsys.readouterr().out
     assert all(m in out for m in table("PREDICT_METHODS")) and all(c in out for c in CONVERTERS)
     assert all(c in out for c in table("COMMANDS"))
+
+
+def _string_constants(module: str) -> list[str]:
+    import ast
+    import importlib.util
+
+    source = Path(importlib.util.find_spec(module).origin).read_text(encoding="utf-8")
+    return [n.value for n in ast.walk(ast.parse(source)) if isinstance(n, ast.Constant) and isinstance(n.value, str)]
+
+
+def test_every_listed_output_name_is_a_string_in_the_module_that_writes_it():
+    from nnunet_ext.cli.outputs_table import OUTPUTS
+
+    missing = [(cmd, module, literal) for cmd, _, _, _, module, literal in OUTPUTS
+               if not any(literal in s for s in _string_constants(module))]
+    assert not missing, f"outputs.md names files its module no longer writes: {missing}"
+    assert "| `nnext predict` | `CASE_uncertainty.nii.gz` |" in render()["outputs.md"]
+
+
+def test_every_command_has_an_outputs_row():
+    from nnunet_ext.cli.main import COMMANDS
+    from nnunet_ext.cli.outputs_table import OUTPUTS
+
+    listed = {cmd.split()[0] for cmd, *_ in OUTPUTS}
+    assert set(COMMANDS) - {"trainers"} <= listed, set(COMMANDS) - {"trainers"} - listed
