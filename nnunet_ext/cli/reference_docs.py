@@ -153,7 +153,8 @@ def main(argv=None) -> int:
             if not args.check:
                 atomic_write_text(path, text)
     if args.check and stale:
-        print("stale: " + ", ".join(map(str, stale)) + " (run python -m nnunet_ext.cli.reference_docs)", file=sys.stderr)
+        print("stale: " + ", ".join(map(str, stale)) + " (run python -m nnunet_ext.cli.reference_docs)",
+              file=sys.stderr)
         return 1
     return 0
 

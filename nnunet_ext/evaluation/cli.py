@@ -38,7 +38,8 @@ def _region(text: str) -> tuple[int, ...]:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-ref", "--ref", dest="ref", required=True, metavar="REF_DIR", help="folder of reference segmentations")
+    p.add_argument("-ref", "--ref", dest="ref", required=True, metavar="REF_DIR",
+                   help="folder of reference segmentations")
     p.add_argument("-pred", "--pred", dest="pred", required=True, metavar="PRED_DIR",
                    help="folder of predicted segmentations (same file names)")
     g = p.add_mutually_exclusive_group()
@@ -55,7 +56,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--boundary-width", type=non_negative, default=None, metavar="MM",
                    help="width of the inner boundary bands for boundary Dice in mm (default: --tau)")
     p.add_argument("--penalty", type=non_negative, default=None, metavar="MM",
-                   help="HD / HD95 / ASSD when exactly one of reference and prediction is empty (default 374, as BraTS)")
+                   help="HD / HD95 / ASSD when exactly one of reference and prediction is empty "
+                        "(default 374, as BraTS)")
     p.add_argument("-np", "--num-processes", dest="num_processes", type=int, default=1, metavar="N",
                    help="worker processes (default 1)")
     p.add_argument("--file-ending", default=None, metavar="EXT",
@@ -66,7 +68,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no printed summary")
     u = p.add_argument_group("uncertainty (maps written by the nnunet_ext predictor)")
     u.add_argument("--uncertainty", metavar="UNC_DIR",
-                   help="folder of CASE_uncertainty maps (often PRED_DIR): AUROC for voxel errors, top-uncertainty Dice")
+                   help="folder of CASE_uncertainty maps (often PRED_DIR): AUROC for voxel errors, "
+                        "top-uncertainty Dice")
     u.add_argument("--probabilities", metavar="PROB_DIR",
                    help="folder of CASE_probabilities (C,z,y,x) files: classwise ECE, Brier, reliability diagram")
     u.add_argument("--unc-roi", choices=("bbox", "all"), default="bbox",

@@ -80,8 +80,8 @@ def write_result(result: CaseResult, spec: OutputSpec, stem: str, ending: str, t
                  dataset_json: "dict | None" = None) -> None:
     """Write one case: maps, probabilities, side outputs, the segmentation (its presence marks it done), then
     its rows of ``confidence.csv`` when a ``table`` is given."""
-    from nnunet_ext.io.imageio import atomic_write_text, write_image, write_probabilities
     from nnunet_ext.io.atomic_write import save_npz, save_pickle
+    from nnunet_ext.io.imageio import atomic_write_text, write_image, write_probabilities
 
     g = result.geometry
     side = spec.side_stem(stem)

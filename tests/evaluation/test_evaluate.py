@@ -10,10 +10,10 @@ import pytest
 from scipy import stats
 
 from nnunet_ext.cli.main import main
+from nnunet_ext.errors import InputError
 from nnunet_ext.evaluation.evaluate import GeometryWarning, evaluate_folders
 from nnunet_ext.evaluation.metrics import METRIC_NAMES, compute_metrics
 from nnunet_ext.evaluation.summary_io import load_summary
-from nnunet_ext.errors import InputError
 from nnunet_ext.io.imageio import Geometry, write_image
 
 GEOM = Geometry(spacing=(0.7, 0.8, 2.0), origin=(0.0, 0.0, 0.0))  # x, y, z
@@ -64,7 +64,8 @@ def test_default_labels_empty_cases_and_nan_aware_mean(tmp_path):
     no_two = np.where(a == 2, 1, a).astype(np.uint8)  # label 2 absent from this reference
     write_image(a, GEOM, ref / "c1.nii.gz"), write_image(a, GEOM, pred / "c1.nii.gz")
     write_image(no_two, GEOM, ref / "c2.nii.gz"), write_image(a, GEOM, pred / "c2.nii.gz")  # spurious label 2
-    write_image(no_two, GEOM, ref / "c3.nii.gz"), write_image(no_two, GEOM, pred / "c3.nii.gz")  # 2 absent on both sides
+    # label 2 absent on both sides
+    write_image(no_two, GEOM, ref / "c3.nii.gz"), write_image(no_two, GEOM, pred / "c3.nii.gz")
     s = evaluate_folders(ref, pred, None, penalty=99.0, progress=False)
     assert list(s["labels"]) == ["1", "2"]
     m = {r["case"]: r["metrics"]["2"] for r in s["metric_per_case"]}
