@@ -115,13 +115,17 @@ class Options:
             elif base is float:
                 if isinstance(value, bool):
                     raise ValueError
-                value = float(value)
-                if not math.isfinite(value):
-                    raise ValueError
+                number = float(value)
+                if not math.isfinite(number):  # the wording of nnunet_ext.argtypes.finite_float
+                    raise ValueError(f"{where}: {value if isinstance(value, str) else str(number)!r} is not a "
+                                     "finite number")
+                value = number
             elif base is str:
                 if not isinstance(value, str):
                     raise ValueError
-        except (TypeError, ValueError):
+        except (TypeError, ValueError) as e:
+            if str(e).startswith(f"{where}: "):
+                raise
             raise ValueError(f"{where}: expected {cls._type_name(tp)}, got {value!r}") from None
         choices = meta.get("choices")
         if choices is not None and value not in choices:

@@ -115,7 +115,7 @@ def _cmd_kernel_dataset(tmp: Path, mp, klass: str) -> Cell | None:
         (src / "dataset.json").write_text('{"labels": {"background": 0, "tumor": 1}, "file_ending": ".nii.gz",}')
         return Cell(argv, r"dataset\.json: malformed dataset\.json \(line 1")
     if klass == "bad_option":
-        return Cell(argv + ["--overlap", "2"], r"--overlap must be in \[0, 1\]")
+        return Cell(argv + ["--overlap", "2"], r"--overlap: must be in \[0, 1\], got 2")
     if klass == "output_is_file":  # the final dataset path is taken by a file: the swap fails, nothing is left
         file_at(tmp / "raw" / "Dataset905_BadKernels")
         return Cell(argv, r"Dataset905_BadKernels: is a file, expected a folder")
@@ -130,7 +130,7 @@ def _cmd_kernel_dataset(tmp: Path, mp, klass: str) -> Cell | None:
         return Cell(argv, r"labelsTr/c1\.nii\.gz: label value\(s\) \[5\] \(75 voxel\(s\)\) not declared in "
                           r".*dataset\.json \(labels \[0, 1\]\)")
     if klass == "nan_option":
-        return Cell(argv + ["--overlap", "nan"], r"argument --overlap: " + NAN_FLOAT)
+        return Cell(argv + ["--overlap", "nan"], r"--overlap: " + NAN_FLOAT)
     return _common_cells(klass, argv, bad, r"c0_k0000_0000\.nii\.gz")
 
 

@@ -38,7 +38,7 @@ def test_values_are_coerced_and_checked_with_one_line_naming_the_key():
     assert d.changed() == {"n": 4, "x": 0.25, "pair": [3.0, 4.0], "flag": True}
     for mapping, message in [({"n": 0}, "demo.n: must be >= 1, got 0"), ({"n": 2.5}, "demo.n: expected an integer"),
                              ({"mode": "c"}, "demo.mode: must be one of a, b, got 'c'"),
-                             ({"x": "nan"}, "demo.x: expected a finite number"),
+                             ({"x": "nan"}, "demo.x: 'nan' is not a finite number"),
                              ({"pair": [1]}, "demo.pair: must be two numbers"),
                              ({"nn": 1}, "unknown option demo.nn; demo has: n, x, mode, pair, flag")]:
         with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("(", r"\(")):

@@ -25,14 +25,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-t", type=int, required=True, help="new dataset ID")
     parser.add_argument("--uncertainty-from", required=True, metavar="MODEL_SPEC|DIR",
                         help="2D spherical model D,C,TR,PLANS[,FOLDS], or a folder with CASE_entropy_TAG.nii.gz")
-    parser.add_argument("--kernel-mm", default="WT=64,TC=32,ET=32",
-                        help="kernel edge in mm: D or TAG=D,... (default WT=64,TC=32,ET=32)")
-    parser.add_argument("--overlap", type=float, default=0.4, help="max kernel overlap fraction (default 0.4)")
-    parser.add_argument("--min-fraction", type=float, default=None, help="stop below F x first sum (default 0.1)")
-    parser.add_argument(
-        "--min-sum", type=float, default=None, help="stop below this absolute sum of the entropy map (nats)"
-    )
-    parser.add_argument("--max-kernels", type=int, default=None, help="at most K kernels per case and region")
+    from nnunet_ext.methods.glioma.options import KernelSearchOptions
+
+    KernelSearchOptions.add_arguments(parser, "kernel search (as -m kernel_refine)")
     parser.add_argument("--region", default=None, help="only this region's uncertainty (WT, TC, ET; default all)")
     parser.add_argument("--name", default=None, help="new dataset name (default <source>Kernels)")
     parser.add_argument("-device", default="cpu", help="device of the spherical ensemble (cpu, cuda)")
@@ -59,16 +54,19 @@ def build_kernel_dataset(args) -> Path:
     from nnunet_ext.io.imageio import read_image
     from nnunet_ext.io.paths import env_dir, find_dataset, staged_dataset
     from nnunet_ext.methods.glioma.fusion import region_tags
-    from nnunet_ext.methods.glioma.kernel_refine_predictor import parse_kernel_mm
     from nnunet_ext.methods.glioma.kernels import kernel_mm_for, kernel_size_voxels, search_kernels
     from nnunet_ext.predictors.inputs import list_cases
     from nnunet_ext.predictors.method import CaseContext
 
     if not 1 <= args.t <= 999:
         raise InputError(f"-t must be a dataset ID in 1..999, got {args.t}")
-    if not 0 <= args.overlap <= 1 or (args.min_fraction is not None and args.min_sum is not None):
-        raise InputError("--overlap must be in [0, 1]; give --min-fraction or --min-sum, not both")
-    kernel_mm = parse_kernel_mm(args.kernel_mm)
+    from nnunet_ext.methods.glioma.options import KernelSearchOptions
+
+    try:
+        kernel_search = KernelSearchOptions.from_args(args)
+    except ValueError as e:
+        raise InputError(str(e)) from None
+    kernel_mm = kernel_search.sizes()
     src = find_dataset(args.d, "nnUNet_raw")
     from nnunet_ext.io.integrity import load_json_checked
 
@@ -96,8 +94,7 @@ def build_kernel_dataset(args) -> Path:
                 if not p.is_file():
                     raise InputError(f"{p}: missing (uncertainty of case {c.case_id}, region {t})")
     name = args.name or f"{src.name[11:]}Kernels"
-    search = {"overlap": args.overlap, "min_fraction": args.min_fraction, "min_sum": args.min_sum,
-              "max_kernels": args.max_kernels}
+    search = kernel_search.search()
     info = {"source": src.name, "uncertainty_from": args.uncertainty_from, "regions": tags,
             "kernel_mm": kernel_mm, "search": search, "crops": {}}
     with staged_dataset(env_dir("nnUNet_raw"), args.t, name, args.overwrite) as (tmp, final):

@@ -26,18 +26,11 @@ import warnings
 import numpy as np
 
 from nnunet_ext.errors import InputError
-from nnunet_ext.methods.glioma.kernels import kernel_mm_for, parse_kernel_sizes
+from nnunet_ext.methods.glioma.kernels import kernel_mm_for
+from nnunet_ext.methods.glioma.options import KernelRefineOptions, KernelSearchOptions
 from nnunet_ext.predictors.method import CaseResult, Method, build_stage
 
 DEFAULT_FUSION = (5.0, 5.0, -5.0)
-
-
-def parse_kernel_mm(text: str) -> dict:
-    """:func:`nnunet_ext.methods.glioma.kernels.parse_kernel_sizes` with the flag named in its one-line error."""
-    try:
-        return parse_kernel_sizes(text)
-    except ValueError as e:
-        raise InputError(f"--kernel-mm: {e}") from None
 
 
 class KernelRefineMethod(Method):
@@ -54,58 +47,46 @@ class KernelRefineMethod(Method):
 
     @classmethod
     def add_arguments(cls, group) -> None:
-        group.add_argument("--model2d", metavar="D,C,TR,PLANS[,FOLDS]", help="2D spherical-projection model")
-        group.add_argument("--model3d", metavar="D,C,TR,PLANS[,FOLDS]", help="3D refinement model (kernel crops)")
-        group.add_argument("--fusion", metavar="PARAMS.json", default=None,
-                           help="fusion weights per region from nnext fusion-fit (default w2D = w3D = 5, b = -5)")
-        group.add_argument("--kernel-mm", default="WT=64,TC=32,ET=32",
-                           help="kernel edge in mm: one value or TAG=D,... (default the paper's WT=64,TC=32,ET=32)")
-        group.add_argument("--overlap", type=float, default=0.4, help="max overlap fraction of kernels (default 0.4)")
-        group.add_argument("--min-fraction", type=float, default=None,
-                           help="stop below this fraction of the first kernel's sum (default 0.1)")
-        group.add_argument(
-            "--min-sum", type=float, default=None, help="stop below this absolute sum of the entropy map (nats)"
-        )
-        group.add_argument("--max-kernels", type=int, default=None, help="at most this many kernels per region")
+        KernelRefineOptions.add_arguments(None, group=group)
+        KernelSearchOptions.add_arguments(None, group=group)
 
     @classmethod
     def from_args(cls, args, common, model=None):
         from nnunet_ext.methods.glioma.fusion import FusionParams, region_tags
         from nnunet_ext.predictors.inputs import ModelSpec
 
-        if not args.model2d or not args.model3d:
+        try:
+            opts, kernel_search = KernelRefineOptions.from_args(args), KernelSearchOptions.from_args(args)
+        except ValueError as e:
+            raise InputError(str(e)) from None
+        if not opts.model2d or not opts.model3d:
             raise InputError("-m kernel_refine needs --model2d D,C,TR,PLANS[,FOLDS] and --model3d D,C,TR,PLANS[,FOLDS]")
-        if not 0 <= args.overlap <= 1 or (args.min_fraction is not None and args.min_sum is not None):
-            raise InputError("--overlap must be in [0, 1]; give --min-fraction or --min-sum, not both")
-        if args.max_kernels is not None and args.max_kernels < 1:
-            raise InputError(f"--max-kernels must be >= 1, got {args.max_kernels}")
-        kernel_mm = parse_kernel_mm(args.kernel_mm)
+        kernel_mm = kernel_search.sizes()
         fusion = {}
-        if args.fusion is not None:
-            if not os.path.isfile(args.fusion):
-                raise InputError(f"--fusion {args.fusion}: file not found")
+        if opts.fusion is not None:
+            if not os.path.isfile(opts.fusion):
+                raise InputError(f"--fusion {opts.fusion}: file not found")
             try:
-                fusion = {t: FusionParams.from_json(p) for t, p in json.load(open(args.fusion))["regions"].items()}
+                fusion = {t: FusionParams.from_json(p) for t, p in json.load(open(opts.fusion))["regions"].items()}
             except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
-                raise InputError(f"--fusion {args.fusion}: not an nnext fusion-fit file ({e})") from None
-        stage2d = build_stage("spherical", args, common, ModelSpec.parse(args.model2d, "--model2d"))
-        stage3d = build_stage("stock", args, common, ModelSpec.parse(args.model3d, "--model3d"))
+                raise InputError(f"--fusion {opts.fusion}: not an nnext fusion-fit file ({e})") from None
+        stage2d = build_stage("spherical", args, common, ModelSpec.parse(opts.model2d, "--model2d"))
+        stage3d = build_stage("stock", args, common, ModelSpec.parse(opts.model3d, "--model3d"))
         e3 = stage3d.engine
         if len(e3.configuration_manager.patch_size) != 3 or not e3.label_manager.has_regions:
-            raise InputError(f"--model3d {args.model3d}: needs a 3D region-based (sigmoid) model")
+            raise InputError(f"--model3d {opts.model3d}: needs a 3D region-based (sigmoid) model")
         tags3d = [t for t, _, _ in region_tags(e3.dataset_json["labels"])]
         missing = [t for t in stage2d.tags if t not in tags3d]
         if missing:
-            raise InputError(f"--model3d {args.model3d}: has regions {tags3d}, lacks {missing} of the 2D model")
+            raise InputError(f"--model3d {opts.model3d}: has regions {tags3d}, lacks {missing} of the 2D model")
         unknown = [t for t in fusion if t not in stage2d.tags]
         if unknown:
-            raise InputError(f"--fusion {args.fusion}: parameters for regions {unknown} the 2D model lacks "
+            raise InputError(f"--fusion {opts.fusion}: parameters for regions {unknown} the 2D model lacks "
                              f"(it has {stage2d.tags})")
-        search = {"overlap": args.overlap, "min_fraction": args.min_fraction, "min_sum": args.min_sum,
-                  "max_kernels": args.max_kernels}
-        info = {"model2d": {"spec": args.model2d, **stage2d.settings()},
-                "model3d": {"spec": args.model3d, **stage3d.settings()}, "kernel_mm": kernel_mm, "search": search,
-                "fusion": {t: p.to_json() for t, p in fusion.items()}, "fusion_file": args.fusion}
+        search = kernel_search.search()
+        info = {"model2d": {"spec": opts.model2d, **stage2d.settings()},
+                "model3d": {"spec": opts.model3d, **stage3d.settings()}, "kernel_mm": kernel_mm, "search": search,
+                "fusion": {t: p.to_json() for t, p in fusion.items()}, "fusion_file": opts.fusion}
         return cls(stage2d, stage3d, tags3d, kernel_mm, search, fusion, info)
 
     @property
@@ -171,4 +152,4 @@ class KernelRefineMethod(Method):
         return CaseResult(r2.geometry, seg, fused, dict(r2.maps), images, {"kernels": log}, r2.properties)
 
 
-__all__ = ["KernelRefineMethod", "parse_kernel_mm", "DEFAULT_FUSION"]
+__all__ = ["KernelRefineMethod", "DEFAULT_FUSION"]

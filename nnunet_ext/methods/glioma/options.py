@@ -55,3 +55,60 @@ class SphericalEnsembleOptions(Options):
                                  "paper's bits)", lambda v: v > 1, "> 1")
     entropy_normalise: bool = option(False, "divide eq. 1 by log(bins): [0, 1]")
     origin_batch: int = option(32, "projections per forward batch", lambda v: v >= 1, ">= 1")
+
+
+def _kernel_sizes_ok(text: str) -> bool:
+    from nnunet_ext.methods.glioma.kernels import parse_kernel_sizes
+
+    try:
+        parse_kernel_sizes(text)
+    except ValueError:
+        return False
+    return True
+
+
+@dataclasses.dataclass(frozen=True)
+class KernelSearchOptions(Options):
+    """The uncertainty-kernel search (yang2025 sec. 2.2.2) of ``nnext kernel-dataset`` and ``-m kernel_refine``:
+    cubes of edge ``kernel_mm`` with the largest summed entropy, greedily, at most ``overlap`` shared."""
+
+    SOURCE = "yang2025 sec. 2.2.2"
+
+    kernel_mm: str = option("WT=64,TC=32,ET=32", "kernel edge in mm: D or TAG=D,... (the paper's WT=64,TC=32,ET=32)",
+                            _kernel_sizes_ok, "D or TAG=D,... with sizes > 0 mm", metavar="D|TAG=D,...")
+    overlap: float = option(0.4, "max overlap of a kernel with any selected one (fraction of the kernel volume)",
+                            lambda v: 0 <= v <= 1, "in [0, 1]")
+    min_fraction: Optional[float] = option(None, "stop below this fraction of the first kernel's sum (default 0.1)",
+                                           lambda v: v is None or 0 <= v <= 1, "in [0, 1]", metavar="F")
+    min_sum: Optional[float] = option(None, "stop below this absolute sum of the entropy map (nats)",
+                                      lambda v: v is None or v >= 0, ">= 0", metavar="S")
+    max_kernels: Optional[int] = option(None, "at most this many kernels per case and region",
+                                        lambda v: v is None or v >= 1, ">= 1", metavar="K")
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.min_fraction is not None and self.min_sum is not None:
+            raise ValueError("--min-fraction / --min-sum: give one, not both")
+
+    def sizes(self) -> dict:
+        """``{tag or '*': mm}`` of ``kernel_mm``."""
+        from nnunet_ext.methods.glioma.kernels import parse_kernel_sizes
+
+        return parse_kernel_sizes(self.kernel_mm)
+
+    def search(self) -> dict:
+        """The keyword arguments of :func:`nnunet_ext.methods.glioma.kernels.search_kernels`."""
+        return {"overlap": self.overlap, "min_fraction": self.min_fraction, "min_sum": self.min_sum,
+                "max_kernels": self.max_kernels}
+
+
+@dataclasses.dataclass(frozen=True)
+class KernelRefineOptions(Options):
+    """The models and fusion of ``-m kernel_refine`` (yang2025 sec. 2.2.3, eq. 2)."""
+
+    SOURCE = "yang2025 sec. 2.2.3"
+
+    model2d: Optional[str] = option(None, "2D spherical-projection model", metavar="D,C,TR,PLANS[,FOLDS]")
+    model3d: Optional[str] = option(None, "3D refinement model (kernel crops)", metavar="D,C,TR,PLANS[,FOLDS]")
+    fusion: Optional[str] = option(None, "fusion weights per region from nnext fusion-fit (default w2D = w3D = 5, "
+                                   "b = -5)", metavar="PARAMS.json")

@@ -30,13 +30,12 @@ import numpy as np
 
 from nnunet_ext.errors import InputError
 from nnunet_ext.io.geometry import crop_properties
+from nnunet_ext.methods.lung_cascade.options import LUNG_BACKENDS, STAGE_METHODS, CascadeOptions  # noqa: F401
 from nnunet_ext.predictors.inputs import Case, ModelSpec
 from nnunet_ext.predictors.method import CaseContext, CaseResult, Method, build_stage
 
 #: how the lung mask is obtained, besides a folder of masks
-LUNG_BACKENDS = ("auto", "threshold", "lungmask", "none")
 INTERMEDIATES = ("coarse", "coarse_filtered", "lungmask")
-STAGE_METHODS = ("stock", "tta_mc", "ensemble")
 
 
 @dataclass
@@ -93,54 +92,34 @@ class CascadeMethod(Method):
     def add_arguments(cls, group) -> None:
         from nnunet_ext.methods.lung_cascade.filter_options import add_filter_arguments
 
-        group.add_argument("--stage1", metavar="D,C,TR,PLANS[,FOLDS]", help="stage-1 (full volume) model; folds "
-                           "joined by '+', e.g. 501,3d_fullres,MCDropoutTrainer,nnextTinyPlans,0")
-        group.add_argument("--stage2", metavar="D,C,TR,PLANS[,FOLDS]", help="stage-2 (ROI) model, e.g. "
-                           "502,3d_fullres,UncertaintyTrainer,nnextTinyPlans,0")
-        group.add_argument("--stage1-method", default="stock", choices=STAGE_METHODS,
-                           help="method of stage 1 (default stock: nnU-Net's deterministic prediction)")
-        group.add_argument("--stage2-method", default="tta_mc", choices=STAGE_METHODS,
-                           help="method of stage 2 (default tta_mc; with the cascade's default --tta none it is "
-                                "MC dropout alone, as isler2025)")
-        group.add_argument("--lung-masks", default="auto", metavar="DIR|auto|threshold|lungmask|none",
-                           help="folder of lung masks CASE<ending> (1 right, 2 left), or compute them (auto: "
-                                "lungmask when usable, else threshold), or none (skip the lung filters; default auto)")
-        group.add_argument("--lungmask-weights", default=None, metavar="PATH", help="local lungmask R231 weights")
-        group.add_argument("--margin", type=int, default=None, help="ROI margin in voxels (default: the stage-2 "
-                           "dataset's roi_info.json margin, else 0 as nnext roi-dataset)")
-        group.add_argument("--force-margin", action="store_true",
-                           help="allow a --margin that differs from the stage-2 training crops' margin")
-        group.add_argument("--save-intermediates", action="store_true",
-                           help="also write CASE_coarse, CASE_coarse_filtered and CASE_lungmask")
+        CascadeOptions.add_arguments(None, group=group)
         add_filter_arguments(group, top_k_default=1)
 
     @classmethod
     def from_args(cls, args, common, model=None) -> "CascadeMethod":
         from nnunet_ext.methods.lung_cascade.filter_options import DEFAULT_MARGIN, filter_config
 
-        if args.lung_masks not in LUNG_BACKENDS and not os.path.isdir(args.lung_masks):
-            raise InputError(f"--lung-masks {args.lung_masks}: neither a folder nor one of {', '.join(LUNG_BACKENDS)}")
-        if args.lungmask_weights is not None and not os.path.isfile(args.lungmask_weights):
-            raise InputError(f"{args.lungmask_weights}: lungmask weights file not found")
+        try:
+            opts = CascadeOptions.from_args(args)
+        except ValueError as e:
+            raise InputError(str(e)) from None
         specs = []
-        for flag, text in (("--stage1", args.stage1), ("--stage2", args.stage2)):
+        for flag, text in (("--stage1", opts.stage1), ("--stage2", opts.stage2)):
             if not text:
                 raise InputError(f"-m cascade needs {flag} D,C,TR,PLANS[,FOLDS]")
             specs.append(ModelSpec.parse(text, flag))
         trained = stage2_margin(specs[1])
-        margin = args.margin if args.margin is not None else (trained if trained is not None else DEFAULT_MARGIN)
-        if margin < 0:
-            raise InputError(f"--margin must be an integer >= 0, got {margin}")
-        if trained is not None and margin != trained and not args.force_margin:
+        margin = opts.margin if opts.margin is not None else (trained if trained is not None else DEFAULT_MARGIN)
+        if trained is not None and margin != trained and not opts.force_margin:
             raise InputError(f"--margin {margin}: the stage-2 model was trained on ROI crops with margin {trained} "
                              f"(roi_info.json of dataset {specs[1].dataset}); pass --force-margin to use another")
-        stage1 = build_stage(args.stage1_method, args, common, specs[0])
-        stage2 = build_stage(args.stage2_method, args, common, specs[1])
-        info = {"stage1": {"spec": args.stage1, "method": args.stage1_method, **stage1.settings()},
-                "stage2": {"spec": args.stage2, "method": args.stage2_method, **stage2.settings()},
+        stage1 = build_stage(opts.stage1_method, args, common, specs[0])
+        stage2 = build_stage(opts.stage2_method, args, common, specs[1])
+        info = {"stage1": {"spec": opts.stage1, "method": opts.stage1_method, **stage1.settings()},
+                "stage2": {"spec": opts.stage2, "method": opts.stage2_method, **stage2.settings()},
                 "margin_vox": margin, "stage2_training_margin": trained}
-        return cls(stage1, stage2, filter_config(args), margin, args.lung_masks, args.lungmask_weights,
-                   args.save_intermediates, info)
+        return cls(stage1, stage2, filter_config(args), margin, opts.lung_masks, opts.lungmask_weights,
+                   opts.save_intermediates, info)
 
     @property
     def dataset_json(self) -> dict:
