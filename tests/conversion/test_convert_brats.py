@@ -160,7 +160,7 @@ def test_images_only_2023_folder_goes_to_imagesTs(tmp_path, nnunet_dirs):
     make_release(src, 2023, ids=(), unlabelled=(1, 7))
     proc = _nnext("convert", "brats", "-i", str(src), "-d", "850", "--no-progress")
     assert proc.returncode == 0, proc.stderr
-    assert "numTraining 0" in proc.stdout and "0 training cases, 2 test cases, 0 skipped" in proc.stdout
+    assert "numTraining 0" in proc.stdout and "2 converted, 0 skipped; 0 training, 2 test cases" in proc.stdout
     out = nnunet_dirs["nnUNet_raw"] / "Dataset850_BraTS2023"
     dj = json.loads((out / "dataset.json").read_text())
     assert dj["numTraining"] == 0 and dj["regions_class_order"] == [1, 2, 3]

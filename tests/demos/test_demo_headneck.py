@@ -51,9 +51,15 @@ class _Fake:
         if argv[0] == "synth":
             for sub in ("imagesTs", "labelsTs"):
                 os.makedirs(os.path.join(raw, sub), exist_ok=True)
+            import numpy as np
+
+            from nnunet_ext.io.imageio import Geometry, write_image
+
             for f in ("imagesTs/hn_test_000_0000.nii.gz", "imagesTs/hn_test_000_0001.nii.gz",
-                      "labelsTs/hn_test_000.nii.gz", "dataset.json"):
-                open(os.path.join(raw, f), "w").close()
+                      "labelsTs/hn_test_000.nii.gz"):  # real images: the demo copies them through the verified writer
+                write_image(np.zeros((2, 2, 2), np.uint8), Geometry((1.0, 1.0, 1.0), (0.0, 0.0, 0.0)),
+                            os.path.join(raw, f))
+            open(os.path.join(raw, "dataset.json"), "w").close()
         elif argv[0] == "plan":
             self.plan_sets.append([b for a, b in zip(argv, argv[1:]) if a == "--set"])
             pre = os.path.join(os.environ["nnUNet_preprocessed"], os.path.basename(raw))
