@@ -104,11 +104,11 @@ def test_postprocess_prints_reasons_and_empty_cases(tmp_path, capsys):
     assert out[1:] == ["b: 0 components, 0 kept", "b: no tumour predicted (stage 1 found no tumour voxel)"]
 
 
-@pytest.mark.parametrize("value, text", [(float("nan"), "undefined"), (0.5, "0.5")])
+@pytest.mark.parametrize("value, text", [(float("nan"), "AUROC: not defined"), (0.5, "AUROC 0.5")])
 def test_evaluate_prints_undefined_not_nan(value, text):
     from nnunet_ext.evaluation.cli import _unc_line
 
     unc = {"settings": {"roi": "pred"}, "mean": {"auroc": value, "top_dice": value, "ece": value, "brier": value},
-           "pooled": {"ece": value}}
+           "pooled": {"ece": value}, "calibration": {"ece_dilated_union_pooled_over_cases": value}}
     line = _unc_line(unc)
-    assert f"ECE {text}" in line and "nan" not in line
+    assert text in line and "nan" not in line
