@@ -39,8 +39,8 @@ def test_roi_dataset_split_is_what_nnunet_do_split_uses(chest_dataset, nnunet_di
     from nnunet_ext.cli.main import main
     from nnunet_ext.planners.run import plan_and_preprocess
 
-    assert main(["roi-dataset", "-d", "501", "-t", "611", "--margin", "2"]) == 0
-    raw = next(nnunet_dirs["nnUNet_raw"].glob("Dataset611_*"))
+    assert main(["roi-dataset", "-d", "501", "-t", "688", "--margin", "2"]) == 0
+    raw = next(nnunet_dirs["nnUNet_raw"].glob("Dataset688_*"))
     info = json.loads((raw / "roi_info.json").read_text())
     groups = {cid: c["case"] for cid, c in info["crops"].items()}
     assert len(groups) > len(set(groups.values())) >= 5           # several crops per case: a leak is possible
@@ -49,7 +49,7 @@ def test_roi_dataset_split_is_what_nnunet_do_split_uses(chest_dataset, nnunet_di
     stale = default_splits(list(groups))                             # nnU-Net's split of the crops: it leaks
     assert leaks(stale, groups)
     (pre / "splits_final.json").write_text(json.dumps(stale))
-    plans_id = plan_and_preprocess(611, "TinyPlanner", ["3d_fullres"], num_processes=1)
+    plans_id = plan_and_preprocess(688, "TinyPlanner", ["3d_fullres"], num_processes=1)
     assert json.loads((pre / "splits_final.json").read_text()) == json.loads((raw / "splits_final.json").read_text())
     plans = json.loads((pre / f"{plans_id}.json").read_text())
     plans["continue_training"] = False  # what nnU-Net's run_training adds before building the trainer

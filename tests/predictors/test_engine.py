@@ -90,7 +90,7 @@ def test_a_toy_method_registered_in_one_line_runs_through_nnext_predict(toy_regi
     (["-m", "cascade", "-d", "501"], "-d is an option of"),
     (["-m", "tta_mc", "-f", "0", "--n-samples", "1", "--uncertainty", "variance"], "need >= 2 passes"),
     (["-m", "ensemble", "-f", "0"], "-m ensemble needs >= 2 folds"),
-    (["-m", "tta_mc", "-f", "0", "--pass-batch-size", "0"], "--pass-batch-size must be >= 1"),
+    (["-m", "tta_mc", "-f", "0", "--pass-batch-size", "0"], "--pass-batch-size: must be >= 1, got 0"),
 ])
 def test_method_options_are_checked(trained_chest_model, chest_dataset, tmp_path, capsys, extra, message):
     out = tmp_path / "out"
