@@ -134,7 +134,10 @@ def render() -> dict[str, str]:
 
 
 def default_folder() -> Path:
-    return Path(__file__).resolve().parents[2] / "documentation" / "reference"
+    """``documentation/reference`` of the checkout this module runs from (editable install or source tree), else
+    of the current folder (run it from the checkout's root)."""
+    here = Path(__file__).resolve().parents[2] / "documentation" / "reference"
+    return here if here.is_dir() else Path("documentation") / "reference"
 
 
 def main(argv=None) -> int:

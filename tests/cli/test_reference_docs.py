@@ -1,13 +1,16 @@
 """The generated reference pages are current, and nnext -h lists every registered method and converter."""
 from pathlib import Path
 
-from nnunet_ext.cli.reference_docs import default_folder, render
+#: the checkout's reference pages (the package may be installed elsewhere: CI installs it into site-packages)
+REFERENCE = Path(__file__).resolve().parents[2] / "documentation" / "reference"
+
+from nnunet_ext.cli.reference_docs import render
 from nnunet_ext.registry import option_families, table
 
 
 def test_committed_reference_pages_match_the_code():
     pages = render()
-    folder = default_folder()
+    folder = REFERENCE
     stale = [name for name, text in pages.items()
              if not (folder / name).is_file() or (folder / name).read_text(encoding="utf-8") != text]
     assert not stale, f"stale generated pages {stale}: run python -m nnunet_ext.cli.reference_docs"
@@ -23,7 +26,7 @@ def test_pages_cover_every_command_option_family_and_trainer():
     for family in option_families().values():
         assert all(f"| `{row['key']}` |" in pages["plans_options.md"] for row in family.schema())
     assert all(f"| `{name}` |" in pages["trainers.md"] for name in table("TRAINERS"))
-    assert Path(default_folder()).parent.name == "documentation"
+    assert REFERENCE.parent.name == "documentation"
 
 
 def test_top_level_help_lists_every_registered_method_and_converter(capsys):

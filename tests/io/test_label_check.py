@@ -4,8 +4,10 @@ rater masks), ``compare`` (a label key with another meaning) and NaN / Inf numer
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 import json
+import typing
 
 import numpy as np
 import pytest
@@ -176,7 +178,23 @@ def test_no_command_takes_a_non_finite_number():
         refuse_nonfinite(parser)
         assert not any(a.type is float for p in _parsers(parser) for a in p._actions), name
         converted += before
-    assert converted >= 15   # evaluate, calibrate, kernels, kernel-dataset, fusion-fit, predict, plan, ...
+    # flags generated from option dataclasses take text and are validated by the family: nan / inf refused there
+    from nnunet_ext.core.options import _base_type
+    from nnunet_ext.methods.glioma.options import KernelSearchOptions, SphericalEnsembleOptions
+    from nnunet_ext.methods.interactive.options import InteractiveOptions
+    from nnunet_ext.methods.lung_cascade.options import CascadeOptions
+    from nnunet_ext.predictors.sampling_options import SamplingOptions
+
+    for family in (SamplingOptions, InteractiveOptions, SphericalEnsembleOptions, KernelSearchOptions,
+                   CascadeOptions):
+        hints = typing.get_type_hints(family)
+        for f in dataclasses.fields(family):
+            if _base_type(hints[f.name]) is float:
+                for text in ("nan", "inf"):
+                    with pytest.raises(ValueError, match="is not a finite number"):
+                        family.from_mapping({f.name: text})
+                converted += 1
+    assert converted >= 15   # evaluate, calibrate, kernels, fusion-fit, plan, predict's option families, ...
     for text in ("nan", "inf", "-inf", "NaN"):
         with pytest.raises(argparse.ArgumentTypeError, match="not a finite number"):
             finite_float(text)

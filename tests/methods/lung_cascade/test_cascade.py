@@ -267,7 +267,8 @@ def test_no_component_gives_empty_outputs(trained_chest_model, stage2_model, che
     (["--stage2", STAGE2], "needs --stage1"),
     (["--stage1", STAGE1, "--stage2", STAGE2, "-d", "501"], "it takes its models from --stage1 / --stage2"),
     (["--stage1", STAGE1, "--stage2", STAGE2, "--margin", "16"], "trained on ROI crops with margin 0"),
-    (["--stage1", STAGE1, "--stage2", STAGE2, "--lung-masks", "/no/such/dir"], "neither a folder nor one of"),
+    (["--stage1", STAGE1, "--stage2", STAGE2, "--lung-masks", "/no/such/dir"],
+     "--lung-masks: must be a folder or one of"),
     (["--stage1", STAGE1, "--stage2", STAGE2, "--uncertainty", "bogus"], "--uncertainty bogus"),
 ])
 def test_bad_cascade_arguments(stage1_model, stage2_model, chest_dataset, tmp_path, capsys, extra, message):
