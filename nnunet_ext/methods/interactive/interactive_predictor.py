@@ -68,8 +68,9 @@ class InteractiveMethod(TTAMCMethod):
                              f"ClickPromptErrorTrainer); {method.engine.trainer_name} has no prompt channels")
         meta = method.engine.training_metadata
         from nnunet_ext.methods.interactive.options import ClickOptions
+        from nnunet_ext.trainers.plans_options import checkpoint_options
 
-        method.click_options = ClickOptions.from_mapping((meta.get("options") or {}).get("clicks"))
+        method.click_options = checkpoint_options({"nnext": meta}, ClickOptions)  # the options it was trained with
         method.click_radius = float(meta.get("click_radius", 3.0))
         method.click_encoding = str(meta.get("click_encoding", "ball"))
         method.n_prompt = net.n_prompt_channels
