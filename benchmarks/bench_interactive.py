@@ -14,10 +14,17 @@ from stage 1 under the plans copy ``nnextTinyPlansStage2``; the paper's three st
 ``nnextTinyPlansPetDrop``, written by ``write_options`` beside the tiny plans; same preprocessed data).
 Parts (``--parts``, default all), written to ``ROOT/results/results.json``:
 
+The three stages also run a second time under the plans copy ``nnextTinyPlansPrev`` (stage 2:
+``nnextTinyPlansPrevStage2``) with ``clicks.previous_prediction = true``, the ablation of nnInteractive's
+previous-prediction input (``--no-previous`` skips it; ``ClickPromptTrainer+petdrop`` is trained only for the
+``petdrop`` part).
+
 * ``auto``: automatic Dice / HD95 per class, ``nnext predict -m stock --disable_tta`` of the baseline and of the
-  click-prompt model (prompt channels zero-filled);
+  click-prompt models (prompt channels zero-filled);
 * ``clicks``: mean Dice / HD95 per class after 0..``--max-clicks`` simulated clicks, protocols errors / autopet /
-  each-lesion (``nnext clicks-eval``), stage-1 and stage-3 models, and the mean lesions per class of the test set;
+  each-lesion (``nnext clicks-eval``), stage-1, stage-3 and stage-3-with-previous-prediction models, and the mean
+  lesions per class of the test set (per-case rows in each run's ``clicks_eval.csv``;
+  ``benchmarks/bench_interactive_summary.py`` pools several seeds with paired tests);
 * ``prune``: the stage-3 model's errors and autopet protocols again with ``--prune-unclicked MM`` (``--prune-mm``);
 * ``petdrop``: Dice of the click-prompt models with and without PET dropout on PET/CT input and on CT-only input
   (PET channel zero-filled on the CT grid, as ``nnext convert hecktor --ct-only`` writes it);
@@ -111,6 +118,8 @@ def main():
                     help="automatic baseline: ClickPromptAutoTrainer trained from scratch = plain nnU-Net with the "
                          "prompt channels always zero and the same optimiser (default); MCDropoutTrainer = nnU-Net's "
                          "SGD")
+    ap.add_argument("--no-previous", action="store_true",
+                    help="skip the second three-stage chain with previous-prediction channels (the ablation)")
     ap.add_argument("--parts", default=",".join(PARTS))
     args = ap.parse_args()
     parts = [p for p in args.parts.split(",") if p]
@@ -129,13 +138,14 @@ def main():
         _nnext(["plan", "-d", args.dataset_id, "-pl", "TinyPlanner", "-c", args.c, "--epochs", args.epochs,
                 "--iterations", args.iterations, "-np", "1", "--set", f"optimizer.name={args.optimizer}",
                 "--set", f"optimizer.warmup_epochs={args.warmup}"])
-    petdrop_plans = dirs["nnUNet_preprocessed"] / raw.name / f"{TINY}PetDrop.json"
-    if not petdrop_plans.is_file():
-        from nnunet_ext.planners.plans_edit import write_options
+    base_plans = dirs["nnUNet_preprocessed"] / raw.name / f"{TINY}.json"
+    from nnunet_ext.planners.plans_edit import write_options
 
-        write_options(dirs["nnUNet_preprocessed"] / raw.name / f"{TINY}.json",
-                      [f"clicks.pet_dropout={args.pet_dropout}"], new_identifier=f"{TINY}PetDrop")
-        write_options(dirs["nnUNet_preprocessed"] / raw.name / f"{TINY}.json", [], new_identifier=f"{TINY}Stage2")
+    for ident, assignments in ((f"{TINY}PetDrop", [f"clicks.pet_dropout={args.pet_dropout}"]),
+                               (f"{TINY}Stage2", []), (f"{TINY}Prev", ["clicks.previous_prediction=true"]),
+                               (f"{TINY}PrevStage2", ["clicks.previous_prediction=true"])):
+        if not base_plans.with_name(f"{ident}.json").is_file():  # plans copies sharing the preprocessed data
+            write_options(base_plans, assignments, new_identifier=ident)
     eval_id = args.dataset_id + 1
     evr = dirs["nnUNet_raw"] / f"Dataset{eval_id:03d}_{args.name}Eval"
     if not evr.is_dir():
@@ -153,19 +163,31 @@ def main():
 
     from nnunet_ext.demos.steps import train_command
 
-    # model -> plans identifier (the training options live in the plans)
-    models = {args.baseline: TINY, "ClickPromptTrainer": TINY, "ClickPromptTrainer+petdrop": f"{TINY}PetDrop"}
-    stage1 = dirs["nnUNet_results"] / raw.name / f"ClickPromptTrainer__{TINY}__{args.c}" / "fold_0"
-    stage2 = dirs["nnUNet_results"] / raw.name / f"ClickPromptAutoTrainer__{TINY}Stage2__{args.c}" / "fold_0"
-    models["ClickPromptAutoTrainer+stage2"] = f"{TINY}Stage2"  # stage 2, from stage 1's checkpoint
-    models["ClickPromptErrorTrainer"] = TINY  # stage 3, from stage 2's checkpoint
+    # model key -> (trainer, plans identifier, key of the model it starts from); the options live in the plans.
+    # The paper's three stages twice: without and with the previous-prediction channels (clicks.previous_prediction,
+    # set for the whole chain: every stage's network has the channels, stages 1-2 feed them zeros).
+    models = {args.baseline: (args.baseline, TINY, None),
+              "ClickPromptTrainer": ("ClickPromptTrainer", TINY, None),
+              "ClickPromptAutoTrainer+stage2": ("ClickPromptAutoTrainer", f"{TINY}Stage2", "ClickPromptTrainer"),
+              "ClickPromptErrorTrainer": ("ClickPromptErrorTrainer", TINY, "ClickPromptAutoTrainer+stage2")}
+    if not args.no_previous:
+        models.update({
+            "ClickPromptTrainer+previous": ("ClickPromptTrainer", f"{TINY}Prev", None),
+            "ClickPromptAutoTrainer+previous_stage2": ("ClickPromptAutoTrainer", f"{TINY}PrevStage2",
+                                                       "ClickPromptTrainer+previous"),
+            "ClickPromptErrorTrainer+previous": ("ClickPromptErrorTrainer", f"{TINY}Prev",
+                                                 "ClickPromptAutoTrainer+previous_stage2")})
+    if "petdrop" in parts:
+        models["ClickPromptTrainer+petdrop"] = ("ClickPromptTrainer", f"{TINY}PetDrop", None)
+
+    def checkpoint(key):
+        trainer, plans, _ = models[key]
+        return dirs["nnUNet_results"] / raw.name / f"{trainer}__{plans}__{args.c}" / "fold_0" / "checkpoint_final.pth"
+
     train_s = results.setdefault("train_seconds", {})
-    for key, plans in models.items():
-        trainer = key.split("+")[0]
-        ckpt = dirs["nnUNet_results"] / raw.name / f"{trainer}__{plans}__{args.c}" / "fold_0" / "checkpoint_final.pth"
-        extra = (["-pretrained_weights", stage1 / "checkpoint_final.pth"] if key == "ClickPromptAutoTrainer+stage2"
-                 else ["-pretrained_weights", stage2 / "checkpoint_final.pth"] if trainer == "ClickPromptErrorTrainer"
-                 else [])
+    for key, (trainer, plans, start) in models.items():
+        ckpt = checkpoint(key)
+        extra = [] if start is None else ["-pretrained_weights", checkpoint(start)]
         if not ckpt.is_file():
             load = _load()
             cmd = train_command([args.dataset_id, args.c, "0", "-tr", trainer, "-p", plans, "-device", "cpu", *extra],
@@ -176,11 +198,14 @@ def main():
 
     if "auto" in parts:
         auto = {"load": _load()}
-        for trainer in (args.baseline, "ClickPromptTrainer", "ClickPromptErrorTrainer"):
-            pred = out / f"auto_{trainer}"
-            _nnext(["predict", "-m", "stock", "-i", images, "-o", pred, *model, "-tr", trainer, "--disable_tta",
-                    "--overwrite"])
-            auto[trainer] = _dice_hd95(labels, pred)
+        for key in (args.baseline, "ClickPromptTrainer", "ClickPromptErrorTrainer", "ClickPromptErrorTrainer+previous"):
+            if key not in models:
+                continue
+            trainer, plans, _ = models[key]
+            pred = out / f"auto_{key}"
+            _nnext(["predict", "-m", "stock", "-i", images, "-o", pred, *model, "-tr", trainer, "-p", plans,
+                    "--disable_tta", "--overwrite"])
+            auto[key] = _dice_hd95(labels, pred)
         results["auto"] = auto
         print("auto", json.dumps(auto), flush=True)
 
@@ -196,14 +221,16 @@ def main():
         results["lesions_per_case"] = {k: round(float(np.mean(v)), 2) for k, v in counts.items()}
     runs = []
     if "clicks" in parts:
-        runs += [(tr, p, None) for tr in ("ClickPromptTrainer", "ClickPromptErrorTrainer")
+        runs += [(key, p, None) for key in ("ClickPromptTrainer", "ClickPromptErrorTrainer",
+                                            "ClickPromptErrorTrainer+previous") if key in models
                  for p in ("errors", "autopet", "each-lesion")]
     if "prune" in parts:
         runs += [("ClickPromptErrorTrainer", p, args.prune_mm) for p in ("errors", "autopet")]
-    for trainer, protocol, prune in runs:
-        name = f"{trainer}/{protocol}" + ("" if prune is None else f"_prune{prune:g}mm")
+    for key, protocol, prune in runs:
+        trainer, plans, _ = models[key]
+        name = f"{key}/{protocol}" + ("" if prune is None else f"_prune{prune:g}mm")
         t, load = time.perf_counter(), _load()
-        _nnext(["clicks-eval", "-i", images, "-ref", labels, "-o", out / name, *model, "-tr", trainer,
+        _nnext(["clicks-eval", "-i", images, "-ref", labels, "-o", out / name, *model, "-tr", trainer, "-p", plans,
                 "--protocol", protocol, "--max-clicks", args.max_clicks, "--overwrite",
                 *([] if prune is None else ["--prune-unclicked", prune])])
         mean = json.loads((out / name / "summary.json").read_text())["mean"]
@@ -229,8 +256,8 @@ def main():
                 sitk.WriteImage(zero, str(tmp / f.name.replace("_0000", "_0001")))
             tmp.rename(ct_only)
         pd = {"load": _load(), "pet_dropout": args.pet_dropout}
-        for key, plans in models.items():
-            if not key.startswith("ClickPromptTrainer"):
+        for key, (_, plans, _) in models.items():
+            if key not in ("ClickPromptTrainer", "ClickPromptTrainer+petdrop"):
                 continue
             for inp_name, inp in (("pet_ct", images), ("ct_only", ct_only)):
                 pred = out / f"petdrop_{key}_{inp_name}"

@@ -35,7 +35,9 @@ segmentation heads, which it re-initialises):
 
 Options (plans ``nnext_training``, :class:`nnunet_ext.methods.interactive.options.ClickOptions` section
 ``clicks``: p_prompt (stage default), radius (3 voxels), encoding (ball | edt | gaussian), max_errors (5),
-error_rounds (3), error_order (largest), min_error_mm3 (null = ball volume);
+error_rounds (3), error_order (largest), min_error_mm3 (null = ball volume), previous_prediction (off; on: K more
+input channels with the prediction each stage-3 sample's last click round was placed on, zeros in stages 1-2 and
+the automatic branch -- nnInteractive's previous-segmentation input, beyond the paper);
 :class:`nnunet_ext.trainers.training_options.OptimizerOptions` section ``optimizer``: ``name = adamw`` switches
 nnU-Net's SGD + poly schedule to the paper's AdamW with a cosine schedule and ``warmup_epochs`` (10) linear warm-up
 epochs (:func:`nnunet_ext.core.lr_schedule.warmup_cosine_lr`), ``adamw_lr`` (1e-3), ``adamw_wd`` (1e-2; the paper
@@ -60,20 +62,24 @@ from nnunet_ext.methods.interactive.options import ClickOptions
 from nnunet_ext.methods.interactive.prompt_channels import PromptChannelNetwork
 from nnunet_ext.trainers.ds_loss import require_plain_labels
 from nnunet_ext.trainers.mc_dropout import MCDropoutTrainer
+from nnunet_ext.trainers.plans_options import manager_options
 from nnunet_ext.trainers.training_options import OptimizerOptions
 
 
 def error_click_prompts(predict_labels, data: torch.Tensor, reference: np.ndarray, classes, rounds,
                         max_first: int = 5, spacing=None, min_voxels: int = 1, order: str = "largest",
                         rng: "np.random.Generator | None" = None, radius: float = 3.0,
-                        encoding: str = "ball") -> torch.Tensor:
-    """Stage-3 prompts, round by round (see the module docstring): a copy of ``data`` (B, C + 2K, *S) whose 2K
-    prompt channels (split layout) hold the error clicks of ``rounds[b]`` rounds for sample b (0 = none).
+                        encoding: str = "ball", previous: bool = False) -> torch.Tensor:
+    """Stage-3 prompts, round by round (see the module docstring): a copy of ``data`` (B, C + 2K [+ K], *S) whose
+    2K prompt channels (split layout) hold the error clicks of ``rounds[b]`` rounds for sample b (0 = none).
     Round r predicts with the prompts of rounds < r (``predict_labels(x) -> (B, *S)`` labels; round 1 = zero
     prompts = the automatic branch) and clicks, per class, the error components of ``reference[b]`` of at least
-    ``min_voxels`` voxels not clicked before (``max_first`` per class in round 1, one in later rounds)."""
+    ``min_voxels`` voxels not clicked before (``max_first`` per class in round 1, one in later rounds).
+    ``previous``: ``data`` also has K previous-prediction channels; each round writes the prediction its clicks
+    were placed on into them (class k -> channel k, 0/1), so round r + 1 and the training pass see the clicks
+    so far together with the prediction of the last round, as a user's next click sees the current result."""
     k = len(classes)
-    n_image = data.shape[1] - 2 * k
+    n_image = data.shape[1] - (3 if previous else 2) * k
     x = data.clone()
     x[:, n_image:] = 0
     clicks = [[] for _ in rounds]
@@ -88,7 +94,10 @@ def error_click_prompts(predict_labels, data: torch.Tensor, reference: np.ndarra
             if new:
                 clicks[b] += new
                 prompt = rasterize_voxels(clicks[b], reference.shape[1:], k, radius, encoding, layout="split")
-                x[b, n_image:] = torch.from_numpy(prompt).to(x.dtype)
+                x[b, n_image:n_image + 2 * k] = torch.from_numpy(prompt).to(x.dtype)
+            if previous:
+                for ch, value in enumerate(classes):
+                    x[b, n_image + 2 * k + ch] = torch.from_numpy(pred[b] == value).to(x.dtype)
     return x
 
 
@@ -128,6 +137,7 @@ class ClickPromptTrainer(MCDropoutTrainer):
         self.error_rounds, self.error_order, self.min_error_mm3 = (clicks.error_rounds, clicks.error_order,
                                                                    clicks.min_error_mm3)
         self.pet_dropout, self.pet_channel = clicks.pet_dropout, clicks.pet_channel
+        self.previous_prediction = clicks.previous_prediction
         self.optimizer_kind, self.warmup_epochs = optimizer.name, optimizer.warmup_epochs
         self.adamw_lr, self.adamw_wd = optimizer.adamw_lr, optimizer.adamw_wd
 
@@ -136,10 +146,12 @@ class ClickPromptTrainer(MCDropoutTrainer):
                                    num_output_channels: int, enable_deep_supervision: bool = True) -> torch.nn.Module:
         # a positive and a negative channel per foreground class of a softmax (label-based) dataset
         n_prompt = prompt_channel_count(num_output_channels - 1, "split")
+        clicks = manager_options(plans_manager, configuration_manager, ClickOptions)
+        n_previous = num_output_channels - 1 if clicks.previous_prediction else 0
         net = super().build_network_architecture(plans_manager, configuration_manager,
-                                                 num_input_channels + n_prompt, num_output_channels,
+                                                 num_input_channels + n_prompt + n_previous, num_output_channels,
                                                  enable_deep_supervision)
-        return PromptChannelNetwork(net, num_input_channels, n_prompt)
+        return PromptChannelNetwork(net, num_input_channels, n_prompt, n_previous)
 
     def initialize(self):
         require_plain_labels(self)
@@ -154,7 +166,9 @@ class ClickPromptTrainer(MCDropoutTrainer):
         deep-supervision downsampling (prompt probability 0 for stages 2 and 3: zero channels)."""
         compose = super().get_training_transforms(*args, **kwargs)
         p = self.p_prompt if self.click_source == "reference" else 0.0
-        clicks = SimulateClicksTransform(self.prompt_classes, p, self.click_radius, self.click_encoding, "split")
+        n_previous = len(self.prompt_classes) if self.previous_prediction else 0
+        clicks = SimulateClicksTransform(self.prompt_classes, p, self.click_radius, self.click_encoding, "split",
+                                         n_previous)
         at = next((i for i, t in enumerate(compose.transforms) if isinstance(t, DownsampleSegForDSTransform)),
                   len(compose.transforms))
         compose.transforms.insert(at, clicks)
@@ -175,7 +189,8 @@ class ClickPromptTrainer(MCDropoutTrainer):
         self.print_to_log_file(
             f"click prompts: stage {self.stage}, source {self.click_source}, p_prompt {self.p_prompt}, classes "
             f"{self.prompt_classes}, radius {self.click_radius}, encoding {self.click_encoding}, optimizer "
-            f"{self.optimizer_kind}{adamw}, PET dropout {self.pet_dropout}, prompt layout split"
+            f"{self.optimizer_kind}{adamw}, PET dropout {self.pet_dropout}, prompt layout split, previous-prediction "
+            f"channels {'on' if self.previous_prediction else 'off'}"
             + (f", error rounds 1..{self.error_rounds}, order {self.error_order}, min error component "
                f"{self.min_error_size()} voxels" if self.click_source == "errors" else ""))
 
@@ -212,14 +227,15 @@ class ClickPromptTrainer(MCDropoutTrainer):
         return error_click_prompts(self._predict_labels, data, ref, self.prompt_classes, rounds,
                                    self.max_error_clicks, tuple(self.configuration_manager.spacing),
                                    self.min_error_size(), self.error_order, rng, self.click_radius,
-                                   self.click_encoding)
+                                   self.click_encoding, self.previous_prediction)
 
     def checkpoint_metadata(self) -> dict:
         return {**super().checkpoint_metadata(), "click_stage": self.stage, "click_source": self.click_source,
                 "p_prompt": self.p_prompt, "prompt_classes": list(self.prompt_classes),
                 "click_radius": self.click_radius, "click_encoding": self.click_encoding,
                 "optimizer": self.optimizer_kind, "pet_dropout": self.pet_dropout, "prompt_layout": "split",
-                "n_prompt_channels": prompt_channel_count(len(self.prompt_classes), "split")}
+                "n_prompt_channels": prompt_channel_count(len(self.prompt_classes), "split"),
+                "n_previous_channels": len(self.prompt_classes) if self.previous_prediction else 0}
 
 
 class ClickPromptAutoTrainer(ClickPromptTrainer):

@@ -5,7 +5,8 @@ augmentations and ``RemoveLabelTansform``, *before* ``DownsampleSegForDSTransfor
 
 * in:  ``image`` ``(C, *patch)`` float, ``segmentation`` ``(1, *patch)`` integer labels (``-1`` already 0);
 * out: ``image`` ``(C + 2K, *patch)`` with K = len(classes): positive channel C + k and negative channel
-  C + K + k of class ``classes[k]`` (``layout="split"``; ``"signed"``: K channels ``P - N``),
+  C + K + k of class ``classes[k]`` (``layout="split"``; ``"signed"``: K channels ``P - N``), then
+  ``n_previous`` zero channels (the previous-prediction input, filled only by stage 3's rounds),
   ``segmentation`` unchanged.
 
 With probability ``p_prompt`` the prompts come from
@@ -30,7 +31,7 @@ from nnunet_ext.methods.interactive.clicks import prompt_channel_count, rasteriz
 
 class SimulateClicksTransform(BasicTransform):
     def __init__(self, classes: Sequence[int], p_prompt: float = 0.5, radius: float = 3, encoding: str = "ball",
-                 layout: str = "split"):
+                 layout: str = "split", n_previous: int = 0):
         super().__init__()
         if not 0 <= p_prompt <= 1:
             raise ValueError(f"p_prompt must be in [0, 1], got {p_prompt}")
@@ -40,6 +41,7 @@ class SimulateClicksTransform(BasicTransform):
         self.encoding = encoding
         self.layout = layout
         self.n_prompt = prompt_channel_count(len(self.classes), layout)
+        self.n_previous = int(n_previous)
 
     def get_parameters(self, **data_dict) -> dict:
         return {"prompt": bool(self.p_prompt > 0 and np.random.uniform() < self.p_prompt)}
@@ -55,7 +57,8 @@ class SimulateClicksTransform(BasicTransform):
                                                        layout=self.layout))
         else:
             prompt = torch.zeros((self.n_prompt, *shape))
-        data_dict["image"] = torch.cat([image, prompt.to(image.dtype)], 0)
+        previous = torch.zeros((self.n_previous, *shape), dtype=image.dtype)
+        data_dict["image"] = torch.cat([image, prompt.to(image.dtype), previous], 0)
         return data_dict
 
 

@@ -14,7 +14,9 @@ The ``errors`` protocol clicks only error components of at least ``--min-error-m
 ``clicks.min_error_mm3``; unset there, the volume of the click ball in the network grid, ``ball voxels x
 network voxel volume``, i.e. what one click paints; for 2D configurations the disc's area in mm^2, compared
 with the 3D component's voxel count times the in-plane voxel area) and never clicks a component twice unless
-the model changed it; ``clicks_class`` / ``clicks_total`` count distinct clicks.
+the model changed it; ``clicks_class`` / ``clicks_total`` count distinct clicks. A model with
+previous-prediction channels (``clicks.previous_prediction``) gets, at each step, the prediction of the step
+before (the one the new click was placed on), as a user's next click sees the current result.
 
 Outputs in OUT: ``clicks_eval.csv`` (one row per case, step and class), ``summary.json`` (mean per step and
 class, mean distinct clicks) and ``dice_vs_clicks.png``; ``--save-steps`` also writes
@@ -129,14 +131,14 @@ def run(args) -> int:
     if args.protocol == "autopet" and args.pet_channel >= len(cases[0].files):
         raise InputError(f"--pet-channel {args.pet_channel}: the images have {len(cases[0].files)} channel(s)")
     out.mkdir(parents=True, exist_ok=True)
-    rows, k_prompt = [], method.n_prompt
+    rows = []
     for case in tqdm(cases, desc="clicks-eval", unit="case", disable=not sys.stderr.isatty()):
         ref, geometry = read_image(refs[case.case_id], kind="label")
         check_label_values(ref, refs[case.case_id], declared, "the model's dataset.json")
         pet = (read_image(case.files[args.pet_channel])[0] if args.protocol == "autopet" and args.pet_channel >= 0
                else None)
         prepared = method.prepare(case)
-        base = prepared.data[:-k_prompt]
+        base = prepared.data[:method.n_image_channels]
         if tuple(ref.shape) != tuple(prepared.properties["shape_before_cropping"][i]
                                      for i in method.engine.plans_manager.transpose_backward):
             raise InputError(f"{refs[case.case_id]}: shape {ref.shape} differs from the image")
@@ -149,8 +151,9 @@ def run(args) -> int:
                 points = protocol.step(step, pred)
                 clicks = as_clicks(points, classes)
                 prompt = method.prompt_for(clicks, base.shape[1:], prepared.properties)
-                prepared.data = np.concatenate([base, prompt.astype(base.dtype)], 0)
-                prepared.clicks = clicks
+                # previous-prediction models: the prediction of the step before, on which these clicks were placed
+                prepared.data = method.with_channels(base, prompt, prepared.labels)
+                prepared.previous, prepared.clicks = prepared.labels, clicks
             pred = method.predict_case(prepared, CaseContext.for_case(case.case_id, args.seed)).segmentation
             pred = pred[0] if pred.ndim == ref.ndim + 1 else pred
             if args.save_steps:

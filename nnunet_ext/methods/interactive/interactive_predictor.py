@@ -15,6 +15,12 @@ the image, the intensity TTA (Gaussian noise) touches the image channels only (`
 :func:`nnunet_ext.core.tta.apply_each`); for the ``ball`` encoding they are rounded back to {0, 1} ({-1, 0, 1}
 signed) in every window, so rotation interpolation does not blur them.
 
+A model trained with ``clicks.previous_prediction`` (nnInteractive's previous-segmentation input, beyond the
+paper) also takes K channels of the prediction the clicks were placed on: for a case with clicks the method first
+predicts the automatic branch (zero prompts, zero previous), then predicts with the clicks and that prediction
+(one-hot per foreground class in the preprocessed grid); ``clicks-eval`` feeds each step the previous step's
+prediction instead. Without clicks these channels are zero.
+
 Clicks JSON (:mod:`nnunet_ext.methods.interactive.clicks_json`): one file for every case (a list, or a grand-challenge
 "Multiple points" object) or one object keyed by case id; ``--point-names tumor=GTVp background=-`` maps
 grand-challenge point names. Per case ``CASE_clicks.json`` records the clicks used. ``--prune-unclicked MM``
@@ -74,6 +80,7 @@ class InteractiveMethod(TTAMCMethod):
         method.click_radius = float(meta.get("click_radius", 3.0))
         method.click_encoding = str(meta.get("click_encoding", "ball"))
         method.n_prompt = net.n_prompt_channels
+        method.n_previous = getattr(net, "n_previous_channels", 0)
         method.n_image_channels = net.n_image_channels
         n_classes = len([v for k, v in method.labels.items() if v != 0])
         method.prompt_layout = layout_of(net.n_prompt_channels, n_classes)
@@ -158,26 +165,59 @@ class InteractiveMethod(TTAMCMethod):
                                       stamp_ndim=len(self.engine.configuration_manager.patch_size),
                                       layout=self.prompt_layout)
 
+    n_previous = 0
+
     def prepare(self, case):
         prepared = super().prepare(case)
         clicks = self.case_clicks(case.case_id)
         prompt = (self.prompt_for(clicks, prepared.data.shape[1:], prepared.properties) if clicks
                   else np.zeros((self.n_prompt, *prepared.data.shape[1:]), np.float32))
-        prepared.data = np.concatenate([prepared.data, prompt.astype(prepared.data.dtype)], 0)
+        previous = np.zeros((self.n_previous, *prepared.data.shape[1:]), prepared.data.dtype)
+        prepared.data = np.concatenate([prepared.data, prompt.astype(prepared.data.dtype), previous], 0)
         prepared.clicks = clicks
+        prepared.previous = None  # labels (preprocessed grid) of the prediction the clicks were placed on
         return prepared
 
+    def with_channels(self, data: np.ndarray, prompt: "np.ndarray | None" = None,
+                      previous: "np.ndarray | None" = None) -> np.ndarray:
+        """``data``'s image channels + ``prompt`` (zeros if None) + the previous-prediction channels of the label
+        map ``previous`` (preprocessed grid; zeros if None; only for models that have them)."""
+        image = data[:self.n_image_channels]
+        shape = image.shape[1:]
+        prompt = np.zeros((self.n_prompt, *shape), image.dtype) if prompt is None else prompt.astype(image.dtype)
+        parts = [image, prompt]
+        if self.n_previous:
+            classes = sorted(v for v in self.labels.values() if isinstance(v, int) and v != 0)
+            parts.append(np.zeros((self.n_previous, *shape), image.dtype) if previous is None else
+                         np.stack([previous == v for v in classes]).astype(image.dtype))
+        return np.concatenate(parts, 0)
+
     def forward(self, batch, window, ctx):
-        if self.click_encoding == "ball":
+        if self.click_encoding == "ball" or self.n_previous:
             batch = batch.clone()
             low = 0 if self.prompt_layout == "split" else -1
-            batch[:, -self.n_prompt:] = batch[:, -self.n_prompt:].round().clamp(low, 1)
+            c, p = self.n_image_channels, self.n_prompt
+            if self.click_encoding == "ball":
+                batch[:, c:c + p] = batch[:, c:c + p].round().clamp(low, 1)
+            batch[:, c + p:] = batch[:, c + p:].round().clamp(0, 1)  # previous prediction: one-hot
         return self.engine.network(batch)
 
     prune_mm = None
 
+    def predict_network(self, data, ctx):
+        result = super().predict_network(data, ctx)
+        self.last_labels = result.logits.argmax(0).numpy()  # plain labels: channel index = label value
+        return result
+
     def predict_case(self, prepared, ctx):
+        if self.n_previous and prepared.clicks:
+            if prepared.previous is None:  # the automatic branch first: the prediction the clicks refine
+                self.predict_network(self.with_channels(prepared.data), ctx)
+                prepared.previous = self.last_labels
+            prompt = prepared.data[self.n_image_channels:self.n_image_channels + self.n_prompt]
+            prepared.data = self.with_channels(prepared.data, prompt, prepared.previous)
         result = super().predict_case(prepared, ctx)
+        prepared.labels = self.last_labels
         pruned = self.prune(result, prepared.clicks) if self.prune_mm is not None and prepared.clicks else []
         if self.clicks is not None:
             result.jsons["clicks"] = {"clicks": [
@@ -205,5 +245,5 @@ class InteractiveMethod(TTAMCMethod):
 
     def settings(self) -> dict:
         return {**super().settings(), "click_radius": self.click_radius, "click_encoding": self.click_encoding,
-                "prompt_layout": self.prompt_layout,
+                "prompt_layout": self.prompt_layout, "previous_prediction_channels": self.n_previous,
                 "clicks_file": None if self.clicks is None else "given", "prune_unclicked_mm": self.prune_mm}

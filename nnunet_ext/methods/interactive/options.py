@@ -32,6 +32,10 @@ class ClickOptions(Options):
                                             "network grid (mm^2 of the slice for 2D configurations); null = the "
                                             "click ball's own volume (123 voxels for radius 3 in 3D, 29 pixels in "
                                             "2D)", lambda v: v is None or v >= 0, ">= 0 or null")
+    previous_prediction: bool = option(False, "beyond the paper, as nnInteractive: K more input channels holding "
+                                       "the prediction the clicks were placed on (one per foreground class, 0/1); "
+                                       "stage 3 feeds each sample the prediction of its last click round, stages 1-2 "
+                                       "and the automatic branch zeros; prediction runs the automatic branch first")
     pet_channel: int = option(1, "image channel zeroed by pet_dropout (1 = PET of CT/PET)", lambda c: c >= 0, ">= 0")
     pet_dropout: float = option(0.0, "probability of zeroing pet_channel per sample (beyond the paper: CT-only "
                                 "robustness)", lambda p: 0 <= p <= 1, "in [0, 1]")

@@ -16,6 +16,11 @@ again. With a deterministic model (``n_samples=1``, the default) this equals a f
 (tested); with ``n_samples > 1`` every window averages N MC-dropout passes (seeded per window: a recomputed
 window with unchanged input gives the same passes) and ``uncertainty`` is the predictive entropy. TTA is not
 used in the session (latency). The returned box is the union of the recomputed windows mapped back to the image.
+
+A model with previous-prediction channels (``clicks.previous_prediction``, as nnInteractive) gets, with each
+click, the segmentation shown before it (one-hot, preprocessed grid) and, as nnInteractive's local refinement,
+only the windows meeting the click are recomputed; the result then depends on the order of the clicks, so it is
+not a full re-prediction's. ``undo`` replays the remaining interactions from the automatic branch.
 """
 from __future__ import annotations
 
@@ -78,6 +83,7 @@ class InteractiveSession:
         padded, self._revert, self._slicers, self._gaussian = grid.padded, grid.revert, grid.slicers, grid.gaussian
         self._image = torch.from_numpy(np.ascontiguousarray(padded))
         self._prompt = torch.zeros((self.method.n_prompt, *padded.shape[1:]))
+        self._previous = torch.zeros((self.method.n_previous, *padded.shape[1:]))
         k = e.label_manager.num_segmentation_heads
         self._sum = torch.zeros((k, *padded.shape[1:]))
         self._weight = torch.zeros(padded.shape[1:])
@@ -107,7 +113,9 @@ class InteractiveSession:
         with torch.inference_mode():
             for i in indices:
                 sl = self._slicers[i]
-                x = torch.cat([self._image[sl], self._prompt[(slice(None), *sl[1:])]], 0)[None].to(e.device)
+                channels = (slice(None), *sl[1:])
+                x = torch.cat([self._image[sl], self._prompt[channels], self._previous[channels]], 0)[None]
+                x = x.to(e.device)
                 if self.n_samples == 1:
                     logits = e.network(x)[0].float().cpu()
                 else:
@@ -151,7 +159,27 @@ class InteractiveSession:
         if not self.interactions:
             return None
         self.interactions.pop()
+        if self.method.n_previous:
+            return self._replay()
         return self._update()
+
+    def _replay(self):
+        """Previous-prediction models: the automatic branch, then every interaction in order (each seeing the
+        segmentation left by the ones before); returns the whole image as the changed region."""
+        kept, self.interactions = self.interactions, []
+        self.recompute_all()
+        for click in kept:
+            self.interactions.append(click)
+            self._update()
+        self.last_recomputed = len(self._slicers)
+        return tuple(slice(0, n) for n in self.image_shape)
+
+    def _current_labels(self):
+        """One-hot foreground of the current segmentation in the padded network grid (previous-prediction input)."""
+        import torch
+
+        labels = self.engine.blend(self._sum, self._weight).argmax(0)
+        return torch.stack([labels == c for c in range(1, self.method.n_previous + 1)]).to(self._previous.dtype)
 
     def reset_interactions(self):
         """Remove every interaction (back to the automatic branch); returns the changed region."""
@@ -171,6 +199,8 @@ class InteractiveSession:
         if not changed.any():
             return None
         self._prompt = padded
+        if self.method.n_previous:  # the segmentation the user saw when clicking
+            self._previous = self._current_labels()
         hit = [i for i, sl in enumerate(self._slicers) if changed[sl[1:]].any()]
         self._predict_windows(hit)
         self._export()
@@ -184,6 +214,7 @@ class InteractiveSession:
 
         new = self.method.prompt_for(self.interactions, self.shape, self.properties) if self.interactions else None
         self._prompt.zero_()
+        self._previous.zero_()
         if new is not None:
             inner = tuple(slice(int(r.start or 0), int(r.start or 0) + s) for r, s in zip(self._revert[1:], self.shape))
             self._prompt[(slice(None), *inner)] = torch.from_numpy(new)

@@ -256,3 +256,74 @@ def test_stage3_clicks_never_land_on_components_below_the_minimum():
         assert components(pos)[1] == expected and not (pos & small).any()
         assert not x[0, 2].any() and torch.equal(x[0, 0], data[0, 0])  # no negatives; image untouched
         assert len(calls) == rounds[0] and (not calls or not calls[0].any())  # round 1 = automatic branch
+
+
+def _previous_plans(base):
+    plans = _plans(base)
+    plans["configurations"]["3d_fullres"]["nnext_training"] = {"clicks": {"previous_prediction": True}}
+    return plans
+
+
+def test_previous_prediction_channels_from_the_plans_option():
+    """clicks.previous_prediction = true: the network takes C + 2K + K channels; image-only and image + prompt
+    input get the missing channels zero-filled; the previous channels change the output; off by default."""
+    pm = PlansManager(_previous_plans(PLAIN))
+    torch.manual_seed(0)
+    net = ClickPromptTrainer.build_network_architecture(pm, pm.get_configuration("3d_fullres"), 2, 3, False).eval()
+    assert (net.n_image_channels, net.n_prompt_channels, net.n_previous_channels) == (2, 4, 2)
+    first = next(m for m in net.modules() if isinstance(m, torch.nn.Conv3d))
+    assert first.in_channels == 8
+    x = torch.randn(1, 2, 16, 16, 16)
+    prompt = torch.zeros(1, 4, 16, 16, 16)
+    prompt[:, 0, 6:9, 6:9, 6:9] = 1
+    previous = torch.zeros(1, 2, 16, 16, 16)
+    previous[:, 0, 4:12, 4:12, 4:12] = 1
+    with torch.no_grad():
+        auto = net(x)
+        assert torch.equal(auto, net(torch.cat([x, torch.zeros(1, 6, 16, 16, 16)], 1)))
+        assert torch.equal(net(torch.cat([x, prompt], 1)), net(torch.cat([x, prompt, torch.zeros_like(previous)], 1)))
+        assert not torch.allclose(net(torch.cat([x, prompt], 1)), net(torch.cat([x, prompt, previous], 1)))
+    with pytest.raises(ValueError, match="2 previous-prediction channels"):
+        net(torch.randn(1, 7, 16, 16, 16))
+    default = ClickPromptTrainer.build_network_architecture(PlansManager(_plans(PLAIN)),
+                                                            PlansManager(_plans(PLAIN)).get_configuration("3d_fullres"),
+                                                            2, 3, False)
+    assert default.n_previous_channels == 0
+    np.random.seed(0)
+    label = torch.from_numpy(_two_class_label())[None]
+    out = SimulateClicksTransform((1, 2), 1.0, 1, n_previous=2)(image=torch.randn(2, *label.shape[1:]),
+                                                                segmentation=label)
+    assert out["image"].shape[0] == 8 and out["image"][2:6].any() and not out["image"][6:].any()
+
+
+def test_stage3_rounds_feed_the_prediction_their_clicks_were_placed_on():
+    """error_click_prompts(previous=True): round r + 1 and the training pass see the clicks so far with the
+    prediction of round r (one-hot per class) in the previous channels; round 1 predicts with zeros."""
+    from nnunet_ext.methods.interactive.click_prompt_trainer import error_click_prompts
+
+    ref = np.zeros((1, 40, 40), np.int64)
+    ref[0, 2:12, 2:12] = 1
+    ref[0, 20:28, 2:10] = 2
+    data = torch.zeros(1, 1 + 4 + 2, 40, 40)
+    seen = []
+
+    def predictor(x):  # round r predicts class 1 in a (r + 1)-row band: each round's prediction differs
+        seen.append(x[0, 5:].clone())
+        r = len(seen)
+        out = np.zeros((1, 40, 40), np.int64)
+        out[0, 30:30 + r, :] = 1
+        return out
+
+    x = error_click_prompts(predictor, data, ref, (1, 2), [3], 5, (1.0, 1.0), 29, previous=True)
+    assert len(seen) == 3 and not seen[0].any()
+    for r in (1, 2):  # round r + 1 saw round r's prediction
+        band = torch.zeros(40, 40)
+        band[30:30 + r] = 1
+        assert torch.equal(seen[r][0], band) and not seen[r][1].any()
+    last = np.zeros((40, 40), bool)
+    last[30:33] = True
+    assert torch.equal(x[0, 5], torch.from_numpy(last).float()) and not x[0, 6].any()  # round 3's prediction
+    assert x[0, 1].any() and x[0, 2].any()  # GTVp and GTVn positives were clicked
+    off = error_click_prompts(lambda t: np.zeros((1, 40, 40), np.int64), data[:, :5], ref, (1, 2), [2], 5,
+                              (1.0, 1.0), 29)
+    assert off.shape[1] == 5

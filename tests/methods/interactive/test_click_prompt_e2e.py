@@ -195,3 +195,64 @@ def test_session_tile_local_updates_equal_full_prediction(headneck_dataset, stag
     assert s.undo() is None and s.reset_interactions() is None
     with pytest.raises(Exception, match="outside the image"):
         s.add_point_interaction((500, 20, 8), "GTVp")
+
+
+PREV = "nnextTinyPrevPlans"
+
+
+@pytest.fixture(scope="module")
+def previous_model(headneck_dataset, nnunet_dirs):
+    """A stage-3 model with previous-prediction channels (plans copy with clicks.previous_prediction = true)."""
+    from nnunet_ext.planners.plans_edit import write_options
+
+    write_options(nnunet_dirs["nnUNet_preprocessed"] / headneck_dataset.name / f"{TINY}.json",
+                  ["clicks.previous_prediction=true"], new_identifier=PREV)
+    _run([_cmd("nnUNetv2_train"), str(HN_ID), "3d_fullres", "0", "-tr", "ClickPromptErrorTrainer", "-p", PREV,
+          "-device", "cpu"])
+    return nnunet_dirs["nnUNet_results"] / headneck_dataset.name / f"ClickPromptErrorTrainer__{PREV}__3d_fullres"
+
+
+def test_previous_prediction_channels_end_to_end(headneck_dataset, previous_model, tmp_path):
+    """The option is recorded in the checkpoint; -m interactive feeds the automatic prediction to the previous
+    channels of the clicked pass; clicks-eval feeds each step the step before; the session replays on undo."""
+    import SimpleITK as sitk
+
+    from nnunet_ext.methods.interactive.clicks import Click
+    from nnunet_ext.methods.interactive.interactive_predictor import InteractiveMethod
+    from nnunet_ext.methods.interactive.session import InteractiveSession
+    from nnunet_ext.predictors.inputs import list_cases
+    from nnunet_ext.predictors.method import CaseContext
+
+    ckpt = torch.load(previous_model / "fold_0" / "checkpoint_final.pth", map_location="cpu", weights_only=False)
+    assert ckpt["nnext"]["options"]["clicks"]["previous_prediction"] is True
+    method = InteractiveMethod.load(HN_ID, "3d_fullres", plans=PREV, folds=(0,))
+    assert (method.n_image_channels, method.n_prompt, method.n_previous) == (2, 4, 2)
+    case = list_cases(str(headneck_dataset / "imagesTs"), method.dataset_json)[0]
+    ctx = CaseContext.for_case(case.case_id, 0)
+    prepared = method.prepare(case)
+    auto = method.predict_network(method.with_channels(prepared.data), ctx).logits.argmax(0).numpy()
+    prepared.clicks = [Click((20, 20, 8), "GTVp", True, "voxel")]
+    prompt = method.prompt_for(prepared.clicks, prepared.data.shape[1:], prepared.properties)
+    prepared.data = method.with_channels(prepared.data, prompt)
+    clicked = method.predict_case(prepared, ctx)
+    assert np.array_equal(prepared.previous, auto)  # the automatic prediction, computed first
+    assert np.array_equal(prepared.data[6:], np.stack([auto == 1, auto == 2]).astype(np.float32))
+    without = method.predict_network(method.with_channels(prepared.data, prompt), ctx)  # previous channels zero
+    assert not np.allclose(without.probabilities.numpy(), method.predict_network(prepared.data, ctx).probabilities
+                           .numpy()), "the previous channels must reach the network"
+    assert clicked.segmentation.shape == read_image(case.files[0])[0].shape
+
+    args = ["-d", str(HN_ID), "-c", "3d_fullres", "-p", PREV, "-f", "0", "-device", "cpu"]
+    assert main(["clicks-eval", "-i", str(headneck_dataset / "imagesTs"), "-ref", str(headneck_dataset / "labelsTs"),
+                 "-o", str(tmp_path / "err"), *args, "--max-clicks", "2"]) == 0
+    assert (tmp_path / "err" / "summary.json").is_file()
+
+    s = InteractiveSession.from_model(HN_ID, "3d_fullres", plans=PREV, folds=(0,), device="cpu")
+    s.set_image([sitk.ReadImage(str(f)) for f in case.files])
+    first = s.segmentation.copy()
+    s.add_point_interaction((20, 20, 8), "GTVp")
+    assert s._previous.shape[0] == 2 and s._previous.any() == bool((first > 0).any())
+    s.add_point_interaction((4, 4, 2), "GTVn", include_interaction=False)
+    s.undo()
+    s.undo()
+    assert np.array_equal(s.segmentation, first) and not s._previous.any()
