@@ -9,7 +9,9 @@ automatic baseline ``--baseline`` (default ``ClickPromptAutoTrainer`` trained fr
 dropout whose prompt channels are always zero, so it differs from the click model only by the clicks it never
 sees), ``ClickPromptTrainer`` (stage 1, clicks from the reference with p = 0.5), ``ClickPromptErrorTrainer``
 (stage 3, clicks in its own errors, ``-pretrained_weights`` from stage 2 = ``ClickPromptAutoTrainer`` fine-tuned
-from stage 1 under the plans copy ``nnextTinyPlansStage2``; the paper's three stages on one dataset) and
+from stage 1; the paper's three stages on one dataset; plans copies ``nnextTinyPlansStage2`` / ``Stage3`` with
+a quarter / half of ``--epochs``, as the demo; the baseline ``nnextTinyPlansBase`` trains as many epochs as the
+three stages together) and
 ``ClickPromptTrainer`` with the plans option ``clicks.pet_dropout`` = ``--pet-dropout`` (its own plans
 ``nnextTinyPlansPetDrop``, written by ``write_options`` beside the tiny plans; same preprocessed data).
 Parts (``--parts``, default all), written to ``ROOT/results/results.json``:
@@ -118,6 +120,9 @@ def main():
                     help="automatic baseline: ClickPromptAutoTrainer trained from scratch = plain nnU-Net with the "
                          "prompt channels always zero and the same optimiser (default); MCDropoutTrainer = nnU-Net's "
                          "SGD")
+    ap.add_argument("--radius", type=float, default=3.0,
+                    help="plans option clicks.radius in voxels (default 3, the paper's 3 voxels at ~1 mm; the "
+                         "phantoms' 3 mm grid gives the same physical size with 1)")
     ap.add_argument("--no-previous", action="store_true",
                     help="skip the second three-stage chain with previous-prediction channels (the ablation)")
     ap.add_argument("--parts", default=",".join(PARTS))
@@ -137,15 +142,26 @@ def main():
     if not (dirs["nnUNet_preprocessed"] / raw.name / f"{TINY}.json").is_file():
         _nnext(["plan", "-d", args.dataset_id, "-pl", "TinyPlanner", "-c", args.c, "--epochs", args.epochs,
                 "--iterations", args.iterations, "-np", "1", "--set", f"optimizer.name={args.optimizer}",
-                "--set", f"optimizer.warmup_epochs={args.warmup}"])
+                "--set", f"optimizer.warmup_epochs={args.warmup}", "--set", f"clicks.radius={args.radius}"])
     base_plans = dirs["nnUNet_preprocessed"] / raw.name / f"{TINY}.json"
     from nnunet_ext.planners.plans_edit import write_options
 
-    for ident, assignments in ((f"{TINY}PetDrop", [f"clicks.pet_dropout={args.pet_dropout}"]),
-                               (f"{TINY}Stage2", []), (f"{TINY}Prev", ["clicks.previous_prediction=true"]),
-                               (f"{TINY}PrevStage2", ["clicks.previous_prediction=true"])):
-        if not base_plans.with_name(f"{ident}.json").is_file():  # plans copies sharing the preprocessed data
+    # plans copies sharing the preprocessed data, each with its stage's epochs (as the demo: stage 2 a quarter,
+    # stage 3 half of stage 1's --epochs; the baseline as many as the three stages together)
+    e1, e2, e3 = args.epochs, max(1, args.epochs // 4), max(1, args.epochs // 2)
+    previous = ["clicks.previous_prediction=true"]
+    for ident, assignments, epochs in (
+            (f"{TINY}Base", [], e1 + e2 + e3), (f"{TINY}PetDrop", [f"clicks.pet_dropout={args.pet_dropout}"], e1),
+            (f"{TINY}Stage2", [], e2), (f"{TINY}Stage3", [], e3), (f"{TINY}Prev", previous, e1),
+            (f"{TINY}PrevStage2", previous, e2), (f"{TINY}PrevStage3", previous, e3)):
+        target = base_plans.with_name(f"{ident}.json")
+        if not target.is_file():
             write_options(base_plans, assignments, new_identifier=ident)
+            plans = json.loads(target.read_text())
+            block = plans["configurations"][args.c].setdefault("nnext_training", {})
+            block["num_epochs"] = epochs
+            block.setdefault("optimizer", {})["warmup_epochs"] = max(1, min(args.warmup, epochs // 10))
+            target.write_text(json.dumps(plans, indent=4))
     eval_id = args.dataset_id + 1
     evr = dirs["nnUNet_raw"] / f"Dataset{eval_id:03d}_{args.name}Eval"
     if not evr.is_dir():
@@ -156,7 +172,8 @@ def main():
     out.mkdir(exist_ok=True)
     res_file = out / "results.json"
     results = json.loads(res_file.read_text()) if res_file.is_file() else {}
-    results["setup"] = {"optimizer": args.optimizer, "warmup_epochs": args.warmup, "baseline": args.baseline,
+    results["setup"] = {"radius": args.radius, "optimizer": args.optimizer, "warmup_epochs": args.warmup,
+                        "baseline": args.baseline,
                         "configuration": args.c, "epochs": args.epochs, "iterations": args.iterations,
                         "n_train": args.n_train, "fold": 0, "eval_cases": args.eval_cases,
                         "eval_seed": args.eval_seed, "train_seed": args.train_seed}
@@ -166,16 +183,16 @@ def main():
     # model key -> (trainer, plans identifier, key of the model it starts from); the options live in the plans.
     # The paper's three stages twice: without and with the previous-prediction channels (clicks.previous_prediction,
     # set for the whole chain: every stage's network has the channels, stages 1-2 feed them zeros).
-    models = {args.baseline: (args.baseline, TINY, None),
+    models = {args.baseline: (args.baseline, f"{TINY}Base", None),
               "ClickPromptTrainer": ("ClickPromptTrainer", TINY, None),
               "ClickPromptAutoTrainer+stage2": ("ClickPromptAutoTrainer", f"{TINY}Stage2", "ClickPromptTrainer"),
-              "ClickPromptErrorTrainer": ("ClickPromptErrorTrainer", TINY, "ClickPromptAutoTrainer+stage2")}
+              "ClickPromptErrorTrainer": ("ClickPromptErrorTrainer", f"{TINY}Stage3", "ClickPromptAutoTrainer+stage2")}
     if not args.no_previous:
         models.update({
             "ClickPromptTrainer+previous": ("ClickPromptTrainer", f"{TINY}Prev", None),
             "ClickPromptAutoTrainer+previous_stage2": ("ClickPromptAutoTrainer", f"{TINY}PrevStage2",
                                                        "ClickPromptTrainer+previous"),
-            "ClickPromptErrorTrainer+previous": ("ClickPromptErrorTrainer", f"{TINY}Prev",
+            "ClickPromptErrorTrainer+previous": ("ClickPromptErrorTrainer", f"{TINY}PrevStage3",
                                                  "ClickPromptAutoTrainer+previous_stage2")})
     if "petdrop" in parts:
         models["ClickPromptTrainer+petdrop"] = ("ClickPromptTrainer", f"{TINY}PetDrop", None)

@@ -45,15 +45,22 @@ def paired(a, b, seed: int = 0) -> dict:
 
 def read_runs(roots) -> tuple[dict, dict]:
     """``(clicks, config_of)``: clicks[config][model/protocol][(seed, case, class)] = [Dice at step 0..N]."""
+    from nnunet_ext.io.imageio import read_image
+
     clicks: dict = defaultdict(lambda: defaultdict(dict))
     configs = {}
     for root in map(Path, roots):
         res = json.loads((root / "results" / "results.json").read_text())
         conf, seed = res["setup"]["configuration"], res["setup"]["train_seed"]
         configs[str(root)] = conf
+        labels = next((root / "nnUNet_raw").glob("Dataset*Eval")) / "labelsTs"
+        present = set()  # (case, class) with the class in the reference: an absent class (Dice 1 when nothing is
+        for f in sorted(labels.glob("*.nii.gz")):  # predicted) says nothing about clicks and is left out
+            ref = read_image(f, kind="label")[0]
+            present |= {(f.name[:-7], name) for v, name in CLASSES.items() if (ref == v).any()}
         for csv_file in sorted((root / "results").glob("*/*/clicks_eval.csv")):
             run = f"{csv_file.parent.parent.name}/{csv_file.parent.name}"
-            rows = list(csv.DictReader(open(csv_file)))
+            rows = [r for r in csv.DictReader(open(csv_file)) if (r["case"], r["class"]) in present]
             for r in rows:
                 curve = clicks[conf][run].setdefault((seed, r["case"], r["class"]), {})
                 curve[int(r["step"])] = float(r["dice"])
