@@ -17,30 +17,27 @@ signed-rank + 95 % bootstrap CI of the mean difference, scipy.stats):
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import json
+import sys
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _stats import paired as paired_difference  # noqa: E402
+from _stats import summary_cli  # noqa: E402
+
 CLASSES = {1: "GTVp", 2: "GTVn"}
 
 
-def paired(a, b, seed: int = 0) -> dict:
-    """Mean of b - a, its 95 % bootstrap CI (10,000 resamples) and the Wilcoxon signed-rank p (pairs in order)."""
-    from scipy import stats
-
-    d = np.asarray(b, float) - np.asarray(a, float)
-    if len(d) == 0:
-        return {"n": 0}
-    rng = np.random.default_rng(seed)
-    boot = rng.choice(d, size=(10000, len(d)), replace=True).mean(1)
-    p = float(stats.wilcoxon(d).pvalue) if np.any(d != 0) else 1.0
-    return {"n": int(len(d)), "mean": round(float(d.mean()), 4),
-            "ci95": [round(float(np.percentile(boot, 2.5)), 4), round(float(np.percentile(boot, 97.5)), 4)],
-            "wilcoxon_p": round(p, 5)}
+def paired(a, b) -> dict:
+    """b - a per pair: :func:`_stats.paired` with the mean and CI rounded for the tables."""
+    row = paired_difference(np.asarray(b, float) - np.asarray(a, float))
+    if "mean" in row:
+        row["mean"], row["ci95"] = round(row["mean"], 4), [round(v, 4) for v in row["ci95"]]
+    return row
 
 
 def read_runs(roots) -> tuple[dict, dict]:
@@ -138,14 +135,7 @@ def summarise(roots) -> dict:
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("roots", nargs="+")
-    ap.add_argument("--json", default=None)
-    args = ap.parse_args()
-    summary = summarise(args.roots)
-    text = json.dumps(summary, indent=1)
-    if args.json:
-        Path(args.json).write_text(text)
+    summary = summary_cli(__doc__, summarise, "bench_interactive.py workspaces (--root), one per seed and -c")
     for conf, s in summary.items():
         print(f"\n== {conf}")
         for run, per in s["curves"].items():

@@ -18,13 +18,16 @@ seeds; every phantom held out once per seed):
 """
 from __future__ import annotations
 
-import argparse
 import json
 import re
+import sys
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _stats import paired, summary_cli  # noqa: E402
 
 ARMS = ("baseline", "phi", "ugs_noiucm", "ugsnet")
 METRICS = ("dice_rater0", "dice_truth", "dice_majority", "dice_rater_mean")
@@ -44,18 +47,6 @@ def load(folders) -> dict:
             if arm == "baseline":
                 hard[regime] |= {(seed, c) for c in summary["hard"]["cases"]}
     return data, hard
-
-
-def paired(a, b, seed: int = 0) -> dict:
-    from scipy.stats import wilcoxon
-
-    d = np.asarray(b, float) - np.asarray(a, float)
-    if d.size < 2:
-        return {"n": int(d.size)}
-    boot = np.random.default_rng(seed).choice(d, size=(10000, d.size)).mean(1)
-    return {"n": int(d.size), "mean": float(d.mean()), "ci95": [float(np.percentile(boot, 2.5)),
-                                                                float(np.percentile(boot, 97.5))],
-            "wilcoxon_p": float(wilcoxon(d).pvalue) if np.any(d != 0) else 1.0}
 
 
 def differences(data, regime, arm_a, arm_b, metric, keys=None) -> np.ndarray:
@@ -80,7 +71,7 @@ def summarise(folders) -> dict:
             for metric in ("dice_rater0", "dice_truth"):
                 for subset, keys in (("all", None), ("hard", hard[regime])):
                     d = differences(data, regime, arm_a, arm_b, metric, keys)
-                    r["paired"][f"{arm_b} - {arm_a} / {metric} / {subset}"] = paired(np.zeros_like(d), d)
+                    r["paired"][f"{arm_b} - {arm_a} / {metric} / {subset}"] = paired(d)
     if {"exchangeable", "fixed"} <= set(data):
         rng = np.random.default_rng(0)
         for metric in ("dice_rater0", "dice_truth"):
@@ -98,13 +89,7 @@ def summarise(folders) -> dict:
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("folders", nargs="+")
-    ap.add_argument("--json", default=None)
-    args = ap.parse_args()
-    out = summarise(args.folders)
-    if args.json:
-        Path(args.json).write_text(json.dumps(out, indent=1))
+    out = summary_cli(__doc__, summarise, "bench_multirater.py work folders (--work)")
     for regime, r in out["regimes"].items():
         print(f"\n== {regime}: seeds {r['seeds']}, cases per arm {r['n_cases']}, hard subset {r['hard_n']}")
         for arm, means in r["means"].items():
