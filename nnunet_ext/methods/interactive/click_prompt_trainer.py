@@ -13,7 +13,8 @@ branch (prompts zero-filled).
 
 Stages (trainer variants; fine-tuning starts from the previous stage through ``nnUNetv2_train ...
 -pretrained_weights PREV/fold_F/checkpoint_final.pth``; nnU-Net transfers every weight except the 1x1
-segmentation heads, which it re-initialises):
+segmentation heads, which it re-initialises; the click-prompt trainers carry the heads over too, the stages
+sharing one label set -- plans option ``clicks.transfer_heads``, :mod:`nnunet_ext.methods.interactive.stage_chain`):
 
 * ``ClickPromptTrainer`` -- stage 1, pre-training: with probability p_prompt = 0.5 per sample, clicks
   simulated from the reference (:class:`nnunet_ext.methods.interactive.click_transform.SimulateClicksTransform`);
@@ -60,6 +61,7 @@ from nnunet_ext.methods.interactive.click_transform import ChannelDropoutTransfo
 from nnunet_ext.methods.interactive.clicks import prompt_channel_count, rasterize_voxels
 from nnunet_ext.methods.interactive.options import ClickOptions
 from nnunet_ext.methods.interactive.prompt_channels import PromptChannelNetwork
+from nnunet_ext.methods.interactive.stage_chain import install_head_transfer
 from nnunet_ext.trainers.ds_loss import require_plain_labels
 from nnunet_ext.trainers.mc_dropout import MCDropoutTrainer
 from nnunet_ext.trainers.plans_options import manager_options
@@ -130,6 +132,7 @@ class ClickPromptTrainer(MCDropoutTrainer):
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
         super().__init__(plans, configuration, fold, dataset_json, device)
+        install_head_transfer()  # -pretrained_weights keeps the heads of the previous stage (stage_chain)
         clicks, optimizer = self.options(ClickOptions), self.options(OptimizerOptions)
         self.p_prompt = self.default_p_prompt if clicks.p_prompt is None else clicks.p_prompt
         self.click_radius, self.click_encoding = clicks.radius, clicks.encoding
@@ -151,7 +154,9 @@ class ClickPromptTrainer(MCDropoutTrainer):
         net = super().build_network_architecture(plans_manager, configuration_manager,
                                                  num_input_channels + n_prompt + n_previous, num_output_channels,
                                                  enable_deep_supervision)
-        return PromptChannelNetwork(net, num_input_channels, n_prompt, n_previous)
+        wrapped = PromptChannelNetwork(net, num_input_channels, n_prompt, n_previous)
+        wrapped.transfer_heads = clicks.transfer_heads  # read by stage_chain when -pretrained_weights loads
+        return wrapped
 
     def initialize(self):
         require_plain_labels(self)

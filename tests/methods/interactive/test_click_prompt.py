@@ -327,3 +327,36 @@ def test_stage3_rounds_feed_the_prediction_their_clicks_were_placed_on():
     off = error_click_prompts(lambda t: np.zeros((1, 40, 40), np.int64), data[:, :5], ref, (1, 2), [2], 5,
                               (1.0, 1.0), 29)
     assert off.shape[1] == 5
+
+
+def test_pretrained_weights_carry_the_segmentation_heads_over(tmp_path):
+    """nnU-Net's -pretrained_weights loader (as run_training calls it) re-initialises the heads; with the click
+    trainers' wrapper a PromptChannelNetwork gets every tensor of the previous stage, heads included, unless
+    clicks.transfer_heads is false."""
+    import nnunetv2.run.run_training as run_training
+
+    from nnunet_ext.methods.interactive.stage_chain import install_head_transfer
+
+    pm = PlansManager(_plans(PLAIN))
+    cm = pm.get_configuration("3d_fullres")
+    torch.manual_seed(0)
+    previous = ClickPromptTrainer.build_network_architecture(pm, cm, 2, 3, True)
+    ckpt = tmp_path / "checkpoint_final.pth"
+    torch.save({"network_weights": previous.state_dict()}, ckpt)
+    install_head_transfer()
+    install_head_transfer()  # idempotent: one wrapper
+    assert run_training.load_pretrained_weights.nnext_head_transfer
+    for transfer in (True, False):
+        torch.manual_seed(1)
+        net = ClickPromptTrainer.build_network_architecture(pm, cm, 2, 3, True)
+        net.transfer_heads = transfer
+        run_training.load_pretrained_weights(net, str(ckpt))
+        new, old = net.state_dict(), previous.state_dict()
+        heads = [k for k in new if ".seg_layers." in k]
+        assert heads and all(torch.equal(new[k], old[k]) for k in new if k not in heads)
+        assert all(torch.equal(new[k], old[k]) for k in heads) is transfer
+    plans = _plans(PLAIN)
+    plans["configurations"]["3d_fullres"]["nnext_training"] = {"clicks": {"transfer_heads": False}}
+    pm2 = PlansManager(plans)
+    assert not ClickPromptTrainer.build_network_architecture(pm2, pm2.get_configuration("3d_fullres"), 2, 3,
+                                                             True).transfer_heads

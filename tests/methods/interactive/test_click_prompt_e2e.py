@@ -66,6 +66,7 @@ def test_stages_pretrained_weights_and_plain_predict(headneck_dataset, stage3_mo
     assert ck1["nnext"]["prompt_layout"] == "split" and ck1["nnext"]["n_prompt_channels"] == 4
 
     assert "Loading pretrained weights from file" in stdout
+    assert "clicks.transfer_heads: also copied" in stdout  # nnUNetv2_train's loader, wrapped: heads carried over
     ck3 = torch.load(model3 / "fold_0" / "checkpoint_final.pth", map_location="cpu", weights_only=False)
     assert ck3["nnext"]["click_stage"] == 3 and ck3["nnext"]["optimizer"] == "adamw"
     assert "betas" in ck3["optimizer_state"]["param_groups"][0]  # AdamW, not nnU-Net's SGD
