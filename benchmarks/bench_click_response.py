@@ -6,7 +6,9 @@ each reference lesion of each class that the automatic prediction misses at that
 at the deepest voxel of each false-positive component of each class (at least the click ball's volume, as the
 errors protocol). Reported per model and class: mean change of that class's probability at the click voxel
 (positive clicks should raise it, negative lower it) and the share of clicks that flip the predicted label at
-the click. Deterministic prediction (1 pass, no TTA, no dropout).
+the click, the share of the clicked component the click corrects (lesion voxels found / false-positive voxels
+removed), the component's size and how many voxels of the class change anywhere. Deterministic prediction
+(1 pass, no TTA, no dropout).
 
     python benchmarks/bench_click_response.py --root /tmp/demo/headneck -d 995 -c 2d \\
         -tr ClickPromptTrainer:nnextTinyPlans ClickPromptErrorTrainer:nnextTinyPlansStage3
@@ -20,6 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
+# per click: probability change at the click, label flipped there, share of the clicked component corrected,
+# the component's size (voxels), voxels of the class whose label changed anywhere in the case
+ROW = ("mean_dp", "flipped", "corrected_share", "component_voxels", "changed_voxels")
+
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -27,6 +33,9 @@ def main():
     ap.add_argument("-d", required=True)
     ap.add_argument("-c", default="2d")
     ap.add_argument("-tr", nargs="+", required=True, metavar="TRAINER:PLANS")
+    ap.add_argument("--test-dataset", default=None,
+                    help="dataset whose imagesTs / labelsTs are clicked (default -d; bench_interactive's held-out "
+                         "cases are in its Eval dataset, -d + 1)")
     ap.add_argument("-o", default=None, help="JSON output (default ROOT/results/click_response.json)")
     args = ap.parse_args()
     from nnunet_ext.io.paths import use_workspace
@@ -40,7 +49,8 @@ def main():
     from nnunet_ext.predictors.inputs import list_cases
     from nnunet_ext.predictors.method import CaseContext
 
-    raw = next(dirs["nnUNet_raw"].glob(f"Dataset{int(args.d):03d}_*"))
+    test_id = int(args.test_dataset or args.d)
+    raw = next(dirs["nnUNet_raw"].glob(f"Dataset{test_id:03d}_*"))
     out = {"load_start": round(os.getloadavg()[0], 2)}
     for spec in args.tr:
         trainer, plans = spec.split(":")
@@ -51,13 +61,13 @@ def main():
         for case in list_cases(str(raw / "imagesTs"), m.dataset_json):
             ref, g = read_image(raw / "labelsTs" / f"{case.case_id}.nii.gz", kind="label")
             prepared = m.prepare(case)
-            base = prepared.data[:-m.n_prompt]
+            base = prepared.data[:m.n_image_channels]  # image channels (prompts / previous channels follow)
 
             def predict(points):
                 clicks = as_clicks(points, classes)
-                prompt = (m.prompt_for(clicks, base.shape[1:], prepared.properties) if clicks
-                          else np.zeros((m.n_prompt, *base.shape[1:]), np.float32))
-                prepared.data = np.concatenate([base, prompt.astype(base.dtype)], 0)
+                prompt = m.prompt_for(clicks, base.shape[1:], prepared.properties) if clicks else None
+                # previous-prediction models: predict_case fills prepared.previous with the automatic prediction
+                prepared.data = m.with_channels(base, None if prompt is None else prompt.astype(base.dtype))
                 prepared.clicks = clicks
                 r = m.predict_case(prepared, CaseContext.for_case(case.case_id, 0))
                 seg = r.segmentation[0] if r.segmentation.ndim == ref.ndim + 1 else r.segmentation
@@ -71,19 +81,23 @@ def main():
                 for k in range(1, n + 1):
                     c = region_centre(comps == k, g.spacing[::-1])
                     if seg0[c] != v:
-                        todo.append((c, True))
+                        todo.append((c, True, comps == k))
                 comps, n = components((seg0 == v) & (ref != v))
                 sizes = np.bincount(comps.ravel(), minlength=n + 1)
-                todo += [(region_centre(comps == k, g.spacing[::-1]), False) for k in range(1, n + 1)
+                todo += [(region_centre(comps == k, g.spacing[::-1]), False, comps == k) for k in range(1, n + 1)
                          if sizes[k] >= min_voxels]
-                for c, positive in todo:
+                for c, positive, region in todo:
                     seg1, p1 = predict([(ch, c, positive)])
                     delta = float(p1[(v, *c)] - p0[(v, *c)])
                     flipped = bool((seg1[c] == v) == positive)
-                    stats[names[v]]["positive" if positive else "negative"].append((delta, flipped))
-        out[spec] = {cls: {kind: {"n": len(vals), "mean_dp": round(float(np.mean([d for d, _ in vals])), 4)
-                                  if vals else None,
-                                  "flipped": round(float(np.mean([f for _, f in vals])), 3) if vals else None}
+                    # how much of the clicked component the click corrects (lesion found / false positive removed)
+                    before, after = int((seg0[region] == v).sum()), int((seg1[region] == v).sum())
+                    corrected = (after - before if positive else before - after) / int(region.sum())
+                    changed = int(((seg1 == v) != (seg0 == v)).sum())
+                    stats[names[v]]["positive" if positive else "negative"].append(
+                        (delta, flipped, corrected, int(region.sum()), changed))
+        out[spec] = {cls: {kind: {"n": len(vals), **{key: (round(float(np.mean([row[i] for row in vals])), 4)
+                                                          if vals else None) for i, key in enumerate(ROW)}}
                            for kind, vals in d.items()} for cls, d in stats.items()}
         print(spec, json.dumps(out[spec]), flush=True)
     out["load_end"] = round(os.getloadavg()[0], 2)
