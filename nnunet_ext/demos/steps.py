@@ -133,11 +133,21 @@ def run_nnext(argv: list) -> None:
 
 
 def guarded(kind: str, run, args) -> int:
-    """``run(args)``, a :class:`StepFailed` turned into one line on stderr (none when the failing command already
-    printed its own) and the step's exit status. ``kind`` "" = the chest demo (``nnext demo: error: ...``)."""
+    """``run(args)`` with :func:`demo_threads` torch threads for the steps that run in this process (prediction,
+    clicks-eval; the trainings get them through :func:`train_command`), a :class:`StepFailed` turned into one line
+    on stderr (none when the failing command already printed its own) and the step's exit status. ``kind`` "" =
+    the chest demo (``nnext demo: error: ...``). Why the threads: torch's default (every core) spins on a busy
+    machine; measured on 2 cores beside one other job, the head-and-neck demo's clicks-eval of one model took
+    114 s with 2 threads and 8 s with 1 (benchmarks/RESULTS.md, issue 18)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(demo_threads())
     try:
         return run(args)
     except StepFailed as e:
         if not e.reported:
             print(f"nnext demo{' ' + kind if kind else ''}: error: {e}", file=sys.stderr)
         return e.code
+    finally:
+        torch.set_num_threads(before)

@@ -25,6 +25,25 @@ def test_unreported_failure_is_one_demo_line_with_its_code(capsys):
     assert steps.guarded("nodule", lambda a: a, 0) == 0  # success passes the run's own status through
 
 
+def test_in_process_steps_run_with_the_demo_threads_and_the_setting_is_restored(monkeypatch):
+    """Prediction and clicks-eval run inside the demo's process: torch gets demo_threads() threads there (1 when
+    OMP_NUM_THREADS is unset, not every core), also when the step fails, and the caller's setting comes back."""
+    import torch
+
+    before = torch.get_num_threads()
+    seen = []
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert steps.guarded("headneck", lambda a: seen.append(torch.get_num_threads()) or 0, None) == 0
+    monkeypatch.delenv("OMP_NUM_THREADS")
+
+    def failing(args):
+        seen.append(torch.get_num_threads())
+        raise steps.StepFailed("x", reported=True)
+
+    assert steps.guarded("headneck", failing, None) == 1
+    assert seen == [3, 1] and torch.get_num_threads() == before
+
+
 @pytest.mark.parametrize("kind", ["glioma", "headneck", "nodule"])
 def test_every_demo_kind_runs_through_guarded(kind, monkeypatch):
     import importlib
