@@ -246,15 +246,20 @@ def test_lung_filter_top1_margin16_mc_uncertainty_and_resume(stage1_model, stage
     assert (out / "chest_test_000.nii.gz").stat().st_mtime_ns != mtime
 
 
-def test_no_component_gives_empty_outputs(trained_chest_model, stage2_model, chest_dataset, tmp_path):
-    """The unbiased tiny model predicts background: empty segmentation and uncertainty, no crash."""
+def test_no_kept_component_gives_empty_outputs(trained_chest_model, stage2_model, chest_dataset, tmp_path):
+    """No stage-1 component survives the filter (--min-size above any volume, so whatever the unseeded tiny model
+    predicts): no ROI, empty segmentation and uncertainty, no crash; every component the log lists was dropped
+    for its size."""
     out = tmp_path / "out"
     assert main(["predict", "-m", "cascade", "-i", str(chest_dataset / "imagesTs"), "-o", str(out), "--stage1",
                  "501,3d_fullres,MCDropoutTrainer,nnextTinyPlans,0", "--stage2", STAGE2, "-device", "cpu",
-                 "--lung-masks", "threshold", "--n-samples", "2"]) == 0
-    for f in sorted(out.glob("chest_test_*[0-9].nii.gz")):
+                 "--lung-masks", "threshold", "--n-samples", "2", "--min-size", "1e12"]) == 0
+    cases = sorted(out.glob("chest_test_*[0-9].nii.gz"))
+    assert cases
+    for f in cases:
         log = json.loads(f.with_name(f.name.replace(".nii.gz", "_cascade.json")).read_text())
-        assert log["filter"]["n_components"] == 0 and log["rois"] == []
+        assert log["rois"] == [] and not any(c["kept"] for c in log["filter"]["components"])
+        assert all(c["reason"] == "below_min_size" for c in log["filter"]["components"])
         assert log["lung"]["source"] == "computed (threshold)"
         assert not read_image(f)[0].any()
         assert not read_image(f.with_name(f.name.replace(".nii.gz", "_uncertainty.nii.gz")))[0].any()
