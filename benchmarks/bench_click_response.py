@@ -91,11 +91,12 @@ def main():
                     delta = float(p1[(v, *c)] - p0[(v, *c)])
                     flipped = bool((seg1[c] == v) == positive)
                     # how much of the clicked component the click corrects (lesion found / false positive removed)
+                    size = int(region.sum())
                     before, after = int((seg0[region] == v).sum()), int((seg1[region] == v).sum())
-                    corrected = (after - before if positive else before - after) / int(region.sum())
+                    corrected = (after - before if positive else before - after) / size
                     changed = int(((seg1 == v) != (seg0 == v)).sum())
                     stats[names[v]]["positive" if positive else "negative"].append(
-                        (delta, flipped, corrected, int(region.sum()), changed))
+                        (delta, flipped, corrected, size, changed))
         out[spec] = {cls: {kind: {"n": len(vals), **{key: (round(float(np.mean([row[i] for row in vals])), 4)
                                                           if vals else None) for i, key in enumerate(ROW)}}
                            for kind, vals in d.items()} for cls, d in stats.items()}
