@@ -144,11 +144,12 @@ def main():
                 "--iterations", args.iterations, "-np", "1", "--set", f"optimizer.name={args.optimizer}",
                 "--set", f"optimizer.warmup_epochs={args.warmup}", "--set", f"clicks.radius={args.radius}"])
     base_plans = dirs["nnUNet_preprocessed"] / raw.name / f"{TINY}.json"
+    from nnunet_ext.demos.headneck import stage_epochs
     from nnunet_ext.planners.plans_edit import write_options
 
-    # plans copies sharing the preprocessed data, each with its stage's epochs (as the demo: stage 2 a quarter,
-    # stage 3 half of stage 1's --epochs; the baseline as many as the three stages together)
-    e1, e2, e3 = args.epochs, max(1, args.epochs // 4), max(1, args.epochs // 2)
+    # plans copies sharing the preprocessed data, each with its stage's epochs (the demo's split, stage_epochs:
+    # stage 2 a quarter, stage 3 half of stage 1's --epochs; the baseline as many as the three stages together)
+    e1, e2, e3 = stage_epochs(args.epochs).values()
     previous = ["clicks.previous_prediction=true"]
     for ident, assignments, epochs in (
             (f"{TINY}Base", [], e1 + e2 + e3), (f"{TINY}PetDrop", [f"clicks.pet_dropout={args.pet_dropout}"], e1),
