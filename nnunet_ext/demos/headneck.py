@@ -5,7 +5,7 @@ vars point there):
 
 1. ``nnext synth headneck`` (``-n`` training + ``--n-test`` test cases, CT + PET, GTVp / GTVn);
 2. ``nnext plan -pl TinyPlanner -c C`` with ``--iterations`` per epoch and the paper's AdamW + cosine schedule
-   (:func:`training_optimizer`), plus one plans file per stage with that stage's epochs (:func:`stage_epochs`:
+   (:func:`training_options`), plus one plans file per stage with that stage's epochs (:func:`stage_epochs`:
    ``--epochs`` for stage 1, a quarter for stage 2, half for stage 3; :func:`write_stage_plans`);
 3.-5. the paper's three stages (Chu 2026 sec. 2.2), plain ``nnUNetv2_train``, each started from the previous one
    with ``-pretrained_weights``: stage 1 ``ClickPromptTrainer`` (clicks simulated from the reference, p = 0.5),
@@ -25,16 +25,19 @@ including the settings of the steps before it) match; otherwise it is redone and
 named. ``--overwrite`` starts afresh. A failing nnext command or ``nnUNetv2_train`` stops the demo with one
 line (exit 1).
 
-Configuration: ``2d`` by default (``nnunet_ext.demos.defaults.KIND_DEFAULTS["headneck"]``): the tiny 3D network still
-predicted background after 40 iterations, the tiny 2D one segments the primary tumours (GTVp) after 30 x 50
-iterations with AdamW and the nodes (GTVn) after ~1600, hence 40 x 50 for stage 1 (then 10 x 50 and 20 x 50)
-by default (see benchmarks/RESULTS.md, issue 18).
-In 2D a click paints a disc in its own slice (the network was trained on 2D clicks), so one click corrects one
-slice of a lesion. Training is started through nnU-Net's training entry point
-(:func:`train_command`) with torch, numpy and random seeded from ``--seed`` (nnU-Net seeds nothing; tiny runs
-either learn or stay at background by chance, a seeded CPU run is repeatable) with ``OMP_NUM_THREADS`` torch
-threads, 1 when unset (:func:`nnunet_ext.demos.steps.demo_threads`): ``nnUNetv2_train -device cpu`` sets torch to
-every CPU core regardless, which on a shared machine is ~15x slower per operation (measured).
+Configuration: ``3d_fullres`` by default (``nnunet_ext.demos.defaults.KIND_DEFAULTS["headneck"]``), 10 x 50
+iterations for stage 1 (then 2 x 50 and 5 x 50; 352 s in all on 2 idle cores), with the plans options of
+:func:`training_options` (click radius 1 voxel of the phantoms' 3 mm grid, AdamW lr 3e-3). Why 3D: a 2D network
+sees one slice, so a click corrects at most one slice of a lesion (a phantom node spans 3-6 slices) and the 3D Dice
+barely moves (2d demo, radius 1, seeds 0 / 1: GTVn +0.011 / +0.010 after 3 clicks); the 3D stage-3 model corrects
+whole nodes (seeds 0 / 1 / 2: GTVn +0.205 / +0.056 / +0.042 after 3 clicks). ``-c 2d`` still runs (``--epochs
+40`` suits it). See benchmarks/RESULTS.md, issue 18, "Session 8".
+
+Training is started through nnU-Net's training entry point (:func:`train_command`) with torch, numpy and random
+seeded from ``--seed`` (nnU-Net seeds nothing; tiny runs either learn or stay at background by chance, a seeded
+CPU run is repeatable) with ``OMP_NUM_THREADS`` torch threads, 2 when unset (:data:`TRAIN_THREADS`, at most the
+usable CPUs; :func:`nnunet_ext.demos.steps.demo_threads`): ``nnUNetv2_train -device cpu`` sets torch to every CPU
+core regardless, which on a shared machine is ~15x slower per operation (measured).
 
 ``run_headneck(args)`` takes ``nnext demo``'s resolved arguments (``-o -n --n-test -c --epochs --iterations
 --n-samples --seed --overwrite``); ``python -m nnunet_ext.demos.headneck [-o DIR]`` runs it with the same
@@ -61,6 +64,9 @@ TRAINER = STAGES[-1][1]  # the final model
 MAX_CLICKS = 3
 PROTOCOL = "errors"
 CLASSES = {1: "GTVp", 2: "GTVn"}
+#: torch threads of the trainings when ``OMP_NUM_THREADS`` is unset (at most the usable CPUs): the 3D patches gain
+#: from a second core (:func:`nnunet_ext.demos.steps.demo_threads`)
+TRAIN_THREADS = 2
 
 from nnunet_ext.demos.steps import StepFailed  # noqa: E402  (a command of the demo failed: one line)
 from nnunet_ext.demos.steps import run_nnext as _nnext  # noqa: E402
@@ -121,22 +127,36 @@ def before_after_png(ct, ref, before, after, u_before, u_after, clicks_zyx, path
 
 
 def _train(argv: list, seed: "int | None" = None) -> None:
-    """``nnUNetv2_train ARGV`` (``OMP_NUM_THREADS`` torch threads when that is set, seeded with ``seed``); a
-    non-zero exit status -> :class:`StepFailed`."""
+    """``nnUNetv2_train ARGV`` (``OMP_NUM_THREADS`` torch threads when that is set, else :data:`TRAIN_THREADS`,
+    seeded with ``seed``); a non-zero exit status -> :class:`StepFailed`."""
     from nnunet_ext.demos.steps import demo_threads, train_command
 
-    cmd = train_command(argv, demo_threads(), seed)
+    cmd = train_command(argv, demo_threads(TRAIN_THREADS), seed)
     code = subprocess.run(cmd, env=os.environ.copy()).returncode
     if code:
         raise StepFailed(f"nnUNetv2_train failed (exit {code}; see its output above)")
 
 
-def training_optimizer(epochs: int) -> list:
-    """The demo's optimiser, as plans options (``nnext plan --set``): the paper's AdamW + cosine schedule with a
-    warm-up of a tenth of the epochs (at least 1; the paper's 10 warm-up epochs would be a third of the demo's
-    30). nnU-Net's SGD (lr 0.05 in the tiny plans) left the tiny 2D network at background after 30 x 50
-    iterations in 2 of 3 runs; AdamW segmented GTVp."""
-    return ["optimizer.name=adamw", f"optimizer.warmup_epochs={max(1, int(epochs) // 10)}"]
+#: click stamp radius of the demo, in voxels of the network grid (the phantoms' 3 mm grid): 3 mm, the size of the
+#: paper's "radius of three voxels" at HECKTOR's ~1 mm CT spacing. Three voxels here (9 mm) are larger than a
+#: phantom node's cross-section (9-42 pixels against the ball's 29; 18-144 voxels against 123 in 3D), and the
+#: smallest error component that gets a click defaults to the ball's volume, so with radius 3 no node error was
+#: ever clicked, in training or in the evaluation.
+CLICK_RADIUS = 1
+#: AdamW learning rate of the demo (the paper gives none; the option's default is 1e-3)
+ADAMW_LR = 0.003
+
+
+def training_options(epochs: int) -> list:
+    """The demo's plans options (``nnext plan --set``): the paper's AdamW + cosine schedule with a warm-up of a
+    tenth of the epochs (at least 1; the paper's 10 warm-up epochs would be the demo's whole stage 1), lr
+    :data:`ADAMW_LR`, and the click radius :data:`CLICK_RADIUS`. Why 3e-3 (not a controlled comparison): with the
+    option's 1e-3 the tiny 3D network's stage 1 reached GTVp 0.28 after 12 x 50 iterations in
+    ``bench_interactive`` (3 seeds); with 3e-3 the demo's stage 1 reaches 0.59-0.87 after 10 x 50 (seeds 0-2, other
+    phantoms of the same generator). nnU-Net's SGD (lr 0.05 in the tiny plans) left the tiny 2D network at
+    background after 30 x 50 iterations in 2 of 3 runs; AdamW segmented GTVp."""
+    return ["optimizer.name=adamw", f"optimizer.warmup_epochs={max(1, int(epochs) // 10)}",
+            f"optimizer.adamw_lr={ADAMW_LR}", f"clicks.radius={CLICK_RADIUS}"]
 
 
 def stage_epochs(epochs: int) -> dict:
@@ -203,16 +223,16 @@ def _run(args) -> int:
         steps.done("synth", s_synth)
     steps.stop("synth", t)
 
-    optimizer = training_optimizer(args.epochs)
+    options = training_options(args.epochs)
     s_plan = {**s_synth, "config": config, "epochs": args.epochs, "iterations": args.iterations,
-              "options": optimizer}
+              "options": options}
     t = steps.start(f"nnext plan -pl TinyPlanner -c {config} ({args.epochs} x {args.iterations} iterations, "
-                    f"--set {' --set '.join(optimizer)})")
+                    f"--set {' --set '.join(options)})")
     plans_file = dirs["nnUNet_preprocessed"] / raw.name / f"{PLANS}.json"
     if steps.must_redo("plan", s_plan, plans_file.is_file() and (plans_file.parent / f"{PLANS}_{config}").is_dir()):
         shutil.rmtree(plans_file.parent, ignore_errors=True)  # no preprocessed cases of an older dataset
         _nnext(["plan", "-d", RAW_ID, "-pl", "TinyPlanner", "-c", config, "--epochs", args.epochs,
-                "--iterations", args.iterations, "-np", "1", *[a for o in optimizer for a in ("--set", o)]])
+                "--iterations", args.iterations, "-np", "1", *[a for o in options for a in ("--set", o)]])
         write_stage_plans(plans_file, config, args.epochs)
         steps.done("plan", s_plan)
     steps.stop("plan", t)

@@ -26,9 +26,9 @@ def test_dispatch_reaches_run_headneck_with_resolved_defaults(tmp_path, monkeypa
     for key, value in KIND_DEFAULTS["headneck"].items():
         assert args[key] == value, key
     assert args["kind"] == "headneck" and args["o"] == str(tmp_path / "d")
-    assert main(["demo", "headneck", "-o", str(tmp_path / "d"), "-c", "3d_fullres", "--n-samples", "2"]) == 0
+    assert main(["demo", "headneck", "-o", str(tmp_path / "d"), "-c", "2d", "--n-samples", "2"]) == 0
     assert (seen[-1]["c"], seen[-1]["n_samples"], seen[-1]["epochs"]) == (
-        "3d_fullres", 2, KIND_DEFAULTS["headneck"]["epochs"])
+        "2d", 2, KIND_DEFAULTS["headneck"]["epochs"])
     # a folder the demo did not make is refused before any step (exit 2), run_headneck is not reached
     (tmp_path / "x" / "headneck").mkdir(parents=True)
     (tmp_path / "x" / "headneck" / "mine.txt").write_text("not the demo's")
@@ -121,16 +121,16 @@ def test_steps_reused_only_with_matching_settings(tmp_path, fake, capsys, monkey
     # the paper's three stages, each from the previous one's checkpoint, then every stage evaluated
     assert fake.calls == ["synth", "plan", *TRAIN3, *EVAL3, "predict", "predict"]
     results = tmp_path / "headneck" / "nnUNet_results" / f"Dataset{headneck.RAW_ID}_{headneck.RAW_NAME}"
-    assert fake.pretrained == [None, str(results / "ClickPromptTrainer__nnextTinyPlans__2d" / "fold_0" /
+    assert fake.pretrained == [None, str(results / "ClickPromptTrainer__nnextTinyPlans__3d_fullres" / "fold_0" /
                                          "checkpoint_final.pth"),
-                               str(results / "ClickPromptAutoTrainer__nnextTinyPlansStage2__2d" / "fold_0" /
+                               str(results / "ClickPromptAutoTrainer__nnextTinyPlansStage2__3d_fullres" / "fold_0" /
                                    "checkpoint_final.pth")]
     pre = tmp_path / "headneck" / "nnUNet_preprocessed" / f"Dataset{headneck.RAW_ID}_{headneck.RAW_NAME}"
     epochs = _args(tmp_path).epochs
     assert headneck.stage_epochs(epochs) == {"stage1": epochs, "stage2": epochs // 4, "stage3": epochs // 2}
     for stage, n in (("Stage2", epochs // 4), ("Stage3", epochs // 2)):
         plans = json.loads((pre / f"nnextTinyPlans{stage}.json").read_text())
-        block = plans["configurations"]["2d"]["nnext_training"]
+        block = plans["configurations"]["3d_fullres"]["nnext_training"]
         assert plans["plans_name"] == f"nnextTinyPlans{stage}" and block["num_epochs"] == n
         assert block["optimizer"]["warmup_epochs"] == max(1, n // 10)
     out = capsys.readouterr().out
@@ -153,11 +153,11 @@ def test_steps_reused_only_with_matching_settings(tmp_path, fake, capsys, monkey
     assert headneck.run_headneck(_args(tmp_path, n_samples=3, epochs=5)) == 0
     assert fake.calls == ["plan", *TRAIN3, *EVAL3, "predict", "predict"]
     # the optimiser is a plans option written by the plan step (--set): plan and everything after it
-    assert fake.plan_sets[-1] == headneck.training_optimizer(5) == ["optimizer.name=adamw",
-                                                                     "optimizer.warmup_epochs=1"]
-    assert headneck.training_optimizer(30)[1] == "optimizer.warmup_epochs=3"
+    assert fake.plan_sets[-1] == headneck.training_options(5) == [
+        "optimizer.name=adamw", "optimizer.warmup_epochs=1", "optimizer.adamw_lr=0.003", "clicks.radius=1"]
+    assert headneck.training_options(30)[1] == "optimizer.warmup_epochs=3"
     fake.calls.clear()
-    monkeypatch.setattr(headneck, "training_optimizer", lambda epochs: ["optimizer.name=adamw",
+    monkeypatch.setattr(headneck, "training_options", lambda epochs: ["optimizer.name=adamw",
                                                                         "optimizer.warmup_epochs=2"])
     assert headneck.run_headneck(_args(tmp_path, n_samples=3, epochs=5)) == 0
     assert fake.calls == ["plan", *TRAIN3, *EVAL3, "predict", "predict"]
@@ -211,10 +211,15 @@ def test_nnext_and_train_return_codes_become_step_failures(tmp_path, monkeypatch
     with pytest.raises(headneck.StepFailed):
         headneck._train([995, "2d", "0"], seed=4)
     assert seen[-1][3:5] == ["3", "4"]
-    monkeypatch.delenv("OMP_NUM_THREADS")  # unset: one torch thread (steps.demo_threads), not nnU-Net's every core
+    monkeypatch.delenv("OMP_NUM_THREADS")  # unset: TRAIN_THREADS (2) torch threads, not nnU-Net's every core
+    monkeypatch.setattr(steps.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3, 4, 5, 6, 7})
     with pytest.raises(headneck.StepFailed):
         headneck._train([995, "2d", "0"])
-    assert seen[-1][3:] == ["1", "-", "995", "2d", "0"]
+    assert seen[-1][3:] == ["2", "-", "995", "2d", "0"]
+    monkeypatch.setattr(steps.os, "sched_getaffinity", lambda pid: {0})  # never more threads than usable CPUs
+    with pytest.raises(headneck.StepFailed):
+        headneck._train([995, "2d", "0"])
+    assert seen[-1][3] == "1"
     assert steps.train_command([995, "2d", "0"])[1:] == ["995", "2d", "0"]  # neither: nnU-Net's own script
 
 

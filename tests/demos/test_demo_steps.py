@@ -44,6 +44,16 @@ def test_in_process_steps_run_with_the_demo_threads_and_the_setting_is_restored(
     assert seen == [3, 1] and torch.get_num_threads() == before
 
 
+def test_demo_threads_default_is_capped_at_the_usable_cpus_and_omp_num_threads_wins(monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(steps.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    assert (steps.demo_threads(), steps.demo_threads(2), steps.demo_threads(8)) == (1, 2, 4)
+    monkeypatch.setattr(steps.os, "sched_getaffinity", lambda pid: {5})
+    assert steps.demo_threads(2) == 1
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert steps.demo_threads(2) == 3
+
+
 @pytest.mark.parametrize("kind", ["glioma", "headneck", "nodule"])
 def test_every_demo_kind_runs_through_guarded(kind, monkeypatch):
     import importlib
