@@ -30,8 +30,8 @@ iterations for stage 1 (then 2 x 50 and 5 x 50; 334 s in all on 2 idle cores), w
 :func:`training_options` (click radius 1 voxel of the phantoms' 3 mm grid, AdamW lr 3e-3). Why 3D: a 2D network
 sees one slice, so a click corrects at most one slice of a lesion (a phantom node spans 3-6 slices) and the 3D Dice
 barely moves (2d demo, radius 1, seeds 0 / 1: GTVn +0.011 / +0.010 after 3 clicks); the 3D stage-3 model corrects
-whole nodes (seed 0 with the default threads: GTVn 0.638 -> 0.737 after 3 clicks; seeds 0-4 with one thread:
-+0.205 / +0.056 / +0.042 / 0.000 / +0.200). ``-c 2d`` still runs (``--epochs
+whole nodes (seed 0 with the default threads: GTVn 0.638 -> 0.737 after 3 clicks; seeds 0-4, one thread but
+seed 2's two: +0.205 / +0.056 / +0.042 / 0.000 / +0.200). ``-c 2d`` still runs (``--epochs
 40`` suits it). See benchmarks/RESULTS.md, issue 18, "Session 8".
 
 Training is started through nnU-Net's training entry point (:func:`train_command`) with torch, numpy and random
