@@ -284,9 +284,10 @@ def test_mcm_predictor_exports_xs_hc_lc_in_input_geometry(rater_dataset, ugs_mod
                                np.clip(read["_union_probability"] - read["_hc_probability"], 0, 1), atol=1e-6)
     np.testing.assert_allclose(read["_mcm"], 0.5 * (read["_union_probability"] + read["_hc_probability"]), atol=1e-6)
     # the union head: nnU-Net accumulates logits in float16 with Gaussian weights that are tiny at the corners of a
-    # single tile, so compare the mask and the typical probability, not every corner voxel
+    # single tile, so compare the mask as for the other heads (decisive voxels must agree; a model trained inside
+    # the test has many union logits near 0, 1.3 % of them flipped in one CI run) and the typical probability
+    _agrees(read["_union_probability"] > 0.5, own["union"])
     sig_union = 1 / (1 + np.exp(-own["union"].astype(np.float64)))
-    assert np.mean((read["_union_probability"] > 0.5) != (sig_union > 0.5)) < 0.01
     assert np.median(np.abs(read["_union_probability"] - sig_union)) < 1e-2
 
 
