@@ -74,9 +74,10 @@ def error_click_prompts(predict_labels, data: torch.Tensor, reference: np.ndarra
                         encoding: str = "ball", previous: bool = False) -> torch.Tensor:
     """Stage-3 prompts, round by round (see the module docstring): a copy of ``data`` (B, C + 2K [+ K], *S) whose
     2K prompt channels (split layout) hold the error clicks of ``rounds[b]`` rounds for sample b (0 = none).
-    Round r predicts with the prompts of rounds < r (``predict_labels(x) -> (B, *S)`` labels; round 1 = zero
-    prompts = the automatic branch) and clicks, per class, the error components of ``reference[b]`` of at least
-    ``min_voxels`` voxels not clicked before (``max_first`` per class in round 1, one in later rounds).
+    Round r predicts the samples that have a round r with the prompts of rounds < r (``predict_labels(x) ->
+    (len(x), *S)`` labels; round 1 = zero prompts = the automatic branch) and clicks, per class, the error
+    components of ``reference[b]`` of at least ``min_voxels`` voxels not clicked before (``max_first`` per class
+    in round 1, one in later rounds).
     ``previous``: ``data`` also has K previous-prediction channels; each round writes the prediction its clicks
     were placed on into them (class k -> channel k, 0/1), so round r + 1 and the training pass see the clicks
     so far together with the prediction of the last round, as a user's next click sees the current result."""
@@ -87,10 +88,9 @@ def error_click_prompts(predict_labels, data: torch.Tensor, reference: np.ndarra
     clicks = [[] for _ in rounds]
     seen = [set() for _ in rounds]
     for r in range(max(rounds, default=0)):
-        pred = predict_labels(x)
-        for b, n_rounds in enumerate(rounds):
-            if r >= n_rounds:
-                continue
+        active = [b for b, n_rounds in enumerate(rounds) if n_rounds > r]
+        pred = dict(zip(active, predict_labels(x[active])))  # only the samples with a round r + 1 (per sample
+        for b in active:  # the network's output does not depend on the batch: instance norm, eval mode)
             new = error_clicks(reference[b], pred[b], classes, max_first if r == 0 else 1, spacing, min_voxels,
                                order, rng, seen[b])
             if new:

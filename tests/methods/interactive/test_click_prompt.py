@@ -258,6 +258,26 @@ def test_stage3_clicks_never_land_on_components_below_the_minimum():
         assert len(calls) == rounds[0] and (not calls or not calls[0].any())  # round 1 = automatic branch
 
 
+def test_stage3_rounds_predict_only_the_samples_that_still_have_a_round():
+    """A batch with rounds [0, 1, 3]: round 1 predicts samples 1 and 2, rounds 2 and 3 sample 2 only (each
+    prediction gets exactly those samples' inputs); sample 0 gets no clicks and no prediction."""
+    from nnunet_ext.methods.interactive.click_prompt_trainer import error_click_prompts
+
+    ref = np.zeros((3, 40, 40), np.int64)
+    for b in range(3):
+        ref[b, 2:12, 2:12] = ref[b, 20:28, 2:10] = ref[b, 30:36, 30:36] = 1
+    data = torch.arange(3, dtype=torch.float32).view(3, 1, 1, 1).expand(3, 3, 40, 40).clone()
+    batches = []
+
+    def nothing(x):
+        batches.append(x[:, 0, 0, 0].tolist())  # the image channel says which samples came
+        return np.zeros((x.shape[0], 40, 40), np.int64)
+
+    x = error_click_prompts(nothing, data, ref, (1,), [0, 1, 3], 1, (1.0, 1.0), 29, radius=3.0)
+    assert batches == [[1.0, 2.0], [2.0], [2.0]]
+    assert not x[0, 1:].any() and x[1, 1].any() and x[2, 1].sum() > x[1, 1].sum()  # 1 click vs 3
+
+
 def _previous_plans(base):
     plans = _plans(base)
     plans["configurations"]["3d_fullres"]["nnext_training"] = {"clicks": {"previous_prediction": True}}
