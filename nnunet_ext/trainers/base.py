@@ -53,6 +53,14 @@ class NnextTrainer(nnUNetTrainer):
         for section, opts in self.nnext_options.items():
             self.print_to_log_file(f"nnunet_ext options {section} (plans {PLANS_KEY}.{section}): {opts.to_dict()}")
 
+    def perform_actual_validation(self, save_probabilities: bool = False):
+        """nnU-Net's final validation, unless the plans say ``final_validation: false`` (schedule)."""
+        if self.nnext_schedule.get("final_validation", True) is False:
+            self.print_to_log_file(f"final validation skipped (plans {PLANS_KEY}.final_validation = false; "
+                                   f"nnUNetv2_train ... --val runs it)")
+            return None
+        return super().perform_actual_validation(save_probabilities)
+
     def checkpoint_metadata(self) -> dict:
         return {"trainer": self.__class__.__name__, "schedule": dict(self.nnext_schedule),
                 "options": {section: opts.to_dict() for section, opts in self.nnext_options.items()}}

@@ -4,6 +4,11 @@ nnU-Net hard-codes 1000 epochs x 250 iterations in ``nnUNetTrainer.__init__``. P
 :class:`nnunet_ext.planners.tiny.TinyPlanner` carry a ``"nnext_training"`` block, at plans level and/or inside
 a configuration (the configuration wins), e.g. ``{"num_epochs": 2, "num_iterations_per_epoch": 10}``, so
 that the plain ``nnUNetv2_train ... -p nnextTinyPlans`` command trains for seconds, not days.
+
+``final_validation`` (true when absent): false skips nnU-Net's validation of the fold's validation cases after
+training (``perform_actual_validation``: a sliding-window prediction of each); the checkpoint is the same, and
+``nnUNetv2_train ... --val`` runs the validation later. For runs evaluated elsewhere (``nnext demo headneck``
+evaluates its test phantoms with clicks).
 """
 from __future__ import annotations
 
@@ -15,6 +20,7 @@ ALLOWED = {
     "initial_lr": float,
     "save_every": int,
     "oversample_foreground_percent": float,
+    "final_validation": bool,
 }
 
 
@@ -29,6 +35,11 @@ def training_schedule(plans: dict, configuration: str) -> dict:
         if key not in ALLOWED:
             raise ValueError(f"unknown key {key!r} in plans['{PLANS_KEY}']; allowed: {sorted(ALLOWED)} and option "
                              f"sections (objects)")
+        if ALLOWED[key] is bool:
+            if not isinstance(value, bool):
+                raise ValueError(f"plans['{PLANS_KEY}']['{key}'] must be true or false, got {value!r}")
+            out[key] = value
+            continue
         out[key] = ALLOWED[key](value)
         if out[key] <= 0 or (key == "oversample_foreground_percent" and out[key] > 1):
             raise ValueError(f"plans['{PLANS_KEY}']['{key}'] must be positive"

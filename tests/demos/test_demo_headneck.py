@@ -133,6 +133,9 @@ def test_steps_reused_only_with_matching_settings(tmp_path, fake, capsys, monkey
         block = plans["configurations"]["3d_fullres"]["nnext_training"]
         assert plans["plans_name"] == f"nnextTinyPlans{stage}" and block["num_epochs"] == n
         assert block["optimizer"]["warmup_epochs"] == max(1, n // 10)
+    for stage in ("", "Stage2", "Stage3"):  # the demo evaluates its test phantoms, not nnU-Net's validation fold
+        plans = json.loads((pre / f"nnextTinyPlans{stage}.json").read_text())
+        assert plans["configurations"]["3d_fullres"]["nnext_training"]["final_validation"] is False
     out = capsys.readouterr().out
     assert "[1/8] headneck" in out and "[8/8] headneck" in out
     summary = json.loads((tmp_path / "headneck" / "results" / "summary.json").read_text())

@@ -78,3 +78,28 @@ def test_schedule_merge_and_validation():
         training_schedule(_plans(PLAIN, nnext_training={"num_epochs": 0}), "3d_fullres")
     with pytest.raises(ValueError, match="<= 1"):
         training_schedule(_plans(PLAIN, nnext_training={"oversample_foreground_percent": 1.5}), "3d_fullres")
+    assert training_schedule(_plans(PLAIN, nnext_training={"final_validation": False}), "3d_fullres") == {
+        "final_validation": False}
+    with pytest.raises(ValueError, match="true or false"):
+        training_schedule(_plans(PLAIN, nnext_training={"final_validation": 0}), "3d_fullres")
+
+
+def test_final_validation_skipped_only_when_the_plans_say_so(monkeypatch):
+    """NnextTrainer.perform_actual_validation: nnU-Net's validation runs unless the schedule has
+    final_validation = false, which logs one line instead."""
+    from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+
+    from nnunet_ext.trainers.base import NnextTrainer
+
+    class Bare(NnextTrainer):  # no dataset or network: only the schedule and the log matter here
+        def __init__(self, schedule):
+            self.nnext_schedule = schedule
+
+        def print_to_log_file(self, *args, **kwargs):
+            logged.append(" ".join(map(str, args)))
+
+    ran, logged = [], []
+    monkeypatch.setattr(nnUNetTrainer, "perform_actual_validation", lambda self, p=False: ran.append(p))
+    for schedule in ({}, {"final_validation": True}, {"final_validation": False}):
+        Bare(schedule).perform_actual_validation(True)
+    assert ran == [True, True] and len(logged) == 1 and "final validation skipped" in logged[0]
