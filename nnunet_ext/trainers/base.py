@@ -53,9 +53,14 @@ class NnextTrainer(nnUNetTrainer):
         for section, opts in self.nnext_options.items():
             self.print_to_log_file(f"nnunet_ext options {section} (plans {PLANS_KEY}.{section}): {opts.to_dict()}")
 
+    def on_train_end(self):
+        super().on_train_end()
+        self.nnext_trained_here = True  # the validation that follows is the one after training
+
     def perform_actual_validation(self, save_probabilities: bool = False):
-        """nnU-Net's final validation, unless the plans say ``final_validation: false`` (schedule)."""
-        if self.nnext_schedule.get("final_validation", True) is False:
+        """nnU-Net's validation, skipped right after training when the plans say ``final_validation: false``
+        (schedule); ``nnUNetv2_train ... --val`` (no training in the process) still runs it."""
+        if getattr(self, "nnext_trained_here", False) and self.nnext_schedule.get("final_validation", True) is False:
             self.print_to_log_file(f"final validation skipped (plans {PLANS_KEY}.final_validation = false; "
                                    f"nnUNetv2_train ... --val runs it)")
             return None

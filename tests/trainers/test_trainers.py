@@ -86,20 +86,26 @@ def test_schedule_merge_and_validation():
 
 def test_final_validation_skipped_only_when_the_plans_say_so(monkeypatch):
     """NnextTrainer.perform_actual_validation: nnU-Net's validation runs unless the schedule has
-    final_validation = false, which logs one line instead."""
+    final_validation = false and training ran in this process (on_train_end), which logs one line instead;
+    ``nnUNetv2_train --val`` (no training first) still validates."""
     from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
     from nnunet_ext.trainers.base import NnextTrainer
 
     class Bare(NnextTrainer):  # no dataset or network: only the schedule and the log matter here
-        def __init__(self, schedule):
+        def __init__(self, schedule, trained):
             self.nnext_schedule = schedule
+            if trained:
+                self.on_train_end()
 
         def print_to_log_file(self, *args, **kwargs):
             logged.append(" ".join(map(str, args)))
 
     ran, logged = [], []
     monkeypatch.setattr(nnUNetTrainer, "perform_actual_validation", lambda self, p=False: ran.append(p))
+    monkeypatch.setattr(nnUNetTrainer, "on_train_end", lambda self: None)
     for schedule in ({}, {"final_validation": True}, {"final_validation": False}):
-        Bare(schedule).perform_actual_validation(True)
+        Bare(schedule, trained=True).perform_actual_validation(True)
     assert ran == [True, True] and len(logged) == 1 and "final validation skipped" in logged[0]
+    Bare({"final_validation": False}, trained=False).perform_actual_validation(False)  # --val: validates
+    assert ran == [True, True, False] and len(logged) == 1
