@@ -69,7 +69,7 @@ OUTPUTS: tuple[tuple[str, str, str, str, str, str], ...] = (
     ("predict", "`predict_settings.json`, `dataset.json`, `plans.json`", "always",
      "what produced the folder (method, model, folds, options, seed, calibration)", PRED, "predict_settings.json"),
     ("predict", "`.nnext_settings.json`", "always", "output-defining settings; a re-run with others is refused",
-     "nnunet_ext.io.integrity", ".nnext_settings.json"),
+     "nnunet_ext.io.settings_record", ".nnext_settings.json"),
     ("predict", "`confidence.csv`", "maps are written",
      "one row per case and structure (component 0) and per predicted connected component: volume, mean and boundary "
      "uncertainty, pooled pairwise Dice of the passes, confidence in [0, 1], flag",

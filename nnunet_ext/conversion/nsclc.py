@@ -103,7 +103,7 @@ def _work_folder(raw: Path, final: Path, settings: dict, overwrite: bool) -> Pat
     label last), so the next run keeps them. A finished dataset seeds it by hard links. Refuses a resume with
     other settings (ROI names) unless ``overwrite``, which starts afresh (the old dataset stays visible until the
     new one is complete)."""
-    from nnunet_ext.io.integrity import check_settings, record_settings
+    from nnunet_ext.io.settings_record import check_settings, record_settings
 
     work = raw / f".nnext-resume-{final.name}"
     if overwrite:

@@ -58,7 +58,7 @@ class DemoSteps:
 
     def reusable(self, name: str, settings: dict, outputs_exist: bool) -> bool:
         """True when ``name``'s outputs exist and were made with ``settings``; else say why it is redone."""
-        from nnunet_ext.io.integrity import differing_settings
+        from nnunet_ext.io.settings_record import differing_settings
 
         if not outputs_exist:
             return False
@@ -71,7 +71,7 @@ class DemoSteps:
         return False
 
     def done(self, name: str, settings: dict) -> None:
-        from nnunet_ext.io.integrity import record_settings
+        from nnunet_ext.io.settings_record import record_settings
 
         record_settings(self.root, settings, filename=STEP_RECORD.format(name), command=f"nnext demo: {name}")
 

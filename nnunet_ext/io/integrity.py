@@ -32,9 +32,8 @@ and re-exported here):
   (not a PyTorch zip archive, or no nnU-Net keys) -> one line; ``load=True`` returns the loaded checkpoint.
 * :func:`check_output_dir` / :func:`check_output_file` - output path that is a file (or a folder), parent path
   that is a file, unwritable folder -> one line; nothing is created.
-* :func:`check_settings` / :func:`record_settings` / :func:`differing_settings` - stale-output guard: an output
-  folder records the settings that produced it (hidden ``.nnext_settings.json``); a re-run with different
-  settings is refused naming them (``config.top_k: null -> 1``), unless ``overwrite``.
+
+The stale-output guard (settings records of output folders) is :mod:`nnunet_ext.io.settings_record`.
 """
 from __future__ import annotations
 
@@ -43,7 +42,7 @@ import math
 import os
 import warnings
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Sequence
 
 from nnunet_ext.errors import InputError
 from nnunet_ext.io.filecheck import (  # noqa: F401
@@ -63,7 +62,6 @@ SPACING_RANGE_MM = (0.1, 100.0)
 MAX_ABS_INTENSITY = 1e7
 NAN_POLICIES = ("refuse", "zero")
 KINDS = ("image", "label", "mask", "map")
-SETTINGS_FILE = ".nnext_settings.json"  # hidden: folder listings (cases) stay as they were
 
 
 def check_image_file(path: str | os.PathLike, *, ndim: int | Sequence[int] | None = None,
@@ -317,90 +315,9 @@ def check_output_file(path: str | os.PathLike, what: str = "output file") -> Pat
     return p
 
 
-# ------------------------------------------------------------------------------------------ stale-output guard
-
-def _normalised(settings: Mapping[str, Any]) -> dict:
-    return json.loads(json.dumps(dict(settings), default=str, sort_keys=True))
-
-
-def _flat(d: Mapping[str, Any], prefix: str = "") -> dict:
-    """``{"config": {"top_k": 1}} -> {"config.top_k": 1}`` so that a difference names the leaf setting."""
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict) and v:
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
-def _diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[tuple[str, Any, Any]]:
-    a, b = _flat(old), _flat(new)
-    return [(k, a.get(k, "<absent>"), b.get(k, "<absent>")) for k in sorted(set(a) | set(b))
-            if a.get(k, "<absent>") != b.get(k, "<absent>")]
-
-
-def check_settings(folder: str | os.PathLike, settings: Mapping[str, Any], overwrite: bool = False, *,
-                   filename: str = SETTINGS_FILE, what: str = "output folder") -> bool:
-    """Stale-output guard. Compare ``settings`` (the options that determine the outputs; JSON-able) with those
-    recorded in ``folder/filename``.
-
-    * no record (new folder, or written by an older version): returns ``False``;
-    * same settings: returns ``True`` (existing outputs are valid; resume / reuse them);
-    * different settings: InputError naming each differing setting (``key: recorded -> now``), unless
-      ``overwrite`` (returns ``False``; the caller replaces the outputs).
-
-    Nothing is written: call :func:`record_settings` once the inputs are validated, before the first output.
-    """
-    record = Path(os.fspath(folder)) / filename
-    if not record.is_file():
-        return False
-    try:
-        old = json.loads(record.read_text(encoding="utf-8")).get("settings")
-    except (OSError, ValueError, AttributeError):
-        old = None
-    if not isinstance(old, dict):
-        if overwrite:
-            return False
-        raise InputError(f"{record}: unreadable settings record of the {what}; pass --overwrite to replace it")
-    diff = [f"{k}: {json.dumps(a)} -> {json.dumps(b)}" for k, a, b in _diff(old, _normalised(settings))]
-    if not diff:
-        return True
-    if overwrite:
-        return False
-    raise InputError(f"{Path(os.fspath(folder))}: {what} was written with other settings ({'; '.join(diff)}); "
-                     "pass --overwrite to replace its outputs, or choose another folder")
-
-
-def record_settings(folder: str | os.PathLike, settings: Mapping[str, Any], *, filename: str = SETTINGS_FILE,
-                    command: str | None = None) -> Path:
-    """Write ``folder/filename`` = ``{"command", "settings"}`` atomically (creates ``folder``); returns its path."""
-    from nnunet_ext.io.atomic_write import write_text as atomic_write_text
-
-    record = Path(os.fspath(folder)) / filename
-    body = {"command": command, "settings": _normalised(settings)}
-    atomic_write_text(record, json.dumps(body, indent=2, sort_keys=True) + "\n")
-    return record
-
-
-def differing_settings(folder: str | os.PathLike, settings: Mapping[str, Any], *,
-                       filename: str = SETTINGS_FILE) -> list[str] | None:
-    """Names of the settings that differ from the record (``[]`` = same), ``None`` without a readable record.
-    For commands that redo a step instead of refusing (``nnext demo``)."""
-    record = Path(os.fspath(folder)) / filename
-    try:
-        old = json.loads(record.read_text(encoding="utf-8")).get("settings")
-    except (OSError, ValueError, AttributeError):
-        return None
-    if not isinstance(old, dict):
-        return None
-    return [k for k, _, _ in _diff(old, _normalised(settings))]
-
-
 __all__ = [
     "SPACING_RANGE_MM",
     "MAX_ABS_INTENSITY",
-    "SETTINGS_FILE",
     "NonFiniteWarning",
     "check_gzip_complete",
     "check_file_complete",
@@ -415,7 +332,4 @@ __all__ = [
     "check_checkpoint",
     "check_output_dir",
     "check_output_file",
-    "check_settings",
-    "record_settings",
-    "differing_settings",
 ]

@@ -113,7 +113,8 @@ def predict_cases(method: Method, cases: list, out: "str | os.PathLike", spec: O
                   overwrite: bool = False, num_parts: int = 1, part_id: int = 0, seed: int = 0,
                   settings: "dict | None" = None, npp: int = 0, nps: int = 0, progress: bool = True) -> list[str]:
     """Predict ``cases[part_id::num_parts]`` into ``out`` (module docstring); returns the ids predicted now."""
-    from nnunet_ext.io.integrity import check_output_dir, check_settings
+    from nnunet_ext.io.integrity import check_output_dir
+    from nnunet_ext.io.settings_record import check_settings
 
     if num_parts < 1 or not 0 <= part_id < num_parts:
         raise InputError(f"-part_id must be in [0, -num_parts), got {part_id} with -num_parts {num_parts}")
@@ -233,7 +234,7 @@ def _keep(case, spec: OutputSpec, stem: str, ending: str, recorded: bool) -> boo
 
 def _write_records(out: Path, signature: dict, settings: "dict | None", method: Method) -> None:
     """The folder's settings record and nnU-Net-style records, written once the first case's outputs are verified."""
-    from nnunet_ext.io.integrity import record_settings
+    from nnunet_ext.io.settings_record import record_settings
 
     record_settings(out, signature, command="nnext predict")
     if settings is not None:

@@ -16,9 +16,9 @@ from nnunet_ext.errors import InputError
 
 def first_plans_difference(trained: dict, given: dict) -> "str | None":
     """``"KEY: A in the checkpoint, B in plans.json"`` for the first (sorted) differing leaf, None when equal."""
-    from nnunet_ext.io.integrity import _diff, _normalised
+    from nnunet_ext.io.settings_record import normalised_settings, settings_diff
 
-    diff = _diff(_normalised(trained), _normalised(given))
+    diff = settings_diff(normalised_settings(trained), normalised_settings(given))
     if not diff:
         return None
     key, a, b = diff[0]

@@ -249,7 +249,7 @@ def _cmd_demo(tmp: Path, mp, klass: str) -> Cell | None:
                     patches=[interrupt_on_call(ds, "write_image", 3)], check=check)
     if klass == "other_settings":  # a recorded 8-case dataset is not reused for -n 6: it is redone (and said so)
         import nnunet_ext.synthetic.dataset as ds
-        from nnunet_ext.io.integrity import record_settings
+        from nnunet_ext.io.settings_record import record_settings
 
         (root / "nnUNet_raw" / "Dataset990_NnextDemoChest").mkdir(parents=True)
         record_settings(root, {"n": 8, "n_test": 3, "seed": 0}, filename=STEP_RECORD.format("synth"))
@@ -287,7 +287,7 @@ def test_demo_reuses_a_step_only_with_matching_settings(workspace, monkeypatch, 
     """The 8-case dataset is redone for -n 6 (and said so); with matching settings the step is reused."""
     import nnunet_ext.planners.run as run
     import nnunet_ext.synthetic.dataset as ds
-    from nnunet_ext.io.integrity import record_settings
+    from nnunet_ext.io.settings_record import record_settings
 
     root = workspace / "demo"
     (root / "nnUNet_raw" / "Dataset990_NnextDemoChest").mkdir(parents=True)

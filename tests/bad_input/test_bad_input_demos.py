@@ -62,7 +62,7 @@ def _demo_kind(kind: str):
         if klass == "other_settings":  # a recorded 8-case dataset is not reused for -n 6: it is redone, and said so
             from nnunet_ext.demos import headneck
             from nnunet_ext.demos.steps import STEP_RECORD
-            from nnunet_ext.io.integrity import record_settings
+            from nnunet_ext.io.settings_record import record_settings
 
             folder = raw / f"Dataset{_raw_id(kind)}_{headneck.RAW_NAME if kind == 'headneck' else 'Old'}"
             folder.mkdir(parents=True)

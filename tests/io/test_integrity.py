@@ -176,20 +176,6 @@ def test_output_paths(tmp_path):
     I.check_output_file(tmp_path / "x" / "summary.json")
 
 
-def test_settings_guard(tmp_path):
-    s = {"method": "tta_mc", "n": 10, "config": {"top_k": None, "overlap": 0.8}}
-    assert I.check_settings(tmp_path, s) is False          # no record yet
-    I.record_settings(tmp_path, s, command="nnext x")
-    assert I.check_settings(tmp_path, {**s}) is True       # same settings: reuse
-    other = {**s, "n": 4, "config": {"top_k": 1, "overlap": 0.8}}
-    with pytest.raises(InputError, match=r'other settings \(config\.top_k: null -> 1; n: 10 -> 4\); pass --overwrite'):
-        I.check_settings(tmp_path, other)
-    assert I.check_settings(tmp_path, other, overwrite=True) is False
-    assert I.differing_settings(tmp_path, other) == ["config.top_k", "n"]
-    assert I.differing_settings(tmp_path / "none", other) is None
-    assert json.loads((tmp_path / I.SETTINGS_FILE).read_text())["command"] == "nnext x"
-
-
 def test_readers_warn_nothing_on_clean_files(tmp_path):
     path, arr = _img(tmp_path)
     with warnings.catch_warnings():

@@ -81,13 +81,8 @@ def run(args: argparse.Namespace) -> int:
 
     from nnunet_ext.errors import InputError
     from nnunet_ext.io.imageio import read_image, write_image
-    from nnunet_ext.io.integrity import (
-        check_output_dir,
-        check_output_file,
-        check_settings,
-        read_header_checked,
-        record_settings,
-    )
+    from nnunet_ext.io.integrity import check_output_dir, check_output_file, read_header_checked
+    from nnunet_ext.io.settings_record import check_settings, record_settings
     from nnunet_ext.methods.lung_cascade.lungmask import compute_lung_mask, lungmask_available
 
     if args.lungmask_weights is not None and not os.path.isfile(args.lungmask_weights):

@@ -59,15 +59,9 @@ def run(args: argparse.Namespace) -> int:
     if os.path.abspath(args.output) == os.path.abspath(args.input):
         raise InputError("output folder must differ from the prediction folder")
 
-    from nnunet_ext.io.integrity import (
-        SETTINGS_FILE,
-        check_output_dir,
-        check_settings,
-        check_values,
-        read_header_checked,
-        record_settings,
-    )
+    from nnunet_ext.io.integrity import check_output_dir, check_values, read_header_checked
     from nnunet_ext.io.resume import output_problem
+    from nnunet_ext.io.settings_record import SETTINGS_FILE, check_settings, record_settings
 
     check_output_dir(args.output, "output folder (-o)")
     for case in cases:  # every input complete, 3D, plausible spacing, before anything is written
