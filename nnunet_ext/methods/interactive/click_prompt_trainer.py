@@ -59,6 +59,7 @@ from nnunet_ext.core.lr_schedule import warmup_cosine_lr
 from nnunet_ext.methods.interactive.click_simulation import error_clicks, min_error_voxels
 from nnunet_ext.methods.interactive.click_transform import ChannelDropoutTransform, SimulateClicksTransform
 from nnunet_ext.methods.interactive.clicks import prompt_channel_count, rasterize_voxels
+from nnunet_ext.methods.interactive.component_loss import ClickedComponentLoss
 from nnunet_ext.methods.interactive.options import ClickOptions
 from nnunet_ext.methods.interactive.prompt_channels import PromptChannelNetwork
 from nnunet_ext.methods.interactive.stage_chain import install_head_transfer
@@ -71,7 +72,8 @@ from nnunet_ext.trainers.training_options import OptimizerOptions
 def error_click_prompts(predict_labels, data: torch.Tensor, reference: np.ndarray, classes, rounds,
                         max_first: int = 5, spacing=None, min_voxels: int = 1, order: str = "largest",
                         rng: "np.random.Generator | None" = None, radius: float = 3.0,
-                        encoding: str = "ball", previous: bool = False) -> torch.Tensor:
+                        encoding: str = "ball", previous: bool = False,
+                        clicked: "np.ndarray | None" = None) -> torch.Tensor:
     """Stage-3 prompts, round by round (see the module docstring): a copy of ``data`` (B, C + 2K [+ K], *S) whose
     2K prompt channels (split layout) hold the error clicks of ``rounds[b]`` rounds for sample b (0 = none).
     Round r predicts the samples that have a round r with the prompts of rounds < r (``predict_labels(x) ->
@@ -80,7 +82,10 @@ def error_click_prompts(predict_labels, data: torch.Tensor, reference: np.ndarra
     in round 1, one in later rounds).
     ``previous``: ``data`` also has K previous-prediction channels; each round writes the prediction its clicks
     were placed on into them (class k -> channel k, 0/1), so round r + 1 and the training pass see the clicks
-    so far together with the prediction of the last round, as a user's next click sees the current result."""
+    so far together with the prediction of the last round, as a user's next click sees the current result.
+    ``clicked`` (bool, shape of ``reference``): set to the union of the error components that got clicks, each as
+    it was when clicked (the voxels :class:`~nnunet_ext.methods.interactive.component_loss.ClickedComponentLoss`
+    weighs)."""
     k = len(classes)
     n_image = data.shape[1] - (3 if previous else 2) * k
     x = data.clone()
@@ -91,8 +96,11 @@ def error_click_prompts(predict_labels, data: torch.Tensor, reference: np.ndarra
         active = [b for b, n_rounds in enumerate(rounds) if n_rounds > r]
         pred = dict(zip(active, predict_labels(x[active])))  # only the samples with a round r + 1 (per sample
         for b in active:  # the network's output does not depend on the batch: instance norm, eval mode)
+            masks = [] if clicked is not None else None
             new = error_clicks(reference[b], pred[b], classes, max_first if r == 0 else 1, spacing, min_voxels,
-                               order, rng, seen[b])
+                               order, rng, seen[b], masks)
+            for mask in masks or ():
+                clicked[b] |= mask
             if new:
                 clicks[b] += new
                 prompt = rasterize_voxels(clicks[b], reference.shape[1:], k, radius, encoding, layout="split")
@@ -141,6 +149,7 @@ class ClickPromptTrainer(MCDropoutTrainer):
                                                                    clicks.min_error_mm3)
         self.pet_dropout, self.pet_channel = clicks.pet_dropout, clicks.pet_channel
         self.previous_prediction = clicks.previous_prediction
+        self.component_loss_weight = clicks.component_loss_weight
         self.optimizer_kind, self.warmup_epochs = optimizer.name, optimizer.warmup_epochs
         self.adamw_lr, self.adamw_wd = optimizer.adamw_lr, optimizer.adamw_wd
 
@@ -197,12 +206,35 @@ class ClickPromptTrainer(MCDropoutTrainer):
             f"{self.optimizer_kind}{adamw}, PET dropout {self.pet_dropout}, prompt layout split, previous-prediction "
             f"channels {'on' if self.previous_prediction else 'off'}"
             + (f", error rounds 1..{self.error_rounds}, order {self.error_order}, min error component "
-               f"{self.min_error_size()} voxels" if self.click_source == "errors" else ""))
+               f"{self.min_error_size()} voxels, clicked-component loss weight {self.component_loss_weight}"
+               if self.click_source == "errors" else ""))
 
     def train_step(self, batch: dict) -> dict:
-        if self.click_source == "errors" and self.p_prompt > 0:
-            batch = {**batch, "data": self.error_prompts(batch["data"], batch["target"])}
-        return super().train_step(batch)
+        if not (self.click_source == "errors" and self.p_prompt > 0):
+            return super().train_step(batch)
+        weighted = isinstance(self.loss, ClickedComponentLoss)
+        clicked = np.zeros(self._reference(batch["target"]).shape, bool) if weighted else None
+        batch = {**batch, "data": self.error_prompts(batch["data"], batch["target"], clicked)}
+        if not weighted:
+            return super().train_step(batch)
+        self.loss.mask = torch.from_numpy(clicked)
+        try:
+            return super().train_step(batch)
+        finally:
+            self.loss.mask = None
+
+    def _build_loss(self):
+        """nnU-Net's loss; stage 3 with ``clicks.component_loss_weight`` > 0 adds the cross-entropy over the
+        clicked error components (:class:`~nnunet_ext.methods.interactive.component_loss.ClickedComponentLoss`)."""
+        loss = super()._build_loss()
+        if self.click_source == "errors" and self.component_loss_weight > 0:
+            return ClickedComponentLoss(loss, self.component_loss_weight)
+        return loss
+
+    @staticmethod
+    def _reference(target) -> np.ndarray:
+        """Full-resolution reference labels ``(B, *S)`` of a batch's target (a deep-supervision list or a tensor)."""
+        return (target[0] if isinstance(target, (list, tuple)) else target)[:, 0].cpu().numpy().astype(np.int64)
 
     def min_error_size(self) -> int:
         """Smallest error component (voxels of a training patch) that gets a stage-3 click."""
@@ -221,18 +253,19 @@ class ClickPromptTrainer(MCDropoutTrainer):
         out = out[0] if isinstance(out, (list, tuple)) else out
         return out.argmax(1).cpu().numpy()
 
-    def error_prompts(self, data: torch.Tensor, target) -> torch.Tensor:
+    def error_prompts(self, data: torch.Tensor, target, clicked: "np.ndarray | None" = None) -> torch.Tensor:
         """``data`` (B, C + 2K, *patch) with the prompt channels set from error clicks against ``target``
         (full resolution), round by round (:func:`error_click_prompts`); R per sample uniform in
-        1..error_rounds (0 = no clicks with probability 1 - p_prompt)."""
-        ref = (target[0] if isinstance(target, (list, tuple)) else target)[:, 0].cpu().numpy().astype(np.int64)
+        1..error_rounds (0 = no clicks with probability 1 - p_prompt). ``clicked``: filled with the clicked
+        error components."""
+        ref = self._reference(target)
         rounds = [int(np.random.randint(1, self.error_rounds + 1)) if np.random.uniform() < self.p_prompt else 0
                   for _ in range(data.shape[0])]
         rng = np.random.default_rng(np.random.randint(0, 2 ** 31 - 1))
         return error_click_prompts(self._predict_labels, data, ref, self.prompt_classes, rounds,
                                    self.max_error_clicks, tuple(self.configuration_manager.spacing),
                                    self.min_error_size(), self.error_order, rng, self.click_radius,
-                                   self.click_encoding, self.previous_prediction)
+                                   self.click_encoding, self.previous_prediction, clicked)
 
     def checkpoint_metadata(self) -> dict:
         return {**super().checkpoint_metadata(), "click_stage": self.stage, "click_source": self.click_source,
@@ -240,7 +273,8 @@ class ClickPromptTrainer(MCDropoutTrainer):
                 "click_radius": self.click_radius, "click_encoding": self.click_encoding,
                 "optimizer": self.optimizer_kind, "pet_dropout": self.pet_dropout, "prompt_layout": "split",
                 "n_prompt_channels": prompt_channel_count(len(self.prompt_classes), "split"),
-                "n_previous_channels": len(self.prompt_classes) if self.previous_prediction else 0}
+                "n_previous_channels": len(self.prompt_classes) if self.previous_prediction else 0,
+                "component_loss_weight": self.component_loss_weight if self.click_source == "errors" else 0.0}
 
 
 class ClickPromptAutoTrainer(ClickPromptTrainer):

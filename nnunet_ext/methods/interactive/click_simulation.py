@@ -110,13 +110,14 @@ def _component_key(channel, positive: bool, mask: np.ndarray) -> tuple:
 def error_clicks(reference: np.ndarray, prediction: np.ndarray, classes: Sequence[int],
                  max_per_class: "int | None" = None, spacing: "Sequence[float] | None" = None,
                  min_voxels: int = 1, order: str = "largest", rng: "np.random.Generator | None" = None,
-                 seen: "set | None" = None) -> list:
+                 seen: "set | None" = None, components_out: "list | None" = None) -> list:
     """Per class: one click at the centre of each error component (FN -> positive, FP -> negative) of at least
     ``min_voxels`` voxels, at most ``max_per_class`` clicks (None = all). ``order``: ``largest`` first (ties:
     FN before FP, then scan order) or ``proportional`` (drawn without replacement with probability
     proportional to size from ``rng``). ``seen``: keys of components and clicks already used; those are
     skipped (a component is clicked again only once its voxels changed, a click position is never repeated)
-    and the new ones are added to it."""
+    and the new ones are added to it. ``components_out``: the boolean mask of each clicked component is appended
+    to it, in the order of the returned clicks."""
     if order not in ERROR_ORDERS:
         raise ValueError(f"unknown error-click order {order!r}; choose from {', '.join(ERROR_ORDERS)}")
     if order == "proportional" and rng is None:
@@ -150,6 +151,8 @@ def error_clicks(reference: np.ndarray, prediction: np.ndarray, classes: Sequenc
                     continue
                 seen.update((key, point))
             out.append((channel, centre, positive))
+            if components_out is not None:
+                components_out.append(mask)
             chosen += 1
     return out
 

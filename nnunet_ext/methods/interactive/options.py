@@ -36,6 +36,9 @@ class ClickOptions(Options):
                                        "the prediction the clicks were placed on (one per foreground class, 0/1); "
                                        "stage 3 feeds each sample the prediction of its last click round, stages 1-2 "
                                        "and the automatic branch zeros; prediction runs the automatic branch first")
+    component_loss_weight: float = option(0.0, "stage 3, beyond the paper: weight of an extra cross-entropy over the "
+                                          "voxels of the error components that got clicks (0 = off; "
+                                          "nnunet_ext.methods.interactive.component_loss)", lambda w: w >= 0, ">= 0")
     transfer_heads: bool = option(True, "-pretrained_weights also carries the segmentation heads over (the stages "
                                   "share one label set; nnU-Net re-initialises them, meant for new label sets)")
     pet_channel: int = option(1, "image channel zeroed by pet_dropout (1 = PET of CT/PET)", lambda c: c >= 0, ">= 0")

@@ -257,3 +257,55 @@ def test_previous_prediction_channels_end_to_end(headneck_dataset, previous_mode
     s.undo()
     s.undo()
     assert np.array_equal(s.segmentation, first) and not s._previous.any()
+
+
+def _error_trainer(dataset_folder, nnunet_dirs, plans_name, trainer_class):
+    pre = nnunet_dirs["nnUNet_preprocessed"] / dataset_folder.name
+    plans = json.loads((pre / f"{plans_name}.json").read_text())
+    plans["continue_training"] = False  # what nnU-Net's run_training adds before building the trainer
+    tr = trainer_class(plans, "3d_fullres", 0, json.loads((pre / "dataset.json").read_text()),
+                       device=torch.device("cpu"))
+    tr.initialize()
+    return tr
+
+
+def test_component_loss_weight_from_the_plans_reaches_stage3_training(headneck_dataset, nnunet_dirs,
+                                                                      plans_with_options):
+    """clicks.component_loss_weight = 1 in the plans: stage 3's loss is the wrapped one and records the weight in
+    the checkpoint metadata; each training step sets the clicked-component mask while nnU-Net computes the loss
+    (non-empty: the untrained network misses the cube) and clears it after; stage 1 with the same plans keeps
+    nnU-Net's loss."""
+    from nnunet_ext.methods.interactive.click_prompt_trainer import ClickPromptErrorTrainer, ClickPromptTrainer
+    from nnunet_ext.methods.interactive.component_loss import ClickedComponentLoss
+
+    plans = plans_with_options(nnunet_dirs, headneck_dataset.name, ["clicks.component_loss_weight=1"],
+                               "nnextTinyCompPlans")
+    torch.manual_seed(0)
+    np.random.seed(0)
+    tr = _error_trainer(headneck_dataset, nnunet_dirs, plans, ClickPromptErrorTrainer)
+    assert isinstance(tr.loss, ClickedComponentLoss) and tr.loss.weight == 1.0
+    assert tr.checkpoint_metadata()["component_loss_weight"] == 1.0
+    seen = []
+
+    class Spy(torch.nn.Module):  # nnU-Net's loss, noting the mask set while it runs
+        def __init__(self, base):
+            super().__init__()
+            self.base = base
+
+        def forward(self, o, t):
+            seen.append(None if tr.loss.mask is None else int(tr.loss.mask.sum()))
+            return self.base(o, t)
+
+    tr.loss.base = Spy(tr.loss.base)
+    patch = tuple(tr.configuration_manager.patch_size)
+    full = torch.zeros((2, 1) + patch)
+    full[:, :, 2:-2, 4:-4, 4:-4] = 1
+    targets = [full[(slice(None), slice(None)) + tuple(slice(None, None, int(round(1 / s))) for s in scale)]
+               for scale in tr._get_deep_supervision_scales()]
+    data = torch.cat([torch.randn((2, 2) + patch, generator=torch.Generator().manual_seed(1)) + full,
+                      torch.zeros((2, 4) + patch)], 1)
+    out = tr.train_step({"data": data, "target": targets})
+    assert np.isfinite(out["loss"]) and tr.loss.mask is None
+    assert len(seen) == 1 and seen[0] and seen[0] > 0
+    stage1 = _error_trainer(headneck_dataset, nnunet_dirs, plans, ClickPromptTrainer)
+    assert not isinstance(stage1.loss, ClickedComponentLoss)
