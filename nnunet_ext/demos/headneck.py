@@ -159,7 +159,7 @@ def run_headneck(args) -> int:
 
 
 def _run(args) -> int:
-    from nnunet_ext.demos.steps import DemoSteps
+    from nnunet_ext.demos.steps import DemoSteps, demo_threads
     from nnunet_ext.io.paths import use_workspace
 
     root = (Path(args.o) / "headneck").resolve()
@@ -188,8 +188,10 @@ def _run(args) -> int:
     plans_file = dirs["nnUNet_preprocessed"] / raw.name / f"{PLANS}.json"
     if steps.must_redo("plan", s_plan, plans_file.is_file() and (plans_file.parent / f"{PLANS}_{config}").is_dir()):
         shutil.rmtree(plans_file.parent, ignore_errors=True)  # no preprocessed cases of an older dataset
+        # as many preprocessing processes as training threads (2 on 2 idle cores: 10.8 s against 11.5-13.4 s)
         _nnext(["plan", "-d", RAW_ID, "-pl", "TinyPlanner", "-c", config, "--epochs", args.epochs,
-                "--iterations", args.iterations, "-np", "1", *[a for o in options for a in ("--set", o)]])
+                "--iterations", args.iterations, "-np", demo_threads(TRAIN_THREADS),
+                *[a for o in options for a in ("--set", o)]])
         write_stage_plans(plans_file, config, args.epochs)
         steps.done("plan", s_plan)
     steps.stop("plan", t)
