@@ -212,16 +212,17 @@ class ClickPromptTrainer(MCDropoutTrainer):
     def train_step(self, batch: dict) -> dict:
         if not (self.click_source == "errors" and self.p_prompt > 0):
             return super().train_step(batch)
+        data = batch["data"]
         weighted = isinstance(self.loss, ClickedComponentLoss)
-        clicked = np.zeros(self._reference(batch["target"]).shape, bool) if weighted else None
-        batch = {**batch, "data": self.error_prompts(batch["data"], batch["target"], clicked)}
-        if not weighted:
-            return super().train_step(batch)
-        self.loss.mask = torch.from_numpy(clicked)
+        clicked = np.zeros((data.shape[0], *data.shape[2:]), bool) if weighted else None
+        batch = {**batch, "data": self.error_prompts(data, batch["target"], clicked)}
+        if weighted:
+            self.loss.mask = torch.from_numpy(clicked)
         try:
             return super().train_step(batch)
         finally:
-            self.loss.mask = None
+            if weighted:
+                self.loss.mask = None
 
     def _build_loss(self):
         """nnU-Net's loss; stage 3 with ``clicks.component_loss_weight`` > 0 adds the cross-entropy over the
@@ -230,11 +231,6 @@ class ClickPromptTrainer(MCDropoutTrainer):
         if self.click_source == "errors" and self.component_loss_weight > 0:
             return ClickedComponentLoss(loss, self.component_loss_weight)
         return loss
-
-    @staticmethod
-    def _reference(target) -> np.ndarray:
-        """Full-resolution reference labels ``(B, *S)`` of a batch's target (a deep-supervision list or a tensor)."""
-        return (target[0] if isinstance(target, (list, tuple)) else target)[:, 0].cpu().numpy().astype(np.int64)
 
     def min_error_size(self) -> int:
         """Smallest error component (voxels of a training patch) that gets a stage-3 click."""
@@ -258,7 +254,7 @@ class ClickPromptTrainer(MCDropoutTrainer):
         (full resolution), round by round (:func:`error_click_prompts`); R per sample uniform in
         1..error_rounds (0 = no clicks with probability 1 - p_prompt). ``clicked``: filled with the clicked
         error components."""
-        ref = self._reference(target)
+        ref = (target[0] if isinstance(target, (list, tuple)) else target)[:, 0].cpu().numpy().astype(np.int64)
         rounds = [int(np.random.randint(1, self.error_rounds + 1)) if np.random.uniform() < self.p_prompt else 0
                   for _ in range(data.shape[0])]
         rng = np.random.default_rng(np.random.randint(0, 2 ** 31 - 1))
