@@ -41,6 +41,15 @@ def settings_diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[tuple[
             if a.get(k, "<absent>") != b.get(k, "<absent>")]
 
 
+def _recorded(record: Path) -> "dict | None":
+    """The ``settings`` object of a record file; None when it is missing, unreadable or not an object."""
+    try:
+        old = json.loads(record.read_text(encoding="utf-8")).get("settings")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return old if isinstance(old, dict) else None
+
+
 def check_settings(folder: str | os.PathLike, settings: Mapping[str, Any], overwrite: bool = False, *,
                    filename: str = SETTINGS_FILE, what: str = "output folder") -> bool:
     """Stale-output guard. Compare ``settings`` (the options that determine the outputs; JSON-able) with those
@@ -56,11 +65,8 @@ def check_settings(folder: str | os.PathLike, settings: Mapping[str, Any], overw
     record = Path(os.fspath(folder)) / filename
     if not record.is_file():
         return False
-    try:
-        old = json.loads(record.read_text(encoding="utf-8")).get("settings")
-    except (OSError, ValueError, AttributeError):
-        old = None
-    if not isinstance(old, dict):
+    old = _recorded(record)
+    if old is None:
         if overwrite:
             return False
         raise InputError(f"{record}: unreadable settings record of the {what}; pass --overwrite to replace it")
@@ -88,12 +94,8 @@ def differing_settings(folder: str | os.PathLike, settings: Mapping[str, Any], *
                        filename: str = SETTINGS_FILE) -> list[str] | None:
     """Names of the settings that differ from the record (``[]`` = same), ``None`` without a readable record.
     For commands that redo a step instead of refusing (``nnext demo``)."""
-    record = Path(os.fspath(folder)) / filename
-    try:
-        old = json.loads(record.read_text(encoding="utf-8")).get("settings")
-    except (OSError, ValueError, AttributeError):
-        return None
-    if not isinstance(old, dict):
+    old = _recorded(Path(os.fspath(folder)) / filename)
+    if old is None:
         return None
     return [k for k, _, _ in settings_diff(old, normalised_settings(settings))]
 
