@@ -26,7 +26,7 @@ named. ``--overwrite`` starts afresh. A failing nnext command or ``nnUNetv2_trai
 line (exit 1).
 
 Configuration: ``3d_fullres`` by default (``nnunet_ext.demos.defaults.KIND_DEFAULTS["headneck"]``), 40 training
-phantoms, 10 x 50 iterations for stage 1 (then 2 x 50 and 5 x 50; about 6 minutes on 2 idle cores), with the plans
+phantoms, 10 x 50 iterations for stage 1 (then 2 x 50 and 5 x 50; 301 s on 2 idle cores, seed 0), with the plans
 options of :func:`training_options` (click radius 1 voxel of the phantoms' 3 mm grid, AdamW lr 3e-3). Why 3D: a 2D
 network sees one slice, so a click corrects at most one slice of a lesion (a phantom node spans 3-6 slices) and the
 3D Dice barely moves (2d demo, radius 1, seeds 0 / 1: GTVn +0.011 / +0.010 after 3 clicks); the 3D stage-3 model
