@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 from pathlib import Path
 
 DATASET_ID = 990
@@ -102,7 +101,7 @@ def run(args) -> int:
 
 
 def _run_chest(args, root: Path) -> int:
-    from nnunet_ext.demos.steps import DemoSteps, StepFailed, demo_threads, run_nnext, train_command
+    from nnunet_ext.demos.steps import DemoSteps, StepFailed, demo_threads, run_child, run_nnext, train_command
     from nnunet_ext.io.paths import dataset_folders, use_workspace
     from nnunet_ext.synthetic.dataset import write_dataset
 
@@ -137,7 +136,7 @@ def _run_chest(args, root: Path) -> int:
         shutil.rmtree(model, ignore_errors=True)  # nnU-Net's training entry point, seeded, OMP_NUM_THREADS threads
         cmd = train_command([DATASET_ID, config, "0", "-tr", TRAINER, "-p", PLANS, "-device", "cpu"],
                             demo_threads(), args.seed)
-        if subprocess.run(cmd, env=os.environ.copy()).returncode != 0:
+        if run_child(cmd, name="nnUNetv2_train", env=os.environ.copy()) != 0:
             raise StepFailed("nnUNetv2_train failed (see its output above)")
         steps.done("train", s_plan)
     steps.stop("train", t)

@@ -64,7 +64,7 @@ def _train(dataset_id, configuration: str, trainer: str, model: Path, fold, seed
     """``nnUNetv2_train DATASET CONFIG FOLD`` (nnU-Net's entry point with :func:`steps.demo_threads` torch threads,
     seeded with ``seed``), output in ``train_CONFIG_FOLD.log`` next to the model; returns the last pseudo Dice line
     (validation patches)."""
-    from nnunet_ext.demos.steps import demo_threads, train_command
+    from nnunet_ext.demos.steps import demo_threads, run_child, train_command
 
     shutil.rmtree(model / f"fold_{fold}", ignore_errors=True)
     log = model.parent / f"train_{model.name}_{fold}.log"
@@ -73,13 +73,13 @@ def _train(dataset_id, configuration: str, trainer: str, model: Path, fold, seed
     cmd = train_command(argv, demo_threads(), seed)
     print(" ".join(["nnUNetv2_train", *map(str, argv)]), f"(log: {log})", flush=True)
     with open(log, "w") as fh:
-        proc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, env=os.environ.copy())
+        code = run_child(cmd, name="nnUNetv2_train", stdout=fh, stderr=subprocess.STDOUT, env=os.environ.copy())
     text = log.read_text(errors="replace")
-    if proc.returncode != 0:
+    if code != 0:
         print(text[-2000:], file=sys.stderr)
         from nnunet_ext.demos.steps import StepFailed
 
-        raise StepFailed(f"nnUNetv2_train {configuration} -tr {trainer} failed (exit {proc.returncode}; log {log})")
+        raise StepFailed(f"nnUNetv2_train {configuration} -tr {trainer} failed (exit {code}; log {log})")
     dice = [ln.split("Pseudo dice")[-1].strip() for ln in text.splitlines() if "Pseudo dice" in ln]
     val = [ln.split("Mean Validation Dice:")[-1].strip() for ln in text.splitlines() if "Mean Validation Dice" in ln]
     summary = f"last pseudo Dice {dice[-1] if dice else '?'}, mean validation Dice {val[-1] if val else '?'}"

@@ -55,7 +55,6 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import time
 from pathlib import Path
 
@@ -82,10 +81,10 @@ from nnunet_ext.demos.steps import run_nnext as _nnext  # noqa: E402
 def _train(argv: list, seed: "int | None" = None) -> None:
     """``nnUNetv2_train ARGV`` (``OMP_NUM_THREADS`` torch threads when that is set, else :data:`TRAIN_THREADS`,
     seeded with ``seed``); a non-zero exit status -> :class:`StepFailed`."""
-    from nnunet_ext.demos.steps import demo_threads, train_command
+    from nnunet_ext.demos.steps import demo_threads, run_child, train_command
 
     cmd = train_command(argv, demo_threads(TRAIN_THREADS), seed)
-    code = subprocess.run(cmd, env=os.environ.copy()).returncode
+    code = run_child(cmd, name="nnUNetv2_train", env=os.environ.copy())
     if code:
         raise StepFailed(f"nnUNetv2_train failed (exit {code}; see its output above)")
 

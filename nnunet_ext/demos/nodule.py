@@ -26,7 +26,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import time
 from pathlib import Path
 
@@ -87,6 +86,7 @@ def _run_nodule(args) -> int:
         cpu_seconds,
         demo_threads,
         made_by_demo,
+        run_child,
         run_nnext,
         train_command,
     )
@@ -150,7 +150,7 @@ def _run_nodule(args) -> int:
         shutil.rmtree(model, ignore_errors=True)
         cmd = train_command([RATER_ID, config, 0, "-tr", TRAINER, "-p", PLANS, "-device", "cpu"],
                             threads=demo_threads(), seed=args.seed)
-        code = subprocess.run(cmd, env=os.environ.copy()).returncode
+        code = run_child(cmd, name="nnUNetv2_train", env=os.environ.copy())
         if code != 0 or not checkpoint.is_file():
             raise StepFailed(f"nnUNetv2_train failed (exit {code}; see its output above)")
         steps.done("train", s_plan)

@@ -121,6 +121,63 @@ def train_command(argv: list, threads: "int | None" = None, seed: "int | None" =
             *map(str, argv)]
 
 
+class Terminated(BaseException):
+    """SIGTERM arrived while :func:`run_child` waited (a BaseException: no ``except Exception`` may swallow it)."""
+
+
+def run_child(cmd: list, name: str = "", **kwargs) -> int:
+    """``subprocess.run(cmd, **kwargs).returncode``, except that the child does not outlive this process: it runs
+    in its own session (process group), and when this process is stopped while waiting — Ctrl-C, or SIGTERM from
+    ``kill`` or a batch scheduler's time limit — the child's whole group (nnU-Net's data-loader workers included)
+    is sent SIGTERM, then SIGKILL after 10 s, before this process goes on stopping: Ctrl-C as
+    ``KeyboardInterrupt`` (the CLI's "interrupted", exit 130), SIGTERM as one line on stderr naming the child
+    (``name``, default the command's file name) and exit 143. Why not ``subprocess.run``: on SIGTERM Python dies
+    at once and its child trains on unattended; on Ctrl-C ``subprocess.run`` kills only the direct child."""
+    import signal
+    import subprocess
+    import threading
+
+    def on_sigterm(signum, frame):
+        raise Terminated
+
+    proc = subprocess.Popen(cmd, start_new_session=True, **kwargs)
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, on_sigterm) if main_thread else None
+    try:
+        return proc.wait()
+    except BaseException as e:
+        _end_group(proc)
+        if isinstance(e, Terminated):
+            print(f"terminated (SIGTERM): stopped {name or Path(str(cmd[0])).name} (pid {proc.pid}) and its processes",
+                  file=sys.stderr)
+            raise SystemExit(128 + signal.SIGTERM) from None
+        raise
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _end_group(proc) -> None:
+    """SIGTERM to ``proc``'s process group; up to 10 s for ``proc`` to exit, then SIGKILL to what is left of the
+    group (workers that outlive their parent); reaps ``proc``."""
+    import signal
+    import subprocess
+
+    def signal_group(sig) -> None:
+        try:
+            os.killpg(proc.pid, sig)
+        except (ProcessLookupError, PermissionError):  # the group is gone already
+            pass
+
+    signal_group(signal.SIGTERM)
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        pass
+    signal_group(signal.SIGKILL)
+    proc.wait()
+
+
 class StepFailed(RuntimeError):
     """A demo step failed: ``code`` is the demo's exit status; ``reported`` = the failing nnext command already
     printed its own one-line error (exit 2), so the demo adds no second line."""

@@ -38,7 +38,7 @@ from nnunetv2.utilities.helpers import dummy_context, empty_cache
 from nnunet_ext.core.streaming import StreamingStats
 from nnunet_ext.core.tta import TTAPolicy, apply_each, invert_each
 from nnunet_ext.core.uncertainty import entropy, pooled_logits
-from nnunet_ext.errors import InputError
+from nnunet_ext.errors import InputError, OptionsError
 
 TTA_SCOPES = ("volume", "window")
 BLENDS = ("logits", "probabilities")
@@ -118,6 +118,8 @@ class SlidingWindowEngine(nnUNetPredictor):
     #: float16 reproduces nnU-Net's accumulator; float32 (default) is exact to 1e-6
     accumulator_dtype: torch.dtype = torch.float32
     training_metadata: dict = {}
+    #: the loaded folds' checkpoint files, in fold order (error messages name them)
+    checkpoint_files: list = []
     #: bytes per voxel of the accumulators of the last :meth:`run` (benchmarks)
     last_accumulator_bytes_per_voxel: float = 0.0
 
@@ -162,10 +164,14 @@ class SlidingWindowEngine(nnUNetPredictor):
         kind = dropout_kind or meta.get("dropout_kind")
         p = dropout_p if dropout_p is not None else meta.get("dropout_p")
         from nnunet_ext.trainers.mc_dropout import prediction_dropout
+        from nnunet_ext.trainers.plans_options import version_note
 
-        with prediction_dropout(p, kind):  # the checkpoint's dropout, not the training-time env vars
-            network = trainer_class.build_network_architecture(plans_manager, configuration_manager, n_in, n_out,
-                                                               enable_deep_supervision=False)
+        try:
+            with prediction_dropout(p, kind):  # the checkpoint's dropout, not the training-time env vars
+                network = trainer_class.build_network_architecture(plans_manager, configuration_manager, n_in, n_out,
+                                                                   enable_deep_supervision=False)
+        except OptionsError as e:  # the model's plans hold an option this version does not know or accept
+            raise InputError(f"{join(model_folder, 'plans.json')}: {e}{version_note(first)}") from None
         for path, ckpt in ckpts:
             check_weights_fit(network, ckpt, path, join(model_folder, "plans.json"), plans)
         network.load_state_dict(parameters[0])
@@ -175,6 +181,7 @@ class SlidingWindowEngine(nnUNetPredictor):
         self.allowed_mirroring_axes = first.get("inference_allowed_mirroring_axes")
         self.label_manager = plans_manager.get_label_manager(dataset_json)
         self.training_metadata, self.folds, self.model_folder = meta, folds, str(model_folder)
+        self.checkpoint_files = [path for path, _ in ckpts]
         self.configuration_name = first["init_args"]["configuration"]
 
     def _load_parameters(self, params: dict, method) -> None:

@@ -67,7 +67,10 @@ class NnextTrainer(nnUNetTrainer):
         return super().perform_actual_validation(save_probabilities)
 
     def checkpoint_metadata(self) -> dict:
-        return {"trainer": self.__class__.__name__, "schedule": dict(self.nnext_schedule),
+        from nnunet_ext import __version__
+
+        return {"trainer": self.__class__.__name__, "nnunet_ext_version": __version__,
+                "schedule": dict(self.nnext_schedule),
                 "options": {section: opts.to_dict() for section, opts in self.nnext_options.items()}}
 
     def save_checkpoint(self, filename: str) -> None:

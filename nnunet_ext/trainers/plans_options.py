@@ -21,6 +21,7 @@ import copy
 import os
 
 from nnunet_ext.core.options import Options, parse_text
+from nnunet_ext.errors import OptionsError
 
 PLANS_KEY = "nnext_training"
 
@@ -71,7 +72,7 @@ def plans_options(plans: dict, configuration: str, family: type[Options]) -> Opt
     try:
         return family.from_mapping(section_mapping(plans, configuration, family.SECTION))
     except ValueError as e:
-        raise ValueError(f"plans {PLANS_KEY}: {e}") from None
+        raise OptionsError(f"plans {PLANS_KEY}: {e}") from None
 
 
 def checkpoint_options(checkpoint: dict, family: type[Options], configuration: "str | None" = None) -> Options:
@@ -79,11 +80,23 @@ def checkpoint_options(checkpoint: dict, family: type[Options], configuration: "
     written before options were recorded, the plans saved inside the checkpoint (``init_args``), else defaults."""
     recorded = ((checkpoint.get("nnext") or {}).get("options") or {})
     if family.SECTION in recorded:
-        return family.from_mapping(recorded[family.SECTION])
+        try:
+            return family.from_mapping(recorded[family.SECTION])
+        except ValueError as e:
+            raise OptionsError(f"checkpoint nnext.options: {e}{version_note(checkpoint)}") from None
     init = checkpoint.get("init_args") or {}
     if isinstance(init.get("plans"), dict):
         return plans_options(init["plans"], configuration or init.get("configuration", ""), family)
     return family()
+
+
+def version_note(checkpoint: dict) -> str:
+    """``" (trained with nnunet_ext 0.2.0, this is 0.1.0)"`` when the checkpoint records another version than the
+    installed one (``checkpoint["nnext"]["nnunet_ext_version"]``, written since 0.1.0), else ``""``."""
+    from nnunet_ext import __version__
+
+    trained = (checkpoint.get("nnext") or {}).get("nnunet_ext_version")
+    return f" (trained with nnunet_ext {trained}, this is {__version__})" if trained and trained != __version__ else ""
 
 
 def parse_assignment(text: str) -> tuple[str, str, object]:
@@ -134,4 +147,4 @@ def manager_options(plans_manager, configuration_manager, family: type[Options])
     try:
         return family.from_mapping(merged)
     except ValueError as e:
-        raise ValueError(f"plans {PLANS_KEY}: {e}") from None
+        raise OptionsError(f"plans {PLANS_KEY}: {e}") from None

@@ -190,6 +190,18 @@ def _predict_extra(tmp: Path, mp, klass: str) -> Cell:
                           r"checkpoint, \(8, 1, 1, 3, 3\) with these plans; first differing plans key "
                           r"configurations\.3d_fullres\.architecture\.arch_kwargs\.features_per_stage: \[4, 8, 16\] in "
                           r"the checkpoint, \[8, 16, 32\] in plans\.json")
+    if klass == "option_of_a_newer_version_in_plans":  # a model trained with a newer nnunet_ext: named, not internal
+        _newer_checkpoint(model)
+        plans = json.loads((model / "plans.json").read_text())
+        plans["configurations"]["3d_fullres"].setdefault("nnext_training", {})["clicks"] = {"future_option": 1}
+        (model / "plans.json").write_text(json.dumps(plans))
+        return Cell(argv, r"plans\.json: plans nnext_training: unknown option clicks\.future_option; clicks has: "
+                          r"p_prompt, .* \(trained with nnunet_ext 9\.9\.9, this is ")
+    if klass == "option_of_a_newer_version_in_checkpoint":
+        _newer_checkpoint(model, {"clicks": {"radius": 3.0, "future_option": 1}})
+        return Cell(argv[:2] + ["interactive"] + argv[3:],
+                    r"fold_0/checkpoint_final\.pth: checkpoint nnext\.options: unknown option clicks\.future_option; "
+                    r"clicks has: .* \(trained with nnunet_ext 9\.9\.9, this is ")
     clicks = tmp / "clicks.json"
     point = {"point": [4, 5, 3], "space": "voxel", "label": 1}
     argv = argv[:2] + ["interactive"] + argv[3:] + ["--clicks", str(clicks)]
@@ -200,7 +212,20 @@ def _predict_extra(tmp: Path, mp, klass: str) -> Cell:
     return Cell(argv, r"clicks\.json: c0\[0\]\.point: coordinate x = NaN, z = Infinity is not a finite number")
 
 
-@pytest.mark.parametrize("klass", ["plans_mismatch", "clicks_for_absent_case", "nonfinite_click"])
+def _newer_checkpoint(model: Path, options: "dict | None" = None) -> None:
+    """Mark fold 0's checkpoint as written by nnunet_ext 9.9.9 (and record ``options`` in it)."""
+    import torch
+
+    path = model / "fold_0" / "checkpoint_final.pth"
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    ckpt.setdefault("nnext", {})["nnunet_ext_version"] = "9.9.9"
+    if options is not None:
+        ckpt["nnext"].setdefault("options", {}).update(options)
+    torch.save(ckpt, path)
+
+
+@pytest.mark.parametrize("klass", ["plans_mismatch", "clicks_for_absent_case", "nonfinite_click",
+                                   "option_of_a_newer_version_in_plans", "option_of_a_newer_version_in_checkpoint"])
 def test_predict_refuses_other_plans_and_bad_clicks(klass, workspace, monkeypatch, capsys, untrained_models):
     MODELS["root"] = untrained_models
     run_cell(_predict_extra(workspace, monkeypatch, klass), f"predict x {klass}", workspace, monkeypatch, capsys)

@@ -201,11 +201,11 @@ def test_nnext_and_train_return_codes_become_step_failures(tmp_path, monkeypatch
                          "-d", "999", "-c", "2d"])
     seen = []
 
-    def run(cmd, env=None):
+    def run(cmd, name="", env=None):
         seen.append(cmd)
-        return subprocess.CompletedProcess(cmd, 5)
+        return 5
 
-    monkeypatch.setattr(headneck.subprocess, "run", run)
+    monkeypatch.setattr(steps, "run_child", run)
     monkeypatch.setenv("OMP_NUM_THREADS", "3")
     with pytest.raises(headneck.StepFailed, match=r"nnUNetv2_train failed \(exit 5"):
         headneck._train([995, "2d", "0"])

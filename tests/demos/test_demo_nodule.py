@@ -2,7 +2,6 @@
 that names the changed setting, and a failing training that stops the demo with exit 1."""
 import argparse
 import json
-import subprocess
 
 import pytest
 
@@ -46,8 +45,7 @@ def test_demo_nodule_runs_reuses_and_redoes(tmp_path, monkeypatch, capfd):
 
     # another schedule: data kept, plans / model redone (and the settings named); a failing nnUNetv2_train
     # stops the demo with exit 1 and leaves no train record behind
-    monkeypatch.setattr("nnunet_ext.demos.nodule.subprocess.run",
-                        lambda cmd, **kw: subprocess.CompletedProcess(cmd, 3))
+    monkeypatch.setattr("nnunet_ext.demos.steps.run_child", lambda cmd, **kw: 3)
     assert _run(tmp_path, "--iterations", "3") == 1
     captured = capfd.readouterr()
     assert "reusing synth" in captured.out and "reusing convert" in captured.out

@@ -95,3 +95,54 @@ def test_steps_reuse_only_with_matching_settings(tmp_path, capsys):
     assert steps.must_redo("refine_train", train, outputs_exist=True, earlier_redone=True)
     assert "an earlier step was redone" in capsys.readouterr().out
     assert not (tmp_path / STEP_RECORD.format("refine_train")).exists()
+
+
+def _alive(pid: int) -> bool:
+    """The process exists and is not a zombie (an exited child not yet reaped by its new parent)."""
+    import os
+
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+    except OSError:
+        os.kill(pid, 0)
+        return True
+
+
+#: a "training" that starts a worker of its own (as nnU-Net's data loaders) and writes both pids
+_CHILD = ("import subprocess, sys, time; w = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)']);"
+          " open(sys.argv[1], 'w').write(f'{__import__(\"os\").getpid()} {w.pid}'); time.sleep(120)")
+#: the demo process: runs the training through run_child
+_PARENT = ("import sys; from nnunet_ext.demos.steps import run_child; "
+           "sys.exit(run_child([sys.executable, '-c', sys.argv[1], sys.argv[2]], name='training'))")
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
+def test_stopping_the_demo_stops_its_training_and_the_training_s_workers(sig, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    pids = tmp_path / "pids"
+    parent = subprocess.Popen([sys.executable, "-c", _PARENT, _CHILD, str(pids)], stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not (pids.is_file() and len(pids.read_text().split()) == 2):
+        assert time.monotonic() < deadline and parent.poll() is None, "the child did not start"
+        time.sleep(0.1)
+    child, worker = map(int, pids.read_text().split())
+    parent.send_signal(getattr(signal, sig))
+    code = parent.wait(60)
+    err = parent.stderr.read()
+    deadline = time.monotonic() + 20
+    while (_alive(child) or _alive(worker)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _alive(child) and not _alive(worker)  # subprocess.run leaves both running after SIGTERM
+    if sig == "SIGTERM":
+        assert code == 143 and err.strip().splitlines()[-1].startswith("terminated (SIGTERM): stopped training (pid ")
+    else:
+        assert code != 0 and "KeyboardInterrupt" in err
+    assert os.getpgid(0) != child  # the training had its own group: signalling it did not reach pytest

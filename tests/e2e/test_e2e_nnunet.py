@@ -6,6 +6,7 @@ import subprocess
 import numpy as np
 import torch
 
+import nnunet_ext
 from nnunet_ext.io.imageio import read_image
 from nnunet_ext.io.paths import nnunet_command
 
@@ -24,6 +25,7 @@ def test_train_records_dropout_and_honours_schedule(trained_chest_model):
     fold = trained_chest_model / "fold_0"
     ckpt = torch.load(fold / "checkpoint_final.pth", map_location="cpu", weights_only=False)
     assert ckpt["nnext"]["dropout_p"] == 0.05
+    assert ckpt["nnext"]["nnunet_ext_version"] == nnunet_ext.__version__  # named when another version loads it
     assert ckpt["current_epoch"] == 2  # 2 epochs from the plans' nnext_training, not nnU-Net's 1000
     assert any(k.endswith("weight") for k in ckpt["network_weights"])
     log = next(fold.glob("training_log_*.txt")).read_text()

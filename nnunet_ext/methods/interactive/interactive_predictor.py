@@ -33,7 +33,7 @@ import sys
 
 import numpy as np
 
-from nnunet_ext.errors import InputError
+from nnunet_ext.errors import InputError, OptionsError
 from nnunet_ext.methods.interactive.options import InteractiveOptions
 from nnunet_ext.predictors.sampling_options import SamplingOptions
 from nnunet_ext.predictors.tta_mc import TTAMCMethod
@@ -76,7 +76,10 @@ class InteractiveMethod(TTAMCMethod):
         from nnunet_ext.methods.interactive.options import ClickOptions
         from nnunet_ext.trainers.plans_options import checkpoint_options
 
-        method.click_options = checkpoint_options({"nnext": meta}, ClickOptions)  # the options it was trained with
+        try:  # the options it was trained with
+            method.click_options = checkpoint_options({"nnext": meta}, ClickOptions)
+        except OptionsError as e:
+            raise InputError(f"{method.engine.checkpoint_files[0]}: {e}") from None
         method.click_radius = float(meta.get("click_radius", 3.0))
         method.click_encoding = str(meta.get("click_encoding", "ball"))
         method.n_prompt = net.n_prompt_channels
