@@ -156,7 +156,8 @@ def test_steps_reused_only_with_matching_settings(tmp_path, fake, capsys, monkey
     assert fake.calls == ["plan", *TRAIN3, *EVAL3, "predict", "predict"]
     # the optimiser is a plans option written by the plan step (--set): plan and everything after it
     assert fake.plan_sets[-1] == headneck.training_options(5) == [
-        "optimizer.name=adamw", "optimizer.warmup_epochs=1", "optimizer.adamw_lr=0.003", "clicks.radius=1"]
+        "optimizer.name=adamw", "optimizer.warmup_epochs=1", "optimizer.adamw_lr=0.003", "clicks.radius=1.5",
+        "clicks.min_error_mm3=216.0"]
     assert headneck.training_options(30)[1] == "optimizer.warmup_epochs=3"
     fake.calls.clear()
     monkeypatch.setattr(headneck, "training_options", lambda epochs: ["optimizer.name=adamw",
