@@ -165,7 +165,10 @@ def _end_group(proc) -> None:
 
     def signal_group(sig) -> None:
         try:
-            os.killpg(proc.pid, sig)
+            if hasattr(os, "killpg"):
+                os.killpg(proc.pid, sig)
+            else:  # Windows: no process groups to signal; the child itself
+                proc.terminate() if sig == signal.SIGTERM else proc.kill()
         except (ProcessLookupError, PermissionError):  # the group is gone already
             pass
 
@@ -174,7 +177,7 @@ def _end_group(proc) -> None:
         proc.wait(10)
     except subprocess.TimeoutExpired:
         pass
-    signal_group(signal.SIGKILL)
+    signal_group(getattr(signal, "SIGKILL", signal.SIGTERM))
     proc.wait()
 
 
