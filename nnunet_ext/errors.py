@@ -8,7 +8,7 @@ class InputError(ValueError):
 class OptionsError(InputError):
     """A ``nnext_training`` option of plans or a checkpoint that this nnunet_ext does not know or accept: a model
     trained with another version, or a hand-edited plans file. Raised without a file name; the loader that knows
-    the file adds it (:meth:`nnunet_ext.predictors.engine.PredictionEngine.load`)."""
+    the file adds it (:meth:`nnunet_ext.predictors.engine.SlidingWindowEngine.load`)."""
 
 
 class DiskFullError(OSError):
