@@ -56,9 +56,16 @@ def refuse_legacy_environment(environ=None) -> None:
 
 def section_mapping(plans: dict, configuration: str, section: str) -> dict:
     """The merged raw mapping of ``section`` (plans level, then the configuration's block)."""
+    return _merged_section((plans.get(PLANS_KEY) or {},
+                            ((plans.get("configurations") or {}).get(configuration) or {}).get(PLANS_KEY) or {}),
+                           section)
+
+
+def _merged_section(blocks, section: str) -> dict:
+    """``section`` of each ``nnext_training`` block in ``blocks``, later blocks winning; ValueError naming the
+    section when one is not a JSON object."""
     merged = {}
-    for block in (plans.get(PLANS_KEY) or {},
-                  ((plans.get("configurations") or {}).get(configuration) or {}).get(PLANS_KEY) or {}):
+    for block in blocks:
         value = block.get(section)
         if value is not None:
             if not isinstance(value, dict):
@@ -140,11 +147,9 @@ def effective_options(plans: dict, configuration: str, families: dict[str, type[
 def manager_options(plans_manager, configuration_manager, family: type[Options]) -> Options:
     """:func:`plans_options` from nnU-Net's managers (class methods such as ``build_network_architecture`` get
     these, not the configuration name): plans level, then the resolved configuration's block."""
-    merged = {}
-    for block in ((plans_manager.plans.get(PLANS_KEY) or {}),
-                  (configuration_manager.configuration.get(PLANS_KEY) or {})):
-        merged.update(block.get(family.SECTION) or {})
     try:
-        return family.from_mapping(merged)
+        return family.from_mapping(_merged_section((plans_manager.plans.get(PLANS_KEY) or {},
+                                                    configuration_manager.configuration.get(PLANS_KEY) or {}),
+                                                   family.SECTION))
     except ValueError as e:
         raise OptionsError(f"plans {PLANS_KEY}: {e}") from None

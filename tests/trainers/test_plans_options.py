@@ -14,6 +14,7 @@ from nnunet_ext.trainers.plans_options import (
     LEGACY_ENVIRONMENT,
     checkpoint_options,
     effective_options,
+    manager_options,
     plans_options,
     refuse_legacy_environment,
     set_options,
@@ -186,3 +187,25 @@ def test_same_trainer_and_plans_train_identical_seeded_iterations_whatever_the_e
     for name, value in {"NNEXT_SOMETHING": "7", "NNEXT_CLICK_RADIUS": "", "NNEXT_DROPOUT_P": " "}.items():
         monkeypatch.setenv(name, value)  # unrelated or empty: not read, not refused
     assert first_losses() == clean
+
+
+def test_options_from_nnunet_managers_merge_as_from_the_plans_and_refuse_a_section_that_is_not_an_object():
+    from nnunet_ext.errors import OptionsError
+
+    families = option_families()
+
+    class Managers:  # what nnU-Net hands build_network_architecture: the plans and the resolved configuration
+        def __init__(self, plans, configuration):
+            self.plans, self.configuration = plans, plans["configurations"][configuration]
+
+    plans = {"nnext_training": {"clicks": {"radius": 2}},
+             "configurations": {"2d": {"nnext_training": {"clicks": {"encoding": "edt"}}}}}
+    m = Managers(plans, "2d")
+    assert manager_options(m, m, families["clicks"]) == plans_options(plans, "2d", families["clicks"])
+    plans["configurations"]["2d"]["nnext_training"]["clicks"] = "radius=2"  # a hand-edited plans file
+    m = Managers(plans, "2d")
+    for read in (lambda: manager_options(m, m, families["clicks"]), lambda: plans_options(plans, "2d",
+                                                                                          families["clicks"])):
+        with pytest.raises(OptionsError, match=r"plans nnext_training\.clicks must be a JSON object of options, "
+                                               r"got 'radius=2'"):
+            read()
