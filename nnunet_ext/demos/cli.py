@@ -24,6 +24,7 @@ DATASET_ID = 990
 TRAINER, PLANS = "MCDropoutTrainer", "nnextTinyPlans"
 
 from nnunet_ext.demos.defaults import KIND_DEFAULTS, KIND_HELP, MAX_CASES  # noqa: E402
+from nnunet_ext.demos.steps import user_options  # noqa: E402
 
 
 def add_arguments(parser) -> None:
@@ -50,6 +51,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--n-samples", type=int_at_least(2), default=None,
                         help="MC/TTA passes at prediction (default 8; >= 2, one pass has no spread)")
     parser.add_argument("--seed", type=int_at_least(0), default=0)
+    parser.add_argument("--set", dest="set_options", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="training option written into the demo's plans after the demo's own (as nnext plan "
+                             "--set), e.g. --set clicks.radius=2; repeatable. Recorded with the plan step's "
+                             "settings: a changed --set redoes the plan and every step after it")
     parser.add_argument("--overwrite", action="store_true", help="delete the working folder first")
 
 
@@ -77,6 +82,9 @@ def run(args) -> int:
 
     # every option is checked before the first step (argparse checks the ranges)
     args = resolve_kind_defaults(args)
+    from nnunet_ext.planners.plans_edit import check_assignments
+
+    check_assignments(user_options(args))
     kind = args.kind
     root = Path(args.o).resolve()
     check_output_dir(root, "demo working folder (-o)")
@@ -101,7 +109,15 @@ def run(args) -> int:
 
 
 def _run_chest(args, root: Path) -> int:
-    from nnunet_ext.demos.steps import DemoSteps, StepFailed, demo_threads, run_child, run_nnext, train_command
+    from nnunet_ext.demos.steps import (
+        DemoSteps,
+        StepFailed,
+        demo_threads,
+        plan_settings,
+        run_child,
+        run_nnext,
+        train_command,
+    )
     from nnunet_ext.io.paths import dataset_folders, use_workspace
     from nnunet_ext.synthetic.dataset import write_dataset
 
@@ -119,7 +135,8 @@ def _run_chest(args, root: Path) -> int:
     steps.stop("synth", t)
 
     t = steps.start("plan + preprocess with TinyPlanner (nnext plan)")
-    s_plan = {**s_synth, "config": config, "epochs": args.epochs, "iterations": args.iterations}
+    s_plan = {**s_synth, "config": config, "epochs": args.epochs, "iterations": args.iterations,
+              **plan_settings(args)}
     plans_file = dirs["nnUNet_preprocessed"] / raw.name / f"{PLANS}.json"
     if steps.must_redo("plan", s_plan, plans_file.is_file() and (plans_file.parent / f"{PLANS}_{config}").is_dir()):
         from nnunet_ext.planners.run import plan_and_preprocess
@@ -127,6 +144,10 @@ def _run_chest(args, root: Path) -> int:
         shutil.rmtree(plans_file.parent, ignore_errors=True)  # no preprocessed cases of an older dataset
         plan_and_preprocess(DATASET_ID, "TinyPlanner", [config], num_processes=1,
                             schedule={"num_epochs": args.epochs, "num_iterations_per_epoch": args.iterations})
+        if user_options(args):
+            from nnunet_ext.planners.plans_edit import write_options
+
+            write_options(plans_file, user_options(args), [config])
         steps.done("plan", s_plan)
     steps.stop("plan", t)
 
@@ -172,7 +193,7 @@ def _run_chest(args, root: Path) -> int:
         "dataset": raw.name, "model": str(model), "predictions": str(pred), "overview_png": str(overview),
         "case_pngs": [str(p) for p in pngs], "evaluation": str(root / "evaluation.json"),
         "mean": evaluation.get("mean"), "uncertainty": (evaluation.get("uncertainty") or {}).get("mean"),
-        "timings_s": steps.timings,
+        "plans_set": user_options(args), "timings_s": steps.timings,
     }
     write_json(root / "summary.json", summary)
     mean = (evaluation.get("mean") or {}).get("1", {})

@@ -210,7 +210,7 @@ def run_glioma(args) -> int:
 
 
 def _run_glioma(args) -> int:
-    from nnunet_ext.demos.steps import DemoSteps
+    from nnunet_ext.demos.steps import DemoSteps, plan_settings, user_options
     from nnunet_ext.io.imageio import atomic_write_text, read_image
     from nnunet_ext.io.paths import dataset_folders, use_workspace
 
@@ -241,7 +241,7 @@ def _run_glioma(args) -> int:
     t = steps.start(f"nnext plan -pl TinyPlanner -c 2d 3d_fullres ({args.epochs} epochs x {args.iterations} "
                     f"iterations), {folds}-fold split")
     s_plan = {**s_synth, "epochs": args.epochs, "iterations": args.iterations, "patch_3d": list(PATCH_3D),
-              "oversample": OVERSAMPLE, "folds": folds, "refiner_lr": REFINER_LR}
+              "oversample": OVERSAMPLE, "folds": folds, "refiner_lr": REFINER_LR, **plan_settings(args)}
     pre = dirs["nnUNet_preprocessed"] / raw.name
     made = all((pre / f"{PLANS}_{c}").is_dir() for c in ("2d", "3d_fullres")) and (pre / "splits_final.json").is_file()
     if steps.must_redo("plan", s_plan, made, redone):
@@ -254,6 +254,8 @@ def _run_glioma(args) -> int:
         plan_and_preprocess(RAW_ID, "TinyPlanner", ["2d", "3d_fullres"], num_processes=1, schedule=schedule)
         print(f"plans tuned for the demo: {tune_plans(pre / f'{PLANS}.json')} (tune_plans)")
         write_options(pre / f"{PLANS}.json", [f"refiner.lr={REFINER_LR}"], ["3d_fullres"])
+        if user_options(args):  # the user's --set, every configuration, after the demo's own
+            write_options(pre / f"{PLANS}.json", user_options(args))
         cases = sorted(p.name[:-len("_0000.nii.gz")] for p in (raw / "imagesTr").glob("*_0000.nii.gz"))
         atomic_write_text(pre / "splits_final.json", json.dumps(default_splits(cases, folds), indent=1))
         steps.done("plan", s_plan)

@@ -77,7 +77,7 @@ CLASSES = {1: "GTVp", 2: "GTVn"}
 TRAIN_THREADS = 2
 
 from nnunet_ext.demos.headneck_figures import before_after_png, stages_png  # noqa: E402
-from nnunet_ext.demos.steps import StepFailed  # noqa: E402  (a command of the demo failed: one line)
+from nnunet_ext.demos.steps import StepFailed, user_options  # noqa: E402  (StepFailed: a step failed, one line)
 from nnunet_ext.demos.steps import run_nnext as _nnext  # noqa: E402
 
 
@@ -190,7 +190,7 @@ def _run(args) -> int:
         steps.done("synth", s_synth)
     steps.stop("synth", t)
 
-    options = training_options(args.epochs)
+    options = training_options(args.epochs) + user_options(args)  # a user's --set after the demo's: it wins
     s_plan = {**s_synth, "config": config, "epochs": args.epochs, "iterations": args.iterations,
               "options": options}
     t = steps.start(f"nnext plan -pl TinyPlanner -c {config} ({args.epochs} x {args.iterations} iterations, "
@@ -268,6 +268,7 @@ def _run(args) -> int:
     t = steps.start("before_after.png (contours, clicks, entropy) + summary.json")
     result = _figure_and_summary(raw, out, evald, single, case, args)
     steps.stop("figure", t)
+    result["plans_set"] = user_options(args)
     result["timings_s"] = {**steps.timings, "total_s": round(time.perf_counter() - t0, 1)}
     result["load_average_1min"] = {"start": load0, "end": _load_average()}
     from nnunet_ext.io.imageio import atomic_write_text

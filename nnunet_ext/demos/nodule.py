@@ -86,9 +86,11 @@ def _run_nodule(args) -> int:
         cpu_seconds,
         demo_threads,
         made_by_demo,
+        plan_settings,
         run_child,
         run_nnext,
         train_command,
+        user_options,
     )
     from nnunet_ext.errors import InputError
     from nnunet_ext.io.paths import dataset_folders, use_workspace
@@ -129,7 +131,8 @@ def _run_nodule(args) -> int:
     steps.stop("convert", t)
 
     t = steps.start(f"nnext plan -pl TinyPlanner -c {config} ({epochs} x {iterations} iterations)")
-    s_plan = {**s_synth, "config": config, "epochs": epochs, "iterations": iterations, "max_tokens": tokens}
+    s_plan = {**s_synth, "config": config, "epochs": epochs, "iterations": iterations, "max_tokens": tokens,
+              **plan_settings(args)}
     plans_file = dirs["nnUNet_preprocessed"] / folder.name / f"{PLANS}.json"
     if steps.must_redo("plan", s_plan, plans_file.is_file() and (plans_file.parent / f"{PLANS}_{config}").is_dir()):
         from nnunet_ext.planners.run import plan_and_preprocess
@@ -139,7 +142,7 @@ def _run_nodule(args) -> int:
                             schedule={"num_epochs": epochs, "num_iterations_per_epoch": iterations})
         from nnunet_ext.planners.plans_edit import write_options
 
-        write_options(plans_file, [f"ugsnet.max_tokens={tokens}"], [config])
+        write_options(plans_file, [f"ugsnet.max_tokens={tokens}", *user_options(args)], [config])  # the user's last
         steps.done("plan", s_plan)
     steps.stop("plan", t)
 

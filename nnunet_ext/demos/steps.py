@@ -83,6 +83,20 @@ def made_by_demo(root: Path) -> bool:
             or (root / "nnUNet_raw").is_dir())
 
 
+def user_options(args) -> list:
+    """The ``--set SECTION.KEY=VALUE`` training options a user gave ``nnext demo`` (none for a namespace without
+    them, as a Python caller may build): every kind writes them into its plans after its own options, so a
+    user's value wins."""
+    return [str(o) for o in (getattr(args, "set_options", None) or [])]
+
+
+def plan_settings(args) -> dict:
+    """What a plan step's settings record of :func:`user_options`: ``{"set": [...]}``, or nothing when there are
+    none (so the records of demos run without ``--set`` stay valid; adding or dropping one redoes the plan)."""
+    options = user_options(args)
+    return {"set": options} if options else {}
+
+
 #: nnU-Net's training entry point with a fixed number of torch threads (argv[1]; nnUNetv2_train itself calls
 #: torch.set_num_threads(cpu_count()) for -device cpu) and, when argv[2] is not "-", seeded torch / numpy / random
 #: generators (nnU-Net seeds nothing; with nnUNet_n_proc_DA=0 the CPU run is then repeatable)

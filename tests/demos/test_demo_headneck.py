@@ -14,7 +14,7 @@ from nnunet_ext.demos import headneck, steps
 from nnunet_ext.demos.steps import STEP_RECORD
 
 
-def test_dispatch_reaches_run_headneck_with_resolved_defaults(tmp_path, monkeypatch):
+def test_dispatch_reaches_run_headneck_with_resolved_defaults(tmp_path, monkeypatch, capsys):
     from nnunet_ext.cli.main import main
     from nnunet_ext.demos.cli import KIND_DEFAULTS
 
@@ -33,6 +33,14 @@ def test_dispatch_reaches_run_headneck_with_resolved_defaults(tmp_path, monkeypa
     (tmp_path / "x" / "headneck" / "mine.txt").write_text("not the demo's")
     assert main(["demo", "headneck", "-o", str(tmp_path / "x")]) == 2
     assert len(seen) == 2
+    # --set reaches the kind's run as given; a bad one is refused before any step: one line, exit 2, no folder
+    assert main(["demo", "headneck", "-o", str(tmp_path / "d"), "--set", "clicks.radius=2"]) == 0
+    assert seen[-1]["set_options"] == ["clicks.radius=2"]
+    capsys.readouterr()
+    assert main(["demo", "headneck", "-o", str(tmp_path / "y"), "--set", "clicks.radius=-1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "clicks.radius" in err[0] and "> 0" in err[0], err
+    assert len(seen) == 3 and not (tmp_path / "y").exists()
 
 
 class _Fake:
@@ -178,6 +186,28 @@ def test_steps_reused_only_with_matching_settings(tmp_path, fake, capsys, monkey
     fake.calls.clear()
     assert headneck.run_headneck(_args(tmp_path, n_samples=3, epochs=5, overwrite=True)) == 0
     assert fake.calls[0] == "synth" and len(fake.calls) == 10
+
+
+def test_set_options_follow_the_demos_own_and_a_change_redoes_the_plan(tmp_path, fake, capsys):
+    """``--set`` options are written after the demo's options (the user's value wins in nnext plan's --set), are
+    recorded with the plan step (another --set redoes plan and everything after it, not the phantoms) and are
+    named in summary.json."""
+    ours = headneck.training_options(_args(tmp_path).epochs)
+    assert headneck.run_headneck(_args(tmp_path, set_options=["clicks.radius=2"])) == 0
+    assert fake.plan_sets[-1] == [*ours, "clicks.radius=2"]
+    summary = json.loads((tmp_path / "headneck" / "results" / "summary.json").read_text())
+    assert summary["plans_set"] == ["clicks.radius=2"]
+    fake.calls.clear()
+    capsys.readouterr()
+    assert headneck.run_headneck(_args(tmp_path, set_options=["clicks.radius=2"])) == 0
+    assert fake.calls == []
+    assert headneck.run_headneck(_args(tmp_path, set_options=["clicks.previous_prediction=true"])) == 0
+    assert fake.calls == ["plan", *TRAIN3, *EVAL3, "predict", "predict"]
+    assert fake.plan_sets[-1] == [*ours, "clicks.previous_prediction=true"]
+    assert "redoing plan (settings changed: options)" in capsys.readouterr().out
+    fake.calls.clear()
+    assert headneck.run_headneck(_args(tmp_path)) == 0  # no --set (a namespace without it): the demo's own again
+    assert fake.calls[0] == "plan" and fake.plan_sets[-1] == ours
 
 
 def test_failed_step_is_one_line_and_leaves_no_record(tmp_path, fake, monkeypatch, capsys):

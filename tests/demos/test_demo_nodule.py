@@ -46,10 +46,12 @@ def test_demo_nodule_runs_reuses_and_redoes(tmp_path, monkeypatch, capfd):
     # another schedule: data kept, plans / model redone (and the settings named); a failing nnUNetv2_train
     # stops the demo with exit 1 and leaves no train record behind
     monkeypatch.setattr("nnunet_ext.demos.steps.run_child", lambda cmd, **kw: 3)
-    assert _run(tmp_path, "--iterations", "3") == 1
+    assert _run(tmp_path, "--iterations", "3", "--set", "ugsnet.max_tokens=128") == 1
     captured = capfd.readouterr()
     assert "reusing synth" in captured.out and "reusing convert" in captured.out
-    assert "redoing plan (settings changed: iterations)" in captured.out
-    assert "redoing train (settings changed: iterations)" in captured.out
+    assert "redoing plan (settings changed: iterations, set)" in captured.out
+    plans = next((root / "nnUNet_preprocessed").rglob("nnextTinyPlans.json"))  # the user's --set after the demo's
+    assert json.loads(plans.read_text())["configurations"]["2d"]["nnext_training"]["ugsnet"]["max_tokens"] == 128
+    assert "redoing train (settings changed: iterations, set)" in captured.out
     assert "nnUNetv2_train failed" in captured.err
     assert not (root / ".nnext_demo_train.json").exists() and not checkpoint.exists()

@@ -1,0 +1,244 @@
+"""Arms of ``nnext demo headneck`` over seeds, paired (issue 18): the click-refinement benchmark of the RESULTS
+sessions 9-12, as one script.
+
+An arm is the demo with extra plans options (``nnext demo headneck --set SECTION.KEY=VALUE``); each seed
+synthesises its own 40 training + 3 test phantoms, so two arms with the same seed train on the same data and are
+compared per test case.
+
+    # the demo's default and the previous-prediction ablation, seeds 0-7, two runs side by side (1 thread each)
+    python benchmarks/bench_headneck_demo.py run -o W --arm default --seeds 0-7 --jobs 2
+    python benchmarks/bench_headneck_demo.py run -o W --arm previous --set clicks.previous_prediction=true \\
+        --seeds 0-7 --jobs 2
+    # plain automatic nnU-Net on each run's data (ClickPromptAutoTrainer from scratch, prompts always zero, as many
+    # epochs as the three stages together): the automatic branch against it
+    python benchmarks/bench_headneck_demo.py baseline -o W --arm default --seeds 0-7 --jobs 2
+    python benchmarks/bench_headneck_demo.py summary -o W --arms default previous [--json S.json]
+
+``summary`` prints, per arm and seed, the stage-3 model's mean Dice after 0..3 clicks (errors protocol, the
+demo's ``clicks_eval_stage3``) with a flag where Dice drops from one click count to the next; pooled over the
+(seed, case) pairs the 3-click gain (Wilcoxon, bootstrap CI: ``benchmarks/_stats.py``); each later arm against
+the first, paired per (seed, case): gains and Dice at 0 and 3 clicks; and, where ``baseline`` ran, the automatic
+Dice (0 clicks) of stage 3 against the plain baseline. A class absent from a test case's reference counts as the
+demo counts it (Dice 1 when the prediction is empty too). The issue's targets per seed: GTVn +0.10 and GTVp
++0.03 after 3 clicks, no drop.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _stats import paired  # noqa: E402
+
+CLASSES = ("GTVp", "GTVn")
+STAGES_EPOCHS = 10 + 2 + 5  # the demo's stages (nnunet_ext.demos.headneck.stage_epochs(10))
+
+
+def seeds_arg(text: str) -> list:
+    """``0-7`` or ``0,2,5`` -> a list of seeds."""
+    out = []
+    for part in text.split(","):
+        lo, _, hi = part.partition("-")
+        out += list(range(int(lo), int(hi or lo) + 1))
+    return out
+
+
+def run_dir(root: Path, arm: str, seed: int) -> Path:
+    return root / arm / f"seed{seed}"
+
+
+def _env(workspace: "Path | None" = None) -> dict:
+    """One torch thread, one nnU-Net process; with ``workspace`` nnU-Net's folders inside it (set per child, not in
+    this process's environment: runs side by side in threads of this process)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "nnUNet_def_n_proc": "1"}
+    if workspace is not None:
+        env.update({v: str(workspace / v) for v in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")})
+    return env
+
+
+def _log(cmd, log: Path, workspace: "Path | None" = None) -> int:
+    with open(log, "a") as f:
+        return subprocess.run([str(c) for c in cmd], stdout=f, stderr=subprocess.STDOUT,
+                              env=_env(workspace)).returncode
+
+
+def run_arm(root: Path, arm: str, seed: int, options: list) -> str:
+    """``nnext demo headneck -o ROOT/ARM/seedS --seed S --set ...`` (one torch thread); a finished run's steps are
+    reused by the demo's own settings check."""
+    out = run_dir(root, arm, seed)
+    out.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-c", "import sys; from nnunet_ext.cli.main import main; sys.exit(main())", "demo",
+           "headneck", "-o", out, "--seed", seed, *[a for o in options for a in ("--set", o)]]
+    log = out / "demo.log"
+    code = _log(cmd, log)
+    return f"{arm} seed {seed}: " + ("done" if code == 0 else f"failed (exit {code}, see {log})")
+
+
+def run_baseline(root: Path, arm: str, seed: int) -> str:
+    """Plain automatic nnU-Net on the run's data and plans: ``ClickPromptAutoTrainer`` from scratch (its prompt
+    channels are always zero; the same network, dropout and optimiser) for the three stages' epochs together, then
+    its automatic Dice with ``nnext clicks-eval --max-clicks 0`` (the demo's metric and test cases)."""
+    from nnunet_ext.demos.steps import train_command
+
+    demo = run_dir(root, arm, seed) / "headneck"
+    pre = next((demo / "nnUNet_preprocessed").glob("Dataset*"))
+    raw = demo / "nnUNet_raw" / pre.name
+    plans = json.loads((pre / "nnextTinyPlans.json").read_text())
+    plans["plans_name"] = "nnextTinyPlansBase"
+    config = next(iter(plans["configurations"]))
+    block = plans["configurations"][config].setdefault("nnext_training", {})
+    block["num_epochs"] = STAGES_EPOCHS
+    block.setdefault("optimizer", {})["warmup_epochs"] = max(1, STAGES_EPOCHS // 10)
+    (pre / "nnextTinyPlansBase.json").write_text(json.dumps(plans, indent=4))
+    dataset = pre.name[len("Dataset"):len("Dataset") + 3]
+    model = ["-d", dataset, "-c", config, "-tr", "ClickPromptAutoTrainer", "-p", "nnextTinyPlansBase", "-f", "0"]
+    log = demo / "baseline.log"
+    if not (demo / "nnUNet_results" / pre.name / f"ClickPromptAutoTrainer__nnextTinyPlansBase__{config}" / "fold_0"
+            / "checkpoint_final.pth").is_file():
+        if _log(train_command([dataset, config, "0", "-tr", "ClickPromptAutoTrainer", "-p", "nnextTinyPlansBase",
+                               "-device", "cpu"], threads=1, seed=seed), log, demo):
+            return f"{arm} seed {seed}: baseline training failed (see {log})"
+    code = _log([sys.executable, "-c", "import sys; from nnunet_ext.cli.main import main; sys.exit(main())",
+                 "clicks-eval", "-i", raw / "imagesTs", "-ref", raw / "labelsTs", "-o",
+                 demo / "results" / "clicks_eval_base", *model, "-device", "cpu", "--protocol", "errors",
+                 "--max-clicks", 0, "--seed", seed, "--overwrite"], log, demo)
+    return f"{arm} seed {seed}: baseline " + ("done" if code == 0 else f"evaluation failed (see {log})")
+
+
+def _rows(csv_file: Path) -> dict:
+    """``{(case, class, step): Dice}`` of a clicks_eval.csv."""
+    with open(csv_file) as f:
+        return {(r["case"], r["class"], int(r["step"])): float(r["dice"]) for r in csv.DictReader(f)}
+
+
+def load_arm(root: Path, arm: str) -> dict:
+    """``{seed: {"stage3": rows, "base": rows or None}}`` of the arm's finished runs."""
+    out = {}
+    for d in sorted((root / arm).glob("seed*"), key=lambda p: int(p.name[4:])):
+        res = d / "headneck" / "results"
+        if (res / "clicks_eval_stage3" / "clicks_eval.csv").is_file() and (res / "summary.json").is_file():
+            base = res / "clicks_eval_base" / "clicks_eval.csv"
+            out[int(d.name[4:])] = {"stage3": _rows(res / "clicks_eval_stage3" / "clicks_eval.csv"),
+                                    "base": _rows(base) if base.is_file() else None}
+    return out
+
+
+def curve(rows: dict, cls: str, clicks: int = 3) -> list:
+    """Mean Dice over the cases after 0..``clicks`` clicks."""
+    cases = sorted({c for c, k, _ in rows if k == cls})
+    return [float(np.mean([rows[(c, cls, s)] for c in cases])) for s in range(clicks + 1)]
+
+
+def summarise(root: Path, arms: list) -> dict:
+    data = {arm: load_arm(root, arm) for arm in arms}
+    result = {}
+    for arm, runs in data.items():
+        per_seed, gains = {}, {c: [] for c in CLASSES}
+        for seed, r in runs.items():
+            per_seed[seed] = {}
+            for cls in CLASSES:
+                v = curve(r["stage3"], cls)
+                per_seed[seed][cls] = {"dice": [round(x, 4) for x in v], "gain3": round(v[3] - v[0], 4),
+                                       "drop": any(b < a - 1e-9 for a, b in zip(v, v[1:]))}
+                gains[cls] += [r["stage3"][(c, k, 3)] - r["stage3"][(c, k, 0)]
+                               for c, k, s in r["stage3"] if k == cls and s == 0]
+        entry = {"seeds": per_seed, "pooled_gain3": {c: paired(g) for c, g in gains.items()},
+                 "targets": {"GTVn+0.10": [s for s, v in per_seed.items() if v["GTVn"]["gain3"] >= 0.10],
+                             "GTVp+0.03": [s for s, v in per_seed.items() if v["GTVp"]["gain3"] >= 0.03],
+                             "no_drop": [s for s, v in per_seed.items() if not any(v[c]["drop"] for c in CLASSES)]}}
+        auto = {c: [r["stage3"][(k, c, 0)] - r["base"][(k, c, 0)]
+                    for r in runs.values() if r["base"] for k, cc, s in r["stage3"] if cc == c and s == 0]
+                for c in CLASSES}
+        if any(auto.values()):
+            entry["automatic_stage3_minus_plain"] = {c: paired(d) for c, d in auto.items()}
+            entry["automatic_plain_mean"] = {c: float(np.mean([r["base"][(k, c, 0)] for r in runs.values()
+                                                               if r["base"] for k, cc, s in r["base"] if cc == c]))
+                                             for c in CLASSES}
+        result[arm] = entry
+    first = arms[0]
+    for arm in arms[1:]:
+        common = sorted(set(data[arm]) & set(data[first]))
+        cmp = {}
+        for cls in CLASSES:
+            keys = [(s, c) for s in common for c, k, st in data[first][s]["stage3"] if k == cls and st == 0]
+
+            def at(a, s, c, step):
+                return data[a][s]["stage3"][(c, cls, step)]
+
+            def gain(a, s, c):
+                return at(a, s, c, 3) - at(a, s, c, 0)
+            cmp[cls] = {"gain3": paired([gain(arm, s, c) - gain(first, s, c) for s, c in keys]),
+                        "dice0": paired([at(arm, s, c, 0) - at(first, s, c, 0) for s, c in keys]),
+                        "dice3": paired([at(arm, s, c, 3) - at(first, s, c, 3) for s, c in keys])}
+        result[arm][f"minus_{first}"] = {"seeds": common, **cmp}
+    return result
+
+
+def _fmt(p: dict) -> str:
+    if "mean" not in p:
+        return f"n {p['n']}"
+    return f"{p['mean']:+.3f} [{p['ci95'][0]:+.3f}, {p['ci95'][1]:+.3f}] p {p['wilcoxon_p']:.2g} (n {p['n']})"
+
+
+def print_summary(result: dict) -> None:
+    for arm, e in result.items():
+        print(f"== {arm}")
+        for seed, v in e["seeds"].items():
+            parts = [f"{c} {' -> '.join(f'{x:.3f}' for x in v[c]['dice'])} ({v[c]['gain3']:+.3f}"
+                     f"{', drop' if v[c]['drop'] else ''})" for c in CLASSES]
+            print(f"  seed {seed}: " + " | ".join(parts))
+        for c in CLASSES:
+            print(f"  pooled 3-click gain {c}: {_fmt(e['pooled_gain3'][c])}")
+        print(f"  seeds meeting GTVn +0.10: {e['targets']['GTVn+0.10']}; GTVp +0.03: {e['targets']['GTVp+0.03']}; "
+              f"no drop: {e['targets']['no_drop']}")
+        if "automatic_stage3_minus_plain" in e:
+            for c in CLASSES:
+                print(f"  automatic {c}: stage 3 - plain nnU-Net {_fmt(e['automatic_stage3_minus_plain'][c])}; "
+                      f"plain mean {e['automatic_plain_mean'][c]:.3f}")
+        for key, cmp in e.items():
+            if key.startswith("minus_"):
+                for c in CLASSES:
+                    print(f"  {arm} {key.replace('_', ' ')} {c}: gain {_fmt(cmp[c]['gain3'])}; Dice at 0 clicks "
+                          f"{_fmt(cmp[c]['dice0'])}; at 3 {_fmt(cmp[c]['dice3'])}")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("what", choices=("run", "baseline", "summary"))
+    ap.add_argument("-o", required=True, help="workspace: ARM/seedS/ per run")
+    ap.add_argument("--arm", default="default", help="run / baseline: the arm's name (its folder)")
+    ap.add_argument("--arms", nargs="+", default=None, help="summary: arms to compare, the first is the reference")
+    ap.add_argument("--set", dest="set_options", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                    help="run: plans option of the arm (nnext demo headneck --set); repeatable")
+    ap.add_argument("--seeds", type=seeds_arg, default=[0, 1, 2, 3, 4])
+    ap.add_argument("--jobs", type=int, default=2, help="runs side by side, one torch thread each")
+    ap.add_argument("--json", default=None, help="summary: also write it to this JSON file")
+    a = ap.parse_args(argv)
+    root = Path(a.o).resolve()
+    if a.what == "summary":
+        result = summarise(root, a.arms or sorted(p.name for p in root.iterdir() if p.is_dir()))
+        print_summary(result)
+        if a.json:
+            Path(a.json).write_text(json.dumps(result, indent=1))
+        return 0
+    if a.what == "run":
+        (root / a.arm).mkdir(parents=True, exist_ok=True)
+        (root / a.arm / "arm.json").write_text(json.dumps({"set": a.set_options}, indent=1))
+    job = (lambda s: run_arm(root, a.arm, s, a.set_options)) if a.what == "run" else (
+        lambda s: run_baseline(root, a.arm, s))
+    with ThreadPoolExecutor(max(1, a.jobs)) as pool:
+        lines = list(pool.map(job, a.seeds))
+    print("\n".join(lines))
+    return 0 if all(line.endswith("done") for line in lines) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
