@@ -85,7 +85,7 @@ def run_arm(root: Path, arm: str, seed: int, options: list) -> str:
 def run_baseline(root: Path, arm: str, seed: int) -> str:
     """Plain automatic nnU-Net on the run's data and plans: ``ClickPromptAutoTrainer`` from scratch (its prompt
     channels are always zero; the same network, dropout and optimiser) for the three stages' epochs together, then
-    its automatic Dice with ``nnext clicks-eval --max-clicks 0`` (the demo's metric and test cases)."""
+    its automatic Dice: step 0 of ``nnext clicks-eval --max-clicks 1`` (the demo's metric and test cases)."""
     from nnunet_ext.demos.steps import train_command
 
     demo = run_dir(root, arm, seed) / "headneck"
@@ -109,7 +109,7 @@ def run_baseline(root: Path, arm: str, seed: int) -> str:
     code = _log([sys.executable, "-c", "import sys; from nnunet_ext.cli.main import main; sys.exit(main())",
                  "clicks-eval", "-i", raw / "imagesTs", "-ref", raw / "labelsTs", "-o",
                  demo / "results" / "clicks_eval_base", *model, "-device", "cpu", "--protocol", "errors",
-                 "--max-clicks", 0, "--seed", seed, "--overwrite"], log, demo)
+                 "--max-clicks", 1, "--seed", seed, "--overwrite"], log, demo)
     return f"{arm} seed {seed}: baseline " + ("done" if code == 0 else f"evaluation failed (see {log})")
 
 
