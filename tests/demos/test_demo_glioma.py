@@ -92,3 +92,25 @@ def test_tune_plans_sets_3d_patch_and_per_configuration_oversampling(tmp_path):
         assert training_schedule(tuned, c) == {"num_epochs": 15, "oversample_foreground_percent": 0.33}
     with pytest.raises(ValueError, match="divisible"):
         glioma.tune_plans(path, patch=(12, 32, 32))
+
+
+def test_set_options_reach_both_configurations_after_the_demos_own(tmp_path, monkeypatch):
+    """``--set`` is written into the plans of both configurations after the demo's own (refiner.lr stays unless
+    set) and recorded with the plan step. Synthesis and planning run for real (5 + 1 phantoms); the first
+    training fails at once, so nothing trains."""
+    import json
+
+    from nnunet_ext.cli.main import main
+
+    for var in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results", "nnUNet_def_n_proc", "nnUNet_n_proc_DA"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr("nnunet_ext.demos.steps.run_child", lambda cmd, **kw: 3)
+    assert main(["demo", "glioma", "-o", str(tmp_path), "-n", "5", "--n-test", "1", "--epochs", "1",
+                 "--iterations", "1", "--set", "spherical.p=0.25"]) == 1
+    root = tmp_path / "glioma"
+    plans = json.loads(next((root / "nnUNet_preprocessed").glob(f"Dataset*/{glioma.PLANS}.json")).read_text())
+    for c in ("2d", "3d_fullres"):
+        assert plans["configurations"][c]["nnext_training"]["spherical"]["p"] == 0.25, c
+    assert plans["configurations"]["3d_fullres"]["nnext_training"]["refiner"]["lr"] == glioma.REFINER_LR
+    record = json.loads((root / ".nnext_demo_plan.json").read_text())
+    assert record["settings"]["set"] == ["spherical.p=0.25"]
