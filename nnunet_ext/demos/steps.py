@@ -158,17 +158,18 @@ def run_child(cmd: list, name: str = "", **kwargs) -> int:
     main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, on_sigterm) if main_thread else None
     try:
-        return proc.wait()
+        try:
+            return proc.wait()
+        finally:  # a SIGTERM between the child's end and this restore still raises Terminated: handled below
+            if main_thread:
+                signal.signal(signal.SIGTERM, previous)
     except BaseException as e:
-        _end_group(proc)
+        _end_group(proc)  # a child that has ended already: nothing to signal, reaped at once
         if isinstance(e, Terminated):
             print(f"terminated (SIGTERM): stopped {name or Path(str(cmd[0])).name} (pid {proc.pid}) and its processes",
                   file=sys.stderr)
             raise SystemExit(128 + signal.SIGTERM) from None
         raise
-    finally:
-        if main_thread:
-            signal.signal(signal.SIGTERM, previous)
 
 
 def _end_group(proc) -> None:

@@ -146,3 +146,28 @@ def test_stopping_the_demo_stops_its_training_and_the_training_s_workers(sig, tm
     else:
         assert code != 0 and "KeyboardInterrupt" in err
     assert os.getpgid(0) != child  # the training had its own group: signalling it did not reach pytest
+
+
+def test_sigterm_just_as_the_training_ends_is_the_one_line_too(monkeypatch, capsys):
+    """A SIGTERM that lands after the child has exited, while run_child restores the SIGTERM handler, ends the demo
+    like one during the wait: the line and exit 143, no traceback (simulated: the restore raises what the
+    handler raises)."""
+    import signal
+    import sys
+
+    real = signal.signal
+    calls = []
+
+    def restore_interrupted(sig, handler):
+        calls.append(handler)
+        if len(calls) == 2:  # the second call restores the previous handler: the signal arrives then
+            real(sig, handler)
+            raise steps.Terminated
+        return real(sig, handler)
+
+    monkeypatch.setattr(signal, "signal", restore_interrupted)
+    with pytest.raises(SystemExit) as stop:
+        steps.run_child([sys.executable, "-c", "pass"], name="nnUNetv2_train")
+    assert stop.value.code == 143 and len(calls) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("terminated (SIGTERM): stopped nnUNetv2_train (pid "), err
