@@ -12,15 +12,18 @@ compared per test case.
     # plain automatic nnU-Net on each run's data (ClickPromptAutoTrainer from scratch, prompts always zero, as many
     # epochs as the three stages together): the automatic branch against it
     python benchmarks/bench_headneck_demo.py baseline -o W --arm default --seeds 0-7 --jobs 2
+    # every click protocol, 0..5 clicks, stage-1 and stage-3 models of each run (nnext clicks-eval)
+    python benchmarks/bench_headneck_demo.py protocols -o W --arm default --seeds 0-7 --jobs 2
     python benchmarks/bench_headneck_demo.py summary -o W --arms default previous [--json S.json]
 
 ``summary`` prints, per arm and seed, the stage-3 model's mean Dice after 0..3 clicks (errors protocol, the
 demo's ``clicks_eval_stage3``) with a flag where Dice drops from one click count to the next; pooled over the
 (seed, case) pairs the 3-click gain (Wilcoxon, bootstrap CI: ``benchmarks/_stats.py``); each later arm against
-the first, paired per (seed, case): gains and Dice at 0 and 3 clicks; and, where ``baseline`` ran, the automatic
-Dice (0 clicks) of stage 3 against the plain baseline. A class absent from a test case's reference counts as the
-demo counts it (Dice 1 when the prediction is empty too). The issue's targets per seed: GTVn +0.10 and GTVp
-+0.03 after 3 clicks, no drop.
+the first, paired per (seed, case): gains and Dice at 0 and 3 clicks; where ``baseline`` ran, the automatic Dice
+(0 clicks) of stage 3 against the plain baseline; where ``protocols`` ran, per model and protocol the mean Dice
+after 0..5 clicks over the (seed, case) pairs and the gains after 3 and 5 clicks. A class absent from a test case's
+reference counts as the demo counts it (Dice 1 when the prediction is empty too). The issue's targets per seed:
+GTVn +0.10 and GTVp +0.03 after 3 clicks, no drop.
 """
 from __future__ import annotations
 
@@ -39,6 +42,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _stats import paired  # noqa: E402
 
 CLASSES = ("GTVp", "GTVn")
+PROTOCOLS = ("errors", "autopet", "each-lesion")  # nnunet_ext.methods.interactive.click_protocols.PROTOCOLS
+PROTOCOL_CLICKS = 5
+PROTOCOL_MODELS = {"stage1": ("ClickPromptTrainer", "nnextTinyPlans"),
+                   "stage3": ("ClickPromptErrorTrainer", "nnextTinyPlansStage3")}  # the demo's (demos.headneck)
 STAGES_EPOCHS = 10 + 2 + 5  # the demo's stages (nnunet_ext.demos.headneck.stage_epochs(10))
 
 
@@ -70,6 +77,11 @@ def _log(cmd, log: Path, workspace: "Path | None" = None) -> int:
                               env=_env(workspace)).returncode
 
 
+def _configuration(demo: Path) -> str:
+    """The configuration the demo trained (its plan step's record; the plans hold 2d and 3d_fullres)."""
+    return json.loads((demo / ".nnext_demo_plan.json").read_text())["settings"]["config"]
+
+
 def run_arm(root: Path, arm: str, seed: int, options: list) -> str:
     """``nnext demo headneck -o ROOT/ARM/seedS --seed S --set ...`` (one torch thread); a finished run's steps are
     reused by the demo's own settings check."""
@@ -93,7 +105,7 @@ def run_baseline(root: Path, arm: str, seed: int) -> str:
     raw = demo / "nnUNet_raw" / pre.name
     plans = json.loads((pre / "nnextTinyPlans.json").read_text())
     plans["plans_name"] = "nnextTinyPlansBase"
-    config = next(iter(plans["configurations"]))
+    config = _configuration(demo)
     block = plans["configurations"][config].setdefault("nnext_training", {})
     block["num_epochs"] = STAGES_EPOCHS
     block.setdefault("optimizer", {})["warmup_epochs"] = max(1, STAGES_EPOCHS // 10)
@@ -111,6 +123,53 @@ def run_baseline(root: Path, arm: str, seed: int) -> str:
                  demo / "results" / "clicks_eval_base", *model, "-device", "cpu", "--protocol", "errors",
                  "--max-clicks", 1, "--seed", seed, "--overwrite"], log, demo)
     return f"{arm} seed {seed}: baseline " + ("done" if code == 0 else f"evaluation failed (see {log})")
+
+
+def run_protocols(root: Path, arm: str, seed: int) -> str:
+    """``nnext clicks-eval`` of the run's stage-1 and stage-3 models with every protocol, 0..5 clicks, into
+    ``results/protocols/<stage>_<protocol>`` (a finished one is kept)."""
+    demo = run_dir(root, arm, seed) / "headneck"
+    pre = next((demo / "nnUNet_preprocessed").glob("Dataset*"))
+    raw = demo / "nnUNet_raw" / pre.name
+    config = _configuration(demo)
+    log = demo / "protocols.log"
+    for stage, (trainer, plans) in PROTOCOL_MODELS.items():
+        for protocol in PROTOCOLS:
+            out = demo / "results" / "protocols" / f"{stage}_{protocol}"
+            if (out / "summary.json").is_file():
+                continue
+            cmd = [sys.executable, "-c", "import sys; from nnunet_ext.cli.main import main; sys.exit(main())",
+                   "clicks-eval", "-i", raw / "imagesTs", "-ref", raw / "labelsTs", "-o", out,
+                   "-d", pre.name[len("Dataset"):len("Dataset") + 3], "-c", config, "-tr", trainer, "-p", plans,
+                   "-f", "0", "-device", "cpu", "--protocol", protocol, "--max-clicks", PROTOCOL_CLICKS,
+                   "--seed", seed, "--overwrite"]
+            if _log(cmd, log, demo):
+                return f"{arm} seed {seed}: clicks-eval {stage} {protocol} failed (see {log})"
+    return f"{arm} seed {seed}: protocols done"
+
+
+def summarise_protocols(root: Path, arm: str) -> dict:
+    """Per model and protocol: mean Dice after 0..5 clicks over the (seed, case) pairs, and the paired gains after
+    3 and 5 clicks."""
+    out = {}
+    for stage in PROTOCOL_MODELS:
+        for protocol in PROTOCOLS:
+            rows = {}
+            for d in (root / arm).glob("seed*"):
+                f = d / "headneck" / "results" / "protocols" / f"{stage}_{protocol}" / "clicks_eval.csv"
+                if f.is_file():
+                    rows.update({(d.name, *k): v for k, v in _rows(f).items()})
+            if not rows:
+                continue
+            entry = {}
+            for cls in CLASSES:
+                pairs = sorted({(s, c) for s, c, k, _ in rows if k == cls})
+                entry[cls] = {"dice": [round(float(np.mean([rows[(s, c, cls, n)] for s, c in pairs])), 4)
+                                       for n in range(PROTOCOL_CLICKS + 1)],
+                              "gain3": paired([rows[(s, c, cls, 3)] - rows[(s, c, cls, 0)] for s, c in pairs]),
+                              "gain5": paired([rows[(s, c, cls, 5)] - rows[(s, c, cls, 0)] for s, c in pairs])}
+            out[f"{stage} {protocol}"] = entry
+    return out
 
 
 def _rows(csv_file: Path) -> dict:
@@ -162,6 +221,9 @@ def summarise(root: Path, arms: list) -> dict:
             entry["automatic_plain_mean"] = {c: float(np.mean([r["base"][(k, c, 0)] for r in runs.values()
                                                                if r["base"] for k, cc, s in r["base"] if cc == c]))
                                              for c in CLASSES}
+        protocols = summarise_protocols(root, arm)
+        if protocols:
+            entry["protocols"] = protocols
         result[arm] = entry
     first = arms[0]
     for arm in arms[1:]:
@@ -203,6 +265,10 @@ def print_summary(result: dict) -> None:
             for c in CLASSES:
                 print(f"  automatic {c}: stage 3 - plain nnU-Net {_fmt(e['automatic_stage3_minus_plain'][c])}; "
                       f"plain mean {e['automatic_plain_mean'][c]:.3f}")
+        for model, entry in e.get("protocols", {}).items():
+            for c in CLASSES:
+                print(f"  {model} {c}: {' -> '.join(f'{x:.3f}' for x in entry[c]['dice'])}; gain after 3 "
+                      f"{_fmt(entry[c]['gain3'])}, after 5 {_fmt(entry[c]['gain5'])}")
         for key, cmp in e.items():
             if key.startswith("minus_"):
                 for c in CLASSES:
@@ -212,7 +278,7 @@ def print_summary(result: dict) -> None:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", choices=("run", "baseline", "summary"))
+    ap.add_argument("what", choices=("run", "baseline", "protocols", "summary"))
     ap.add_argument("-o", required=True, help="workspace: ARM/seedS/ per run")
     ap.add_argument("--arm", default="default", help="run / baseline: the arm's name (its folder)")
     ap.add_argument("--arms", nargs="+", default=None, help="summary: arms to compare, the first is the reference")
@@ -232,8 +298,9 @@ def main(argv=None) -> int:
     if a.what == "run":
         (root / a.arm).mkdir(parents=True, exist_ok=True)
         (root / a.arm / "arm.json").write_text(json.dumps({"set": a.set_options}, indent=1))
-    job = (lambda s: run_arm(root, a.arm, s, a.set_options)) if a.what == "run" else (
-        lambda s: run_baseline(root, a.arm, s))
+    jobs = {"run": lambda s: run_arm(root, a.arm, s, a.set_options), "baseline": lambda s: run_baseline(root, a.arm, s),
+            "protocols": lambda s: run_protocols(root, a.arm, s)}
+    job = jobs[a.what]
     with ThreadPoolExecutor(max(1, a.jobs)) as pool:
         lines = list(pool.map(job, a.seeds))
     print("\n".join(lines))

@@ -60,6 +60,16 @@ def test_summary_curves_targets_pairs_and_baseline(tmp_path, bench):
     assert r["A"]["automatic_stage3_minus_plain"]["GTVn"]["n"] == 2
     assert r["A"]["automatic_plain_mean"]["GTVp"] == pytest.approx((0.7 + 0.8) / 2)
     assert "automatic_stage3_minus_plain" not in r["B"]
+    assert "protocols" not in r["A"]
+    # the protocols part: 0..5 clicks per model and protocol, pooled over (seed, case) pairs
+    for seed, d in ((0, 0.0), (1, 0.1)):
+        _write(tmp_path, "A", seed, {("c0", "GTVp"): [0.5 + d + 0.02 * i for i in range(6)],
+                                     ("c0", "GTVn"): [1.0] * 6}, "protocols/stage3_autopet")
+    p = bench.summarise(tmp_path, ["A"])["A"]["protocols"]
+    assert list(p) == ["stage3 autopet"]
+    assert p["stage3 autopet"]["GTVp"]["dice"] == pytest.approx([0.55, 0.57, 0.59, 0.61, 0.63, 0.65])
+    assert p["stage3 autopet"]["GTVp"]["gain5"]["mean"] == pytest.approx(0.1)
+    assert p["stage3 autopet"]["GTVn"]["gain3"]["mean"] == 0.0
     assert bench.seeds_arg("0-2,5") == [0, 1, 2, 5]
     assert bench.main(["summary", "-o", str(tmp_path), "--arms", "A", "B", "--json", str(tmp_path / "s.json")]) == 0
     assert json.loads((tmp_path / "s.json").read_text())["B"]["minus_A"]["seeds"] == [0, 1]
