@@ -149,8 +149,8 @@ def run_protocols(root: Path, arm: str, seed: int) -> str:
 
 
 def summarise_protocols(root: Path, arm: str) -> dict:
-    """Per model and protocol: mean Dice after 0..5 clicks over the (seed, case) pairs, and the paired gains after
-    3 and 5 clicks."""
+    """Per model and protocol: mean Dice after each step over the (seed, case) pairs (0..5 clicks; each-lesion: 0
+    and one click per lesion) and the paired gains after 3 and the last step."""
     out = {}
     for stage in PROTOCOL_MODELS:
         for protocol in PROTOCOLS:
@@ -161,13 +161,14 @@ def summarise_protocols(root: Path, arm: str) -> dict:
                     rows.update({(d.name, *k): v for k, v in _rows(f).items()})
             if not rows:
                 continue
+            last = max(k[3] for k in rows)  # each-lesion has one step (every lesion at once), the others 5
             entry = {}
             for cls in CLASSES:
                 pairs = sorted({(s, c) for s, c, k, _ in rows if k == cls})
                 entry[cls] = {"dice": [round(float(np.mean([rows[(s, c, cls, n)] for s, c in pairs])), 4)
-                                       for n in range(PROTOCOL_CLICKS + 1)],
-                              "gain3": paired([rows[(s, c, cls, 3)] - rows[(s, c, cls, 0)] for s, c in pairs]),
-                              "gain5": paired([rows[(s, c, cls, 5)] - rows[(s, c, cls, 0)] for s, c in pairs])}
+                                       for n in range(last + 1)],
+                              "gains": {n: paired([rows[(s, c, cls, n)] - rows[(s, c, cls, 0)] for s, c in pairs])
+                                        for n in sorted({min(3, last), last})}}
             out[f"{stage} {protocol}"] = entry
     return out
 
@@ -267,8 +268,8 @@ def print_summary(result: dict) -> None:
                       f"plain mean {e['automatic_plain_mean'][c]:.3f}")
         for model, entry in e.get("protocols", {}).items():
             for c in CLASSES:
-                print(f"  {model} {c}: {' -> '.join(f'{x:.3f}' for x in entry[c]['dice'])}; gain after 3 "
-                      f"{_fmt(entry[c]['gain3'])}, after 5 {_fmt(entry[c]['gain5'])}")
+                gains = "; ".join(f"gain after {n} {_fmt(g)}" for n, g in entry[c]["gains"].items())
+                print(f"  {model} {c}: {' -> '.join(f'{x:.3f}' for x in entry[c]['dice'])}; {gains}")
         for key, cmp in e.items():
             if key.startswith("minus_"):
                 for c in CLASSES:

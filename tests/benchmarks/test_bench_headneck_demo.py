@@ -68,8 +68,8 @@ def test_summary_curves_targets_pairs_and_baseline(tmp_path, bench):
     p = bench.summarise(tmp_path, ["A"])["A"]["protocols"]
     assert list(p) == ["stage3 autopet"]
     assert p["stage3 autopet"]["GTVp"]["dice"] == pytest.approx([0.55, 0.57, 0.59, 0.61, 0.63, 0.65])
-    assert p["stage3 autopet"]["GTVp"]["gain5"]["mean"] == pytest.approx(0.1)
-    assert p["stage3 autopet"]["GTVn"]["gain3"]["mean"] == 0.0
+    assert p["stage3 autopet"]["GTVp"]["gains"][5]["mean"] == pytest.approx(0.1)
+    assert p["stage3 autopet"]["GTVn"]["gains"][3]["mean"] == 0.0
     assert bench.seeds_arg("0-2,5") == [0, 1, 2, 5]
     assert bench.main(["summary", "-o", str(tmp_path), "--arms", "A", "B", "--json", str(tmp_path / "s.json")]) == 0
     assert json.loads((tmp_path / "s.json").read_text())["B"]["minus_A"]["seeds"] == [0, 1]
