@@ -44,9 +44,9 @@ from _stats import paired  # noqa: E402
 CLASSES = ("GTVp", "GTVn")
 PROTOCOLS = ("errors", "autopet", "each-lesion")  # nnunet_ext.methods.interactive.click_protocols.PROTOCOLS
 PROTOCOL_CLICKS = 5
-PROTOCOL_MODELS = {"stage1": ("ClickPromptTrainer", "nnextTinyPlans"),
-                   "stage3": ("ClickPromptErrorTrainer", "nnextTinyPlansStage3")}  # the demo's (demos.headneck)
-STAGES_EPOCHS = 10 + 2 + 5  # the demo's stages (nnunet_ext.demos.headneck.stage_epochs(10))
+PROTOCOL_STAGES = ("stage1", "stage3")  # the models clicks-eval runs with every protocol
+#: ``nnext`` of this interpreter's environment (the package importable from here, as ``PYTHONPATH`` says)
+NNEXT = (sys.executable, "-c", "import sys; from nnunet_ext.cli.main import main; sys.exit(main())")
 
 
 def seeds_arg(text: str) -> list:
@@ -77,9 +77,10 @@ def _log(cmd, log: Path, workspace: "Path | None" = None) -> int:
                               env=_env(workspace)).returncode
 
 
-def _configuration(demo: Path) -> str:
-    """The configuration the demo trained (its plan step's record; the plans hold 2d and 3d_fullres)."""
-    return json.loads((demo / ".nnext_demo_plan.json").read_text())["settings"]["config"]
+def _plan_record(demo: Path) -> dict:
+    """The settings of the demo's plan step (configuration trained, stage-1 epochs, options); the plans
+    themselves hold 2d and 3d_fullres."""
+    return json.loads((demo / ".nnext_demo_plan.json").read_text())["settings"]
 
 
 def run_arm(root: Path, arm: str, seed: int, options: list) -> str:
@@ -87,8 +88,7 @@ def run_arm(root: Path, arm: str, seed: int, options: list) -> str:
     reused by the demo's own settings check."""
     out = run_dir(root, arm, seed)
     out.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-c", "import sys; from nnunet_ext.cli.main import main; sys.exit(main())", "demo",
-           "headneck", "-o", out, "--seed", seed, *[a for o in options for a in ("--set", o)]]
+    cmd = [*NNEXT, "demo", "headneck", "-o", out, "--seed", seed, *[a for o in options for a in ("--set", o)]]
     log = out / "demo.log"
     code = _log(cmd, log)
     return f"{arm} seed {seed}: " + ("done" if code == 0 else f"failed (exit {code}, see {log})")
@@ -105,10 +105,13 @@ def run_baseline(root: Path, arm: str, seed: int) -> str:
     raw = demo / "nnUNet_raw" / pre.name
     plans = json.loads((pre / "nnextTinyPlans.json").read_text())
     plans["plans_name"] = "nnextTinyPlansBase"
-    config = _configuration(demo)
+    from nnunet_ext.demos.headneck import stage_epochs
+
+    record = _plan_record(demo)
+    config, epochs = record["config"], sum(stage_epochs(record["epochs"]).values())
     block = plans["configurations"][config].setdefault("nnext_training", {})
-    block["num_epochs"] = STAGES_EPOCHS
-    block.setdefault("optimizer", {})["warmup_epochs"] = max(1, STAGES_EPOCHS // 10)
+    block["num_epochs"] = epochs
+    block.setdefault("optimizer", {})["warmup_epochs"] = max(1, epochs // 10)
     (pre / "nnextTinyPlansBase.json").write_text(json.dumps(plans, indent=4))
     dataset = pre.name[len("Dataset"):len("Dataset") + 3]
     model = ["-d", dataset, "-c", config, "-tr", "ClickPromptAutoTrainer", "-p", "nnextTinyPlansBase", "-f", "0"]
@@ -118,8 +121,7 @@ def run_baseline(root: Path, arm: str, seed: int) -> str:
         if _log(train_command([dataset, config, "0", "-tr", "ClickPromptAutoTrainer", "-p", "nnextTinyPlansBase",
                                "-device", "cpu"], threads=1, seed=seed), log, demo):
             return f"{arm} seed {seed}: baseline training failed (see {log})"
-    code = _log([sys.executable, "-c", "import sys; from nnunet_ext.cli.main import main; sys.exit(main())",
-                 "clicks-eval", "-i", raw / "imagesTs", "-ref", raw / "labelsTs", "-o",
+    code = _log([*NNEXT, "clicks-eval", "-i", raw / "imagesTs", "-ref", raw / "labelsTs", "-o",
                  demo / "results" / "clicks_eval_base", *model, "-device", "cpu", "--protocol", "errors",
                  "--max-clicks", 1, "--seed", seed, "--overwrite"], log, demo)
     return f"{arm} seed {seed}: baseline " + ("done" if code == 0 else f"evaluation failed (see {log})")
@@ -131,15 +133,17 @@ def run_protocols(root: Path, arm: str, seed: int) -> str:
     demo = run_dir(root, arm, seed) / "headneck"
     pre = next((demo / "nnUNet_preprocessed").glob("Dataset*"))
     raw = demo / "nnUNet_raw" / pre.name
-    config = _configuration(demo)
+    from nnunet_ext.demos.headneck import STAGES, stage_plans_name
+
+    config = _plan_record(demo)["config"]
     log = demo / "protocols.log"
-    for stage, (trainer, plans) in PROTOCOL_MODELS.items():
+    for stage in PROTOCOL_STAGES:
+        trainer, plans = dict(STAGES)[stage], stage_plans_name(stage)
         for protocol in PROTOCOLS:
             out = demo / "results" / "protocols" / f"{stage}_{protocol}"
             if (out / "summary.json").is_file():
                 continue
-            cmd = [sys.executable, "-c", "import sys; from nnunet_ext.cli.main import main; sys.exit(main())",
-                   "clicks-eval", "-i", raw / "imagesTs", "-ref", raw / "labelsTs", "-o", out,
+            cmd = [*NNEXT, "clicks-eval", "-i", raw / "imagesTs", "-ref", raw / "labelsTs", "-o", out,
                    "-d", pre.name[len("Dataset"):len("Dataset") + 3], "-c", config, "-tr", trainer, "-p", plans,
                    "-f", "0", "-device", "cpu", "--protocol", protocol, "--max-clicks", PROTOCOL_CLICKS,
                    "--seed", seed, "--overwrite"]
@@ -152,7 +156,7 @@ def summarise_protocols(root: Path, arm: str) -> dict:
     """Per model and protocol: mean Dice after each step over the (seed, case) pairs (0..5 clicks; each-lesion: 0
     and one click per lesion) and the paired gains after 3 and the last step."""
     out = {}
-    for stage in PROTOCOL_MODELS:
+    for stage in PROTOCOL_STAGES:
         for protocol in PROTOCOLS:
             rows = {}
             for d in (root / arm).glob("seed*"):
