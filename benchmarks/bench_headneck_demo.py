@@ -1,5 +1,5 @@
-"""Arms of ``nnext demo headneck`` over seeds, paired (issue 18): the click-refinement benchmark of the RESULTS
-sessions 9-12, as one script.
+"""Arms of ``nnext demo headneck`` over seeds, paired (issue 18): the click-refinement benchmark of RESULTS.md
+(issue 18, sessions 10-12: arms that change plans options), as one script.
 
 An arm is the demo with extra plans options (``nnext demo headneck --set SECTION.KEY=VALUE``); each seed
 synthesises its own 40 training + 3 test phantoms, so two arms with the same seed train on the same data and are
