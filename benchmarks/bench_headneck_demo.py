@@ -63,11 +63,13 @@ def run_dir(root: Path, arm: str, seed: int) -> Path:
 
 
 def _env(workspace: "Path | None" = None) -> dict:
-    """One torch thread, one nnU-Net process; with ``workspace`` nnU-Net's folders inside it (set per child, not in
-    this process's environment: runs side by side in threads of this process)."""
+    """One torch thread, one nnU-Net process; with ``workspace`` nnU-Net's folders inside it and augmentation in the
+    training process (set per child, not in this process's environment: runs side by side in threads of this
+    process)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "nnUNet_def_n_proc": "1"}
-    if workspace is not None:
+    if workspace is not None:  # as nnunet_ext.io.paths.use_workspace, which sets them in its own process
         env.update({v: str(workspace / v) for v in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")})
+        env.setdefault("nnUNet_n_proc_DA", "0")  # augmentation in the training process: a seeded run repeats
     return env
 
 
@@ -75,6 +77,16 @@ def _log(cmd, log: Path, workspace: "Path | None" = None) -> int:
     with open(log, "a") as f:
         return subprocess.run([str(c) for c in cmd], stdout=f, stderr=subprocess.STDOUT,
                               env=_env(workspace)).returncode
+
+
+def _run_folders(root: Path, arm: str, seed: int) -> tuple:
+    """(demo folder, raw dataset, preprocessed dataset, dataset id, configuration trained) of a finished run."""
+    from nnunet_ext.demos.headneck import RAW_ID, RAW_NAME
+
+    demo = run_dir(root, arm, seed) / "headneck"
+    name = f"Dataset{RAW_ID}_{RAW_NAME}"
+    return (demo, demo / "nnUNet_raw" / name, demo / "nnUNet_preprocessed" / name, str(RAW_ID),
+            _plan_record(demo)["config"])
 
 
 def _plan_record(demo: Path) -> dict:
@@ -98,28 +110,23 @@ def run_baseline(root: Path, arm: str, seed: int) -> str:
     """Plain automatic nnU-Net on the run's data and plans: ``ClickPromptAutoTrainer`` from scratch (its prompt
     channels are always zero; the same network, dropout and optimiser) for the three stages' epochs together, then
     its automatic Dice: step 0 of ``nnext clicks-eval --max-clicks 1`` (the demo's metric and test cases)."""
+    from nnunet_ext.demos.headneck import PLANS, stage_epochs
     from nnunet_ext.demos.steps import train_command
 
-    demo = run_dir(root, arm, seed) / "headneck"
-    pre = next((demo / "nnUNet_preprocessed").glob("Dataset*"))
-    raw = demo / "nnUNet_raw" / pre.name
-    plans = json.loads((pre / "nnextTinyPlans.json").read_text())
-    plans["plans_name"] = "nnextTinyPlansBase"
-    from nnunet_ext.demos.headneck import stage_epochs
-
-    record = _plan_record(demo)
-    config, epochs = record["config"], sum(stage_epochs(record["epochs"]).values())
+    demo, raw, pre, dataset, config = _run_folders(root, arm, seed)
+    plans = json.loads((pre / f"{PLANS}.json").read_text())
+    base = plans["plans_name"] = f"{PLANS}Base"
+    epochs = sum(stage_epochs(_plan_record(demo)["epochs"]).values())
     block = plans["configurations"][config].setdefault("nnext_training", {})
     block["num_epochs"] = epochs
     block.setdefault("optimizer", {})["warmup_epochs"] = max(1, epochs // 10)
-    (pre / "nnextTinyPlansBase.json").write_text(json.dumps(plans, indent=4))
-    dataset = pre.name[len("Dataset"):len("Dataset") + 3]
-    model = ["-d", dataset, "-c", config, "-tr", "ClickPromptAutoTrainer", "-p", "nnextTinyPlansBase", "-f", "0"]
+    (pre / f"{base}.json").write_text(json.dumps(plans, indent=4))
+    model = ["-d", dataset, "-c", config, "-tr", "ClickPromptAutoTrainer", "-p", base, "-f", "0"]
     log = demo / "baseline.log"
-    if not (demo / "nnUNet_results" / pre.name / f"ClickPromptAutoTrainer__nnextTinyPlansBase__{config}" / "fold_0"
+    if not (demo / "nnUNet_results" / pre.name / f"ClickPromptAutoTrainer__{base}__{config}" / "fold_0"
             / "checkpoint_final.pth").is_file():
-        if _log(train_command([dataset, config, "0", "-tr", "ClickPromptAutoTrainer", "-p", "nnextTinyPlansBase",
-                               "-device", "cpu"], threads=1, seed=seed), log, demo):
+        if _log(train_command([dataset, config, "0", "-tr", "ClickPromptAutoTrainer", "-p", base, "-device", "cpu"],
+                              threads=1, seed=seed), log, demo):
             return f"{arm} seed {seed}: baseline training failed (see {log})"
     code = _log([*NNEXT, "clicks-eval", "-i", raw / "imagesTs", "-ref", raw / "labelsTs", "-o",
                  demo / "results" / "clicks_eval_base", *model, "-device", "cpu", "--protocol", "errors",
@@ -130,12 +137,9 @@ def run_baseline(root: Path, arm: str, seed: int) -> str:
 def run_protocols(root: Path, arm: str, seed: int) -> str:
     """``nnext clicks-eval`` of the run's stage-1 and stage-3 models with every protocol, 0..5 clicks, into
     ``results/protocols/<stage>_<protocol>`` (a finished one is kept)."""
-    demo = run_dir(root, arm, seed) / "headneck"
-    pre = next((demo / "nnUNet_preprocessed").glob("Dataset*"))
-    raw = demo / "nnUNet_raw" / pre.name
     from nnunet_ext.demos.headneck import STAGES, stage_plans_name
 
-    config = _plan_record(demo)["config"]
+    demo, raw, pre, dataset, config = _run_folders(root, arm, seed)
     log = demo / "protocols.log"
     for stage in PROTOCOL_STAGES:
         trainer, plans = dict(STAGES)[stage], stage_plans_name(stage)
@@ -144,7 +148,7 @@ def run_protocols(root: Path, arm: str, seed: int) -> str:
             if (out / "summary.json").is_file():
                 continue
             cmd = [*NNEXT, "clicks-eval", "-i", raw / "imagesTs", "-ref", raw / "labelsTs", "-o", out,
-                   "-d", pre.name[len("Dataset"):len("Dataset") + 3], "-c", config, "-tr", trainer, "-p", plans,
+                   "-d", dataset, "-c", config, "-tr", trainer, "-p", plans,
                    "-f", "0", "-device", "cpu", "--protocol", protocol, "--max-clicks", PROTOCOL_CLICKS,
                    "--seed", seed, "--overwrite"]
             if _log(cmd, log, demo):
