@@ -169,15 +169,11 @@ def summarise_protocols(root: Path, arm: str) -> dict:
                     rows.update({(d.name, *k): v for k, v in _rows(f).items()})
             if not rows:
                 continue
-            last = max(k[3] for k in rows)  # each-lesion has one step (every lesion at once), the others 5
-            entry = {}
-            for cls in CLASSES:
-                pairs = sorted({(s, c) for s, c, k, _ in rows if k == cls})
-                entry[cls] = {"dice": [round(float(np.mean([rows[(s, c, cls, n)] for s, c in pairs])), 4)
-                                       for n in range(last + 1)],
-                              "gains": {n: paired([rows[(s, c, cls, n)] - rows[(s, c, cls, 0)] for s, c in pairs])
-                                        for n in sorted({min(3, last), last})}}
-            out[f"{stage} {protocol}"] = entry
+            last = max(k[-1] for k in rows)  # each-lesion has one step (every lesion at once), the others 5
+            out[f"{stage} {protocol}"] = {
+                cls: {"dice": [round(x, 4) for x in curve(rows, cls, last)],
+                      "gains": {n: paired(gains(rows, cls, n)) for n in sorted({min(3, last), last})}}
+                for cls in CLASSES}
     return out
 
 
@@ -199,37 +195,56 @@ def load_arm(root: Path, arm: str) -> dict:
     return out
 
 
+# Rows are keyed ``(*case id, class, step)``: the case id is ``(case,)`` within one run and ``(seed, case)`` pooled.
+def cases(rows: dict, cls: str) -> list:
+    """The case ids that have rows of class ``cls``."""
+    return sorted({k[:-2] for k in rows if k[-2] == cls})
+
+
+def dice_at(rows: dict, cls: str, step: int, ids: "list | None" = None) -> list:
+    """Dice of ``cls`` after ``step`` clicks per case id (``ids``: default every case of the class)."""
+    return [rows[(*i, cls, step)] for i in (cases(rows, cls) if ids is None else ids)]
+
+
+def gains(rows: dict, cls: str, step: int, ids: "list | None" = None) -> list:
+    """Dice after ``step`` clicks minus Dice at 0 clicks, per case id."""
+    return [b - a for a, b in zip(dice_at(rows, cls, 0, ids), dice_at(rows, cls, step, ids))]
+
+
 def curve(rows: dict, cls: str, clicks: int = 3) -> list:
     """Mean Dice over the cases after 0..``clicks`` clicks."""
-    cases = sorted({c for c, k, _ in rows if k == cls})
-    return [float(np.mean([rows[(c, cls, s)] for c in cases])) for s in range(clicks + 1)]
+    return [float(np.mean(dice_at(rows, cls, s))) for s in range(clicks + 1)]
+
+
+def _pooled(runs: dict, key: str, seeds=None) -> dict:
+    """The rows ``key`` of the runs (``seeds``: default all that have them), keyed ``(seed, case, class, step)``."""
+    return {(seed, *k): v for seed, r in runs.items() if r[key] and (seeds is None or seed in seeds)
+            for k, v in r[key].items()}
 
 
 def summarise(root: Path, arms: list) -> dict:
     data = {arm: load_arm(root, arm) for arm in arms}
     result = {}
     for arm, runs in data.items():
-        per_seed, gains = {}, {c: [] for c in CLASSES}
+        per_seed = {}
         for seed, r in runs.items():
             per_seed[seed] = {}
             for cls in CLASSES:
                 v = curve(r["stage3"], cls)
                 per_seed[seed][cls] = {"dice": [round(x, 4) for x in v], "gain3": round(v[3] - v[0], 4),
                                        "drop": any(b < a - 1e-9 for a, b in zip(v, v[1:]))}
-                gains[cls] += [r["stage3"][(c, k, 3)] - r["stage3"][(c, k, 0)]
-                               for c, k, s in r["stage3"] if k == cls and s == 0]
-        entry = {"seeds": per_seed, "pooled_gain3": {c: paired(g) for c, g in gains.items()},
+        pooled = _pooled(runs, "stage3")
+        entry = {"seeds": per_seed, "pooled_gain3": {c: paired(gains(pooled, c, 3)) for c in CLASSES},
                  "targets": {"GTVn+0.10": [s for s, v in per_seed.items() if v["GTVn"]["gain3"] >= 0.10],
                              "GTVp+0.03": [s for s, v in per_seed.items() if v["GTVp"]["gain3"] >= 0.03],
                              "no_drop": [s for s, v in per_seed.items() if not any(v[c]["drop"] for c in CLASSES)]}}
-        auto = {c: [r["stage3"][(k, c, 0)] - r["base"][(k, c, 0)]
-                    for r in runs.values() if r["base"] for k, cc, s in r["stage3"] if cc == c and s == 0]
+        base = _pooled(runs, "base")
+        if base:  # the automatic branch (0 clicks) against the plain baseline, on the seeds that have one
+            stage3 = _pooled(runs, "stage3", {k[0] for k in base})
+            entry["automatic_stage3_minus_plain"] = {
+                c: paired([a - b for a, b in zip(dice_at(stage3, c, 0), dice_at(base, c, 0, cases(stage3, c)))])
                 for c in CLASSES}
-        if any(auto.values()):
-            entry["automatic_stage3_minus_plain"] = {c: paired(d) for c, d in auto.items()}
-            entry["automatic_plain_mean"] = {c: float(np.mean([r["base"][(k, c, 0)] for r in runs.values()
-                                                               if r["base"] for k, cc, s in r["base"] if cc == c]))
-                                             for c in CLASSES}
+            entry["automatic_plain_mean"] = {c: float(np.mean(dice_at(base, c, 0))) for c in CLASSES}
         protocols = summarise_protocols(root, arm)
         if protocols:
             entry["protocols"] = protocols
@@ -237,18 +252,16 @@ def summarise(root: Path, arms: list) -> dict:
     first = arms[0]
     for arm in arms[1:]:
         common = sorted(set(data[arm]) & set(data[first]))
+        ours, theirs = _pooled(data[arm], "stage3", set(common)), _pooled(data[first], "stage3", set(common))
         cmp = {}
         for cls in CLASSES:
-            keys = [(s, c) for s in common for c, k, st in data[first][s]["stage3"] if k == cls and st == 0]
+            ids = cases(theirs, cls)
 
-            def at(a, s, c, step):
-                return data[a][s]["stage3"][(c, cls, step)]
-
-            def gain(a, s, c):
-                return at(a, s, c, 3) - at(a, s, c, 0)
-            cmp[cls] = {"gain3": paired([gain(arm, s, c) - gain(first, s, c) for s, c in keys]),
-                        "dice0": paired([at(arm, s, c, 0) - at(first, s, c, 0) for s, c in keys]),
-                        "dice3": paired([at(arm, s, c, 3) - at(first, s, c, 3) for s, c in keys])}
+            def minus(per_case):  # arm - first per (seed, case), paired
+                return paired([a - b for a, b in zip(per_case(ours), per_case(theirs))])
+            cmp[cls] = {"gain3": minus(lambda rows: gains(rows, cls, 3, ids)),
+                        "dice0": minus(lambda rows: dice_at(rows, cls, 0, ids)),
+                        "dice3": minus(lambda rows: dice_at(rows, cls, 3, ids))}
         result[arm][f"minus_{first}"] = {"seeds": common, **cmp}
     return result
 
