@@ -17,7 +17,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "  brain     T1/T1ce/T2/FLAIR, BraTS-like regions; side folder brainmasksTr/Ts\n"
         "  nodule    CT crops, label = rater 0; all raters in labelsTr_raters/CASE_rater{k}; latent truth in\n"
         "            truthTr/Ts; --rater-model exchangeable (LIDC-like readers, random order) or fixed\n"
-        "  headneck  CT + PET, labels GTVp / GTVn\n"
+        "  headneck  CT + PET, labels GTVp / GTVn; --ambiguous-rate P gives the primary, with probability P, a\n"
+        "            tumour-like hot neighbour that is tumour or inflammation with equal odds\n"
         "Per-case metadata (lesion centres in voxels and LPS mm, ...) goes to phantom_info.json.\n"
         "example: nnext synth chest -d 501 -n 20 --n-test 5 --seed 1")
     parser.add_argument("kind", choices=KINDS, help="phantom type")
@@ -37,6 +38,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="nodule only: exchangeable = K readers per case drawn from a reader-style population "
                              "calibrated on LIDC-IDRI, in random order (default); fixed = rater k always uses "
                              "the same HU threshold (nearly nested; the negative control)")
+    parser.add_argument("--ambiguous-rate", type=float, metavar="P",
+                        help="headneck only: probability (0-1) that the primary has an ambiguous neighbour, a hot "
+                             "lobe that looks like tumour and is tumour (GTVp) or inflammation (unlabelled) with "
+                             "equal odds: what a click has to tell the model (default 0)")
     parser.add_argument("--raw", metavar="DIR", help="nnUNet_raw folder (default: $nnUNet_raw)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing dataset with the same ID")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -48,6 +53,6 @@ def run(args: argparse.Namespace) -> int:
     folder = write_dataset(args.kind, args.dataset_id, args.num_train, num_test=args.n_test, seed=args.seed,
                            size=args.size, name=args.name, overwrite=args.overwrite, raw_dir=args.raw,
                            progress=not args.no_progress, raters=args.raters,
-                           rater_model=args.rater_model)
+                           rater_model=args.rater_model, ambiguous_rate=args.ambiguous_rate)
     print(f"wrote {args.num_train} training + {args.n_test} test {args.kind} cases to {folder}")
     return 0

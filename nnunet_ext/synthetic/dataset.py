@@ -72,6 +72,7 @@ KINDS: dict[str, KindSpec] = {
                        description="synthetic lung nodule CT crops with several simulated raters"),
     "headneck": KindSpec("nnunet_ext.synthetic.headneck:generate_headneck_case", "NnextHeadNeck",
                          {"0": "CT", "1": "PET"}, {"background": 0, "GTVp": 1, "GTVn": 2},
+                         options=("ambiguous_rate",),
                          description="synthetic head-and-neck PET/CT with primary tumour and lymph nodes"),
 }
 

@@ -5,12 +5,24 @@ salivary glands, tonsils and the base of the brain. PET is in SUV-like units wit
 
 Labels (HECKTOR-like): 1 = GTVp, one primary tumour next to the airway (SUV ~8-15, heterogeneous, CT slightly
 hyperdense); 2 = GTVn, 0-4 metastatic lymph nodes lateral in the neck (most cases have at least one).
+
+``ambiguous_rate`` (default 0, the phantom of every earlier release): the probability that the primary has an
+*ambiguous neighbour*, a second hot lobe touching it that looks like tumour in PET and CT, and is tumour
+(labelled GTVp) or peritumoural inflammation (not labelled) with equal odds, independently of its appearance.
+This is the failure condition of real staging PET/CT that interactive refinement exists for: FDG uptake and CT
+density do not tell tumour extension from inflamed or physiologically active tissue next to it (the tonsils, the
+base of tongue), the clinician knows from endoscopy and examination, and a click carries that knowledge (Chu
+et al. 2026, Fig. 3: "a negative click in a non-primary tumour region"). Without it the primary is the only hot
+lesion at the airway, the automatic branch finds all of it, and what is left is a one-voxel rim that a click
+mends little of (RESULTS.md, issue 18, session 12). The neighbour is drawn from a child generator
+(``rng.spawn``), so the rest of a case is drawn from the same stream as without it.
 """
 from __future__ import annotations
 
 import numpy as np
 from scipy import ndimage
 
+from nnunet_ext.errors import InputError
 from nnunet_ext.synthetic import shapes as S
 from nnunet_ext.synthetic.dataset import PhantomCase
 
@@ -19,10 +31,21 @@ SPACING = (4.0, 3.0, 3.0)  # z, y, x mm: thicker slices, like a clinical PET/CT
 CENTRE_XYZ = (0.0, 15.0, -60.0)  # -> origin about (-94.5, -79.5, -138)
 PET_FWHM_MM = 6.0
 NODE_COUNT_P = (0.12, 0.3, 0.28, 0.18, 0.12)  # P(0..4 nodes)
+NEIGHBOUR_TUMOUR_P = 0.5  # an ambiguous neighbour is tumour extension with this probability, else inflammation
 
 
-def generate_headneck_case(rng: np.random.Generator, size_zyx=DEFAULT_SIZE) -> PhantomCase:
-    """One CT (int16 HU) + PET (float32 SUV) pair with GTVp / GTVn labels and metadata."""
+def validate_options(ambiguous_rate: float = 0.0) -> None:
+    """InputError unless ``ambiguous_rate`` is a probability."""
+    if isinstance(ambiguous_rate, bool) or not isinstance(ambiguous_rate, (int, float, np.floating)) \
+            or not 0.0 <= float(ambiguous_rate) <= 1.0:
+        raise InputError(f"--ambiguous-rate must be a number from 0 to 1, got {ambiguous_rate!r}")
+
+
+def generate_headneck_case(rng: np.random.Generator, size_zyx=DEFAULT_SIZE,
+                           ambiguous_rate: float = 0.0) -> PhantomCase:
+    """One CT (int16 HU) + PET (float32 SUV) pair with GTVp / GTVn labels and metadata; ``ambiguous_rate``: the
+    probability of an ambiguous neighbour of the primary (module docstring)."""
+    validate_options(ambiguous_rate)
     grid, scale, iso = S.scaled_grid(size_zyx, DEFAULT_SIZE, SPACING, CENTRE_XYZ)
     axes = grid.axes()
     hu, suv, m = _anatomy(rng, grid, axes, scale)
@@ -30,8 +53,20 @@ def generate_headneck_case(rng: np.random.Generator, size_zyx=DEFAULT_SIZE) -> P
 
     primary = _primary(rng, grid, axes, iso, m)
     label[primary["mask"]] = 1
+    lesions = [primary]
+    occupied = primary["mask"]
+    neighbour = None
+    if ambiguous_rate > 0:
+        child = rng.spawn(1)[0]  # leaves rng's stream as it is
+        if child.random() < ambiguous_rate:
+            neighbour = _neighbour(child, grid, axes, m, primary)
+    if neighbour is not None:
+        if neighbour["tumour"]:
+            label[neighbour["mask"] & (label == 0)] = 1
+        lesions.append(neighbour)
+        occupied = occupied | neighbour["mask"]
     nodes = []
-    blocked = ndimage.binary_dilation(primary["mask"], iterations=2) | m["bone"] | m["airway"] | m["vessel"]
+    blocked = ndimage.binary_dilation(occupied, iterations=2) | m["bone"] | m["airway"] | m["vessel"]
     for _ in range(int(rng.choice(len(NODE_COUNT_P), p=NODE_COUNT_P))):
         node = _node(rng, grid, axes, iso, m, blocked, primary["side"])
         if node is not None:
@@ -39,7 +74,7 @@ def generate_headneck_case(rng: np.random.Generator, size_zyx=DEFAULT_SIZE) -> P
             blocked |= ndimage.binary_dilation(node["mask"], iterations=1)
             nodes.append(node)
 
-    for lesion in [primary] + nodes:
+    for lesion in lesions + nodes:
         mask, frac = lesion.pop("mask"), lesion.pop("frac")
         hu = hu * (1 - frac) + lesion.pop("hu") * frac
         suv = np.where(frac > 0, np.maximum(suv * (1 - frac) + lesion.pop("suv") * frac, suv), suv)
@@ -53,8 +88,10 @@ def generate_headneck_case(rng: np.random.Generator, size_zyx=DEFAULT_SIZE) -> P
     noise = ndimage.gaussian_filter(rng.standard_normal(grid.shape).astype(np.float32), 0.7)
     noise /= max(float(noise.std()), 1e-6)
     pet = np.clip(pet + 0.12 * np.sqrt(np.maximum(pet, 0)) * noise, 0, None).astype(np.float32)
-    return PhantomCase(images=[ct, pet], label=label, geometry=grid.geometry(),
-                       info={"GTVp": primary, "GTVn": nodes})
+    info = {"GTVp": primary, "GTVn": nodes}
+    if ambiguous_rate > 0:
+        info["ambiguous_neighbour"] = neighbour
+    return PhantomCase(images=[ct, pet], label=label, geometry=grid.geometry(), info=info)
 
 
 def _anatomy(rng, grid, axes, scale):
@@ -159,6 +196,25 @@ def _primary(rng, grid, axes, iso, m):
         lesion["mask"][v], lesion["frac"][v] = True, 1.0
     site = "oropharynx" if c[0] > m["z_jaw"] - 10 else ("larynx" if c[1] < -15 else "hypopharynx")
     return {**lesion, "site": site, "side": "right" if c[2] < 0 else "left", "radius_mm": round(float(radius), 2)}
+
+
+def _neighbour(rng, grid, axes, m, primary):
+    """Ambiguous neighbour of the primary: a hot lobe touching it, 55-85 % of its radius, drawn like the primary
+    (SUV 8-15, CT 58 HU) whether it is tumour or inflammation; None when no place inside the body is found."""
+    centre = np.asarray(grid.to_mm(ndimage.center_of_mass(primary["mask"])))
+    radius = primary["radius_mm"] * rng.uniform(0.55, 0.85)
+    limit = m["body"] & ~m["bone"] & ~m["airway"]
+    for _ in range(20):
+        ang = rng.uniform(0, 2 * np.pi)
+        direction = np.array([rng.uniform(-0.3, 0.3), np.sin(ang), np.cos(ang)])
+        c = centre + direction / np.linalg.norm(direction) * primary["radius_mm"] * rng.uniform(0.9, 1.2)
+        c_vox = np.rint(grid.to_index(c)).astype(int)
+        if np.any(c_vox < 0) or np.any(c_vox >= grid.shape) or not limit[tuple(c_vox)]:
+            continue
+        lesion = _lesion(rng, grid, axes, c, radius, rng.uniform(8.0, 15.0), 58.0, False, limit)
+        if (lesion["mask"] & ~primary["mask"]).sum() >= 4:
+            return {**lesion, "tumour": bool(rng.random() < NEIGHBOUR_TUMOUR_P), "radius_mm": round(float(radius), 2)}
+    return None
 
 
 def _node(rng, grid, axes, iso, m, blocked, primary_side):
