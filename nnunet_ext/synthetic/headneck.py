@@ -31,6 +31,8 @@ SPACING = (4.0, 3.0, 3.0)  # z, y, x mm: thicker slices, like a clinical PET/CT
 CENTRE_XYZ = (0.0, 15.0, -60.0)  # -> origin about (-94.5, -79.5, -138)
 PET_FWHM_MM = 6.0
 NODE_COUNT_P = (0.12, 0.3, 0.28, 0.18, 0.12)  # P(0..4 nodes)
+PRIMARY_SUV = (8.0, 15.0)  # peak SUV range of the primary, and of its ambiguous neighbour
+PRIMARY_HU = 58.0  # CT of the primary (muscle 50 HU), and of its ambiguous neighbour
 NEIGHBOUR_TUMOUR_P = 0.5  # an ambiguous neighbour is tumour extension with this probability, else inflammation
 
 
@@ -185,12 +187,13 @@ def _primary(rng, grid, axes, iso, m):
             continue
         ang = rng.uniform(0, 2 * np.pi)
         c = p + np.array([0.0, np.sin(ang), np.cos(ang)]) * (seg[2] + 0.6 * radius)
-        lesion = _lesion(rng, grid, axes, c, radius, rng.uniform(8.0, 15.0), 58.0, rng.random() < 0.25, limit)
+        lesion = _lesion(rng, grid, axes, c, radius, rng.uniform(*PRIMARY_SUV), PRIMARY_HU, rng.random() < 0.25,
+                         limit)
         if lesion["mask"].sum() >= 4:
             break
         radius *= 0.9
     if lesion is None:  # the airway never lay inside the field of view
-        lesion = _lesion(rng, grid, axes, c, radius, rng.uniform(8.0, 15.0), 58.0, False, limit)
+        lesion = _lesion(rng, grid, axes, c, radius, rng.uniform(*PRIMARY_SUV), PRIMARY_HU, False, limit)
     if not lesion["mask"].any():  # degenerate grids: at least one voxel
         v = tuple(np.clip(np.rint(grid.to_index(c)), 0, np.asarray(grid.shape) - 1).astype(int))
         lesion["mask"][v], lesion["frac"][v] = True, 1.0
@@ -200,7 +203,8 @@ def _primary(rng, grid, axes, iso, m):
 
 def _neighbour(rng, grid, axes, m, primary):
     """Ambiguous neighbour of the primary: a hot lobe touching it, 55-85 % of its radius, drawn like the primary
-    (SUV 8-15, CT 58 HU) whether it is tumour or inflammation; None when no place inside the body is found."""
+    (:data:`PRIMARY_SUV`, :data:`PRIMARY_HU`) whether it is tumour or inflammation; None when no place inside
+    the body is found."""
     centre = np.asarray(grid.to_mm(ndimage.center_of_mass(primary["mask"])))
     radius = primary["radius_mm"] * rng.uniform(0.55, 0.85)
     limit = m["body"] & ~m["bone"] & ~m["airway"]
@@ -211,7 +215,7 @@ def _neighbour(rng, grid, axes, m, primary):
         c_vox = np.rint(grid.to_index(c)).astype(int)
         if np.any(c_vox < 0) or np.any(c_vox >= grid.shape) or not limit[tuple(c_vox)]:
             continue
-        lesion = _lesion(rng, grid, axes, c, radius, rng.uniform(8.0, 15.0), 58.0, False, limit)
+        lesion = _lesion(rng, grid, axes, c, radius, rng.uniform(*PRIMARY_SUV), PRIMARY_HU, False, limit)
         if (lesion["mask"] & ~primary["mask"]).sum() >= 4:
             return {**lesion, "tumour": bool(rng.random() < NEIGHBOUR_TUMOUR_P), "radius_mm": round(float(radius), 2)}
     return None
